@@ -1,0 +1,79 @@
+/*
+ * Definitions shared by every contactd module: error codes, assertions and
+ * the small helpers (container_of, counted strings) the rest builds on.
+ * Functions return 0 on success or a negative CC_E* code; cc_strerror()
+ * names the code.
+ */
+#ifndef CC_H
+#define CC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+enum {
+    CC_EINVAL = -1,  /* invalid argument or value */
+    CC_ENOMEM = -2,  /* out of memory */
+    CC_ENOENT = -3,  /* no such object */
+    CC_EEXIST = -4,  /* object already exists */
+    CC_ESTATE = -5,  /* not allowed in the current state */
+    CC_ELIMIT = -6,  /* a configured limit was reached */
+    CC_EPROTO = -7,  /* malformed input */
+    CC_EIO = -8,     /* an I/O or socket call failed */
+    CC_EAGAIN = -9,  /* try again later */
+    CC_ETOOBIG = -10 /* input larger than allowed */
+};
+
+/* Returns a static, human-readable name for a CC_E* code. */
+const char *cc_strerror(int err);
+
+#define CC_CONTAINER_OF(ptr, type, field)                                      \
+    ((type *)(void *)((char *)(ptr)-offsetof(type, field)))
+
+#define CC_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#if defined(__GNUC__)
+#define CC_LIKELY(x) __builtin_expect(!!(x), 1)
+#define CC_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define CC_LIKELY(x) (x)
+#define CC_UNLIKELY(x) (x)
+#endif
+
+/* CC_ASSERT guards programming errors, never input: it stays on in release
+ * builds because a broken invariant in a long-running daemon must stop it
+ * loudly rather than corrupt state. */
+#define CC_ASSERT(cond)                                                        \
+    do {                                                                       \
+        if (CC_UNLIKELY(!(cond)))                                              \
+            cc__assert_fail(#cond, __FILE__, __LINE__);                        \
+    } while (0)
+
+void cc__assert_fail(const char *expr, const char *file, int line)
+    __attribute__((noreturn));
+
+/* A counted string that borrows its bytes from someone else's buffer. It is
+ * not NUL-terminated. */
+struct cc_str {
+    const char *p;
+    uint32_t n;
+};
+
+static inline int
+cc_str_eq(struct cc_str a, const char *lit)
+{
+    size_t i;
+    for (i = 0; i < a.n; i++) {
+        if (lit[i] != a.p[i] || lit[i] == '\0')
+            return 0;
+    }
+    return lit[i] == '\0';
+}
+
+/* 64-bit hash of a byte string with a seed. Not cryptographic; the seed is
+ * drawn at random by the daemon so that producers cannot aim collisions at
+ * the tables. */
+uint64_t cc_hash(const void *data, size_t len, uint64_t seed);
+
+#endif

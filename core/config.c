@@ -1,0 +1,422 @@
+/*
+ * The configuration table and its INI reader. See config.h.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <string.h>
+#include <strings.h>
+
+enum key_type { K_ADDR, K_SIZE, K_DURATION, K_UINT, K_ENUM, K_CHANNELS };
+
+struct key {
+    const char *section;
+    const char *name;
+    enum key_type type;
+    size_t offset;
+    const char *def;
+    uint64_t min, max;
+    const char *const *choices; /* K_ENUM: NULL-terminated */
+};
+
+static const char *const io_choices[] = {"thread", "poll", NULL};
+static const char *const level_choices[] = {"error", "warn", "info", "debug",
+                                            NULL};
+
+#define OFF(f) offsetof(struct cc_config, f)
+#define KIB ((uint64_t)1024)
+#define MIB ((uint64_t)1024 * 1024)
+#define DAY_MS (86400000ULL)
+
+static const struct key keys[] = {
+    {"server", "ingest", K_ADDR, OFF(ingest), "tcp://127.0.0.1:7400", 0, 0,
+     NULL},
+    {"server", "ingest_ack", K_ADDR, OFF(ingest_ack), "tcp://127.0.0.1:7401",
+     0, 0, NULL},
+    {"server", "alerts", K_ADDR, OFF(alerts), "tcp://127.0.0.1:7402", 0, 0,
+     NULL},
+    {"server", "callbacks", K_ADDR, OFF(callbacks), "tcp://127.0.0.1:7403", 0,
+     0, NULL},
+    {"server", "query", K_ADDR, OFF(query), "tcp://127.0.0.1:7404", 0, 0,
+     NULL},
+    {"server", "max_message", K_SIZE, OFF(max_message), "256KiB", 1 * KIB,
+     64 * MIB, NULL},
+    {"server", "ingest_io", K_ENUM, OFF(ingest_io), "thread", 0, 0,
+     io_choices},
+    {"server", "log_level", K_ENUM, OFF(log_level), "info", 0, 0,
+     level_choices},
+    {"server", "callback_backlog", K_UINT, OFF(callback_backlog), "100000", 1,
+     10000000, NULL},
+    {"ingest", "dedup_window", K_UINT, OFF(dedup_window), "1000000", 0,
+     100000000, NULL},
+    {"limits", "max_contacts", K_UINT, OFF(max_contacts), "2000000", 1,
+     100000000, NULL},
+    {"limits", "max_queues", K_UINT, OFF(max_queues), "1024", 1, 1000000,
+     NULL},
+    {"limits", "max_names", K_UINT, OFF(max_names), "100000", 16, 10000000,
+     NULL},
+    {"limits", "contact_idle", K_DURATION, OFF(contact_idle_ms), "3d", 60000,
+     365 * DAY_MS, NULL},
+    {"hold", "long", K_DURATION, OFF(hold_long_ms), "60s", 1000, 7 * DAY_MS,
+     NULL},
+    {"callback", "offer_after_waiting", K_DURATION,
+     OFF(offer_after_waiting_ms), "3m", 0, 7 * DAY_MS, NULL},
+    {"channels", "extra", K_CHANNELS, OFF(channels), "", 0, 0, NULL},
+};
+
+static int
+parse_uint(const char *s, uint64_t *out, const char **rest)
+{
+    char *end;
+    unsigned long long v;
+
+    if (*s < '0' || *s > '9')
+        return CC_EINVAL;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return CC_EINVAL;
+    *out = v;
+    *rest = end;
+    return 0;
+}
+
+static int
+mul_checked(uint64_t a, uint64_t b, uint64_t *out)
+{
+    if (b != 0 && a > UINT64_MAX / b)
+        return CC_EINVAL;
+    *out = a * b;
+    return 0;
+}
+
+int
+cc_parse_duration(const char *s, uint64_t *ms)
+{
+    static const struct {
+        const char *unit;
+        uint64_t ms;
+    } units[] = {{"ms", 1},           {"s", 1000},       {"m", 60000},
+                 {"h", 3600000},      {"d", 86400000}};
+    const char *rest;
+    uint64_t v;
+    size_t i;
+
+    if (parse_uint(s, &v, &rest) != 0)
+        return CC_EINVAL;
+    if (*rest == '\0')
+        return v == 0 ? (*ms = 0, 0) : CC_EINVAL; /* a unit is required */
+    for (i = 0; i < CC_ARRAY_SIZE(units); i++) {
+        if (strcmp(rest, units[i].unit) == 0)
+            return mul_checked(v, units[i].ms, ms);
+    }
+    return CC_EINVAL;
+}
+
+int
+cc_parse_size(const char *s, uint64_t *bytes)
+{
+    static const struct {
+        const char *unit;
+        uint64_t mul;
+    } units[] = {{"", 1},          {"B", 1},          {"KiB", 1024},
+                 {"MiB", 1 << 20}, {"GiB", 1 << 30}};
+    const char *rest;
+    uint64_t v;
+    size_t i;
+
+    if (parse_uint(s, &v, &rest) != 0)
+        return CC_EINVAL;
+    for (i = 0; i < CC_ARRAY_SIZE(units); i++) {
+        if (strcmp(rest, units[i].unit) == 0)
+            return mul_checked(v, units[i].mul, bytes);
+    }
+    return CC_EINVAL;
+}
+
+/* Sets one key from its text; on error writes the reason into why. */
+static int
+set_key(struct cc_config *cfg, const struct key *k, const char *value,
+        char *why, size_t whylen)
+{
+    char *base = (char *)cfg + k->offset;
+    uint64_t v = 0;
+    int rc, i;
+
+    switch (k->type) {
+    case K_ADDR:
+        if (strlen(value) >= CC_ADDR_MAX || strstr(value, "://") == NULL) {
+            snprintf(why, whylen,
+                     "expected an NNG address such as tcp://127.0.0.1:7400");
+            return CC_EINVAL;
+        }
+        strcpy(base, value);
+        return 0;
+    case K_SIZE:
+        if (cc_parse_size(value, &v) != 0) {
+            snprintf(why, whylen, "expected a size such as 256KiB or 4MiB");
+            return CC_EINVAL;
+        }
+        break;
+    case K_DURATION:
+        if (cc_parse_duration(value, &v) != 0) {
+            snprintf(why, whylen,
+                     "expected a duration such as 250ms, 20s, 5m, 4h or 2d");
+            return CC_EINVAL;
+        }
+        break;
+    case K_UINT: {
+        const char *rest;
+        if (parse_uint(value, &v, &rest) != 0 || *rest != '\0') {
+            snprintf(why, whylen, "expected a whole number");
+            return CC_EINVAL;
+        }
+        break;
+    }
+    case K_ENUM:
+        for (i = 0; k->choices[i] != NULL; i++) {
+            if (strcmp(value, k->choices[i]) == 0) {
+                *(int *)(void *)base = i;
+                return 0;
+            }
+        }
+        snprintf(why, whylen, "expected one of:");
+        for (i = 0; k->choices[i] != NULL; i++) {
+            size_t used = strlen(why);
+            snprintf(why + used, whylen - used, " %s", k->choices[i]);
+        }
+        return CC_EINVAL;
+    case K_CHANNELS: {
+        struct cc_channels *ch = (struct cc_channels *)(void *)base;
+        char buf[1024], *tok, *save = NULL;
+        if (strlen(value) >= sizeof(buf)) {
+            snprintf(why, whylen, "list too long");
+            return CC_EINVAL;
+        }
+        cc_channels_init(ch);
+        strcpy(buf, value);
+        for (tok = strtok_r(buf, ", \t", &save); tok != NULL;
+             tok = strtok_r(NULL, ", \t", &save)) {
+            rc = cc_channels_add(ch, tok);
+            if (rc == CC_EEXIST) {
+                snprintf(why, whylen, "channel '%s' named twice or built in",
+                         tok);
+                return CC_EINVAL;
+            }
+            if (rc != 0) {
+                snprintf(why, whylen,
+                         "channel '%s': names are at most 31 of a-z 0-9 _ -, "
+                         "and at most 32 channels in all",
+                         tok);
+                return CC_EINVAL;
+            }
+        }
+        return 0;
+    }
+    }
+    if (v < k->min || v > k->max) {
+        snprintf(why, whylen,
+                 "out of range (%" PRIu64 " to %" PRIu64 "%s)",
+                 k->min, k->max,
+                 k->type == K_DURATION ? " ms"
+                 : k->type == K_SIZE   ? " bytes"
+                                       : "");
+        return CC_EINVAL;
+    }
+    *(uint64_t *)(void *)base = v;
+    return 0;
+}
+
+void
+cc_config_defaults(struct cc_config *cfg)
+{
+    char why[256];
+    size_t i;
+    int rc;
+
+    memset(cfg, 0, sizeof(*cfg));
+    cc_channels_init(&cfg->channels);
+    for (i = 0; i < CC_ARRAY_SIZE(keys); i++) {
+        rc = set_key(cfg, &keys[i], keys[i].def, why, sizeof(why));
+        CC_ASSERT(rc == 0);
+    }
+}
+
+struct load_ctx {
+    struct cc_config *cfg;
+    const char *name;
+    const char *text; /* string input, or NULL */
+    FILE *file;       /* file input, or NULL */
+    int line;         /* lines read so far */
+    char *err;
+    size_t errlen;
+    bool failed;
+};
+
+static int
+handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct load_ctx *c = user;
+    char why[256];
+    size_t i;
+
+    if (c->failed)
+        return 1; /* report the first error only */
+    for (i = 0; i < CC_ARRAY_SIZE(keys); i++) {
+        if (strcmp(keys[i].section, section) != 0 ||
+            strcmp(keys[i].name, name) != 0)
+            continue;
+        if (set_key(c->cfg, &keys[i], value, why, sizeof(why)) != 0) {
+            snprintf(c->err, c->errlen, "%s:%d: [%s] %s = %s: %s", c->name,
+                     c->line, section, name, value, why);
+            c->failed = true;
+            return 0;
+        }
+        return 1;
+    }
+    snprintf(c->err, c->errlen, "%s:%d: [%s] %s: unknown key", c->name,
+             c->line, section, name);
+    c->failed = true;
+    return 0;
+}
+
+/* inih reads line by line through this, which lets us count lines: the
+ * handler runs right after the line holding its key was read. */
+static char *
+reader(char *buf, int size, void *stream)
+{
+    struct load_ctx *c = stream;
+    char *r;
+    int i = 0;
+
+    if (c->file != NULL) {
+        r = fgets(buf, size, c->file);
+    } else {
+        if (*c->text == '\0')
+            return NULL;
+        while (i < size - 1 && c->text[i] != '\0' && c->text[i] != '\n')
+            i++;
+        if (c->text[i] == '\n' && i < size - 1)
+            i++;
+        memcpy(buf, c->text, (size_t)i);
+        buf[i] = '\0';
+        c->text += i;
+        r = buf;
+    }
+    if (r != NULL)
+        c->line++;
+    return r;
+}
+
+static int
+load(struct load_ctx *c)
+{
+    int rc = ini_parse_stream(reader, c, handler, c);
+    if (c->failed)
+        return CC_EINVAL;
+    if (rc > 0) {
+        snprintf(c->err, c->errlen,
+                 "%s:%d: syntax error (expected [section], key = value, or "
+                 "a ';' or '#' comment; lines are at most 200 bytes)",
+                 c->name, rc);
+        return CC_EINVAL;
+    }
+    if (rc < 0) {
+        snprintf(c->err, c->errlen, "%s: cannot read", c->name);
+        return CC_EIO;
+    }
+    return 0;
+}
+
+int
+cc_config_load(struct cc_config *cfg, const char *path, char *err,
+               size_t errlen)
+{
+    struct load_ctx c = {cfg, path, NULL, NULL, 0, err, errlen, false};
+    int rc;
+
+    c.file = fopen(path, "r");
+    if (c.file == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return CC_EIO;
+    }
+    rc = load(&c);
+    fclose(c.file);
+    return rc;
+}
+
+int
+cc_config_load_string(struct cc_config *cfg, const char *text,
+                      const char *name, char *err, size_t errlen)
+{
+    struct load_ctx c = {cfg, name, text, NULL, 0, err, errlen, false};
+    return load(&c);
+}
+
+static void
+write_duration(FILE *out, uint64_t ms)
+{
+    if (ms != 0 && ms % 86400000 == 0)
+        fprintf(out, "%" PRIu64 "d", ms / 86400000);
+    else if (ms != 0 && ms % 3600000 == 0)
+        fprintf(out, "%" PRIu64 "h", ms / 3600000);
+    else if (ms != 0 && ms % 60000 == 0)
+        fprintf(out, "%" PRIu64 "m", ms / 60000);
+    else if (ms % 1000 == 0)
+        fprintf(out, "%" PRIu64 "s", ms / 1000);
+    else
+        fprintf(out, "%" PRIu64 "ms", ms);
+}
+
+void
+cc_config_write(const struct cc_config *cfg, FILE *out)
+{
+    const char *section = "";
+    const char *base = (const char *)cfg;
+    size_t i;
+    uint32_t j;
+
+    for (i = 0; i < CC_ARRAY_SIZE(keys); i++) {
+        const struct key *k = &keys[i];
+        const void *f = base + k->offset;
+        uint64_t v = 0;
+        if (strcmp(section, k->section) != 0) {
+            fprintf(out, "%s[%s]\n", i ? "\n" : "", k->section);
+            section = k->section;
+        }
+        fprintf(out, "%s = ", k->name);
+        if (k->type != K_ADDR && k->type != K_ENUM && k->type != K_CHANNELS)
+            memcpy(&v, f, sizeof(v));
+        switch (k->type) {
+        case K_ADDR:
+            fputs((const char *)f, out);
+            break;
+        case K_SIZE:
+            if (v % MIB == 0)
+                fprintf(out, "%" PRIu64 "MiB", v / MIB);
+            else if (v % KIB == 0)
+                fprintf(out, "%" PRIu64 "KiB", v / KIB);
+            else
+                fprintf(out, "%" PRIu64, v);
+            break;
+        case K_DURATION:
+            write_duration(out, v);
+            break;
+        case K_UINT:
+            fprintf(out, "%" PRIu64, v);
+            break;
+        case K_ENUM:
+            fputs(k->choices[*(const int *)f], out);
+            break;
+        case K_CHANNELS: {
+            const struct cc_channels *ch = f;
+            for (j = 4; j < ch->n; j++)
+                fprintf(out, "%s%s", j > 4 ? ", " : "", ch->names[j]);
+            break;
+        }
+        }
+        fputc('\n', out);
+    }
+}

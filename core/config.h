@@ -1,0 +1,74 @@
+/*
+ * Configuration: an INI file read with libinih over embedded defaults, so
+ * contactd runs with no file at all. One table in config.c lists every key
+ * with its type, default and limits; parsing, validation and
+ * --check-config's output all come from it, and conf/contactd.conf
+ * documents the same keys. Unknown keys and bad values are errors that name
+ * the file, line, key and reason.
+ */
+#ifndef CC_CONFIG_H
+#define CC_CONFIG_H
+
+#include "cc.h"
+#include "event.h"
+
+#include <stdbool.h>
+
+#define CC_ADDR_MAX 256
+
+enum cc_ingest_io {
+    CC_IO_THREAD, /* a receiving thread hands batches to the loop */
+    CC_IO_POLL    /* uv_poll on NNG's receive descriptor */
+};
+
+enum cc_log_level { CC_LOG_ERROR, CC_LOG_WARN, CC_LOG_INFO, CC_LOG_DEBUG };
+
+struct cc_config {
+    /* [server] */
+    char ingest[CC_ADDR_MAX];
+    char ingest_ack[CC_ADDR_MAX];
+    char alerts[CC_ADDR_MAX];
+    char callbacks[CC_ADDR_MAX];
+    char query[CC_ADDR_MAX];
+    uint64_t max_message;
+    int ingest_io;
+    int log_level;
+    uint64_t callback_backlog;
+    /* [ingest] */
+    uint64_t dedup_window;
+    /* [limits] */
+    uint64_t max_contacts;
+    uint64_t max_queues;
+    uint64_t max_names;
+    uint64_t contact_idle_ms;
+    /* [hold] */
+    uint64_t hold_long_ms;
+    /* [callback] */
+    uint64_t offer_after_waiting_ms;
+    /* [channels] */
+    struct cc_channels channels;
+};
+
+/* Fills cfg with the embedded defaults. */
+void cc_config_defaults(struct cc_config *cfg);
+
+/*
+ * Reads path over the defaults. On error returns CC_EINVAL (or CC_EIO when
+ * the file cannot be read) and writes "FILE:LINE: [section] key: reason"
+ * into err.
+ */
+int cc_config_load(struct cc_config *cfg, const char *path, char *err,
+                   size_t errlen);
+/* The same from a string; name stands for the file in messages. */
+int cc_config_load_string(struct cc_config *cfg, const char *text,
+                          const char *name, char *err, size_t errlen);
+
+/* Writes the effective configuration as INI text. */
+void cc_config_write(const struct cc_config *cfg, FILE *out);
+
+/* "250ms", "20s", "5m", "4h", "2d" to milliseconds. */
+int cc_parse_duration(const char *s, uint64_t *ms);
+/* "65536", "256KiB", "4MiB", "1GiB" to bytes. */
+int cc_parse_size(const char *s, uint64_t *bytes);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * The idempotency window. See dedup.h. Deletion uses backward shifting, so
+ * the set never fills with tombstones.
+ */
+#include "dedup.h"
+
+#include "mem.h"
+
+#include <string.h>
+
+int
+cc_dedup_init(struct cc_dedup *d, uint64_t window, uint64_t seed)
+{
+    uint64_t slots = 16;
+
+    memset(d, 0, sizeof(*d));
+    d->seed = seed;
+    if (window == 0)
+        return 0;
+    while (slots < window * 2)
+        slots <<= 1;
+    d->set = cc_calloc(slots, sizeof(uint64_t));
+    d->ring = cc_calloc(window, sizeof(uint64_t));
+    if (d->set == NULL || d->ring == NULL) {
+        cc_dedup_fini(d);
+        return CC_ENOMEM;
+    }
+    d->mask = slots - 1;
+    d->cap = window;
+    return 0;
+}
+
+void
+cc_dedup_fini(struct cc_dedup *d)
+{
+    cc_free(d->set, (d->mask + 1) * sizeof(uint64_t));
+    cc_free(d->ring, d->cap * sizeof(uint64_t));
+    memset(d, 0, sizeof(*d));
+}
+
+size_t
+cc_dedup_bytes(const struct cc_dedup *d)
+{
+    return d->cap ? (size_t)((d->mask + 1 + d->cap) * sizeof(uint64_t)) : 0;
+}
+
+static inline uint64_t
+fingerprint(const struct cc_dedup *d, const void *id, size_t len)
+{
+    uint64_t f = cc_hash(id, len, d->seed);
+    return f ? f : 1;
+}
+
+bool
+cc_dedup_seen(const struct cc_dedup *d, const void *id, size_t len)
+{
+    uint64_t f, i;
+
+    if (d->cap == 0)
+        return false;
+    f = fingerprint(d, id, len);
+    for (i = f & d->mask; d->set[i] != 0; i = (i + 1) & d->mask) {
+        if (d->set[i] == f)
+            return true;
+    }
+    return false;
+}
+
+static void
+set_remove(struct cc_dedup *d, uint64_t f)
+{
+    uint64_t i, j, home;
+
+    for (i = f & d->mask; d->set[i] != f; i = (i + 1) & d->mask) {
+        if (d->set[i] == 0)
+            return;
+    }
+    /* Shift later members of the probe run back into the hole when their
+     * home slot does not lie cyclically in (hole, j]. */
+    for (j = (i + 1) & d->mask; d->set[j] != 0; j = (j + 1) & d->mask) {
+        home = d->set[j] & d->mask;
+        if (((j - home) & d->mask) >= ((j - i) & d->mask)) {
+            d->set[i] = d->set[j];
+            i = j;
+        }
+    }
+    d->set[i] = 0;
+}
+
+void
+cc_dedup_add(struct cc_dedup *d, const void *id, size_t len)
+{
+    uint64_t f, i, slot;
+
+    if (d->cap == 0)
+        return;
+    f = fingerprint(d, id, len);
+    slot = (d->head + d->count) % d->cap;
+    if (d->count == d->cap) {
+        set_remove(d, d->ring[d->head]);
+        d->head = (d->head + 1) % d->cap;
+        d->count--;
+    }
+    for (i = f & d->mask; d->set[i] != 0; i = (i + 1) & d->mask) {
+        if (d->set[i] == f)
+            return; /* already held: keep its original age */
+    }
+    d->set[i] = f;
+    d->ring[slot] = f;
+    d->count++;
+}

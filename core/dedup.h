@@ -1,0 +1,33 @@
+/*
+ * The idempotency window: remembers the ids of the last N accepted events so
+ * that a producer's retry is ignored instead of applied twice. Ids are kept
+ * as 64-bit seeded fingerprints in an open-addressing set, with a ring that
+ * evicts the oldest once N are held: 24 bytes per remembered id whatever the
+ * id's length. Two different ids share a fingerprint with probability about
+ * N / 2^64 per event (5e-14 for a million), an accepted risk documented in
+ * docs/protocol.md. Not thread-safe.
+ */
+#ifndef CC_DEDUP_H
+#define CC_DEDUP_H
+
+#include "cc.h"
+
+#include <stdbool.h>
+
+struct cc_dedup {
+    uint64_t *set; /* fingerprints, 0 = empty */
+    uint64_t mask;
+    uint64_t *ring; /* insertion order */
+    uint64_t cap, head, count;
+    uint64_t seed;
+};
+
+/* window = 0 disables the check. */
+int cc_dedup_init(struct cc_dedup *d, uint64_t window, uint64_t seed);
+void cc_dedup_fini(struct cc_dedup *d);
+bool cc_dedup_seen(const struct cc_dedup *d, const void *id, size_t len);
+/* Remembers id, forgetting the oldest when full. */
+void cc_dedup_add(struct cc_dedup *d, const void *id, size_t len);
+size_t cc_dedup_bytes(const struct cc_dedup *d);
+
+#endif

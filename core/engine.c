@@ -1,0 +1,1189 @@
+/*
+ * The engine. See engine.h for what it owns and docs/protocol.md for the
+ * rules it applies.
+ *
+ * Memory: an open contact is one pooled struct cc_contact plus one pooled
+ * blob holding its contact id and its customer map as received; contacts
+ * are found through a chained hash table sized once for [limits]
+ * max_contacts, so the table never rehashes under load. Queue and agent
+ * names are interned once and never freed (their number is bounded by
+ * [limits] max_names). After warm-up, opening and closing contacts reuses
+ * pooled memory: the hot path does not call malloc.
+ */
+#include "engine.h"
+
+#include "dedup.h"
+#include "mem.h"
+#include "mp.h"
+#include "wheel.h"
+
+#include <string.h>
+
+/* ---- names and queues ------------------------------------------------- */
+
+struct cc_queue;
+
+struct cc_name {
+    struct cc_name *hnext;
+    uint64_t hash;
+    struct cc_queue *queue; /* set when the name is used as a queue */
+    uint32_t len;
+    char s[];
+};
+
+struct cc_queue {
+    const struct cc_name *name;
+    struct cc_contact *head, *tail; /* waiting, in join order */
+    uint64_t waiting;
+    uint64_t joined, answered, abandoned, offers, callbacks;
+};
+
+/* ---- contacts --------------------------------------------------------- */
+
+enum cc_cstate {
+    CS_OPEN,      /* known, not queued, no agent */
+    CS_QUEUED,    /* waiting in a queue */
+    CS_CONNECTED, /* with an agent */
+    CS_HELD,      /* with an agent, on hold */
+    CS__COUNT
+};
+
+static const char *const cstate_names[CS__COUNT] = {"open", "queued",
+                                                    "connected", "held"};
+
+enum {
+    CF_ANSWERED = 1 << 0, /* an agent answered at least once */
+    CF_OFFERED = 1 << 1,  /* a callback offer is outstanding */
+    CF_ACCEPTED = 1 << 2  /* the customer accepted a callback */
+};
+
+struct cc_contact {
+    struct cc_contact *hnext; /* hash chain */
+    uint64_t hash;
+    struct cc_timer state_timer; /* hold.long when held, offer when queued */
+    struct cc_timer idle_timer;
+    struct cc_contact *qnext, *qprev; /* waiting list of queue */
+    struct cc_queue *queue;
+    const struct cc_name *agent;
+    char *blob; /* contact id, then the customer map */
+    int64_t opened_ts, queued_ts, hold_ts;
+    uint64_t hold_total_ms;
+    uint32_t msgs_in, msgs_out;
+    uint16_t id_len, cust_len;
+    uint8_t channel, state, flags, transfers;
+};
+
+static inline size_t
+contact_blob_size(const struct cc_contact *c)
+{
+    return (size_t)c->id_len + c->cust_len;
+}
+
+/* ---- the engine ------------------------------------------------------- */
+
+struct chan_stats {
+    uint64_t events, open, opened, closed, expired, implicit_opens;
+    uint64_t answered, abandoned, transfers, holds, msgs_in, msgs_out;
+};
+
+struct cc_engine {
+    struct cc_engine_config cfg;
+    struct cc_wheel wheel;
+    struct cc_outbox outbox;
+    struct cc_dedup dedup;
+    struct cc_pool contacts;
+    struct cc_blobs blobs;
+    struct cc_contact **buckets;
+    uint64_t bucket_mask;
+    uint64_t open_contacts;
+    uint64_t blob_bytes;
+    uint64_t by_state[CS__COUNT];
+    /* names */
+    struct cc_name **nbuckets;
+    uint64_t nmask, nnames;
+    struct cc_queue **queues;
+    uint64_t nqueues;
+    /* counters */
+    uint64_t messages, malformed;
+    uint64_t accepted, duplicates, rejected, implicit_opens, expired;
+    uint64_t by_type[CC_EV__COUNT];
+    uint64_t by_reason[CC_R__COUNT];
+    struct chan_stats chan[CC_MAX_CHANNELS];
+    uint64_t alerts_hold_long;
+    uint64_t cb_offers, cb_cancels;
+    uint64_t callback_unknown;
+};
+
+void
+cc_engine_config_defaults(struct cc_engine_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->hold_long_ms = 60000;
+    c->offer_after_waiting_ms = 180000;
+    c->contact_idle_ms = 3 * 86400000ULL;
+    c->dedup_window = 1000000;
+    c->max_contacts = 2000000;
+    c->max_queues = 1024;
+    c->max_names = 100000;
+    cc_channels_init(&c->channels);
+    c->seed = 0x5eed;
+}
+
+static uint64_t
+pow2_at_least(uint64_t n)
+{
+    uint64_t p = 16;
+    while (p < n)
+        p <<= 1;
+    return p;
+}
+
+int
+cc_engine_new(struct cc_engine **out, const struct cc_engine_config *cfg,
+              uint64_t now)
+{
+    struct cc_engine *e;
+    uint64_t nb;
+    int rc;
+
+    e = cc_calloc(1, sizeof(*e));
+    if (e == NULL)
+        return CC_ENOMEM;
+    e->cfg = *cfg;
+    cc_wheel_init(&e->wheel, now);
+    cc_outbox_init(&e->outbox);
+    cc_pool_init(&e->contacts, sizeof(struct cc_contact), 1024);
+    cc_blobs_init(&e->blobs);
+    rc = cc_dedup_init(&e->dedup, cfg->dedup_window, cfg->seed ^ 0xd1ce);
+    if (rc)
+        goto fail_dedup;
+    nb = pow2_at_least(cfg->max_contacts);
+    e->buckets = cc_calloc(nb, sizeof(*e->buckets));
+    if (e->buckets == NULL)
+        goto fail_buckets;
+    e->bucket_mask = nb - 1;
+    nb = pow2_at_least(cfg->max_names * 2);
+    e->nbuckets = cc_calloc(nb, sizeof(*e->nbuckets));
+    if (e->nbuckets == NULL)
+        goto fail_names;
+    e->nmask = nb - 1;
+    e->queues = cc_calloc(cfg->max_queues, sizeof(*e->queues));
+    if (e->queues == NULL)
+        goto fail_queues;
+    *out = e;
+    return 0;
+
+fail_queues:
+    cc_free(e->nbuckets, (e->nmask + 1) * sizeof(*e->nbuckets));
+fail_names:
+    cc_free(e->buckets, (e->bucket_mask + 1) * sizeof(*e->buckets));
+fail_buckets:
+    cc_dedup_fini(&e->dedup);
+    rc = CC_ENOMEM;
+fail_dedup:
+    cc_blobs_fini(&e->blobs);
+    cc_pool_fini(&e->contacts);
+    cc_outbox_fini(&e->outbox);
+    cc_free(e, sizeof(*e));
+    return rc;
+}
+
+static void contact_free(struct cc_engine *e, struct cc_contact *c);
+
+void
+cc_engine_free(struct cc_engine *e)
+{
+    uint64_t i;
+    struct cc_name *n, *next;
+
+    if (e == NULL)
+        return;
+    for (i = 0; i <= e->bucket_mask; i++) {
+        while (e->buckets[i] != NULL)
+            contact_free(e, e->buckets[i]);
+    }
+    for (i = 0; i < e->nqueues; i++)
+        cc_free(e->queues[i], sizeof(struct cc_queue));
+    for (i = 0; i <= e->nmask; i++) {
+        for (n = e->nbuckets[i]; n != NULL; n = next) {
+            next = n->hnext;
+            cc_free(n, sizeof(*n) + n->len + 1);
+        }
+    }
+    cc_free(e->queues, e->cfg.max_queues * sizeof(*e->queues));
+    cc_free(e->nbuckets, (e->nmask + 1) * sizeof(*e->nbuckets));
+    cc_free(e->buckets, (e->bucket_mask + 1) * sizeof(*e->buckets));
+    cc_dedup_fini(&e->dedup);
+    cc_blobs_fini(&e->blobs);
+    cc_pool_fini(&e->contacts);
+    cc_outbox_fini(&e->outbox);
+    cc_free(e, sizeof(*e));
+}
+
+void
+cc_engine_reconfigure(struct cc_engine *e, const struct cc_engine_config *cfg)
+{
+    e->cfg.hold_long_ms = cfg->hold_long_ms;
+    e->cfg.offer_after_waiting_ms = cfg->offer_after_waiting_ms;
+    e->cfg.contact_idle_ms = cfg->contact_idle_ms;
+}
+
+const struct cc_channels *
+cc_engine_channels(const struct cc_engine *e)
+{
+    return &e->cfg.channels;
+}
+
+struct cc_outbox *
+cc_engine_outbox(struct cc_engine *e)
+{
+    return &e->outbox;
+}
+
+uint64_t
+cc_engine_next_deadline(const struct cc_engine *e)
+{
+    return cc_wheel_next(&e->wheel);
+}
+
+void
+cc_engine_count_reject(struct cc_engine *e, enum cc_reason r)
+{
+    e->rejected++;
+    e->by_reason[r]++;
+}
+
+void
+cc_engine_count_bad_message(struct cc_engine *e)
+{
+    e->messages++;
+    e->malformed++;
+}
+
+/* ---- names ------------------------------------------------------------ */
+
+static const struct cc_name *
+name_intern(struct cc_engine *e, struct cc_str s)
+{
+    uint64_t h = cc_hash(s.p, s.n, e->cfg.seed ^ 0x4e41);
+    struct cc_name **b = &e->nbuckets[h & e->nmask], *n;
+
+    for (n = *b; n != NULL; n = n->hnext) {
+        if (n->hash == h && n->len == s.n && memcmp(n->s, s.p, s.n) == 0)
+            return n;
+    }
+    if (e->nnames >= e->cfg.max_names)
+        return NULL;
+    n = cc_malloc(sizeof(*n) + s.n + 1);
+    if (n == NULL)
+        return NULL;
+    n->hash = h;
+    n->queue = NULL;
+    n->len = s.n;
+    memcpy(n->s, s.p, s.n);
+    n->s[s.n] = '\0';
+    n->hnext = *b;
+    *b = n;
+    e->nnames++;
+    return n;
+}
+
+static struct cc_queue *
+queue_get(struct cc_engine *e, struct cc_str s, struct cc_reject *rej)
+{
+    struct cc_name *n = (struct cc_name *)name_intern(e, s);
+    struct cc_queue *q;
+
+    if (n == NULL) {
+        rej->code = CC_R_LIMIT;
+        rej->key = "queue";
+        rej->detail = "[limits] max_names distinct queue and agent names";
+        return NULL;
+    }
+    if (n->queue != NULL)
+        return n->queue;
+    if (e->nqueues >= e->cfg.max_queues) {
+        rej->code = CC_R_LIMIT;
+        rej->key = "queue";
+        rej->detail = "[limits] max_queues queues";
+        return NULL;
+    }
+    q = cc_calloc(1, sizeof(*q));
+    if (q == NULL) {
+        rej->code = CC_R_LIMIT;
+        rej->key = "queue";
+        rej->detail = "out of memory";
+        return NULL;
+    }
+    q->name = n;
+    n->queue = q;
+    e->queues[e->nqueues++] = q;
+    return q;
+}
+
+/* ---- packing helpers -------------------------------------------------- */
+
+static void
+pack_cstr(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void
+pack_strn(msgpack_packer *pk, const char *s, size_t n)
+{
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static void
+pack_kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+    pack_cstr(pk, k);
+    msgpack_pack_uint64(pk, v);
+}
+
+static void
+pack_name_or_nil(msgpack_packer *pk, const struct cc_name *n)
+{
+    if (n != NULL)
+        pack_strn(pk, n->s, n->len);
+    else
+        msgpack_pack_nil(pk);
+}
+
+/* ---- contacts --------------------------------------------------------- */
+
+static inline uint64_t
+contact_hash(const struct cc_engine *e, unsigned channel, struct cc_str id)
+{
+    return cc_hash(id.p, id.n, e->cfg.seed + channel);
+}
+
+static struct cc_contact *
+contact_find(struct cc_engine *e, unsigned channel, struct cc_str id,
+             uint64_t h)
+{
+    struct cc_contact *c;
+    for (c = e->buckets[h & e->bucket_mask]; c != NULL; c = c->hnext) {
+        if (c->hash == h && c->channel == channel && c->id_len == id.n &&
+            memcmp(c->blob, id.p, id.n) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+static void state_timer_cb(struct cc_wheel *w, struct cc_timer *t,
+                           uint64_t now);
+static void idle_timer_cb(struct cc_wheel *w, struct cc_timer *t,
+                          uint64_t now);
+
+static void
+set_state(struct cc_engine *e, struct cc_contact *c, enum cc_cstate s)
+{
+    e->by_state[c->state]--;
+    e->by_state[s]++;
+    c->state = (uint8_t)s;
+}
+
+/* Stores (or replaces) the customer map kept with the contact. */
+static int
+contact_set_customer(struct cc_engine *e, struct cc_contact *c,
+                     const struct cc_event *ev)
+{
+    size_t n = (size_t)c->id_len + ev->customer_len;
+    char *blob;
+
+    if (ev->customer_len > UINT16_MAX)
+        return CC_ETOOBIG;
+    if (c->cust_len == ev->customer_len &&
+        memcmp(c->blob + c->id_len, ev->customer, ev->customer_len) == 0)
+        return 0;
+    blob = cc_blob_get(&e->blobs, n);
+    if (blob == NULL)
+        return CC_ENOMEM;
+    memcpy(blob, c->blob, c->id_len);
+    memcpy(blob + c->id_len, ev->customer, ev->customer_len);
+    e->blob_bytes -= contact_blob_size(c);
+    cc_blob_put(&e->blobs, c->blob, contact_blob_size(c));
+    c->blob = blob;
+    c->cust_len = (uint16_t)ev->customer_len;
+    e->blob_bytes += n;
+    return 0;
+}
+
+static struct cc_contact *
+contact_open(struct cc_engine *e, const struct cc_event *ev, uint64_t h,
+             uint64_t now, struct cc_reject *rej)
+{
+    struct cc_contact *c;
+    size_t n;
+
+    if (e->open_contacts >= e->cfg.max_contacts) {
+        rej->code = CC_R_LIMIT;
+        rej->key = "contact";
+        rej->detail = "[limits] max_contacts open contacts";
+        return NULL;
+    }
+    if (ev->customer_len > UINT16_MAX) {
+        rej->code = CC_R_TOO_LONG;
+        rej->key = "customer";
+        rej->detail = "at most 65535 bytes";
+        return NULL;
+    }
+    n = (size_t)ev->contact.n + ev->customer_len;
+    c = cc_pool_get(&e->contacts);
+    if (c != NULL) {
+        c->blob = cc_blob_get(&e->blobs, n);
+        if (c->blob == NULL) {
+            cc_pool_put(&e->contacts, c);
+            c = NULL;
+        }
+    }
+    if (c == NULL) {
+        rej->code = CC_R_LIMIT;
+        rej->key = "contact";
+        rej->detail = "out of memory";
+        return NULL;
+    }
+    memcpy(c->blob, ev->contact.p, ev->contact.n);
+    memcpy(c->blob + ev->contact.n, ev->customer, ev->customer_len);
+    c->id_len = (uint16_t)ev->contact.n;
+    c->cust_len = (uint16_t)ev->customer_len;
+    c->hash = h;
+    c->channel = ev->channel;
+    c->state = CS_OPEN;
+    c->opened_ts = ev->ts;
+    cc_timer_init(&c->state_timer, state_timer_cb);
+    cc_timer_init(&c->idle_timer, idle_timer_cb);
+    c->hnext = e->buckets[h & e->bucket_mask];
+    e->buckets[h & e->bucket_mask] = c;
+    e->open_contacts++;
+    e->by_state[CS_OPEN]++;
+    e->blob_bytes += n;
+    e->chan[c->channel].open++;
+    e->chan[c->channel].opened++;
+    cc_wheel_arm(&e->wheel, &c->idle_timer, now + e->cfg.contact_idle_ms);
+    return c;
+}
+
+static void
+queue_remove(struct cc_contact *c)
+{
+    struct cc_queue *q = c->queue;
+    if (c->qprev != NULL)
+        c->qprev->qnext = c->qnext;
+    else
+        q->head = c->qnext;
+    if (c->qnext != NULL)
+        c->qnext->qprev = c->qprev;
+    else
+        q->tail = c->qprev;
+    c->qnext = c->qprev = NULL;
+    q->waiting--;
+}
+
+static void
+queue_append(struct cc_queue *q, struct cc_contact *c)
+{
+    c->queue = q;
+    c->qnext = NULL;
+    c->qprev = q->tail;
+    if (q->tail != NULL)
+        q->tail->qnext = c;
+    else
+        q->head = c;
+    q->tail = c;
+    q->waiting++;
+    q->joined++;
+}
+
+static uint64_t
+queue_position(const struct cc_contact *c)
+{
+    const struct cc_contact *p;
+    uint64_t pos = 1;
+    for (p = c->queue->head; p != NULL && p != c; p = p->qnext)
+        pos++;
+    return pos;
+}
+
+/* Finds the customer's phone number in the stored customer map. */
+static struct cc_str
+contact_phone(const struct cc_contact *c)
+{
+    struct cc_str none = {NULL, 0}, k, v;
+    struct cc_mp m;
+    uint32_t n, i;
+
+    cc_mp_init(&m, c->blob + c->id_len, c->cust_len);
+    if (c->cust_len == 0 || cc_mp_read_map(&m, &n) != 0)
+        return none;
+    for (i = 0; i < n; i++) {
+        if (cc_mp_read_str(&m, &k) != 0)
+            return none;
+        if (cc_str_eq(k, "phone") && cc_mp_read_str(&m, &v) == 0)
+            return v;
+        if (cc_mp_skip(&m) != 0)
+            return none;
+    }
+    return none;
+}
+
+static void
+pack_customer(msgpack_packer *pk, const struct cc_contact *c)
+{
+    if (c->cust_len == 0) {
+        msgpack_pack_nil(pk);
+        return;
+    }
+    /* Already MessagePack: write the bytes as they came. */
+    msgpack_sbuffer_write(pk->data, c->blob + c->id_len, c->cust_len);
+}
+
+/* The fields every alert and trigger about a contact carries. */
+static void
+pack_contact_fields(struct cc_engine *e, msgpack_packer *pk,
+                    const struct cc_contact *c)
+{
+    pack_cstr(pk, "conversation");
+    msgpack_pack_nil(pk); /* conversations are not tracked yet */
+    pack_cstr(pk, "contact");
+    pack_strn(pk, c->blob, c->id_len);
+    pack_cstr(pk, "channel");
+    pack_cstr(pk, e->cfg.channels.names[c->channel]);
+    pack_cstr(pk, "customer");
+    pack_customer(pk, c);
+    pack_cstr(pk, "queue");
+    pack_name_or_nil(pk, c->queue ? c->queue->name : NULL);
+}
+
+/* Writes a deterministic id: "<rule>:<channel>:<contact>:<ts>". */
+static void
+pack_rule_id(struct cc_engine *e, msgpack_packer *pk, const char *rule,
+             const struct cc_contact *c, int64_t ts)
+{
+    char buf[64];
+    const char *ch = e->cfg.channels.names[c->channel];
+    int tn = snprintf(buf, sizeof(buf), ":%lld", (long long)ts);
+    size_t rn = strlen(rule), cn = strlen(ch);
+
+    msgpack_pack_str(pk, rn + 1 + cn + 1 + c->id_len + (size_t)tn);
+    msgpack_pack_str_body(pk, rule, rn);
+    msgpack_pack_str_body(pk, ":", 1);
+    msgpack_pack_str_body(pk, ch, cn);
+    msgpack_pack_str_body(pk, ":", 1);
+    msgpack_pack_str_body(pk, c->blob, c->id_len);
+    msgpack_pack_str_body(pk, buf, (size_t)tn);
+}
+
+static void
+emit_callback_cancel(struct cc_engine *e, struct cc_contact *c, uint64_t now,
+                     const char *why)
+{
+    msgpack_packer *pk = &e->outbox.pk;
+
+    cc_outbox_begin(&e->outbox, CC_OUT_CALLBACK, NULL);
+    msgpack_pack_map(pk, 9);
+    pack_cstr(pk, "type");
+    pack_cstr(pk, "callback.cancel");
+    pack_cstr(pk, "id");
+    pack_rule_id(e, pk, "callback.cancel", c, c->queued_ts);
+    pack_cstr(pk, "ts");
+    msgpack_pack_uint64(pk, now);
+    pack_contact_fields(e, pk, c);
+    pack_cstr(pk, "reason");
+    pack_cstr(pk, why);
+    cc_outbox_end(&e->outbox);
+    c->flags &= (uint8_t)~CF_OFFERED;
+    e->cb_cancels++;
+}
+
+/* Takes a contact out of its queue: answered, abandoned or moved. */
+static void
+leave_queue(struct cc_engine *e, struct cc_contact *c, uint64_t now,
+            const char *why)
+{
+    if (c->state != CS_QUEUED)
+        return;
+    queue_remove(c);
+    cc_wheel_cancel(&e->wheel, &c->state_timer);
+    if ((c->flags & CF_OFFERED) && !(c->flags & CF_ACCEPTED))
+        emit_callback_cancel(e, c, now, why);
+}
+
+static void
+contact_free(struct cc_engine *e, struct cc_contact *c)
+{
+    struct cc_contact **pp = &e->buckets[c->hash & e->bucket_mask];
+
+    while (*pp != c)
+        pp = &(*pp)->hnext;
+    *pp = c->hnext;
+    if (c->state == CS_QUEUED)
+        queue_remove(c);
+    cc_wheel_cancel(&e->wheel, &c->state_timer);
+    cc_wheel_cancel(&e->wheel, &c->idle_timer);
+    e->by_state[c->state]--;
+    e->open_contacts--;
+    e->chan[c->channel].open--;
+    e->blob_bytes -= contact_blob_size(c);
+    cc_blob_put(&e->blobs, c->blob, contact_blob_size(c));
+    cc_pool_put(&e->contacts, c);
+}
+
+/* ---- timed rules ------------------------------------------------------ */
+
+static void
+fire_hold_long(struct cc_engine *e, struct cc_contact *c, uint64_t now)
+{
+    msgpack_packer *pk = &e->outbox.pk;
+    uint64_t due = (uint64_t)c->hold_ts + e->cfg.hold_long_ms;
+
+    cc_outbox_begin(&e->outbox, CC_OUT_ALERT, "hold.long");
+    msgpack_pack_map(pk, 13);
+    pack_cstr(pk, "alert");
+    pack_cstr(pk, "hold.long");
+    pack_cstr(pk, "id");
+    pack_rule_id(e, pk, "hold.long", c, c->hold_ts);
+    pack_cstr(pk, "ts");
+    msgpack_pack_uint64(pk, now);
+    pack_contact_fields(e, pk, c);
+    pack_cstr(pk, "agent");
+    pack_name_or_nil(pk, c->agent);
+    pack_kv_u64(pk, "target_ms", e->cfg.hold_long_ms);
+    pack_kv_u64(pk, "elapsed_ms",
+                now > (uint64_t)c->hold_ts ? now - (uint64_t)c->hold_ts : 0);
+    pack_kv_u64(pk, "due", due);
+    pack_kv_u64(pk, "hold_start", (uint64_t)c->hold_ts);
+    cc_outbox_end(&e->outbox);
+    e->alerts_hold_long++;
+}
+
+static void
+fire_offer(struct cc_engine *e, struct cc_contact *c, uint64_t now)
+{
+    msgpack_packer *pk = &e->outbox.pk;
+    struct cc_str phone = contact_phone(c);
+
+    if (phone.n == 0 || (c->flags & (CF_OFFERED | CF_ACCEPTED)))
+        return;
+    cc_outbox_begin(&e->outbox, CC_OUT_CALLBACK, NULL);
+    msgpack_pack_map(pk, 12);
+    pack_cstr(pk, "type");
+    pack_cstr(pk, "callback.offer");
+    pack_cstr(pk, "id");
+    pack_rule_id(e, pk, "callback.offer", c, c->queued_ts);
+    pack_cstr(pk, "ts");
+    msgpack_pack_uint64(pk, now);
+    pack_contact_fields(e, pk, c);
+    pack_cstr(pk, "number");
+    pack_strn(pk, phone.p, phone.n);
+    pack_kv_u64(pk, "position", queue_position(c));
+    pack_cstr(pk, "ewt_ms");
+    msgpack_pack_nil(pk); /* no wait estimate yet */
+    pack_kv_u64(pk, "waited_ms",
+                now > (uint64_t)c->queued_ts ? now - (uint64_t)c->queued_ts
+                                             : 0);
+    cc_outbox_end(&e->outbox);
+    c->flags |= CF_OFFERED;
+    c->queue->offers++;
+    e->cb_offers++;
+}
+
+static void
+state_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now)
+{
+    struct cc_engine *e = CC_CONTAINER_OF(w, struct cc_engine, wheel);
+    struct cc_contact *c = CC_CONTAINER_OF(t, struct cc_contact, state_timer);
+
+    if (c->state == CS_HELD)
+        fire_hold_long(e, c, now);
+    else if (c->state == CS_QUEUED)
+        fire_offer(e, c, now);
+}
+
+static void
+idle_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now)
+{
+    struct cc_engine *e = CC_CONTAINER_OF(w, struct cc_engine, wheel);
+    struct cc_contact *c = CC_CONTAINER_OF(t, struct cc_contact, idle_timer);
+
+    leave_queue(e, c, now, "expired");
+    e->expired++;
+    e->chan[c->channel].expired++;
+    e->chan[c->channel].closed++;
+    contact_free(e, c);
+}
+
+void
+cc_engine_tick(struct cc_engine *e, uint64_t now)
+{
+    cc_wheel_advance(&e->wheel, now);
+}
+
+/* ---- the lifecycle ---------------------------------------------------- */
+
+#define STATE_REJECT(text)                                                     \
+    do {                                                                       \
+        rej->code = CC_R_STATE;                                                \
+        rej->key = NULL;                                                       \
+        rej->detail = (text);                                                  \
+        return -1;                                                             \
+    } while (0)
+
+/* Events that begin or continue a lifecycle open an unknown contact;
+ * events that only end something (queue.leave, hold.end, contact.close)
+ * cannot, because there is nothing of theirs to end. */
+static bool
+opens_implicitly(enum cc_event_type t)
+{
+    switch (t) {
+    case CC_EV_MESSAGE_IN:
+    case CC_EV_MESSAGE_OUT:
+    case CC_EV_QUEUE_JOIN:
+    case CC_EV_AGENT_ANSWER:
+    case CC_EV_HOLD_START:
+    case CC_EV_TRANSFER:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static int
+join_queue(struct cc_engine *e, struct cc_contact *c, struct cc_queue *q,
+           const struct cc_event *ev)
+{
+    queue_append(q, c);
+    set_state(e, c, CS_QUEUED);
+    c->queued_ts = ev->ts;
+    c->flags &= (uint8_t) ~(CF_OFFERED | CF_ACCEPTED);
+    if (e->cfg.offer_after_waiting_ms != 0 &&
+        (contact_phone(c).n != 0 || ev->ident[CC_IDENT_PHONE].n != 0))
+        cc_wheel_arm(&e->wheel, &c->state_timer,
+                     (uint64_t)ev->ts + e->cfg.offer_after_waiting_ms);
+    return 0;
+}
+
+static int
+set_agent(struct cc_engine *e, struct cc_contact *c, struct cc_str agent,
+          struct cc_reject *rej)
+{
+    const struct cc_name *n;
+    if (agent.n == 0)
+        return 0;
+    n = name_intern(e, agent);
+    if (n == NULL) {
+        rej->code = CC_R_LIMIT;
+        rej->key = "agent";
+        rej->detail = "[limits] max_names distinct queue and agent names";
+        return -1;
+    }
+    c->agent = n;
+    return 0;
+}
+
+static void
+end_hold(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev)
+{
+    if (ev->ts > c->hold_ts)
+        c->hold_total_ms += (uint64_t)(ev->ts - c->hold_ts);
+    cc_wheel_cancel(&e->wheel, &c->state_timer);
+}
+
+/* Applies a lifecycle event to contact c. Returns 0, or -1 with *rej set
+ * and nothing changed. */
+static int
+lifecycle(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
+          uint64_t now, struct cc_reject *rej)
+{
+    struct chan_stats *cs = &e->chan[c->channel];
+    struct cc_queue *q = NULL;
+
+    switch ((enum cc_event_type)ev->type) {
+    case CC_EV_CONTACT_OPEN:
+        STATE_REJECT("contact is already open");
+    case CC_EV_MESSAGE_IN:
+        c->msgs_in++;
+        cs->msgs_in++;
+        return 0;
+    case CC_EV_MESSAGE_OUT:
+        if (set_agent(e, c, ev->agent, rej))
+            return -1;
+        c->msgs_out++;
+        cs->msgs_out++;
+        return 0;
+    case CC_EV_QUEUE_JOIN:
+        if (c->state == CS_QUEUED)
+            STATE_REJECT("contact is already queued (use transfer to move "
+                         "it to another queue)");
+        if (c->state == CS_HELD)
+            STATE_REJECT("contact is on hold");
+        q = queue_get(e, ev->queue, rej);
+        if (q == NULL)
+            return -1;
+        return join_queue(e, c, q, ev);
+    case CC_EV_QUEUE_LEAVE:
+        if (c->state != CS_QUEUED)
+            STATE_REJECT("contact is not queued");
+        c->queue->abandoned++;
+        cs->abandoned++;
+        leave_queue(e, c, now, "abandoned");
+        set_state(e, c, CS_OPEN);
+        return 0;
+    case CC_EV_AGENT_ANSWER:
+        if (c->state == CS_CONNECTED || c->state == CS_HELD)
+            STATE_REJECT("contact is already connected to an agent");
+        if (set_agent(e, c, ev->agent, rej))
+            return -1;
+        if (c->state == CS_QUEUED) {
+            c->queue->answered++;
+            leave_queue(e, c, now, "answered");
+        }
+        c->flags |= CF_ANSWERED;
+        cs->answered++;
+        set_state(e, c, CS_CONNECTED);
+        return 0;
+    case CC_EV_HOLD_START:
+        if (c->state == CS_HELD)
+            STATE_REJECT("contact is already on hold");
+        if (c->state != CS_CONNECTED)
+            STATE_REJECT("contact is not connected to an agent");
+        c->hold_ts = ev->ts;
+        cs->holds++;
+        set_state(e, c, CS_HELD);
+        cc_wheel_arm(&e->wheel, &c->state_timer,
+                     (uint64_t)ev->ts + e->cfg.hold_long_ms);
+        return 0;
+    case CC_EV_HOLD_END:
+        if (c->state != CS_HELD)
+            STATE_REJECT("contact is not on hold");
+        end_hold(e, c, ev);
+        set_state(e, c, CS_CONNECTED);
+        return 0;
+    case CC_EV_TRANSFER:
+        if (ev->queue.n == 0 && ev->agent.n == 0) {
+            rej->code = CC_R_MISSING;
+            rej->key = "queue";
+            rej->detail = "or 'agent': where the contact goes";
+            return -1;
+        }
+        if (c->state == CS_OPEN)
+            STATE_REJECT("contact is neither queued nor connected");
+        if (c->state == CS_QUEUED && ev->queue.n == 0)
+            STATE_REJECT("a queued contact can only be transferred to a "
+                         "queue");
+        if (ev->queue.n != 0) {
+            q = queue_get(e, ev->queue, rej);
+            if (q == NULL)
+                return -1;
+        }
+        if (set_agent(e, c, ev->agent, rej))
+            return -1;
+        if (c->state == CS_HELD) {
+            end_hold(e, c, ev);
+            set_state(e, c, CS_CONNECTED);
+        }
+        c->transfers++;
+        cs->transfers++;
+        if (q != NULL) {
+            leave_queue(e, c, now, "transferred");
+            c->agent = NULL;
+            join_queue(e, c, q, ev);
+        }
+        return 0;
+    case CC_EV_CALLBACK_ACCEPTED:
+        c->flags |= CF_ACCEPTED;
+        if (c->state == CS_QUEUED) {
+            c->queue->callbacks++;
+            leave_queue(e, c, now, "accepted");
+            set_state(e, c, CS_OPEN);
+        }
+        return 0;
+    case CC_EV_CALLBACK_DECLINED:
+        c->flags &= (uint8_t)~CF_OFFERED;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static void
+count_accepted(struct cc_engine *e, const struct cc_event *ev)
+{
+    e->accepted++;
+    e->by_type[ev->type]++;
+    e->chan[ev->channel].events++;
+    cc_dedup_add(&e->dedup, ev->id.p, ev->id.n);
+}
+
+enum cc_verdict
+cc_engine_apply(struct cc_engine *e, const struct cc_event *ev, uint64_t now,
+                struct cc_reject *rej)
+{
+    struct cc_contact *c;
+    uint64_t h;
+    bool created = false;
+
+    cc_wheel_advance(&e->wheel, now);
+    if (cc_dedup_seen(&e->dedup, ev->id.p, ev->id.n)) {
+        e->duplicates++;
+        return CC_DUPLICATE;
+    }
+    if (ev->contact.n == 0) {
+        /* Agent, identity, feedback and resolve events carry no contact:
+         * counted here, acted on by later modules. */
+        count_accepted(e, ev);
+        return CC_ACCEPTED;
+    }
+    h = contact_hash(e, ev->channel, ev->contact);
+    c = contact_find(e, ev->channel, ev->contact, h);
+    if (c == NULL) {
+        if (ev->type == CC_EV_CONTACT_OPEN || opens_implicitly(ev->type)) {
+            c = contact_open(e, ev, h, now, rej);
+            if (c == NULL)
+                goto rejected;
+            created = true;
+            if (ev->type == CC_EV_CONTACT_OPEN) {
+                count_accepted(e, ev);
+                return CC_ACCEPTED;
+            }
+            e->implicit_opens++;
+            e->chan[ev->channel].implicit_opens++;
+            /* A hold or transfer implies an agent already answered. */
+            if (ev->type == CC_EV_HOLD_START || ev->type == CC_EV_TRANSFER)
+                set_state(e, c, CS_CONNECTED);
+        } else if (ev->type >= CC_EV_CALLBACK_ACCEPTED &&
+                   ev->type <= CC_EV_CALLBACK_FAILED) {
+            /* Callback outcomes often arrive after the original contact
+             * closed: they are not an error. */
+            e->callback_unknown++;
+            count_accepted(e, ev);
+            return CC_ACCEPTED;
+        } else if (ev->type == CC_EV_CONVERSATION_RESOLVE ||
+                   ev->type == CC_EV_FEEDBACK) {
+            count_accepted(e, ev);
+            return CC_ACCEPTED;
+        } else {
+            rej->code = CC_R_STATE;
+            rej->key = NULL;
+            rej->detail = "unknown contact: it was never opened, or is "
+                          "already closed";
+            goto rejected;
+        }
+    } else if (ev->type == CC_EV_CONTACT_CLOSE) {
+        if (c->state == CS_QUEUED) {
+            c->queue->abandoned++;
+            e->chan[c->channel].abandoned++;
+        }
+        leave_queue(e, c, now, "closed");
+        if (c->state == CS_HELD)
+            end_hold(e, c, ev);
+        e->chan[c->channel].closed++;
+        contact_free(e, c);
+        count_accepted(e, ev);
+        return CC_ACCEPTED;
+    }
+    if (lifecycle(e, c, ev, now, rej) != 0) {
+        if (created)
+            contact_free(e, c);
+        goto rejected;
+    }
+    /* The latest customer map wins; keeping the old one on failure loses
+     * only an update of identifiers, never the event. */
+    if (!created && (ev->flags & CC_EVF_CUSTOMER))
+        (void)contact_set_customer(e, c, ev);
+    if (!created)
+        cc_wheel_arm(&e->wheel, &c->idle_timer, now + e->cfg.contact_idle_ms);
+    count_accepted(e, ev);
+    return CC_ACCEPTED;
+
+rejected:
+    cc_engine_count_reject(e, rej->code);
+    return CC_REJECTED;
+}
+
+/* ---- one message ------------------------------------------------------ */
+
+void
+cc_ingest_report_fini(struct cc_ingest_report *r)
+{
+    cc_free(r->rej, r->rej_cap * sizeof(*r->rej));
+    memset(r, 0, sizeof(*r));
+}
+
+static void
+report_reject(struct cc_ingest_report *r, uint32_t index,
+              const struct cc_reject *rej)
+{
+    if (r->rejected == r->rej_cap) {
+        uint32_t ncap = r->rej_cap ? r->rej_cap * 2 : 16;
+        struct cc_ingest_rejection *nv =
+            cc_realloc(r->rej, r->rej_cap * sizeof(*r->rej),
+                       ncap * sizeof(*r->rej));
+        CC_ASSERT(nv != NULL);
+        r->rej = nv;
+        r->rej_cap = ncap;
+    }
+    r->rej[r->rejected].index = index;
+    r->rej[r->rejected].rej = *rej;
+    r->rejected++;
+}
+
+void
+cc_engine_ingest(struct cc_engine *e, const void *buf, size_t len,
+                 uint64_t now, struct cc_ingest_report *rep)
+{
+    struct cc_msg_iter it;
+    struct cc_event ev;
+    struct cc_reject rej;
+    uint32_t index;
+    int rc;
+
+    rep->events = rep->accepted = rep->duplicates = rep->rejected = 0;
+    rep->error = NULL;
+    if (cc_msg_open(&it, buf, len, &rep->error) != 0) {
+        cc_engine_count_bad_message(e);
+        return;
+    }
+    e->messages++;
+    for (;;) {
+        index = it.index;
+        rc = cc_msg_next(&it, &e->cfg.channels, &ev, &rej);
+        if (rc < 0)
+            break;
+        rep->events++;
+        if (rc == 0) {
+            cc_engine_count_reject(e, rej.code);
+            report_reject(rep, index, &rej);
+            continue;
+        }
+        switch (cc_engine_apply(e, &ev, now, &rej)) {
+        case CC_ACCEPTED:
+            rep->accepted++;
+            break;
+        case CC_DUPLICATE:
+            rep->duplicates++;
+            break;
+        case CC_REJECTED:
+            report_reject(rep, index, &rej);
+            break;
+        }
+    }
+}
+
+/* ---- stats ------------------------------------------------------------ */
+
+void
+cc_engine_counts(const struct cc_engine *e, struct cc_engine_counts *c)
+{
+    c->open_contacts = e->open_contacts;
+    c->accepted = e->accepted;
+    c->duplicates = e->duplicates;
+    c->rejected = e->rejected;
+    c->implicit_opens = e->implicit_opens;
+    c->alerts = e->alerts_hold_long;
+    c->callbacks = e->cb_offers + e->cb_cancels;
+    c->contact_bytes =
+        e->open_contacts * sizeof(struct cc_contact) + e->blob_bytes;
+}
+
+void
+cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk)
+{
+    uint32_t i;
+    int s;
+
+    msgpack_pack_map(pk, 10);
+
+    pack_cstr(pk, "events");
+    msgpack_pack_map(pk, 8);
+    pack_kv_u64(pk, "messages", e->messages);
+    pack_kv_u64(pk, "malformed_messages", e->malformed);
+    pack_kv_u64(pk, "accepted", e->accepted);
+    pack_kv_u64(pk, "duplicates", e->duplicates);
+    pack_kv_u64(pk, "rejected", e->rejected);
+    pack_kv_u64(pk, "implicit_opens", e->implicit_opens);
+    pack_kv_u64(pk, "expired_contacts", e->expired);
+    pack_kv_u64(pk, "callback_unknown_contact", e->callback_unknown);
+
+    pack_cstr(pk, "rejected");
+    msgpack_pack_map(pk, CC_R__COUNT);
+    for (i = 0; i < CC_R__COUNT; i++)
+        pack_kv_u64(pk, cc_reason_name((enum cc_reason)i), e->by_reason[i]);
+
+    pack_cstr(pk, "types");
+    msgpack_pack_map(pk, CC_EV__COUNT);
+    for (i = 0; i < CC_EV__COUNT; i++)
+        pack_kv_u64(pk, cc_event_type_name((enum cc_event_type)i),
+                    e->by_type[i]);
+
+    pack_cstr(pk, "channels");
+    msgpack_pack_map(pk, e->cfg.channels.n);
+    for (i = 0; i < e->cfg.channels.n; i++) {
+        const struct chan_stats *c = &e->chan[i];
+        pack_cstr(pk, e->cfg.channels.names[i]);
+        msgpack_pack_map(pk, 12);
+        pack_kv_u64(pk, "events", c->events);
+        pack_kv_u64(pk, "open", c->open);
+        pack_kv_u64(pk, "opened", c->opened);
+        pack_kv_u64(pk, "implicit_opens", c->implicit_opens);
+        pack_kv_u64(pk, "closed", c->closed);
+        pack_kv_u64(pk, "expired", c->expired);
+        pack_kv_u64(pk, "answered", c->answered);
+        pack_kv_u64(pk, "abandoned", c->abandoned);
+        pack_kv_u64(pk, "transfers", c->transfers);
+        pack_kv_u64(pk, "holds", c->holds);
+        pack_kv_u64(pk, "messages_in", c->msgs_in);
+        pack_kv_u64(pk, "messages_out", c->msgs_out);
+    }
+
+    pack_cstr(pk, "contacts");
+    msgpack_pack_map(pk, CS__COUNT + 3);
+    pack_kv_u64(pk, "open", e->open_contacts);
+    for (s = 0; s < CS__COUNT; s++)
+        pack_kv_u64(pk, cstate_names[s], e->by_state[s]);
+    pack_kv_u64(pk, "max", e->cfg.max_contacts);
+    pack_kv_u64(pk, "bytes", e->open_contacts * sizeof(struct cc_contact) +
+                                 e->blob_bytes);
+
+    pack_cstr(pk, "queues");
+    msgpack_pack_map(pk, e->nqueues);
+    for (i = 0; i < e->nqueues; i++) {
+        const struct cc_queue *q = e->queues[i];
+        pack_strn(pk, q->name->s, q->name->len);
+        msgpack_pack_map(pk, 6);
+        pack_kv_u64(pk, "waiting", q->waiting);
+        pack_kv_u64(pk, "joined", q->joined);
+        pack_kv_u64(pk, "answered", q->answered);
+        pack_kv_u64(pk, "abandoned", q->abandoned);
+        pack_kv_u64(pk, "callback_offers", q->offers);
+        pack_kv_u64(pk, "callbacks_accepted", q->callbacks);
+    }
+
+    pack_cstr(pk, "alerts");
+    msgpack_pack_map(pk, 1);
+    pack_kv_u64(pk, "hold.long", e->alerts_hold_long);
+
+    pack_cstr(pk, "callbacks");
+    msgpack_pack_map(pk, 2);
+    pack_kv_u64(pk, "callback.offer", e->cb_offers);
+    pack_kv_u64(pk, "callback.cancel", e->cb_cancels);
+
+    pack_cstr(pk, "timers");
+    msgpack_pack_map(pk, 2);
+    pack_kv_u64(pk, "armed", e->wheel.count);
+    pack_kv_u64(pk, "next_due",
+                cc_wheel_next(&e->wheel) == CC_WHEEL_NEVER
+                    ? 0
+                    : cc_wheel_next(&e->wheel));
+
+    pack_cstr(pk, "dedup");
+    msgpack_pack_map(pk, 3);
+    pack_kv_u64(pk, "window", e->dedup.cap);
+    pack_kv_u64(pk, "held", e->dedup.count);
+    pack_kv_u64(pk, "bytes", cc_dedup_bytes(&e->dedup));
+}

@@ -1,0 +1,110 @@
+/*
+ * The engine: contactd's deterministic core. It takes decoded events and the
+ * current time, updates its state, and writes what must leave (alerts,
+ * callback triggers) into its outbox. It reads no clock, does no I/O and
+ * holds no locks: the same inputs give the same outputs, live, in tests with
+ * a manual clock, and in replay.
+ *
+ * In this version it tracks every open contact per channel through its
+ * lifecycle, counts events per channel and per type, ignores repeated event
+ * ids within a bounded window, and runs two timed rules on its timing wheel:
+ * hold.long (a caller on hold longer than [hold] long) and a callback offer
+ * for a caller who has waited in queue longer than
+ * [callback] offer_after_waiting. docs/protocol.md describes the rules.
+ *
+ * Every function runs on one thread (the loop thread in the daemon).
+ */
+#ifndef CC_ENGINE_H
+#define CC_ENGINE_H
+
+#include "cc.h"
+#include "event.h"
+#include "outbox.h"
+
+#include <msgpack.h>
+#include <stdbool.h>
+
+struct cc_engine_config {
+    uint64_t hold_long_ms;
+    uint64_t offer_after_waiting_ms; /* 0 disables offers */
+    uint64_t contact_idle_ms;        /* a contact silent this long closes */
+    uint64_t dedup_window;
+    uint64_t max_contacts;
+    uint64_t max_queues;
+    uint64_t max_names;
+    struct cc_channels channels;
+    uint64_t seed; /* hash seed; does not change any output */
+};
+
+void cc_engine_config_defaults(struct cc_engine_config *c);
+
+struct cc_engine;
+
+/* Creates an engine whose clock starts at now (ms since the Unix epoch).
+ * The caller frees it with cc_engine_free(). */
+int cc_engine_new(struct cc_engine **out, const struct cc_engine_config *cfg,
+                  uint64_t now);
+void cc_engine_free(struct cc_engine *e);
+
+/* Applies the settings that can change while running (timed rule limits);
+ * armed clocks keep their deadlines, new ones use the new values. */
+void cc_engine_reconfigure(struct cc_engine *e,
+                           const struct cc_engine_config *cfg);
+
+const struct cc_channels *cc_engine_channels(const struct cc_engine *e);
+
+enum cc_verdict {
+    CC_ACCEPTED,  /* applied */
+    CC_DUPLICATE, /* an id seen within the window: ignored, not an error */
+    CC_REJECTED   /* *rej says why; state is unchanged */
+};
+
+/* Applies one decoded event at time now. Fires timers due by now first. */
+enum cc_verdict cc_engine_apply(struct cc_engine *e, const struct cc_event *ev,
+                                uint64_t now, struct cc_reject *rej);
+
+/* Counts a rejection made before the engine saw the event (decoding). */
+void cc_engine_count_reject(struct cc_engine *e, enum cc_reason r);
+/* Counts a message that was not MessagePack or was too large. */
+void cc_engine_count_bad_message(struct cc_engine *e);
+
+/* Advances the clock to now, firing every timed rule that fell due. */
+void cc_engine_tick(struct cc_engine *e, uint64_t now);
+/* When the engine next has timed work (ms), or UINT64_MAX. */
+uint64_t cc_engine_next_deadline(const struct cc_engine *e);
+
+/* What the engine wants sent; the caller sends and then clears it. */
+struct cc_outbox *cc_engine_outbox(struct cc_engine *e);
+
+/*
+ * One ingest message: decodes it, applies every event, and reports. The
+ * report's arrays belong to the report and are reused by the next call.
+ */
+struct cc_ingest_rejection {
+    uint32_t index;
+    struct cc_reject rej;
+};
+
+struct cc_ingest_report {
+    uint32_t events, accepted, duplicates, rejected;
+    const char *error; /* whole message refused (not MessagePack, ...) */
+    struct cc_ingest_rejection *rej;
+    uint32_t rej_cap;
+};
+
+void cc_ingest_report_fini(struct cc_ingest_report *r);
+void cc_engine_ingest(struct cc_engine *e, const void *buf, size_t len,
+                      uint64_t now, struct cc_ingest_report *rep);
+
+/* Packs the engine's counters and gauges as one MessagePack map. */
+void cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk);
+
+struct cc_engine_counts {
+    uint64_t open_contacts;
+    uint64_t accepted, duplicates, rejected, implicit_opens;
+    uint64_t alerts, callbacks;
+    uint64_t contact_bytes; /* memory held for open contacts */
+};
+void cc_engine_counts(const struct cc_engine *e, struct cc_engine_counts *c);
+
+#endif

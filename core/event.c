@@ -1,0 +1,486 @@
+/*
+ * Decoding and validating protocol v1 events. See event.h and
+ * docs/protocol.md, which lists every reason this file can give.
+ */
+#include "event.h"
+
+#include <string.h>
+
+static const char *const type_names[CC_EV__COUNT] = {
+    "contact.open",       "message.in",         "message.out",
+    "queue.join",         "queue.leave",        "agent.answer",
+    "hold.start",         "hold.end",           "transfer",
+    "contact.close",      "conversation.resolve", "agent.status",
+    "identity.link",      "identity.unlink",    "feedback",
+    "callback.accepted",  "callback.declined",  "callback.completed",
+    "callback.failed"};
+
+const char *
+cc_event_type_name(enum cc_event_type t)
+{
+    return (unsigned)t < CC_EV__COUNT ? type_names[t] : "unknown";
+}
+
+static const char *const reason_names[CC_R__COUNT] = {
+    "not_a_map",     "key_not_string", "missing_key",    "wrong_type",
+    "out_of_range",  "too_long",       "empty",          "unknown_channel",
+    "unknown_type",  "bad_value",      "invalid_state",  "limit"};
+
+const char *
+cc_reason_name(enum cc_reason r)
+{
+    return (unsigned)r < CC_R__COUNT ? reason_names[r] : "unknown";
+}
+
+size_t
+cc_reject_format(const struct cc_reject *r, char *buf, size_t n)
+{
+    const char *d = r->detail ? r->detail : "";
+    int len;
+
+    switch (r->code) {
+    case CC_R_NOT_MAP:
+        len = snprintf(buf, n, "event is not a map");
+        break;
+    case CC_R_KEY_NOT_STRING:
+        len = snprintf(buf, n, "map keys must be strings");
+        break;
+    case CC_R_MISSING:
+        len = snprintf(buf, n, "missing required key '%s'%s%s", r->key,
+                       *d ? " " : "", d);
+        break;
+    case CC_R_WRONG_TYPE:
+        len = snprintf(buf, n, "key '%s' must be %s", r->key, d);
+        break;
+    case CC_R_OUT_OF_RANGE:
+        len = snprintf(buf, n, "key '%s' out of range: %s", r->key, d);
+        break;
+    case CC_R_TOO_LONG:
+        len = snprintf(buf, n, "key '%s' too long: %s", r->key, d);
+        break;
+    case CC_R_EMPTY:
+        len = snprintf(buf, n, "key '%s' must not be empty", r->key);
+        break;
+    case CC_R_UNKNOWN_CHANNEL:
+        len = snprintf(buf, n, "unknown channel (not built in nor "
+                               "configured in [channels])");
+        break;
+    case CC_R_UNKNOWN_TYPE:
+        len = snprintf(buf, n, "unknown event type");
+        break;
+    case CC_R_BAD_VALUE:
+        len = snprintf(buf, n, "key '%s' has a bad value: %s", r->key, d);
+        break;
+    case CC_R_STATE:
+        len = snprintf(buf, n, "%s", d);
+        break;
+    case CC_R_LIMIT:
+        len = snprintf(buf, n, "limit reached: %s", d);
+        break;
+    default:
+        len = snprintf(buf, n, "rejected");
+        break;
+    }
+    if (len < 0)
+        return 0;
+    return (size_t)len < n ? (size_t)len : (n ? n - 1 : 0);
+}
+
+void
+cc_channels_init(struct cc_channels *c)
+{
+    static const char *const builtin[] = {"phone", "chat", "email", "social"};
+    size_t i;
+    memset(c, 0, sizeof(*c));
+    for (i = 0; i < CC_ARRAY_SIZE(builtin); i++)
+        strcpy(c->names[c->n++], builtin[i]);
+}
+
+int
+cc_channels_find(const struct cc_channels *c, struct cc_str name)
+{
+    uint32_t i;
+    if (name.n >= CC_CHANNEL_NAME_MAX)
+        return -1;
+    for (i = 0; i < c->n; i++) {
+        if (strlen(c->names[i]) == name.n &&
+            memcmp(c->names[i], name.p, name.n) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+int
+cc_channels_add(struct cc_channels *c, const char *name)
+{
+    size_t n = strlen(name), i;
+    struct cc_str s = {name, (uint32_t)n};
+
+    if (n == 0 || n >= CC_CHANNEL_NAME_MAX)
+        return CC_EINVAL;
+    for (i = 0; i < n; i++) {
+        char ch = name[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '-'))
+            return CC_EINVAL;
+    }
+    if (cc_channels_find(c, s) >= 0)
+        return CC_EEXIST;
+    if (c->n >= CC_MAX_CHANNELS)
+        return CC_ELIMIT;
+    memcpy(c->names[c->n++], name, n + 1);
+    return 0;
+}
+
+int
+cc_msg_open(struct cc_msg_iter *it, const void *buf, size_t len,
+            const char **err)
+{
+    struct cc_mp probe;
+    enum cc_mp_type t;
+
+    memset(it, 0, sizeof(*it));
+    cc_mp_init(&probe, buf, len);
+    if (len == 0) {
+        *err = "empty message";
+        return CC_EPROTO;
+    }
+    t = cc_mp_peek(&probe);
+    if (t != CC_MP_MAP && t != CC_MP_ARRAY) {
+        *err = "not MessagePack: expected an event map or an array of them";
+        return CC_EPROTO;
+    }
+    /* Validate the whole message first so that a malformed tail cannot
+     * leave half a batch applied. */
+    if (cc_mp_skip(&probe) != 0) {
+        *err = "malformed MessagePack: truncated, a declared length exceeds "
+               "the message, or nested deeper than 32";
+        return CC_EPROTO;
+    }
+    if (cc_mp_left(&probe) != 0) {
+        *err = "malformed MessagePack: trailing bytes after the message";
+        return CC_EPROTO;
+    }
+    cc_mp_init(&it->mp, buf, len);
+    if (t == CC_MP_ARRAY) {
+        if (cc_mp_read_array(&it->mp, &it->count) != 0) {
+            *err = "malformed MessagePack";
+            return CC_EPROTO;
+        }
+        it->batch = true;
+    } else {
+        it->count = 1;
+    }
+    return 0;
+}
+
+#define REJECT(code_, key_, detail_)                                           \
+    do {                                                                       \
+        rej->code = (code_);                                                   \
+        rej->key = (key_);                                                     \
+        rej->detail = (detail_);                                               \
+        return CC_EINVAL;                                                      \
+    } while (0)
+
+/* Reads a string value for key; enforces 1..max bytes. */
+static int
+get_str(struct cc_mp *m, const char *key, uint32_t max, struct cc_str *out,
+        struct cc_reject *rej)
+{
+    if (cc_mp_read_str(m, out) != 0)
+        REJECT(CC_R_WRONG_TYPE, key, "a string");
+    if (out->n == 0)
+        REJECT(CC_R_EMPTY, key, NULL);
+    if (out->n > max) {
+        if (max == CC_ID_MAX)
+            REJECT(CC_R_TOO_LONG, key, "at most 256 bytes");
+        if (max == CC_CONTACT_MAX)
+            REJECT(CC_R_TOO_LONG, key, "at most 512 bytes");
+        REJECT(CC_R_TOO_LONG, key, "at most 128 bytes");
+    }
+    return 0;
+}
+
+static int
+get_str_array(struct cc_mp *m, const char *key, const uint8_t **raw,
+              uint32_t *raw_len, uint32_t *count, struct cc_reject *rej)
+{
+    const uint8_t *start = m->p;
+    struct cc_str s;
+    uint32_t n, i;
+
+    if (cc_mp_read_array(m, &n) != 0)
+        REJECT(CC_R_WRONG_TYPE, key, "an array of strings");
+    if (n > CC_TAGS_MAX)
+        REJECT(CC_R_TOO_LONG, key, "at most 32 entries");
+    for (i = 0; i < n; i++) {
+        if (cc_mp_read_str(m, &s) != 0)
+            REJECT(CC_R_WRONG_TYPE, key, "an array of strings");
+        if (s.n == 0)
+            REJECT(CC_R_EMPTY, key, NULL);
+        if (s.n > CC_NAME_MAX)
+            REJECT(CC_R_TOO_LONG, key, "entries of at most 128 bytes");
+    }
+    *raw = start;
+    *raw_len = (uint32_t)(m->p - start);
+    *count = n;
+    return 0;
+}
+
+static const char *const ident_names[CC_IDENT__COUNT] = {"phone", "email",
+                                                         "chat", "social",
+                                                         "crm"};
+static const char *const ident_keys[CC_IDENT__COUNT] = {
+    "customer.phone", "customer.email", "customer.chat", "customer.social",
+    "customer.crm"};
+
+static int
+get_customer(struct cc_mp *m, struct cc_event *ev, struct cc_reject *rej)
+{
+    const uint8_t *start = m->p;
+    struct cc_str k;
+    uint32_t n, i;
+    int j, rc;
+
+    if (cc_mp_read_map(m, &n) != 0)
+        REJECT(CC_R_WRONG_TYPE, "customer", "a map of identifiers");
+    if (n > CC_CUSTOMER_KEYS_MAX)
+        REJECT(CC_R_TOO_LONG, "customer", "at most 32 keys");
+    for (i = 0; i < n; i++) {
+        if (cc_mp_read_str(m, &k) != 0)
+            REJECT(CC_R_KEY_NOT_STRING, "customer", NULL);
+        for (j = 0; j < CC_IDENT__COUNT; j++) {
+            if (cc_str_eq(k, ident_names[j]))
+                break;
+        }
+        if (j == CC_IDENT__COUNT) {
+            /* Unknown identifier kinds are ignored, like unknown keys. */
+            if (cc_mp_skip(m) != 0)
+                REJECT(CC_R_WRONG_TYPE, "customer", "well-formed");
+            continue;
+        }
+        rc = get_str(m, ident_keys[j], CC_IDENT_MAX, &ev->ident[j], rej);
+        if (rc)
+            return rc;
+    }
+    ev->customer = start;
+    ev->customer_len = (uint32_t)(m->p - start);
+    ev->flags |= CC_EVF_CUSTOMER;
+    return 0;
+}
+
+/* Which keys each type needs beyond id, ts, channel and type. */
+enum {
+    NEED_CONTACT = 1 << 0,
+    NEED_AGENT = 1 << 1,
+    NEED_STATE = 1 << 2,
+    NEED_CUSTOMER = 1 << 3,
+    NEED_SCORE = 1 << 4,
+    NEED_QUEUE = 1 << 5
+};
+
+static const uint8_t type_needs[CC_EV__COUNT] = {
+    [CC_EV_CONTACT_OPEN] = NEED_CONTACT,
+    [CC_EV_MESSAGE_IN] = NEED_CONTACT,
+    [CC_EV_MESSAGE_OUT] = NEED_CONTACT,
+    [CC_EV_QUEUE_JOIN] = NEED_CONTACT | NEED_QUEUE,
+    [CC_EV_QUEUE_LEAVE] = NEED_CONTACT,
+    [CC_EV_AGENT_ANSWER] = NEED_CONTACT,
+    [CC_EV_HOLD_START] = NEED_CONTACT,
+    [CC_EV_HOLD_END] = NEED_CONTACT,
+    [CC_EV_TRANSFER] = NEED_CONTACT,
+    [CC_EV_CONTACT_CLOSE] = NEED_CONTACT,
+    [CC_EV_CONVERSATION_RESOLVE] = 0,
+    [CC_EV_AGENT_STATUS] = NEED_AGENT | NEED_STATE,
+    [CC_EV_IDENTITY_LINK] = NEED_CUSTOMER,
+    [CC_EV_IDENTITY_UNLINK] = NEED_CUSTOMER,
+    [CC_EV_FEEDBACK] = NEED_SCORE,
+    [CC_EV_CALLBACK_ACCEPTED] = NEED_CONTACT,
+    [CC_EV_CALLBACK_DECLINED] = NEED_CONTACT,
+    [CC_EV_CALLBACK_COMPLETED] = NEED_CONTACT,
+    [CC_EV_CALLBACK_FAILED] = NEED_CONTACT,
+};
+
+static int
+find_type(struct cc_str s)
+{
+    int i;
+    for (i = 0; i < CC_EV__COUNT; i++) {
+        if (cc_str_eq(s, type_names[i]))
+            return i;
+    }
+    return -1;
+}
+
+enum {
+    SEEN_ID = 1 << 0,
+    SEEN_TS = 1 << 1,
+    SEEN_CHANNEL = 1 << 2,
+    SEEN_TYPE = 1 << 3
+};
+
+static int
+check_semantics(struct cc_event *ev, struct cc_reject *rej)
+{
+    uint8_t need = type_needs[ev->type];
+
+    if ((need & NEED_CONTACT) && ev->contact.n == 0)
+        REJECT(CC_R_MISSING, "contact", "for this type");
+    if ((need & NEED_QUEUE) && ev->queue.n == 0)
+        REJECT(CC_R_MISSING, "queue", "for this type");
+    if ((need & NEED_AGENT) && ev->agent.n == 0)
+        REJECT(CC_R_MISSING, "agent", "for this type");
+    if ((need & NEED_STATE) && ev->state.n == 0)
+        REJECT(CC_R_MISSING, "state", "for this type");
+    if ((need & NEED_CUSTOMER) && !(ev->flags & CC_EVF_CUSTOMER))
+        REJECT(CC_R_MISSING, "customer", "for this type");
+    if (need & NEED_SCORE) {
+        if (!(ev->flags & CC_EVF_SCORE))
+            REJECT(CC_R_MISSING, "score", "for this type");
+        if (ev->scale.n == 0)
+            REJECT(CC_R_MISSING, "scale", "for this type");
+        if (cc_str_eq(ev->scale, "csat")) {
+            if (ev->score < 1 || ev->score > 5)
+                REJECT(CC_R_OUT_OF_RANGE, "score", "csat is 1-5");
+        } else if (cc_str_eq(ev->scale, "nps")) {
+            if (ev->score < 0 || ev->score > 10)
+                REJECT(CC_R_OUT_OF_RANGE, "score", "nps is 0-10");
+        } else {
+            REJECT(CC_R_BAD_VALUE, "scale", "expected csat or nps");
+        }
+    }
+    if (ev->state.n != 0 && ev->type == CC_EV_AGENT_STATUS &&
+        !cc_str_eq(ev->state, "available") && !cc_str_eq(ev->state, "busy") &&
+        !cc_str_eq(ev->state, "away") && !cc_str_eq(ev->state, "offline"))
+        REJECT(CC_R_BAD_VALUE, "state",
+               "expected available, busy, away or offline");
+    if (ev->type == CC_EV_CONVERSATION_RESOLVE && ev->contact.n == 0 &&
+        !(ev->flags & CC_EVF_CUSTOMER))
+        REJECT(CC_R_MISSING, "contact", "or 'customer' for this type");
+    return 0;
+}
+
+static int
+decode_event(struct cc_mp *m, const struct cc_channels *ch,
+             struct cc_event *ev, struct cc_reject *rej)
+{
+    struct cc_str k, s;
+    uint32_t n, i;
+    unsigned seen = 0;
+    int64_t iv;
+    int rc, idx;
+
+    memset(ev, 0, sizeof(*ev));
+    if (cc_mp_read_map(m, &n) != 0)
+        REJECT(CC_R_NOT_MAP, NULL, NULL);
+    for (i = 0; i < n; i++) {
+        if (cc_mp_read_str(m, &k) != 0)
+            REJECT(CC_R_KEY_NOT_STRING, NULL, NULL);
+        rc = 0;
+        /* Dispatch on length first: most keys differ there. */
+        if (cc_str_eq(k, "id")) {
+            rc = get_str(m, "id", CC_ID_MAX, &ev->id, rej);
+            seen |= SEEN_ID;
+        } else if (cc_str_eq(k, "ts")) {
+            if (cc_mp_read_int(m, &iv) != 0)
+                REJECT(CC_R_WRONG_TYPE, "ts",
+                       "an integer (milliseconds since the Unix epoch)");
+            if (iv <= 0 || iv > CC_TS_MAX)
+                REJECT(CC_R_OUT_OF_RANGE, "ts",
+                       "milliseconds since the Unix epoch, years 1970-9999");
+            ev->ts = iv;
+            seen |= SEEN_TS;
+        } else if (cc_str_eq(k, "type")) {
+            if (cc_mp_read_str(m, &s) != 0)
+                REJECT(CC_R_WRONG_TYPE, "type", "a string");
+            idx = find_type(s);
+            if (idx < 0)
+                REJECT(CC_R_UNKNOWN_TYPE, "type", NULL);
+            ev->type = (uint8_t)idx;
+            seen |= SEEN_TYPE;
+        } else if (cc_str_eq(k, "channel")) {
+            if (cc_mp_read_str(m, &s) != 0)
+                REJECT(CC_R_WRONG_TYPE, "channel", "a string");
+            idx = cc_channels_find(ch, s);
+            if (idx < 0)
+                REJECT(CC_R_UNKNOWN_CHANNEL, "channel", NULL);
+            ev->channel = (uint8_t)idx;
+            seen |= SEEN_CHANNEL;
+        } else if (cc_str_eq(k, "contact")) {
+            rc = get_str(m, "contact", CC_CONTACT_MAX, &ev->contact, rej);
+        } else if (cc_str_eq(k, "customer")) {
+            rc = get_customer(m, ev, rej);
+        } else if (cc_str_eq(k, "queue")) {
+            rc = get_str(m, "queue", CC_NAME_MAX, &ev->queue, rej);
+        } else if (cc_str_eq(k, "agent")) {
+            rc = get_str(m, "agent", CC_NAME_MAX, &ev->agent, rej);
+        } else if (cc_str_eq(k, "priority")) {
+            if (cc_mp_read_int(m, &iv) != 0)
+                REJECT(CC_R_WRONG_TYPE, "priority", "an integer");
+            if (iv < 0 || iv > 9)
+                REJECT(CC_R_OUT_OF_RANGE, "priority", "0-9");
+            ev->priority = (int8_t)iv;
+            ev->flags |= CC_EVF_PRIORITY;
+        } else if (cc_str_eq(k, "tags")) {
+            rc = get_str_array(m, "tags", &ev->tags, &ev->tags_len,
+                               &ev->ntags, rej);
+        } else if (cc_str_eq(k, "topic")) {
+            rc = get_str(m, "topic", CC_NAME_MAX, &ev->topic, rej);
+        } else if (cc_str_eq(k, "sentiment")) {
+            if (cc_mp_read_double(m, &ev->sentiment) != 0)
+                REJECT(CC_R_WRONG_TYPE, "sentiment", "a number");
+            if (!(ev->sentiment >= -1.0 && ev->sentiment <= 1.0))
+                REJECT(CC_R_OUT_OF_RANGE, "sentiment", "-1 to 1");
+            ev->flags |= CC_EVF_SENTIMENT;
+        } else if (cc_str_eq(k, "reply_to")) {
+            rc = get_str(m, "reply_to", CC_CONTACT_MAX, &ev->reply_to, rej);
+        } else if (cc_str_eq(k, "score")) {
+            if (cc_mp_read_int(m, &ev->score) != 0)
+                REJECT(CC_R_WRONG_TYPE, "score", "an integer");
+            ev->flags |= CC_EVF_SCORE;
+        } else if (cc_str_eq(k, "scale")) {
+            rc = get_str(m, "scale", CC_NAME_MAX, &ev->scale, rej);
+        } else if (cc_str_eq(k, "state")) {
+            rc = get_str(m, "state", CC_NAME_MAX, &ev->state, rej);
+        } else if (cc_str_eq(k, "queues")) {
+            rc = get_str_array(m, "queues", &ev->queues, &ev->queues_len,
+                               &ev->nqueues, rej);
+        } else {
+            /* Unknown keys are ignored: producers may be newer than us. */
+            if (cc_mp_skip(m) != 0)
+                REJECT(CC_R_WRONG_TYPE, NULL, "well-formed");
+        }
+        if (rc)
+            return rc;
+    }
+    if (!(seen & SEEN_ID))
+        REJECT(CC_R_MISSING, "id", NULL);
+    if (!(seen & SEEN_TS))
+        REJECT(CC_R_MISSING, "ts", NULL);
+    if (!(seen & SEEN_CHANNEL))
+        REJECT(CC_R_MISSING, "channel", NULL);
+    if (!(seen & SEEN_TYPE))
+        REJECT(CC_R_MISSING, "type", NULL);
+    return check_semantics(ev, rej);
+}
+
+int
+cc_msg_next(struct cc_msg_iter *it, const struct cc_channels *ch,
+            struct cc_event *ev, struct cc_reject *rej)
+{
+    const uint8_t *start;
+    int rc;
+
+    if (it->index >= it->count)
+        return -1;
+    it->index++;
+    start = it->mp.p;
+    rc = decode_event(&it->mp, ch, ev, rej);
+    if (rc == 0)
+        return 1;
+    /* The message was validated as a whole, so skipping cannot fail. */
+    it->mp.p = start;
+    rc = cc_mp_skip(&it->mp);
+    CC_ASSERT(rc == 0);
+    return 0;
+}

@@ -1,0 +1,225 @@
+/*
+ * Counting allocator, object pools and blob size classes. See mem.h.
+ */
+#include "mem.h"
+
+#include <stdatomic.h>
+#include <string.h>
+
+static _Atomic uint64_t mem_allocs;
+static _Atomic uint64_t mem_frees;
+static _Atomic uint64_t mem_live;
+
+void *
+cc_malloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p != NULL) {
+        atomic_fetch_add_explicit(&mem_allocs, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&mem_live, n, memory_order_relaxed);
+    }
+    return p;
+}
+
+void *
+cc_calloc(size_t count, size_t n)
+{
+    void *p;
+    if (n != 0 && count > SIZE_MAX / n)
+        return NULL;
+    p = calloc(count ? count : 1, n ? n : 1);
+    if (p != NULL) {
+        atomic_fetch_add_explicit(&mem_allocs, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&mem_live, count * n, memory_order_relaxed);
+    }
+    return p;
+}
+
+void *
+cc_realloc(void *p, size_t old_n, size_t new_n)
+{
+    void *q = realloc(p, new_n ? new_n : 1);
+    if (q == NULL)
+        return NULL;
+    atomic_fetch_add_explicit(&mem_allocs, 1, memory_order_relaxed);
+    if (p != NULL)
+        atomic_fetch_add_explicit(&mem_frees, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mem_live, new_n, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&mem_live, old_n, memory_order_relaxed);
+    return q;
+}
+
+void
+cc_free(void *p, size_t n)
+{
+    if (p == NULL)
+        return;
+    free(p);
+    atomic_fetch_add_explicit(&mem_frees, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&mem_live, n, memory_order_relaxed);
+}
+
+char *
+cc_strndup(const char *s, size_t n)
+{
+    char *d = cc_malloc(n + 1);
+    if (d != NULL) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+void
+cc_mem_stats(struct cc_mem_stats *out)
+{
+    out->allocs = atomic_load_explicit(&mem_allocs, memory_order_relaxed);
+    out->frees = atomic_load_explicit(&mem_frees, memory_order_relaxed);
+    out->bytes_live = atomic_load_explicit(&mem_live, memory_order_relaxed);
+}
+
+/* A chunk header followed by per_chunk objects. */
+struct cc_pool_chunk {
+    struct cc_pool_chunk *next;
+    size_t bytes;
+    /* Keeps the objects after the header maximally aligned. */
+    max_align_t data[];
+};
+
+void
+cc_pool_init(struct cc_pool *p, size_t obj_size, size_t per_chunk)
+{
+    const size_t a = sizeof(void *);
+    memset(p, 0, sizeof(*p));
+    p->obj_size = (obj_size + a - 1) / a * a;
+    if (p->obj_size < sizeof(void *))
+        p->obj_size = sizeof(void *);
+    p->per_chunk = per_chunk ? per_chunk : 64;
+}
+
+void
+cc_pool_fini(struct cc_pool *p)
+{
+    struct cc_pool_chunk *c = p->chunks, *n;
+    while (c != NULL) {
+        n = c->next;
+        cc_free(c, c->bytes);
+        c = n;
+    }
+    p->chunks = NULL;
+    p->free_list = NULL;
+    p->in_use = p->capacity = 0;
+}
+
+#ifdef CC_NO_POOLS
+void *
+cc_pool_get(struct cc_pool *p)
+{
+    void *o = cc_calloc(1, p->obj_size);
+    if (o != NULL)
+        p->in_use++;
+    return o;
+}
+
+void
+cc_pool_put(struct cc_pool *p, void *obj)
+{
+    if (obj == NULL)
+        return;
+    p->in_use--;
+    cc_free(obj, p->obj_size);
+}
+#else
+static int
+pool_grow(struct cc_pool *p)
+{
+    size_t bytes = sizeof(struct cc_pool_chunk) + p->obj_size * p->per_chunk;
+    struct cc_pool_chunk *c = cc_malloc(bytes);
+    char *o;
+    size_t i;
+
+    if (c == NULL)
+        return CC_ENOMEM;
+    c->bytes = bytes;
+    c->next = p->chunks;
+    p->chunks = c;
+    o = (char *)c->data;
+    /* Thread the new objects onto the free list, lowest address first. */
+    for (i = p->per_chunk; i-- > 0;) {
+        void **slot = (void **)(void *)(o + i * p->obj_size);
+        *slot = p->free_list;
+        p->free_list = slot;
+    }
+    p->capacity += p->per_chunk;
+    return 0;
+}
+
+void *
+cc_pool_get(struct cc_pool *p)
+{
+    void **o;
+    if (p->free_list == NULL && pool_grow(p) != 0)
+        return NULL;
+    o = p->free_list;
+    p->free_list = *o;
+    p->in_use++;
+    memset(o, 0, p->obj_size);
+    return o;
+}
+
+void
+cc_pool_put(struct cc_pool *p, void *obj)
+{
+    if (obj == NULL)
+        return;
+    *(void **)obj = p->free_list;
+    p->free_list = obj;
+    p->in_use--;
+}
+#endif
+
+static const size_t blob_sizes[CC_BLOB_CLASSES] = {16, 32, 64, 128, 256, 512};
+
+void
+cc_blobs_init(struct cc_blobs *b)
+{
+    int i;
+    for (i = 0; i < CC_BLOB_CLASSES; i++)
+        cc_pool_init(&b->cls[i], blob_sizes[i], 4096 / blob_sizes[i] * 4);
+}
+
+void
+cc_blobs_fini(struct cc_blobs *b)
+{
+    int i;
+    for (i = 0; i < CC_BLOB_CLASSES; i++)
+        cc_pool_fini(&b->cls[i]);
+}
+
+static int
+blob_class(size_t n)
+{
+    int i;
+    for (i = 0; i < CC_BLOB_CLASSES; i++) {
+        if (n <= blob_sizes[i])
+            return i;
+    }
+    return -1;
+}
+
+void *
+cc_blob_get(struct cc_blobs *b, size_t n)
+{
+    int c = blob_class(n);
+    return c < 0 ? cc_malloc(n) : cc_pool_get(&b->cls[c]);
+}
+
+void
+cc_blob_put(struct cc_blobs *b, void *p, size_t n)
+{
+    int c = blob_class(n);
+    if (c < 0)
+        cc_free(p, n);
+    else
+        cc_pool_put(&b->cls[c], p);
+}

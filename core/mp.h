@@ -1,0 +1,84 @@
+/*
+ * A zero-copy MessagePack reader for untrusted input. A struct cc_mp walks a
+ * buffer it borrows; strings it returns point into that buffer. Every length
+ * a header declares is checked against the bytes that remain before it is
+ * used, so a 5-byte header claiming four billion elements costs nothing:
+ * the reader fails with CC_EPROTO instead. Nothing here allocates.
+ *
+ * Decoding what we receive is the hot path, and building msgpack-c's object
+ * tree in a zone for every message would allocate and walk each event twice;
+ * everything contactd sends is packed with msgpack-c's packer.
+ */
+#ifndef CC_MP_H
+#define CC_MP_H
+
+#include "cc.h"
+
+#include <stdbool.h>
+
+enum cc_mp_type {
+    CC_MP_NIL,
+    CC_MP_BOOL,
+    CC_MP_INT,   /* any integer that fits int64_t */
+    CC_MP_UINT,  /* an unsigned integer above INT64_MAX */
+    CC_MP_FLOAT, /* float32 or float64 */
+    CC_MP_STR,
+    CC_MP_BIN,
+    CC_MP_ARRAY,
+    CC_MP_MAP,
+    CC_MP_EXT,
+    CC_MP_INVALID /* a byte no MessagePack type starts with (0xc1) */
+};
+
+/* The deepest nesting cc_mp_skip() accepts. */
+#define CC_MP_MAX_DEPTH 32
+
+struct cc_mp {
+    const uint8_t *p;
+    const uint8_t *end;
+    const uint8_t *start;
+};
+
+static inline void
+cc_mp_init(struct cc_mp *m, const void *buf, size_t len)
+{
+    m->start = m->p = buf;
+    m->end = m->p + len;
+}
+
+static inline size_t
+cc_mp_offset(const struct cc_mp *m)
+{
+    return (size_t)(m->p - m->start);
+}
+
+static inline size_t
+cc_mp_left(const struct cc_mp *m)
+{
+    return (size_t)(m->end - m->p);
+}
+
+/* The type of the next value, or CC_MP_INVALID at the end of the buffer. */
+enum cc_mp_type cc_mp_peek(const struct cc_mp *m);
+/* Human name of a type, for error messages ("string", "integer", ...). */
+const char *cc_mp_type_name(enum cc_mp_type t);
+
+/*
+ * Readers consume one value of the named type. They return 0, CC_EINVAL when
+ * the next value has another type (nothing consumed), or CC_EPROTO when the
+ * buffer is truncated or a declared length cannot fit in what is left.
+ */
+int cc_mp_read_nil(struct cc_mp *m);
+int cc_mp_read_bool(struct cc_mp *m, bool *out);
+int cc_mp_read_int(struct cc_mp *m, int64_t *out);
+/* Accepts integers and floats. */
+int cc_mp_read_double(struct cc_mp *m, double *out);
+int cc_mp_read_str(struct cc_mp *m, struct cc_str *out);
+/* Reads an array or map header. Each element takes at least one byte (two
+ * per map entry), so counts larger than what remains fail. */
+int cc_mp_read_array(struct cc_mp *m, uint32_t *count);
+int cc_mp_read_map(struct cc_mp *m, uint32_t *count);
+/* Skips one complete value of any type, nested at most CC_MP_MAX_DEPTH. */
+int cc_mp_skip(struct cc_mp *m);
+
+#endif

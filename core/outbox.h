@@ -1,0 +1,46 @@
+/*
+ * The outbox: what the engine wants sent, packed in order into one reusable
+ * buffer. The shell drains it after each batch of work and then clears it;
+ * the buffer keeps its memory, so steady traffic does not allocate. An alert
+ * record is its topic in ASCII, a NUL byte and a MessagePack map; a callback
+ * record is a MessagePack map. Not thread-safe.
+ */
+#ifndef CC_OUTBOX_H
+#define CC_OUTBOX_H
+
+#include "cc.h"
+
+#include <msgpack.h>
+
+enum cc_out_kind { CC_OUT_ALERT, CC_OUT_CALLBACK };
+
+struct cc_out {
+    uint32_t kind;
+    uint32_t len;
+    size_t off;
+};
+
+struct cc_outbox {
+    msgpack_sbuffer sb;
+    msgpack_packer pk; /* packs into sb */
+    struct cc_out *v;
+    uint32_t n, cap;
+    size_t start; /* offset of the record being written */
+    int kind;
+};
+
+void cc_outbox_init(struct cc_outbox *ob);
+void cc_outbox_fini(struct cc_outbox *ob);
+/* Starts a record; for alerts, writes "topic\0". Pack the map into &ob->pk
+ * and then call cc_outbox_end(). */
+void cc_outbox_begin(struct cc_outbox *ob, enum cc_out_kind kind,
+                     const char *topic);
+void cc_outbox_end(struct cc_outbox *ob);
+static inline const char *
+cc_outbox_data(const struct cc_outbox *ob, const struct cc_out *o)
+{
+    return ob->sb.data + o->off;
+}
+void cc_outbox_clear(struct cc_outbox *ob);
+
+#endif

@@ -1,0 +1,998 @@
+/*
+ * The server shell. See server.h.
+ *
+ * Threads: the loop thread runs everything but two hand-overs.
+ *  - PULL ingest, [server] ingest_io = thread (the default): a receiving
+ *    thread blocks in nng_recvmsg and appends to a bounded queue; it wakes
+ *    the loop with uv_async_send only when the queue was empty, so a busy
+ *    loop takes whole batches per wake-up. When the queue is full the thread
+ *    waits, NNG's buffers fill, and TCP pushes back on the producer.
+ *    ingest_io = poll instead watches NNG's receive descriptor with uv_poll
+ *    and drains without blocking; bench/ measures both.
+ *  - REP sockets (acknowledged ingest, queries): several NNG contexts each
+ *    receive through an aio whose callback, on an NNG thread, puts the
+ *    context on a ready list and wakes the loop. The loop applies the
+ *    request and starts the reply send; the send's completion re-arms the
+ *    receive.
+ */
+#include "server.h"
+
+#include "engine.h"
+#include "log.h"
+#include "mem.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/pull.h>
+#include <nng/protocol/pipeline0/push.h>
+#include <nng/protocol/pubsub0/pub.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+#define RX_QUEUE_CAP 1024 /* messages the receive thread may queue */
+#define POLL_BATCH 1024   /* messages taken per uv_poll callback */
+#define REP_CTXS 8        /* concurrent requests per REP socket */
+#define RX_TIMEOUT_MS 100 /* how often the receive thread checks stop */
+#define DRAIN_LIMIT_MS 2000
+
+enum rep_kind { REP_INGEST, REP_QUERY };
+
+struct cc_server;
+
+struct rep_ctx {
+    struct cc_server *srv;
+    enum rep_kind kind;
+    nng_ctx ctx;
+    nng_aio *aio;
+    int sending;  /* the pending operation is a send */
+    int done;     /* stopped: will not receive again */
+    int result;   /* of the completed operation */
+    struct rep_ctx *next_ready;
+};
+
+struct server_stats {
+    uint64_t pull_messages, pull_bytes, ack_messages, queries;
+    uint64_t oversized;
+    uint64_t alerts_sent, callbacks_sent, callbacks_queued;
+    uint64_t callbacks_dropped;
+    uint64_t reply_failures;
+};
+
+struct cc_server {
+    uv_loop_t loop;
+    struct cc_config cfg;
+    char *config_path;
+    struct cc_engine *engine;
+    nng_socket pull, ack, pub, push, query;
+
+    /* receive thread hand-over */
+    uv_thread_t rx_thread;
+    int rx_started;
+    uv_mutex_t rx_lock;
+    uv_cond_t rx_cond;
+    nng_msg *rx_q[RX_QUEUE_CAP];
+    uint32_t rx_head, rx_count;
+    int rx_stop;
+    uv_async_t rx_async;
+    uv_poll_t pull_poll;
+    int pull_polling;
+
+    /* REP contexts */
+    struct rep_ctx ctxs[2 * REP_CTXS];
+    uv_mutex_t rep_lock;
+    struct rep_ctx *rep_ready;
+    uv_async_t rep_async;
+
+    /* callback triggers waiting for a callback system */
+    nng_msg **cbq;
+    uint64_t cbq_head, cbq_count, cbq_cap;
+    uv_poll_t push_poll;
+    int push_polling;
+
+    uv_timer_t timer;
+    uv_timer_t drain_timer;
+    uv_signal_t sigint, sigterm, sighup;
+    int stopping;
+    int handles_closed; /* under rep_lock: NNG threads must not wake us */
+    int polls_ready;
+    uint64_t drain_started;
+
+    uint64_t wall_base, mono_base, started;
+    struct cc_ingest_report report;
+    msgpack_sbuffer reply_sb;
+    msgpack_packer reply_pk;
+    struct cc_ratelimit rl_bad;
+    struct server_stats st;
+};
+
+/* ---- time ------------------------------------------------------------- */
+
+/* Wall-clock milliseconds that never go backwards: the wall clock read once
+ * at start, advanced by the loop's monotonic clock. */
+static uint64_t
+now_ms(struct cc_server *s)
+{
+    return s->wall_base + (uv_now(&s->loop) - s->mono_base);
+}
+
+static void timer_cb(uv_timer_t *t);
+
+static void
+rearm_timer(struct cc_server *s)
+{
+    uint64_t next = cc_engine_next_deadline(s->engine), now = now_ms(s);
+    if (next == UINT64_MAX) {
+        uv_timer_stop(&s->timer);
+        return;
+    }
+    uv_timer_start(&s->timer, timer_cb, next > now ? next - now : 0, 0);
+}
+
+/* ---- sending ---------------------------------------------------------- */
+
+static nng_msg *
+msg_from(const void *data, size_t len)
+{
+    nng_msg *m;
+    if (nng_msg_alloc(&m, len) != 0)
+        return NULL;
+    memcpy(nng_msg_body(m), data, len);
+    return m;
+}
+
+static void push_poll_cb(uv_poll_t *p, int status, int events);
+
+/* Sends queued callback triggers until the socket would block. */
+static void
+flush_callbacks(struct cc_server *s)
+{
+    int rc;
+
+    while (s->cbq_count != 0) {
+        nng_msg *m = s->cbq[s->cbq_head];
+        rc = nng_sendmsg(s->push, m, NNG_FLAG_NONBLOCK);
+        if (rc == NNG_EAGAIN)
+            break;
+        if (rc != 0) {
+            cc_log_warn("callbacks: send failed: %s", nng_strerror(rc));
+            break;
+        }
+        s->st.callbacks_sent++;
+        s->cbq_head = (s->cbq_head + 1) % s->cbq_cap;
+        s->cbq_count--;
+    }
+    if (s->cbq_count != 0 && !s->push_polling) {
+        uv_poll_start(&s->push_poll, UV_READABLE, push_poll_cb);
+        s->push_polling = 1;
+    } else if (s->cbq_count == 0 && s->push_polling) {
+        uv_poll_stop(&s->push_poll);
+        s->push_polling = 0;
+    }
+}
+
+static void
+push_poll_cb(uv_poll_t *p, int status, int events)
+{
+    struct cc_server *s = CC_CONTAINER_OF(p, struct cc_server, push_poll);
+    (void)status;
+    (void)events;
+    flush_callbacks(s);
+}
+
+static void
+queue_callback(struct cc_server *s, nng_msg *m)
+{
+    if (s->cbq_count == s->cbq_cap) {
+        /* Bounded: [server] callback_backlog. Say so loudly. */
+        s->st.callbacks_dropped++;
+        if (cc_ratelimit_ok(&s->rl_bad, now_ms(s)))
+            cc_log_error("callbacks: backlog of %llu triggers is full and "
+                         "no callback system takes them: trigger dropped",
+                         (unsigned long long)s->cbq_cap);
+        nng_msg_free(m);
+        return;
+    }
+    s->cbq[(s->cbq_head + s->cbq_count) % s->cbq_cap] = m;
+    s->cbq_count++;
+    s->st.callbacks_queued++;
+}
+
+/* Sends what the engine put in its outbox, then clears it. */
+static void
+flush_outbox(struct cc_server *s)
+{
+    struct cc_outbox *ob = cc_engine_outbox(s->engine);
+    uint32_t i;
+    int rc;
+
+    for (i = 0; i < ob->n; i++) {
+        const struct cc_out *o = &ob->v[i];
+        nng_msg *m = msg_from(cc_outbox_data(ob, o), o->len);
+        if (m == NULL) {
+            cc_log_error("out of memory sending a message");
+            continue;
+        }
+        if (o->kind == CC_OUT_ALERT) {
+            /* PUB never blocks: slow subscribers miss messages. */
+            rc = nng_sendmsg(s->pub, m, NNG_FLAG_NONBLOCK);
+            if (rc != 0)
+                nng_msg_free(m);
+            else
+                s->st.alerts_sent++;
+        } else {
+            queue_callback(s, m);
+        }
+    }
+    cc_outbox_clear(ob);
+    flush_callbacks(s);
+}
+
+/* ---- ingest ----------------------------------------------------------- */
+
+static void
+log_report(struct cc_server *s, const char *via)
+{
+    char reason[256];
+    const struct cc_ingest_report *r = &s->report;
+
+    if (r->error == NULL && r->rejected == 0)
+        return;
+    if (!cc_ratelimit_ok(&s->rl_bad, now_ms(s)))
+        return;
+    if (r->error != NULL) {
+        cc_log_warn("%s: message refused: %s", via, r->error);
+        return;
+    }
+    cc_reject_format(&r->rej[0].rej, reason, sizeof(reason));
+    cc_log_warn("%s: %u of %u events rejected; first, #%u: %s", via,
+                r->rejected, r->events, r->rej[0].index, reason);
+}
+
+static int
+check_size(struct cc_server *s, size_t len, const char *via)
+{
+    if (len <= s->cfg.max_message)
+        return 0;
+    s->st.oversized++;
+    cc_engine_count_bad_message(s->engine);
+    if (cc_ratelimit_ok(&s->rl_bad, now_ms(s)))
+        cc_log_warn("%s: message of %zu bytes refused: larger than "
+                    "[server] max_message (%llu)",
+                    via, len, (unsigned long long)s->cfg.max_message);
+    return CC_ETOOBIG;
+}
+
+static void
+ingest_pull(struct cc_server *s, nng_msg *m)
+{
+    size_t len = nng_msg_len(m);
+
+    s->st.pull_messages++;
+    s->st.pull_bytes += len;
+    if (check_size(s, len, "ingest") == 0) {
+        cc_engine_ingest(s->engine, nng_msg_body(m), len, now_ms(s),
+                         &s->report);
+        log_report(s, "ingest");
+    }
+    nng_msg_free(m);
+}
+
+static void
+after_work(struct cc_server *s)
+{
+    flush_outbox(s);
+    rearm_timer(s);
+}
+
+static void
+rx_async_cb(uv_async_t *a)
+{
+    struct cc_server *s = CC_CONTAINER_OF(a, struct cc_server, rx_async);
+    nng_msg *batch[RX_QUEUE_CAP];
+    uint32_t n, i;
+
+    uv_mutex_lock(&s->rx_lock);
+    n = s->rx_count;
+    for (i = 0; i < n; i++)
+        batch[i] = s->rx_q[(s->rx_head + i) % RX_QUEUE_CAP];
+    s->rx_head = (s->rx_head + n) % RX_QUEUE_CAP;
+    s->rx_count = 0;
+    uv_cond_signal(&s->rx_cond);
+    uv_mutex_unlock(&s->rx_lock);
+
+    uv_update_time(&s->loop);
+    for (i = 0; i < n; i++)
+        ingest_pull(s, batch[i]);
+    after_work(s);
+}
+
+static void
+rx_thread_main(void *arg)
+{
+    struct cc_server *s = arg;
+    nng_msg *m;
+    int rc, wake;
+
+    for (;;) {
+        rc = nng_recvmsg(s->pull, &m, 0);
+        if (rc == NNG_ETIMEDOUT) {
+            int stop;
+            uv_mutex_lock(&s->rx_lock);
+            stop = s->rx_stop;
+            uv_mutex_unlock(&s->rx_lock);
+            if (stop)
+                return;
+            continue;
+        }
+        if (rc != 0) {
+            if (rc != NNG_ECLOSED)
+                cc_log_error("ingest: receive failed: %s", nng_strerror(rc));
+            return;
+        }
+        uv_mutex_lock(&s->rx_lock);
+        while (s->rx_count == RX_QUEUE_CAP && !s->rx_stop)
+            uv_cond_wait(&s->rx_cond, &s->rx_lock);
+        wake = s->rx_count == 0;
+        s->rx_q[(s->rx_head + s->rx_count) % RX_QUEUE_CAP] = m;
+        s->rx_count++;
+        uv_mutex_unlock(&s->rx_lock);
+        if (wake)
+            uv_async_send(&s->rx_async);
+    }
+}
+
+static void
+pull_poll_cb(uv_poll_t *p, int status, int events)
+{
+    struct cc_server *s = CC_CONTAINER_OF(p, struct cc_server, pull_poll);
+    nng_msg *m;
+    int i;
+
+    (void)status;
+    (void)events;
+    uv_update_time(&s->loop);
+    for (i = 0; i < POLL_BATCH; i++) {
+        if (nng_recvmsg(s->pull, &m, NNG_FLAG_NONBLOCK) != 0)
+            break;
+        ingest_pull(s, m);
+    }
+    after_work(s);
+}
+
+/* ---- REP: acknowledged ingest and queries ----------------------------- */
+
+static void
+rep_aio_cb(void *arg)
+{
+    struct rep_ctx *c = arg;
+    struct cc_server *s = c->srv;
+
+    c->result = nng_aio_result(c->aio);
+    uv_mutex_lock(&s->rep_lock);
+    if (s->handles_closed) {
+        uv_mutex_unlock(&s->rep_lock);
+        return;
+    }
+    c->next_ready = s->rep_ready;
+    s->rep_ready = c;
+    uv_async_send(&s->rep_async);
+    uv_mutex_unlock(&s->rep_lock);
+}
+
+static void
+rep_recv(struct rep_ctx *c)
+{
+    c->sending = 0;
+    nng_ctx_recv(c->ctx, c->aio);
+}
+
+static void
+pack_cstr(msgpack_packer *pk, const char *str)
+{
+    size_t n = strlen(str);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, str, n);
+}
+
+static void
+pack_error(msgpack_packer *pk, const char *err)
+{
+    msgpack_pack_map(pk, 1);
+    pack_cstr(pk, "error");
+    pack_cstr(pk, err);
+}
+
+static void
+reply_ingest(struct cc_server *s, nng_msg *req)
+{
+    msgpack_packer *pk = &s->reply_pk;
+    const struct cc_ingest_report *r = &s->report;
+    size_t len = nng_msg_len(req);
+    char reason[256];
+    uint32_t i;
+
+    s->st.ack_messages++;
+    if (check_size(s, len, "ingest_ack") != 0) {
+        pack_error(pk, "message larger than [server] max_message");
+        return;
+    }
+    cc_engine_ingest(s->engine, nng_msg_body(req), len, now_ms(s),
+                     &s->report);
+    log_report(s, "ingest_ack");
+    if (r->error != NULL) {
+        pack_error(pk, r->error);
+        return;
+    }
+    msgpack_pack_map(pk, 3);
+    pack_cstr(pk, "accepted");
+    msgpack_pack_uint32(pk, r->accepted);
+    pack_cstr(pk, "duplicates");
+    msgpack_pack_uint32(pk, r->duplicates);
+    pack_cstr(pk, "rejected");
+    msgpack_pack_array(pk, r->rejected);
+    for (i = 0; i < r->rejected; i++) {
+        size_t n = cc_reject_format(&r->rej[i].rej, reason, sizeof(reason));
+        msgpack_pack_map(pk, 3);
+        pack_cstr(pk, "index");
+        msgpack_pack_uint32(pk, r->rej[i].index);
+        pack_cstr(pk, "reason");
+        msgpack_pack_str(pk, n);
+        msgpack_pack_str_body(pk, reason, n);
+        pack_cstr(pk, "code");
+        pack_cstr(pk, cc_reason_name(r->rej[i].rej.code));
+    }
+}
+
+static void
+pack_server_stats(struct cc_server *s, msgpack_packer *pk)
+{
+    struct cc_mem_stats ms;
+    const struct server_stats *t = &s->st;
+
+    cc_mem_stats(&ms);
+    msgpack_pack_map(pk, 5);
+    pack_cstr(pk, "version");
+    pack_cstr(pk, CC_VERSION);
+    pack_cstr(pk, "uptime_ms");
+    msgpack_pack_uint64(pk, now_ms(s) - s->started);
+    pack_cstr(pk, "server");
+    msgpack_pack_map(pk, 13);
+    pack_cstr(pk, "ingest_io");
+    pack_cstr(pk, s->cfg.ingest_io == CC_IO_POLL ? "poll" : "thread");
+    pack_cstr(pk, "pull_messages");
+    msgpack_pack_uint64(pk, t->pull_messages);
+    pack_cstr(pk, "pull_bytes");
+    msgpack_pack_uint64(pk, t->pull_bytes);
+    pack_cstr(pk, "ack_messages");
+    msgpack_pack_uint64(pk, t->ack_messages);
+    pack_cstr(pk, "queries");
+    msgpack_pack_uint64(pk, t->queries);
+    pack_cstr(pk, "oversized_messages");
+    msgpack_pack_uint64(pk, t->oversized);
+    pack_cstr(pk, "alerts_sent");
+    msgpack_pack_uint64(pk, t->alerts_sent);
+    pack_cstr(pk, "callbacks_sent");
+    msgpack_pack_uint64(pk, t->callbacks_sent);
+    pack_cstr(pk, "callbacks_backlog");
+    msgpack_pack_uint64(pk, s->cbq_count);
+    pack_cstr(pk, "callbacks_dropped");
+    msgpack_pack_uint64(pk, t->callbacks_dropped);
+    pack_cstr(pk, "reply_failures");
+    msgpack_pack_uint64(pk, t->reply_failures);
+    pack_cstr(pk, "memory_bytes");
+    msgpack_pack_uint64(pk, ms.bytes_live);
+    pack_cstr(pk, "allocations");
+    msgpack_pack_uint64(pk, ms.allocs);
+    pack_cstr(pk, "engine");
+    cc_engine_pack_stats(s->engine, pk);
+}
+
+static void
+reply_query(struct cc_server *s, nng_msg *req)
+{
+    msgpack_packer *pk = &s->reply_pk;
+    struct cc_mp m;
+    struct cc_str k, q = {NULL, 0};
+    uint32_t n, i;
+
+    s->st.queries++;
+    if (check_size(s, nng_msg_len(req), "query") != 0) {
+        pack_error(pk, "message larger than [server] max_message");
+        return;
+    }
+    cc_mp_init(&m, nng_msg_body(req), nng_msg_len(req));
+    if (cc_mp_read_map(&m, &n) != 0) {
+        pack_error(pk, "a query is a MessagePack map such as {\"q\":\"stats\"}");
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        if (cc_mp_read_str(&m, &k) != 0) {
+            pack_error(pk, "malformed query: map keys must be strings");
+            return;
+        }
+        if (cc_str_eq(k, "q")) {
+            if (cc_mp_read_str(&m, &q) != 0) {
+                pack_error(pk, "key 'q' must be a string");
+                return;
+            }
+        } else if (cc_mp_skip(&m) != 0) {
+            pack_error(pk, "malformed MessagePack");
+            return;
+        }
+    }
+    if (q.n == 0) {
+        pack_error(pk, "missing required key 'q'");
+        return;
+    }
+    if (cc_str_eq(q, "stats")) {
+        pack_server_stats(s, pk);
+        return;
+    }
+    pack_error(pk, "unknown query: this version answers \"stats\"");
+}
+
+static void
+rep_async_cb(uv_async_t *a)
+{
+    struct cc_server *s = CC_CONTAINER_OF(a, struct cc_server, rep_async);
+    struct rep_ctx *list, *c;
+    nng_msg *req, *rep;
+    int worked = 0;
+
+    uv_mutex_lock(&s->rep_lock);
+    list = s->rep_ready;
+    s->rep_ready = NULL;
+    uv_mutex_unlock(&s->rep_lock);
+
+    uv_update_time(&s->loop);
+    while ((c = list) != NULL) {
+        list = c->next_ready;
+        if (c->sending) {
+            if (c->result != 0) {
+                s->st.reply_failures++;
+                nng_msg_free(nng_aio_get_msg(c->aio));
+            }
+            if (s->stopping)
+                c->done = 1;
+            else
+                rep_recv(c);
+            continue;
+        }
+        if (c->result != 0) {
+            /* Cancelled at shutdown, or the socket closed. */
+            if (c->result == NNG_ECLOSED || c->result == NNG_ECANCELED ||
+                s->stopping)
+                c->done = 1;
+            else
+                rep_recv(c);
+            continue;
+        }
+        req = nng_aio_get_msg(c->aio);
+        msgpack_sbuffer_clear(&s->reply_sb);
+        if (c->kind == REP_INGEST)
+            reply_ingest(s, req);
+        else
+            reply_query(s, req);
+        worked = 1;
+        nng_msg_free(req);
+        rep = msg_from(s->reply_sb.data, s->reply_sb.size);
+        if (rep == NULL) {
+            s->st.reply_failures++;
+            rep_recv(c);
+            continue;
+        }
+        nng_aio_set_msg(c->aio, rep);
+        c->sending = 1;
+        nng_ctx_send(c->ctx, c->aio);
+    }
+    if (worked)
+        after_work(s);
+}
+
+/* ---- timers, signals, reload ------------------------------------------ */
+
+static void
+timer_cb(uv_timer_t *t)
+{
+    struct cc_server *s = CC_CONTAINER_OF(t, struct cc_server, timer);
+    cc_engine_tick(s->engine, now_ms(s));
+    after_work(s);
+}
+
+static void
+to_engine_config(const struct cc_config *c, struct cc_engine_config *e)
+{
+    cc_engine_config_defaults(e);
+    e->hold_long_ms = c->hold_long_ms;
+    e->offer_after_waiting_ms = c->offer_after_waiting_ms;
+    e->contact_idle_ms = c->contact_idle_ms;
+    e->dedup_window = c->dedup_window;
+    e->max_contacts = c->max_contacts;
+    e->max_queues = c->max_queues;
+    e->max_names = c->max_names;
+    e->channels = c->channels;
+}
+
+static void
+reload(struct cc_server *s)
+{
+    struct cc_config next;
+    struct cc_engine_config ec;
+    char err[512];
+
+    if (s->config_path == NULL) {
+        cc_log_info("SIGHUP: running on embedded defaults, nothing to "
+                    "reload");
+        return;
+    }
+    cc_config_defaults(&next);
+    if (cc_config_load(&next, s->config_path, err, sizeof(err)) != 0) {
+        cc_log_error("SIGHUP: %s; keeping the running configuration", err);
+        return;
+    }
+    if (strcmp(next.ingest, s->cfg.ingest) ||
+        strcmp(next.ingest_ack, s->cfg.ingest_ack) ||
+        strcmp(next.alerts, s->cfg.alerts) ||
+        strcmp(next.callbacks, s->cfg.callbacks) ||
+        strcmp(next.query, s->cfg.query) ||
+        next.ingest_io != s->cfg.ingest_io ||
+        next.max_message != s->cfg.max_message ||
+        next.callback_backlog != s->cfg.callback_backlog ||
+        next.dedup_window != s->cfg.dedup_window ||
+        next.max_contacts != s->cfg.max_contacts ||
+        next.max_queues != s->cfg.max_queues ||
+        next.max_names != s->cfg.max_names ||
+        memcmp(&next.channels, &s->cfg.channels, sizeof(next.channels)))
+        cc_log_warn("SIGHUP: [server], [ingest], [limits] and [channels] "
+                    "changes take effect at the next start");
+    /* What can change live: */
+    s->cfg.hold_long_ms = next.hold_long_ms;
+    s->cfg.offer_after_waiting_ms = next.offer_after_waiting_ms;
+    s->cfg.contact_idle_ms = next.contact_idle_ms;
+    s->cfg.log_level = next.log_level;
+    cc_log_set_level(next.log_level);
+    to_engine_config(&s->cfg, &ec);
+    cc_engine_reconfigure(s->engine, &ec);
+    cc_log_info("SIGHUP: configuration reloaded from %s", s->config_path);
+}
+
+static int
+drained(struct cc_server *s)
+{
+    unsigned i;
+    int rx_empty;
+
+    uv_mutex_lock(&s->rx_lock);
+    rx_empty = s->rx_count == 0;
+    uv_mutex_unlock(&s->rx_lock);
+    if (!rx_empty)
+        return 0;
+    for (i = 0; i < CC_ARRAY_SIZE(s->ctxs); i++) {
+        if (!s->ctxs[i].done)
+            return 0;
+    }
+    return 1;
+}
+
+static void
+close_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void
+finish(struct cc_server *s)
+{
+    if (s->cbq_count != 0)
+        cc_log_warn("stopping with %llu callback triggers undelivered: no "
+                    "callback system took them",
+                    (unsigned long long)s->cbq_count);
+    uv_mutex_lock(&s->rep_lock);
+    s->handles_closed = 1;
+    uv_mutex_unlock(&s->rep_lock);
+    uv_close((uv_handle_t *)&s->timer, close_cb);
+    uv_close((uv_handle_t *)&s->drain_timer, close_cb);
+    uv_close((uv_handle_t *)&s->sigint, close_cb);
+    uv_close((uv_handle_t *)&s->sigterm, close_cb);
+    uv_close((uv_handle_t *)&s->sighup, close_cb);
+    uv_close((uv_handle_t *)&s->rx_async, close_cb);
+    uv_close((uv_handle_t *)&s->rep_async, close_cb);
+    if (s->polls_ready) {
+        uv_close((uv_handle_t *)&s->pull_poll, close_cb);
+        uv_close((uv_handle_t *)&s->push_poll, close_cb);
+    }
+}
+
+static void
+drain_timer_cb(uv_timer_t *t)
+{
+    struct cc_server *s = CC_CONTAINER_OF(t, struct cc_server, drain_timer);
+    uint64_t waited = uv_now(&s->loop) - s->drain_started;
+
+    /* Apply whatever was still queued, answer it, send what it caused. */
+    rx_async_cb(&s->rx_async);
+    rep_async_cb(&s->rep_async);
+    flush_callbacks(s);
+    if ((drained(s) && s->cbq_count == 0) ||
+        (drained(s) && waited >= DRAIN_LIMIT_MS) ||
+        waited >= 2 * DRAIN_LIMIT_MS) {
+        uv_timer_stop(t);
+        finish(s);
+    }
+}
+
+static void
+begin_stop(struct cc_server *s, const char *why)
+{
+    unsigned i;
+
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    cc_log_info("%s: draining and stopping", why);
+    uv_signal_stop(&s->sighup);
+    if (s->pull_polling) {
+        uv_poll_stop(&s->pull_poll);
+        s->pull_polling = 0;
+    }
+    if (s->rx_started) {
+        uv_mutex_lock(&s->rx_lock);
+        s->rx_stop = 1;
+        uv_cond_signal(&s->rx_cond);
+        uv_mutex_unlock(&s->rx_lock);
+        uv_thread_join(&s->rx_thread);
+        s->rx_started = 0;
+    }
+    /* Pending receives are cancelled; requests already received are still
+     * answered, and their contexts then stop. */
+    for (i = 0; i < CC_ARRAY_SIZE(s->ctxs); i++) {
+        if (s->ctxs[i].aio != NULL && !s->ctxs[i].sending)
+            nng_aio_cancel(s->ctxs[i].aio);
+    }
+    s->drain_started = uv_now(&s->loop);
+    uv_timer_start(&s->drain_timer, drain_timer_cb, 0, 10);
+}
+
+static void
+signal_cb(uv_signal_t *h, int signum)
+{
+    struct cc_server *s;
+
+    if (signum == SIGHUP) {
+        s = CC_CONTAINER_OF(h, struct cc_server, sighup);
+        reload(s);
+        return;
+    }
+    s = signum == SIGINT ? CC_CONTAINER_OF(h, struct cc_server, sigint)
+                         : CC_CONTAINER_OF(h, struct cc_server, sigterm);
+    begin_stop(s, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+/* ---- setup ------------------------------------------------------------ */
+
+static int
+open_listen(nng_socket *sock, int (*open)(nng_socket *), const char *what,
+            const char *url, size_t maxsz, char *err, size_t errlen)
+{
+    int rc = open(sock);
+    if (rc == 0)
+        rc = nng_socket_set_size(*sock, NNG_OPT_RECVMAXSZ, maxsz);
+    if (rc == 0)
+        rc = nng_listen(*sock, url, NULL, 0);
+    if (rc != 0) {
+        snprintf(err, errlen, "[server] %s = %s: %s", what, url,
+                 nng_strerror(rc));
+        return CC_EIO;
+    }
+    return 0;
+}
+
+static int
+start_rep(struct cc_server *s, nng_socket sock, enum rep_kind kind,
+          struct rep_ctx *ctxs, char *err, size_t errlen)
+{
+    int i, rc;
+
+    for (i = 0; i < REP_CTXS; i++) {
+        struct rep_ctx *c = &ctxs[i];
+        c->srv = s;
+        c->kind = kind;
+        rc = nng_ctx_open(&c->ctx, sock);
+        if (rc == 0)
+            rc = nng_aio_alloc(&c->aio, rep_aio_cb, c);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot start a REP context: %s",
+                     nng_strerror(rc));
+            return CC_EIO;
+        }
+    }
+    for (i = 0; i < REP_CTXS; i++)
+        rep_recv(&ctxs[i]);
+    return 0;
+}
+
+int
+cc_server_new(struct cc_server **out, const struct cc_config *cfg,
+              const char *config_path, char *err, size_t errlen)
+{
+    struct cc_server *s;
+    struct cc_engine_config ec;
+    struct timespec ts;
+    size_t hard;
+    int rc, fd;
+
+    s = cc_calloc(1, sizeof(*s));
+    if (s == NULL)
+        return CC_ENOMEM;
+    s->cfg = *cfg;
+    cc_log_set_level(cfg->log_level);
+    if (config_path != NULL)
+        s->config_path = cc_strndup(config_path, strlen(config_path));
+    s->rl_bad.interval_ms = 1000;
+    s->rl_bad.burst = 10;
+    uv_loop_init(&s->loop);
+    uv_mutex_init(&s->rx_lock);
+    uv_cond_init(&s->rx_cond);
+    uv_mutex_init(&s->rep_lock);
+    msgpack_sbuffer_init(&s->reply_sb);
+    msgpack_packer_init(&s->reply_pk, &s->reply_sb, msgpack_sbuffer_write);
+    uv_timer_init(&s->loop, &s->timer);
+    uv_timer_init(&s->loop, &s->drain_timer);
+    uv_async_init(&s->loop, &s->rx_async, rx_async_cb);
+    uv_async_init(&s->loop, &s->rep_async, rep_async_cb);
+    uv_signal_init(&s->loop, &s->sigint);
+    uv_signal_init(&s->loop, &s->sigterm);
+    uv_signal_init(&s->loop, &s->sighup);
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    s->wall_base = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    s->mono_base = uv_now(&s->loop);
+    s->started = s->wall_base;
+
+    s->cbq_cap = cfg->callback_backlog;
+    s->cbq = cc_calloc(s->cbq_cap, sizeof(*s->cbq));
+    to_engine_config(cfg, &ec);
+    {
+        uint64_t seed;
+        uv_random(NULL, NULL, &seed, sizeof(seed), 0, NULL);
+        ec.seed = seed;
+    }
+    if (s->cbq == NULL ||
+        cc_engine_new(&s->engine, &ec, now_ms(s)) != 0) {
+        snprintf(err, errlen, "out of memory creating the engine");
+        *out = s;
+        return CC_ENOMEM;
+    }
+    *out = s;
+
+    /* NNG enforces a hard cap and drops the connection beyond it; between
+     * max_message and the cap we still read the message, so that the sender
+     * is told why it was refused. */
+    hard = (size_t)cfg->max_message * 2;
+    rc = open_listen(&s->pull, nng_pull0_open, "ingest", cfg->ingest, hard,
+                     err, errlen);
+    if (rc == 0)
+        rc = open_listen(&s->ack, nng_rep0_open, "ingest_ack",
+                         cfg->ingest_ack, hard, err, errlen);
+    if (rc == 0)
+        rc = open_listen(&s->pub, nng_pub0_open, "alerts", cfg->alerts, 4096,
+                         err, errlen);
+    if (rc == 0)
+        rc = open_listen(&s->push, nng_push0_open, "callbacks",
+                         cfg->callbacks, 4096, err, errlen);
+    if (rc == 0)
+        rc = open_listen(&s->query, nng_rep0_open, "query", cfg->query,
+                         65536, err, errlen);
+    if (rc != 0)
+        return rc;
+
+    rc = nng_socket_get_int(s->push, NNG_OPT_SENDFD, &fd);
+    if (rc == 0)
+        rc = uv_poll_init(&s->loop, &s->push_poll, fd);
+    if (rc == 0 && cfg->ingest_io == CC_IO_POLL) {
+        rc = nng_socket_get_int(s->pull, NNG_OPT_RECVFD, &fd);
+        if (rc == 0)
+            rc = uv_poll_init(&s->loop, &s->pull_poll, fd);
+    } else if (rc == 0) {
+        /* Unused in thread mode, but initialised so shutdown can close
+         * every handle the same way. */
+        rc = uv_poll_init(&s->loop, &s->pull_poll, fd);
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot watch NNG descriptors: %d", rc);
+        return CC_EIO;
+    }
+    s->polls_ready = 1;
+    rc = start_rep(s, s->ack, REP_INGEST, &s->ctxs[0], err, errlen);
+    if (rc == 0)
+        rc = start_rep(s, s->query, REP_QUERY, &s->ctxs[REP_CTXS], err,
+                       errlen);
+    if (rc != 0)
+        return rc;
+    if (cfg->ingest_io == CC_IO_POLL) {
+        uv_poll_start(&s->pull_poll, UV_READABLE, pull_poll_cb);
+        s->pull_polling = 1;
+    } else {
+        nng_socket_set_ms(s->pull, NNG_OPT_RECVTIMEO, RX_TIMEOUT_MS);
+        if (uv_thread_create(&s->rx_thread, rx_thread_main, s) != 0) {
+            snprintf(err, errlen, "cannot start the receive thread");
+            return CC_EIO;
+        }
+        s->rx_started = 1;
+    }
+    uv_signal_start(&s->sigint, signal_cb, SIGINT);
+    uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
+    uv_signal_start(&s->sighup, signal_cb, SIGHUP);
+    return 0;
+}
+
+int
+cc_server_run(struct cc_server *s)
+{
+    int rc;
+
+    cc_log_info("contactd %s: ingest %s, ingest_ack %s, alerts %s, "
+                "callbacks %s, query %s (ingest_io=%s)",
+                CC_VERSION, s->cfg.ingest, s->cfg.ingest_ack, s->cfg.alerts,
+                s->cfg.callbacks, s->cfg.query,
+                s->cfg.ingest_io == CC_IO_POLL ? "poll" : "thread");
+    rearm_timer(s);
+    rc = uv_run(&s->loop, UV_RUN_DEFAULT);
+    return rc == 0 ? 0 : CC_EIO;
+}
+
+void
+cc_server_free(struct cc_server *s)
+{
+    unsigned i;
+
+    if (s == NULL)
+        return;
+    if (s->rx_started) {
+        uv_mutex_lock(&s->rx_lock);
+        s->rx_stop = 1;
+        uv_cond_signal(&s->rx_cond);
+        uv_mutex_unlock(&s->rx_lock);
+        uv_thread_join(&s->rx_thread);
+    }
+    /* Closing the sockets ends every pending operation; freeing an aio
+     * waits for its callback. */
+    nng_close(s->pull);
+    nng_close(s->ack);
+    nng_close(s->query);
+    nng_close(s->pub);
+    nng_close(s->push);
+    for (i = 0; i < CC_ARRAY_SIZE(s->ctxs); i++) {
+        if (s->ctxs[i].aio != NULL) {
+            nng_aio_stop(s->ctxs[i].aio);
+            if (s->ctxs[i].sending)
+                nng_msg_free(nng_aio_get_msg(s->ctxs[i].aio));
+            nng_aio_free(s->ctxs[i].aio);
+        }
+    }
+    if (!s->stopping) {
+        /* Never ran (setup failed): close the handles ourselves. */
+        s->stopping = 1;
+        finish(s);
+    }
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    (void)uv_loop_close(&s->loop);
+    for (i = 0; i < s->rx_count; i++)
+        nng_msg_free(s->rx_q[(s->rx_head + i) % RX_QUEUE_CAP]);
+    while (s->cbq != NULL && s->cbq_count != 0) {
+        nng_msg_free(s->cbq[s->cbq_head]);
+        s->cbq_head = (s->cbq_head + 1) % s->cbq_cap;
+        s->cbq_count--;
+    }
+    cc_free(s->cbq, s->cbq_cap * sizeof(*s->cbq));
+    cc_engine_free(s->engine);
+    cc_ingest_report_fini(&s->report);
+    msgpack_sbuffer_destroy(&s->reply_sb);
+    uv_mutex_destroy(&s->rx_lock);
+    uv_cond_destroy(&s->rx_cond);
+    uv_mutex_destroy(&s->rep_lock);
+    if (s->config_path != NULL)
+        cc_free(s->config_path, strlen(s->config_path) + 1);
+    cc_free(s, sizeof(*s));
+}

@@ -1,0 +1,76 @@
+/*
+ * Error names, the assertion handler and the hash function declared in
+ * cc.h.
+ */
+#include "cc.h"
+
+#include <string.h>
+
+const char *
+cc_strerror(int err)
+{
+    switch (err) {
+    case 0:
+        return "success";
+    case CC_EINVAL:
+        return "invalid argument";
+    case CC_ENOMEM:
+        return "out of memory";
+    case CC_ENOENT:
+        return "not found";
+    case CC_EEXIST:
+        return "already exists";
+    case CC_ESTATE:
+        return "not allowed in this state";
+    case CC_ELIMIT:
+        return "limit reached";
+    case CC_EPROTO:
+        return "malformed input";
+    case CC_EIO:
+        return "I/O error";
+    case CC_EAGAIN:
+        return "try again";
+    case CC_ETOOBIG:
+        return "too large";
+    }
+    return "unknown error";
+}
+
+void
+cc__assert_fail(const char *expr, const char *file, int line)
+{
+    fprintf(stderr, "contactd: assertion failed: %s (%s:%d)\n", expr, file,
+            line);
+    abort();
+}
+
+static inline uint64_t
+mix64(uint64_t x)
+{
+    /* The finaliser of the SplitMix64 generator: a bijection that spreads
+     * every input bit over the output. */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+uint64_t
+cc_hash(const void *data, size_t len, uint64_t seed)
+{
+    const unsigned char *p = data;
+    uint64_t h = seed ^ (0x9e3779b97f4a7c15ULL * (len + 1));
+    uint64_t w;
+
+    while (len >= 8) {
+        memcpy(&w, p, 8);
+        h = mix64(h ^ w) + 0x9e3779b97f4a7c15ULL;
+        p += 8;
+        len -= 8;
+    }
+    w = 0;
+    memcpy(&w, p, len);
+    return mix64(h ^ w ^ ((uint64_t)len << 56));
+}
