@@ -451,7 +451,7 @@ pack_server_stats(struct cc_server *s, msgpack_packer *pk)
     const struct server_stats *t = &s->st;
 
     cc_mem_stats(&ms);
-    msgpack_pack_map(pk, 5);
+    msgpack_pack_map(pk, 4);
     pack_cstr(pk, "version");
     pack_cstr(pk, CC_VERSION);
     pack_cstr(pk, "uptime_ms");

@@ -3,8 +3,10 @@
  * are intrusive nodes embedded in the objects they belong to: arming,
  * re-arming and cancelling are O(1) and allocate nothing. Time is an
  * unsigned millisecond count supplied by the caller (the wheel reads no
- * clock); cc_wheel_advance() fires, in deadline order within each
- * millisecond, every timer that fell due. cc_wheel_next() gives the time of
+ * clock); cc_wheel_advance() fires every timer that fell due. The shell
+ * advances to each deadline as it comes, so timers fire in deadline order;
+ * one advance across many deadlines fires them in an order that is
+ * deterministic but not sorted. cc_wheel_next() gives the time of
  * the wheel's next piece of work, which the shell uses to arm its single
  * uv_timer.
  *

@@ -1,0 +1,369 @@
+/*
+ * The engine driven with a manual clock: contact lifecycles, implicit
+ * opens, rejections that leave state untouched, idempotent ingest, and the
+ * timed rules (hold.long, callback offers) firing at the right instant.
+ */
+#include <criterion/criterion.h>
+
+#include "engine.h"
+#include "testutil.h"
+
+TestSuite(engine);
+
+#define T0 1700000000000LL
+
+static struct cc_engine *e;
+static struct cc_ingest_report rep;
+static struct tb t;
+
+static void
+setup(void)
+{
+    struct cc_engine_config c;
+    cc_engine_config_defaults(&c);
+    c.dedup_window = 100;
+    c.max_contacts = 1000;
+    c.hold_long_ms = 60000;
+    c.offer_after_waiting_ms = 120000;
+    cr_assert_eq(cc_engine_new(&e, &c, (uint64_t)T0), 0);
+    tb_init(&t);
+}
+
+static void
+teardown(void)
+{
+    cc_engine_free(e);
+    cc_ingest_report_fini(&rep);
+    tb_fini(&t);
+}
+
+/* Sends one event at time now; returns the verdict as the report saw it:
+ * 'a' accepted, 'd' duplicate, 'r' rejected. */
+static char
+send_at(int64_t now, const char *id, int64_t ts, const char *channel,
+        const char *type, const char *contact, const char *phone,
+        const char *queue)
+{
+    tb_reset(&t);
+    if (queue == NULL) {
+        tb_event(&t, id, ts, channel, type, contact, phone);
+    } else {
+        /* The same event with a queue key added. */
+        msgpack_pack_map(&t.pk, 5 + (contact != NULL) + (phone != NULL));
+        tb_kv_str(&t, "queue", queue);
+        tb_kv_str(&t, "id", id);
+        tb_kv_int(&t, "ts", ts);
+        tb_kv_str(&t, "channel", channel);
+        tb_kv_str(&t, "type", type);
+        if (contact)
+            tb_kv_str(&t, "contact", contact);
+        if (phone) {
+            tb_str(&t, "customer");
+            msgpack_pack_map(&t.pk, 1);
+            tb_kv_str(&t, "phone", phone);
+        }
+    }
+    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)now, &rep);
+    cr_assert_null(rep.error);
+    cr_assert_eq(rep.events, 1);
+    return rep.accepted ? 'a' : rep.duplicates ? 'd' : 'r';
+}
+
+#define SEND(id, ts, ch, type, contact)                                        \
+    send_at((ts), (id), (ts), (ch), (type), (contact), NULL, NULL)
+
+static int64_t
+stat_int(const char *path)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_unpacked u;
+    int64_t v;
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    cc_engine_pack_stats(e, &pk);
+    msgpack_unpacked_init(&u);
+    cr_assert_eq(msgpack_unpack_next(&u, sb.data, sb.size, NULL),
+                 MSGPACK_UNPACK_SUCCESS);
+    v = tmap_int(&u.data, path);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    return v;
+}
+
+/* Unpacks outbox record i into u; returns its topic (alerts) or NULL. */
+static const char *
+out_record(size_t i, msgpack_unpacked *u, int *kind)
+{
+    struct cc_outbox *ob = cc_engine_outbox(e);
+    const struct cc_out *o;
+    const char *data;
+    size_t off = 0;
+
+    cr_assert_lt(i, ob->n);
+    o = &ob->v[i];
+    data = cc_outbox_data(ob, o);
+    *kind = (int)o->kind;
+    if (o->kind == CC_OUT_ALERT)
+        off = strlen(data) + 1;
+    cr_assert_eq(msgpack_unpack_next(u, data + off, o->len - off, NULL),
+                 MSGPACK_UNPACK_SUCCESS);
+    return o->kind == CC_OUT_ALERT ? data : NULL;
+}
+
+Test(engine, phone_contact_lifecycle, .init = setup, .fini = teardown)
+{
+    cr_assert_eq(send_at(T0, "1", T0, "phone", "contact.open", "c1",
+                         "+15550001", NULL),
+                 'a');
+    cr_assert_eq(send_at(T0 + 1, "2", T0 + 1, "phone", "queue.join", "c1",
+                         NULL, "billing"),
+                 'a');
+    cr_assert_eq(stat_int("queues/billing/waiting"), 1);
+    cr_assert_eq(stat_int("contacts/queued"), 1);
+    cr_assert_eq(SEND("3", T0 + 20, "phone", "agent.answer", "c1"), 'a');
+    cr_assert_eq(stat_int("queues/billing/waiting"), 0);
+    cr_assert_eq(stat_int("queues/billing/answered"), 1);
+    cr_assert_eq(SEND("4", T0 + 30, "phone", "hold.start", "c1"), 'a');
+    cr_assert_eq(stat_int("contacts/held"), 1);
+    cr_assert_eq(SEND("5", T0 + 40, "phone", "hold.end", "c1"), 'a');
+    cr_assert_eq(SEND("6", T0 + 50, "phone", "contact.close", "c1"), 'a');
+    cr_assert_eq(stat_int("contacts/open"), 0);
+    cr_assert_eq(stat_int("channels/phone/events"), 6);
+    cr_assert_eq(stat_int("channels/phone/closed"), 1);
+    cr_assert_eq(stat_int("types/hold.start"), 1);
+    cr_assert_eq(stat_int("events/accepted"), 6);
+    /* A short hold raises nothing. */
+    cc_engine_tick(e, (uint64_t)T0 + 3600000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+}
+
+Test(engine, repeated_id_is_ignored, .init = setup, .fini = teardown)
+{
+    cr_assert_eq(SEND("same", T0, "chat", "contact.open", "s1"), 'a');
+    cr_assert_eq(SEND("same", T0, "chat", "contact.open", "s1"), 'd');
+    cr_assert_eq(SEND("same", T0 + 5, "chat", "message.in", "s1"), 'd');
+    cr_assert_eq(stat_int("events/duplicates"), 2);
+    cr_assert_eq(stat_int("channels/chat/events"), 1);
+}
+
+Test(engine, rejected_id_can_be_retried, .init = setup, .fini = teardown)
+{
+    cr_assert_eq(SEND("x", T0, "phone", "hold.end", "nobody"), 'r');
+    cr_assert_eq(SEND("x", T0, "phone", "contact.open", "nobody"), 'a');
+}
+
+Test(engine, implicit_open_counts_a_warning, .init = setup, .fini = teardown)
+{
+    /* An answer for a contact never seen opens it, counted. */
+    cr_assert_eq(SEND("1", T0, "chat", "agent.answer", "s9"), 'a');
+    cr_assert_eq(stat_int("events/implicit_opens"), 1);
+    cr_assert_eq(stat_int("channels/chat/implicit_opens"), 1);
+    cr_assert_eq(stat_int("contacts/connected"), 1);
+    /* A hold on an unknown call implies it was connected. */
+    cr_assert_eq(SEND("2", T0, "phone", "hold.start", "c7"), 'a');
+    cr_assert_eq(stat_int("contacts/held"), 1);
+}
+
+Test(engine, senseless_events_are_rejected_and_change_nothing,
+     .init = setup, .fini = teardown)
+{
+    static const struct {
+        const char *type;
+        const char *why;
+    } after_open[] = {
+        {"contact.open", "already open"},
+        {"hold.end", "not on hold"},
+        {"queue.leave", "not queued"},
+        {"hold.start", "not connected"},
+        {"transfer", NULL},
+    };
+    size_t i;
+    char id[16];
+
+    cr_assert_eq(SEND("o", T0, "phone", "contact.open", "c1"), 'a');
+    for (i = 0; i < CC_ARRAY_SIZE(after_open); i++) {
+        snprintf(id, sizeof(id), "r%zu", i);
+        cr_assert_eq(SEND(id, T0 + 1, "phone", after_open[i].type, "c1"),
+                     'r', "%s", after_open[i].type);
+        cr_assert_eq(rep.rejected, 1);
+        if (after_open[i].why)
+            cr_assert(strstr(rep.rej[0].rej.detail, after_open[i].why),
+                      "%s: %s", after_open[i].type, rep.rej[0].rej.detail);
+    }
+    /* Ending what never began on an unknown contact opens nothing. */
+    cr_assert_eq(SEND("u1", T0, "phone", "contact.close", "ghost"), 'r');
+    cr_assert_eq(SEND("u2", T0, "phone", "hold.end", "ghost"), 'r');
+    cr_assert_eq(stat_int("contacts/open"), 1);
+    cr_assert_eq(stat_int("contacts/open"), 1);
+    cr_assert_eq(stat_int("rejected/invalid_state"), 6);
+    cr_assert_eq(stat_int("rejected/missing_key"), 1); /* transfer: where? */
+    cr_assert_eq(stat_int("events/accepted"), 1);
+}
+
+Test(engine, hold_long_fires_once_at_the_limit, .init = setup,
+     .fini = teardown)
+{
+    msgpack_unpacked u;
+    const char *topic;
+    int kind;
+
+    send_at(T0, "1", T0, "phone", "contact.open", "c1", "+15550001", NULL);
+    SEND("2", T0 + 1000, "phone", "agent.answer", "c1");
+    SEND("3", T0 + 2000, "phone", "hold.start", "c1");
+    /* The shell sleeps until the next deadline; doing the same never
+     * oversteps the hold limit. */
+    while (cc_engine_next_deadline(e) < (uint64_t)T0 + 62000) {
+        cc_engine_tick(e, cc_engine_next_deadline(e));
+        cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    }
+    cr_assert_eq(cc_engine_next_deadline(e), (uint64_t)T0 + 62000);
+    cc_engine_tick(e, (uint64_t)T0 + 61999);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    cc_engine_tick(e, (uint64_t)T0 + 62000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    msgpack_unpacked_init(&u);
+    topic = out_record(0, &u, &kind);
+    cr_assert_eq(kind, CC_OUT_ALERT);
+    cr_assert_str_eq(topic, "hold.long");
+    cr_assert(tmap_str_is(&u.data, "alert", "hold.long"));
+    cr_assert(tmap_str_is(&u.data, "contact", "c1"));
+    cr_assert(tmap_str_is(&u.data, "channel", "phone"));
+    cr_assert_eq(tmap_int(&u.data, "target_ms"), 60000);
+    cr_assert_eq(tmap_int(&u.data, "elapsed_ms"), 60000);
+    cr_assert_eq(tmap_int(&u.data, "due"), T0 + 62000);
+    cr_assert_eq(tmap_int(&u.data, "customer/phone"), -1); /* a string */
+    {
+        msgpack_object cust;
+        cr_assert(tmap_get(&u.data, "customer", &cust));
+        cr_assert(tmap_str_is(&cust, "phone", "+15550001"));
+    }
+    msgpack_unpacked_destroy(&u);
+    cc_outbox_clear(cc_engine_outbox(e));
+    /* Once per hold. */
+    cc_engine_tick(e, (uint64_t)T0 + 600000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    cr_assert_eq(stat_int("alerts/hold.long"), 1);
+}
+
+Test(engine, hold_ended_in_time_fires_nothing, .init = setup,
+     .fini = teardown)
+{
+    SEND("1", T0, "phone", "agent.answer", "c1");
+    SEND("2", T0 + 1000, "phone", "hold.start", "c1");
+    SEND("3", T0 + 59000, "phone", "hold.end", "c1");
+    cc_engine_tick(e, (uint64_t)T0 + 120000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+}
+
+Test(engine, late_hold_event_fires_at_once, .init = setup, .fini = teardown)
+{
+    /* The event says the hold began 90 s before it reached us. */
+    send_at(T0 + 90000, "1", T0, "phone", "hold.start", "c1", NULL, NULL);
+    cc_engine_tick(e, (uint64_t)T0 + 90000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+}
+
+Test(engine, callback_offer_then_cancel_on_answer, .init = setup,
+     .fini = teardown)
+{
+    msgpack_unpacked u;
+    int kind;
+
+    send_at(T0, "1", T0, "phone", "contact.open", "c1", "+15550001", NULL);
+    send_at(T0, "2", T0, "phone", "queue.join", "c1", NULL, "sales");
+    send_at(T0 + 5, "3", T0 + 5, "phone", "queue.join", "c2", "+15550002",
+            "sales");
+    cc_engine_tick(e, (uint64_t)T0 + 119999);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    cc_engine_tick(e, (uint64_t)T0 + 120005);
+    cr_assert_eq(cc_engine_outbox(e)->n, 2);
+    msgpack_unpacked_init(&u);
+    out_record(1, &u, &kind);
+    cr_assert_eq(kind, CC_OUT_CALLBACK);
+    cr_assert(tmap_str_is(&u.data, "type", "callback.offer"));
+    cr_assert(tmap_str_is(&u.data, "contact", "c2"));
+    cr_assert(tmap_str_is(&u.data, "number", "+15550002"));
+    cr_assert(tmap_str_is(&u.data, "queue", "sales"));
+    cr_assert_eq(tmap_int(&u.data, "position"), 2);
+    cr_assert_eq(tmap_int(&u.data, "waited_ms"), 120000);
+    cc_outbox_clear(cc_engine_outbox(e));
+    SEND("4", T0 + 130000, "phone", "agent.answer", "c2");
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    out_record(0, &u, &kind);
+    cr_assert(tmap_str_is(&u.data, "type", "callback.cancel"));
+    cr_assert(tmap_str_is(&u.data, "reason", "answered"));
+    msgpack_unpacked_destroy(&u);
+    cr_assert_eq(stat_int("queues/sales/callback_offers"), 2);
+}
+
+Test(engine, no_offer_without_a_phone_number, .init = setup,
+     .fini = teardown)
+{
+    send_at(T0, "1", T0, "chat", "queue.join", "s1", NULL, "web");
+    cc_engine_tick(e, (uint64_t)T0 + 3600000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+}
+
+Test(engine, idle_contacts_expire, .init = setup, .fini = teardown)
+{
+    SEND("1", T0, "email", "contact.open", "thread-1");
+    cc_engine_tick(e, (uint64_t)T0 + 3 * 86400000LL - 1);
+    cr_assert_eq(stat_int("contacts/open"), 1);
+    cc_engine_tick(e, (uint64_t)T0 + 3 * 86400000LL);
+    cr_assert_eq(stat_int("contacts/open"), 0);
+    cr_assert_eq(stat_int("events/expired_contacts"), 1);
+}
+
+Test(engine, contact_limit_rejects_with_reason, .init = setup,
+     .fini = teardown)
+{
+    char id[16], contact[16];
+    int i;
+    for (i = 0; i < 1000; i++) {
+        snprintf(id, sizeof(id), "e%d", i);
+        snprintf(contact, sizeof(contact), "c%d", i);
+        cr_assert_eq(SEND(id, T0, "chat", "contact.open", contact), 'a');
+    }
+    cr_assert_eq(SEND("over", T0, "chat", "contact.open", "c-over"), 'r');
+    cr_assert_eq(rep.rej[0].rej.code, CC_R_LIMIT);
+}
+
+Test(engine, same_inputs_same_outputs, .init = setup, .fini = teardown)
+{
+    /* Determinism: two engines fed the same events at the same times
+     * produce byte-identical outboxes, whatever their hash seeds. */
+    struct cc_engine_config c;
+    struct cc_engine *e2;
+    struct cc_ingest_report rep2 = {0};
+    struct cc_outbox *a, *b;
+    int i;
+
+    cc_engine_config_defaults(&c);
+    c.seed = 987654321;
+    c.max_contacts = 1000;
+    cr_assert_eq(cc_engine_new(&e2, &c, (uint64_t)T0), 0);
+    for (i = 0; i < 50; i++) {
+        char id[16], contact[16];
+        snprintf(id, sizeof(id), "h%d", i);
+        snprintf(contact, sizeof(contact), "c%d", i % 7);
+        tb_reset(&t);
+        tb_event(&t, id, T0 + i * 1000, "phone",
+                 i % 3 ? "hold.start" : "hold.end", contact, "+1555");
+        cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)T0 + i * 1000,
+                         &rep);
+        cc_engine_ingest(e2, t.sb.data, t.sb.size, (uint64_t)T0 + i * 1000,
+                         &rep2);
+    }
+    cc_engine_tick(e, (uint64_t)T0 + 500000);
+    cc_engine_tick(e2, (uint64_t)T0 + 500000);
+    a = cc_engine_outbox(e);
+    b = cc_engine_outbox(e2);
+    cr_assert_gt(a->n, 0);
+    cr_assert_eq(a->n, b->n);
+    cr_assert_eq(a->sb.size, b->sb.size);
+    cr_assert_eq(memcmp(a->sb.data, b->sb.data, a->sb.size), 0);
+    cc_engine_free(e2);
+    cc_ingest_report_fini(&rep2);
+}

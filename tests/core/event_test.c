@@ -1,0 +1,364 @@
+/*
+ * The protocol v1 decoder: every required key missing, every wrong type,
+ * ranges, unknown channels and types, and whole-message failures
+ * (not MessagePack, truncated, trailing bytes, hostile headers).
+ */
+#include <criterion/criterion.h>
+
+#include "event.h"
+#include "testutil.h"
+
+TestSuite(event);
+
+enum fk { F_STR, F_INT, F_DBL, F_NIL, F_BOOL, F_STRS, F_INTS, F_CUST };
+
+struct field {
+    const char *key;
+    enum fk kind;
+    const char *s;
+    int64_t i;
+};
+
+static void
+pack_fields(struct tb *t, const struct field *f, size_t n)
+{
+    size_t i;
+    msgpack_pack_map(&t->pk, (uint32_t)n);
+    for (i = 0; i < n; i++) {
+        tb_str(t, f[i].key);
+        switch (f[i].kind) {
+        case F_STR:
+            tb_str(t, f[i].s);
+            break;
+        case F_INT:
+            msgpack_pack_int64(&t->pk, f[i].i);
+            break;
+        case F_DBL:
+            msgpack_pack_double(&t->pk, (double)f[i].i / 10.0);
+            break;
+        case F_NIL:
+            msgpack_pack_nil(&t->pk);
+            break;
+        case F_BOOL:
+            msgpack_pack_true(&t->pk);
+            break;
+        case F_STRS:
+            msgpack_pack_array(&t->pk, 2);
+            tb_str(t, "complaint");
+            tb_str(t, f[i].s);
+            break;
+        case F_INTS:
+            msgpack_pack_array(&t->pk, 1);
+            msgpack_pack_int(&t->pk, 1);
+            break;
+        case F_CUST:
+            msgpack_pack_map(&t->pk, 2);
+            tb_kv_str(t, "phone", f[i].s);
+            tb_kv_str(t, "loyalty_tier", "gold"); /* unknown: ignored */
+            break;
+        }
+    }
+}
+
+static struct channels_fixture {
+    struct cc_channels ch;
+} fx;
+
+static void
+setup(void)
+{
+    cc_channels_init(&fx.ch);
+    cc_channels_add(&fx.ch, "sms");
+}
+
+/* Decodes one message holding one event; returns cc_msg_next's result. */
+static int
+decode(struct tb *t, struct cc_event *ev, struct cc_reject *rej)
+{
+    struct cc_msg_iter it;
+    const char *err = NULL;
+    int rc;
+    cr_assert_eq(cc_msg_open(&it, t->sb.data, t->sb.size, &err), 0, "%s",
+                 err ? err : "");
+    rc = cc_msg_next(&it, &fx.ch, ev, rej);
+    cr_assert_eq(cc_msg_next(&it, &fx.ch, ev, rej), -1);
+    return rc;
+}
+
+static const struct field base[] = {
+    {"id", F_STR, "ev-1", 0},
+    {"ts", F_INT, NULL, 1700000000000LL},
+    {"channel", F_STR, "phone", 0},
+    {"type", F_STR, "queue.join", 0},
+    {"contact", F_STR, "call-1", 0},
+    {"queue", F_STR, "billing", 0},
+    {"customer", F_CUST, "+15551234567", 0},
+    {"priority", F_INT, NULL, 3},
+    {"tags", F_STRS, "vip", 0},
+    {"sentiment", F_DBL, NULL, -5},
+    {"topic", F_STR, "refund", 0},
+    {"extra_unknown", F_STR, "ignored", 0},
+};
+#define NBASE CC_ARRAY_SIZE(base)
+
+Test(event, full_event_decodes, .init = setup)
+{
+    struct tb t;
+    struct cc_event ev;
+    struct cc_reject rej;
+
+    tb_init(&t);
+    pack_fields(&t, base, NBASE);
+    cr_assert_eq(decode(&t, &ev, &rej), 1);
+    cr_assert(cc_str_eq(ev.id, "ev-1"));
+    cr_assert_eq(ev.ts, 1700000000000LL);
+    cr_assert_eq(ev.channel, 0);
+    cr_assert_eq(ev.type, CC_EV_QUEUE_JOIN);
+    cr_assert(cc_str_eq(ev.contact, "call-1"));
+    cr_assert(cc_str_eq(ev.queue, "billing"));
+    cr_assert(cc_str_eq(ev.ident[CC_IDENT_PHONE], "+15551234567"));
+    cr_assert_eq(ev.priority, 3);
+    cr_assert_eq(ev.ntags, 2);
+    cr_assert_float_eq(ev.sentiment, -0.5, 1e-9);
+    cr_assert(cc_str_eq(ev.topic, "refund"));
+    tb_fini(&t);
+}
+
+Test(event, each_required_key_missing_is_named, .init = setup)
+{
+    static const char *const required[] = {"id", "ts", "channel", "type",
+                                           "contact", "queue"};
+    struct field f[NBASE];
+    struct tb t;
+    struct cc_event ev;
+    struct cc_reject rej;
+    size_t r, i, n;
+
+    tb_init(&t);
+    for (r = 0; r < CC_ARRAY_SIZE(required); r++) {
+        n = 0;
+        for (i = 0; i < NBASE; i++) {
+            if (strcmp(base[i].key, required[r]) != 0)
+                f[n++] = base[i];
+        }
+        tb_reset(&t);
+        pack_fields(&t, f, n);
+        cr_assert_eq(decode(&t, &ev, &rej), 0, "without %s", required[r]);
+        cr_assert_eq(rej.code, CC_R_MISSING, "without %s", required[r]);
+        cr_assert_str_eq(rej.key, required[r]);
+    }
+    tb_fini(&t);
+}
+
+/* Every typed key given a value of the wrong MessagePack type. */
+Test(event, each_wrong_type_is_named, .init = setup)
+{
+    static const struct field wrong[] = {
+        {"id", F_INT, NULL, 5},         {"ts", F_STR, "yesterday", 0},
+        {"ts", F_DBL, NULL, 17},        {"channel", F_INT, NULL, 1},
+        {"type", F_NIL, NULL, 0},       {"contact", F_BOOL, NULL, 0},
+        {"customer", F_STR, "bob", 0},  {"queue", F_INTS, NULL, 0},
+        {"agent", F_INT, NULL, 7},      {"priority", F_STR, "high", 0},
+        {"tags", F_STR, "vip", 0},      {"tags", F_INTS, NULL, 0},
+        {"topic", F_INT, NULL, 1},      {"sentiment", F_STR, "good", 0},
+        {"reply_to", F_INT, NULL, 1},   {"score", F_STR, "5", 0},
+        {"scale", F_INT, NULL, 1},      {"state", F_BOOL, NULL, 0},
+        {"queues", F_STR, "a", 0},
+    };
+    struct field f[NBASE + 1];
+    struct tb t;
+    struct cc_event ev;
+    struct cc_reject rej;
+    size_t w, i, n;
+
+    tb_init(&t);
+    for (w = 0; w < CC_ARRAY_SIZE(wrong); w++) {
+        n = 0;
+        for (i = 0; i < NBASE; i++) {
+            if (strcmp(base[i].key, wrong[w].key) != 0)
+                f[n++] = base[i];
+        }
+        f[n++] = wrong[w];
+        tb_reset(&t);
+        pack_fields(&t, f, n);
+        cr_assert_eq(decode(&t, &ev, &rej), 0, "wrong %s", wrong[w].key);
+        cr_assert_eq(rej.code, CC_R_WRONG_TYPE, "wrong %s: got %s",
+                     wrong[w].key, cc_reason_name(rej.code));
+        cr_assert_str_eq(rej.key, wrong[w].key);
+    }
+    tb_fini(&t);
+}
+
+Test(event, values_out_of_range_and_unknown_names, .init = setup)
+{
+    static const struct {
+        struct field f;
+        enum cc_reason code;
+    } cases[] = {
+        {{"ts", F_INT, NULL, -1}, CC_R_OUT_OF_RANGE},
+        {{"ts", F_INT, NULL, 0}, CC_R_OUT_OF_RANGE},
+        {{"ts", F_INT, NULL, 253402300800000LL}, CC_R_OUT_OF_RANGE},
+        {{"priority", F_INT, NULL, 10}, CC_R_OUT_OF_RANGE},
+        {{"priority", F_INT, NULL, -1}, CC_R_OUT_OF_RANGE},
+        {{"sentiment", F_DBL, NULL, 11}, CC_R_OUT_OF_RANGE},
+        {{"channel", F_STR, "fax", 0}, CC_R_UNKNOWN_CHANNEL},
+        {{"type", F_STR, "contact.explode", 0}, CC_R_UNKNOWN_TYPE},
+        {{"id", F_STR, "", 0}, CC_R_EMPTY},
+        {{"queue", F_STR, "", 0}, CC_R_EMPTY},
+    };
+    struct field f[NBASE + 1];
+    struct tb t;
+    struct cc_event ev;
+    struct cc_reject rej;
+    size_t c, i, n;
+
+    tb_init(&t);
+    for (c = 0; c < CC_ARRAY_SIZE(cases); c++) {
+        n = 0;
+        for (i = 0; i < NBASE; i++) {
+            if (strcmp(base[i].key, cases[c].f.key) != 0)
+                f[n++] = base[i];
+        }
+        f[n++] = cases[c].f;
+        tb_reset(&t);
+        pack_fields(&t, f, n);
+        cr_assert_eq(decode(&t, &ev, &rej), 0, "case %zu", c);
+        cr_assert_eq(rej.code, cases[c].code, "case %zu: got %s", c,
+                     cc_reason_name(rej.code));
+    }
+    tb_fini(&t);
+}
+
+Test(event, configured_channel_is_accepted, .init = setup)
+{
+    struct tb t;
+    struct cc_event ev;
+    struct cc_reject rej;
+
+    tb_init(&t);
+    tb_event(&t, "e", 1700000000000LL, "sms", "message.in", "thread-9",
+             NULL);
+    cr_assert_eq(decode(&t, &ev, &rej), 1);
+    cr_assert_eq(ev.channel, 4);
+    tb_fini(&t);
+}
+
+Test(event, too_long_strings_are_rejected, .init = setup)
+{
+    char id[300];
+    struct tb t;
+    struct cc_event ev;
+    struct cc_reject rej;
+
+    memset(id, 'a', sizeof(id) - 1);
+    id[sizeof(id) - 1] = '\0';
+    tb_init(&t);
+    tb_event(&t, id, 1700000000000LL, "chat", "message.in", "s", NULL);
+    cr_assert_eq(decode(&t, &ev, &rej), 0);
+    cr_assert_eq(rej.code, CC_R_TOO_LONG);
+    cr_assert_str_eq(rej.key, "id");
+    tb_fini(&t);
+}
+
+Test(event, feedback_and_agent_status_semantics, .init = setup)
+{
+    static const struct field fb_bad[] = {
+        {"id", F_STR, "f", 0},          {"ts", F_INT, NULL, 1700000000000LL},
+        {"channel", F_STR, "chat", 0},  {"type", F_STR, "feedback", 0},
+        {"score", F_INT, NULL, 9},      {"scale", F_STR, "csat", 0}};
+    static const struct field st_bad[] = {
+        {"id", F_STR, "s", 0},         {"ts", F_INT, NULL, 1700000000000LL},
+        {"channel", F_STR, "phone", 0}, {"type", F_STR, "agent.status", 0},
+        {"agent", F_STR, "ann", 0},    {"state", F_STR, "asleep", 0}};
+    struct tb t;
+    struct cc_event ev;
+    struct cc_reject rej;
+
+    tb_init(&t);
+    pack_fields(&t, fb_bad, CC_ARRAY_SIZE(fb_bad));
+    cr_assert_eq(decode(&t, &ev, &rej), 0);
+    cr_assert_eq(rej.code, CC_R_OUT_OF_RANGE);
+    cr_assert_str_eq(rej.key, "score");
+    tb_reset(&t);
+    pack_fields(&t, st_bad, CC_ARRAY_SIZE(st_bad));
+    cr_assert_eq(decode(&t, &ev, &rej), 0);
+    cr_assert_eq(rej.code, CC_R_BAD_VALUE);
+    tb_fini(&t);
+}
+
+Test(event, batch_reports_each_event_by_index, .init = setup)
+{
+    struct tb t;
+    struct cc_msg_iter it;
+    struct cc_event ev;
+    struct cc_reject rej;
+    const char *err;
+
+    tb_init(&t);
+    msgpack_pack_array(&t.pk, 4);
+    tb_event(&t, "a", 1700000000000LL, "chat", "message.in", "s1", NULL);
+    msgpack_pack_int(&t.pk, 42); /* not a map */
+    tb_event(&t, "c", 1700000000000LL, "pigeon", "message.in", "s1", NULL);
+    tb_event(&t, "d", 1700000000000LL, "email", "message.in", "m1", NULL);
+    cr_assert_eq(cc_msg_open(&it, t.sb.data, t.sb.size, &err), 0);
+    cr_assert(it.batch);
+    cr_assert_eq(it.count, 4);
+    cr_assert_eq(cc_msg_next(&it, &fx.ch, &ev, &rej), 1);
+    cr_assert_eq(cc_msg_next(&it, &fx.ch, &ev, &rej), 0);
+    cr_assert_eq(rej.code, CC_R_NOT_MAP);
+    cr_assert_eq(cc_msg_next(&it, &fx.ch, &ev, &rej), 0);
+    cr_assert_eq(rej.code, CC_R_UNKNOWN_CHANNEL);
+    cr_assert_eq(cc_msg_next(&it, &fx.ch, &ev, &rej), 1);
+    cr_assert(cc_str_eq(ev.id, "d"));
+    cr_assert_eq(cc_msg_next(&it, &fx.ch, &ev, &rej), -1);
+    tb_fini(&t);
+}
+
+Test(event, whole_message_failures, .init = setup)
+{
+    static const uint8_t not_mp[] = "hello, world";
+    static const uint8_t scalar[] = {0x05};
+    /* A batch whose 5-byte header declares 4 billion events. */
+    static const uint8_t huge_batch[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x80};
+    /* An event whose map declares 65535 pairs in 3 bytes. */
+    static const uint8_t huge_map[] = {0xde, 0xff, 0xff, 0xa1, 'a'};
+    struct tb t;
+    struct cc_msg_iter it;
+    const char *err;
+
+    cr_assert_eq(cc_msg_open(&it, not_mp, sizeof(not_mp) - 1, &err),
+                 CC_EPROTO);
+    cr_assert_not_null(err);
+    cr_assert_eq(cc_msg_open(&it, scalar, 1, &err), CC_EPROTO);
+    cr_assert_eq(cc_msg_open(&it, huge_batch, sizeof(huge_batch), &err),
+                 CC_EPROTO);
+    cr_assert_eq(cc_msg_open(&it, huge_map, sizeof(huge_map), &err),
+                 CC_EPROTO);
+    cr_assert_eq(cc_msg_open(&it, "", 0, &err), CC_EPROTO);
+
+    tb_init(&t);
+    tb_event(&t, "a", 1700000000000LL, "chat", "message.in", "s1", NULL);
+    msgpack_pack_int(&t.pk, 1); /* trailing */
+    cr_assert_eq(cc_msg_open(&it, t.sb.data, t.sb.size, &err), CC_EPROTO);
+    cr_assert(strstr(err, "trailing") != NULL);
+    /* Truncated batch: nothing in it may be applied, so open fails. */
+    tb_reset(&t);
+    msgpack_pack_array(&t.pk, 2);
+    tb_event(&t, "a", 1700000000000LL, "chat", "message.in", "s1", NULL);
+    tb_event(&t, "b", 1700000000000LL, "chat", "message.in", "s1", NULL);
+    cr_assert_eq(cc_msg_open(&it, t.sb.data, t.sb.size - 3, &err),
+                 CC_EPROTO);
+    tb_fini(&t);
+}
+
+Test(event, reject_reasons_read_well)
+{
+    struct cc_reject r = {CC_R_MISSING, "ts", NULL};
+    char buf[128];
+    cc_reject_format(&r, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "missing required key 'ts'");
+    r.code = CC_R_WRONG_TYPE;
+    r.detail = "an integer";
+    cc_reject_format(&r, buf, sizeof(buf));
+    cr_assert_str_eq(buf, "key 'ts' must be an integer");
+}

@@ -1,0 +1,130 @@
+/*
+ * Helpers shared by the tests: building MessagePack events with msgpack-c's
+ * packer, and reading fields back out of packed maps.
+ */
+#ifndef CC_TESTUTIL_H
+#define CC_TESTUTIL_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+struct tb {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+};
+
+static inline void
+tb_init(struct tb *t)
+{
+    msgpack_sbuffer_init(&t->sb);
+    msgpack_packer_init(&t->pk, &t->sb, msgpack_sbuffer_write);
+}
+
+static inline void
+tb_reset(struct tb *t)
+{
+    msgpack_sbuffer_clear(&t->sb);
+}
+
+static inline void
+tb_fini(struct tb *t)
+{
+    msgpack_sbuffer_destroy(&t->sb);
+}
+
+static inline void
+tb_str(struct tb *t, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(&t->pk, n);
+    msgpack_pack_str_body(&t->pk, s, n);
+}
+
+static inline void
+tb_kv_str(struct tb *t, const char *k, const char *v)
+{
+    tb_str(t, k);
+    tb_str(t, v);
+}
+
+static inline void
+tb_kv_int(struct tb *t, const char *k, int64_t v)
+{
+    tb_str(t, k);
+    msgpack_pack_int64(&t->pk, v);
+}
+
+/*
+ * Packs one event map: id, ts, channel, type, contact (when not NULL) and,
+ * when phone is not NULL, a customer map with that phone number.
+ */
+static inline void
+tb_event(struct tb *t, const char *id, int64_t ts, const char *channel,
+         const char *type, const char *contact, const char *phone)
+{
+    msgpack_pack_map(&t->pk, 4 + (contact != NULL) + (phone != NULL));
+    tb_kv_str(t, "id", id);
+    tb_kv_int(t, "ts", ts);
+    tb_kv_str(t, "channel", channel);
+    tb_kv_str(t, "type", type);
+    if (contact != NULL)
+        tb_kv_str(t, "contact", contact);
+    if (phone != NULL) {
+        tb_str(t, "customer");
+        msgpack_pack_map(&t->pk, 1);
+        tb_kv_str(t, "phone", phone);
+    }
+}
+
+/* Finds key in a packed map (top level) and returns its object, borrowing
+ * the unpacked zone. */
+static inline bool
+tmap_get(const msgpack_object *map, const char *key, msgpack_object *out)
+{
+    uint32_t i;
+    size_t n = strlen(key);
+    if (map->type != MSGPACK_OBJECT_MAP)
+        return false;
+    for (i = 0; i < map->via.map.size; i++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == n &&
+            memcmp(kv->key.via.str.ptr, key, n) == 0) {
+            *out = kv->val;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Follows a path of keys separated by '/'; returns the integer or -1. */
+static inline int64_t
+tmap_int(const msgpack_object *map, const char *path)
+{
+    char buf[256], *tok, *save = NULL;
+    msgpack_object cur = *map, next;
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (tok = strtok_r(buf, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+        if (!tmap_get(&cur, tok, &next))
+            return -1;
+        cur = next;
+    }
+    if (cur.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return (int64_t)cur.via.u64;
+    if (cur.type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        return cur.via.i64;
+    return -1;
+}
+
+/* True when the map's key holds the string want. */
+static inline bool
+tmap_str_is(const msgpack_object *map, const char *key, const char *want)
+{
+    msgpack_object v;
+    size_t n = strlen(want);
+    return tmap_get(map, key, &v) && v.type == MSGPACK_OBJECT_STR &&
+           v.via.str.size == n && memcmp(v.via.str.ptr, want, n) == 0;
+}
+
+#endif
