@@ -61,8 +61,7 @@ struct cc_str {
 };
 
 static inline int
-cc_str_eq(struct cc_str a, const char *lit)
-{
+cc_str_eq(struct cc_str a, const char *lit) {
     size_t i;
     for (i = 0; i < a.n; i++) {
         if (lit[i] != a.p[i] || lit[i] == '\0')

@@ -33,18 +33,16 @@ static const char *const level_choices[] = {"error", "warn", "info", "debug",
 static const struct key keys[] = {
     {"server", "ingest", K_ADDR, OFF(ingest), "tcp://127.0.0.1:7400", 0, 0,
      NULL},
-    {"server", "ingest_ack", K_ADDR, OFF(ingest_ack), "tcp://127.0.0.1:7401",
-     0, 0, NULL},
+    {"server", "ingest_ack", K_ADDR, OFF(ingest_ack), "tcp://127.0.0.1:7401", 0,
+     0, NULL},
     {"server", "alerts", K_ADDR, OFF(alerts), "tcp://127.0.0.1:7402", 0, 0,
      NULL},
     {"server", "callbacks", K_ADDR, OFF(callbacks), "tcp://127.0.0.1:7403", 0,
      0, NULL},
-    {"server", "query", K_ADDR, OFF(query), "tcp://127.0.0.1:7404", 0, 0,
-     NULL},
+    {"server", "query", K_ADDR, OFF(query), "tcp://127.0.0.1:7404", 0, 0, NULL},
     {"server", "max_message", K_SIZE, OFF(max_message), "256KiB", 1 * KIB,
      64 * MIB, NULL},
-    {"server", "ingest_io", K_ENUM, OFF(ingest_io), "thread", 0, 0,
-     io_choices},
+    {"server", "ingest_io", K_ENUM, OFF(ingest_io), "thread", 0, 0, io_choices},
     {"server", "log_level", K_ENUM, OFF(log_level), "info", 0, 0,
      level_choices},
     {"server", "callback_backlog", K_UINT, OFF(callback_backlog), "100000", 1,
@@ -53,22 +51,20 @@ static const struct key keys[] = {
      100000000, NULL},
     {"limits", "max_contacts", K_UINT, OFF(max_contacts), "2000000", 1,
      100000000, NULL},
-    {"limits", "max_queues", K_UINT, OFF(max_queues), "1024", 1, 1000000,
-     NULL},
+    {"limits", "max_queues", K_UINT, OFF(max_queues), "1024", 1, 1000000, NULL},
     {"limits", "max_names", K_UINT, OFF(max_names), "100000", 16, 10000000,
      NULL},
     {"limits", "contact_idle", K_DURATION, OFF(contact_idle_ms), "3d", 60000,
      365 * DAY_MS, NULL},
     {"hold", "long", K_DURATION, OFF(hold_long_ms), "60s", 1000, 7 * DAY_MS,
      NULL},
-    {"callback", "offer_after_waiting", K_DURATION,
-     OFF(offer_after_waiting_ms), "3m", 0, 7 * DAY_MS, NULL},
+    {"callback", "offer_after_waiting", K_DURATION, OFF(offer_after_waiting_ms),
+     "3m", 0, 7 * DAY_MS, NULL},
     {"channels", "extra", K_CHANNELS, OFF(channels), "", 0, 0, NULL},
 };
 
 static int
-parse_uint(const char *s, uint64_t *out, const char **rest)
-{
+parse_uint(const char *s, uint64_t *out, const char **rest) {
     char *end;
     unsigned long long v;
 
@@ -84,8 +80,7 @@ parse_uint(const char *s, uint64_t *out, const char **rest)
 }
 
 static int
-mul_checked(uint64_t a, uint64_t b, uint64_t *out)
-{
+mul_checked(uint64_t a, uint64_t b, uint64_t *out) {
     if (b != 0 && a > UINT64_MAX / b)
         return CC_EINVAL;
     *out = a * b;
@@ -93,13 +88,12 @@ mul_checked(uint64_t a, uint64_t b, uint64_t *out)
 }
 
 int
-cc_parse_duration(const char *s, uint64_t *ms)
-{
+cc_parse_duration(const char *s, uint64_t *ms) {
     static const struct {
         const char *unit;
         uint64_t ms;
-    } units[] = {{"ms", 1},           {"s", 1000},       {"m", 60000},
-                 {"h", 3600000},      {"d", 86400000}};
+    } units[] = {
+        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
     const char *rest;
     uint64_t v;
     size_t i;
@@ -116,13 +110,12 @@ cc_parse_duration(const char *s, uint64_t *ms)
 }
 
 int
-cc_parse_size(const char *s, uint64_t *bytes)
-{
+cc_parse_size(const char *s, uint64_t *bytes) {
     static const struct {
         const char *unit;
         uint64_t mul;
-    } units[] = {{"", 1},          {"B", 1},          {"KiB", 1024},
-                 {"MiB", 1 << 20}, {"GiB", 1 << 30}};
+    } units[] = {
+        {"", 1}, {"B", 1}, {"KiB", 1024}, {"MiB", 1 << 20}, {"GiB", 1 << 30}};
     const char *rest;
     uint64_t v;
     size_t i;
@@ -139,8 +132,7 @@ cc_parse_size(const char *s, uint64_t *bytes)
 /* Sets one key from its text; on error writes the reason into why. */
 static int
 set_key(struct cc_config *cfg, const struct key *k, const char *value,
-        char *why, size_t whylen)
-{
+        char *why, size_t whylen) {
     char *base = (char *)cfg + k->offset;
     uint64_t v = 0;
     int rc, i;
@@ -217,8 +209,7 @@ set_key(struct cc_config *cfg, const struct key *k, const char *value,
     }
     }
     if (v < k->min || v > k->max) {
-        snprintf(why, whylen,
-                 "out of range (%" PRIu64 " to %" PRIu64 "%s)",
+        snprintf(why, whylen, "out of range (%" PRIu64 " to %" PRIu64 "%s)",
                  k->min, k->max,
                  k->type == K_DURATION ? " ms"
                  : k->type == K_SIZE   ? " bytes"
@@ -230,8 +221,7 @@ set_key(struct cc_config *cfg, const struct key *k, const char *value,
 }
 
 void
-cc_config_defaults(struct cc_config *cfg)
-{
+cc_config_defaults(struct cc_config *cfg) {
     char why[256];
     size_t i;
     int rc;
@@ -256,8 +246,7 @@ struct load_ctx {
 };
 
 static int
-handler(void *user, const char *section, const char *name, const char *value)
-{
+handler(void *user, const char *section, const char *name, const char *value) {
     struct load_ctx *c = user;
     char why[256];
     size_t i;
@@ -276,8 +265,8 @@ handler(void *user, const char *section, const char *name, const char *value)
         }
         return 1;
     }
-    snprintf(c->err, c->errlen, "%s:%d: [%s] %s: unknown key", c->name,
-             c->line, section, name);
+    snprintf(c->err, c->errlen, "%s:%d: [%s] %s: unknown key", c->name, c->line,
+             section, name);
     c->failed = true;
     return 0;
 }
@@ -285,8 +274,7 @@ handler(void *user, const char *section, const char *name, const char *value)
 /* inih reads line by line through this, which lets us count lines: the
  * handler runs right after the line holding its key was read. */
 static char *
-reader(char *buf, int size, void *stream)
-{
+reader(char *buf, int size, void *stream) {
     struct load_ctx *c = stream;
     char *r;
     int i = 0;
@@ -311,8 +299,7 @@ reader(char *buf, int size, void *stream)
 }
 
 static int
-load(struct load_ctx *c)
-{
+load(struct load_ctx *c) {
     int rc = ini_parse_stream(reader, c, handler, c);
     if (c->failed)
         return CC_EINVAL;
@@ -332,8 +319,7 @@ load(struct load_ctx *c)
 
 int
 cc_config_load(struct cc_config *cfg, const char *path, char *err,
-               size_t errlen)
-{
+               size_t errlen) {
     struct load_ctx c = {cfg, path, NULL, NULL, 0, err, errlen, false};
     int rc;
 
@@ -348,16 +334,14 @@ cc_config_load(struct cc_config *cfg, const char *path, char *err,
 }
 
 int
-cc_config_load_string(struct cc_config *cfg, const char *text,
-                      const char *name, char *err, size_t errlen)
-{
+cc_config_load_string(struct cc_config *cfg, const char *text, const char *name,
+                      char *err, size_t errlen) {
     struct load_ctx c = {cfg, name, text, NULL, 0, err, errlen, false};
     return load(&c);
 }
 
 static void
-write_duration(FILE *out, uint64_t ms)
-{
+write_duration(FILE *out, uint64_t ms) {
     if (ms != 0 && ms % 86400000 == 0)
         fprintf(out, "%" PRIu64 "d", ms / 86400000);
     else if (ms != 0 && ms % 3600000 == 0)
@@ -371,8 +355,7 @@ write_duration(FILE *out, uint64_t ms)
 }
 
 void
-cc_config_write(const struct cc_config *cfg, FILE *out)
-{
+cc_config_write(const struct cc_config *cfg, FILE *out) {
     const char *section = "";
     const char *base = (const char *)cfg;
     size_t i;

@@ -14,8 +14,7 @@
 #include <string.h>
 
 static void
-usage(FILE *out)
-{
+usage(FILE *out) {
     fputs("usage: contactd [--config FILE] [--check-config] [--version] "
           "[--help]\n"
           "\n"
@@ -34,8 +33,7 @@ usage(FILE *out)
 }
 
 int
-main(int argc, char **argv)
-{
+main(int argc, char **argv) {
     struct cc_config cfg;
     struct cc_server *srv = NULL;
     const char *path = NULL;
@@ -70,14 +68,12 @@ main(int argc, char **argv)
     }
 
     cc_config_defaults(&cfg);
-    if (path != NULL &&
-        cc_config_load(&cfg, path, err, sizeof(err)) != 0) {
+    if (path != NULL && cc_config_load(&cfg, path, err, sizeof(err)) != 0) {
         fprintf(stderr, "contactd: config error: %s\n", err);
         return 1;
     }
     if (check) {
-        printf("# configuration OK (%s)\n",
-               path ? path : "embedded defaults");
+        printf("# configuration OK (%s)\n", path ? path : "embedded defaults");
         cc_config_write(&cfg, stdout);
         return 0;
     }

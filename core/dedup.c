@@ -9,8 +9,7 @@
 #include <string.h>
 
 int
-cc_dedup_init(struct cc_dedup *d, uint64_t window, uint64_t seed)
-{
+cc_dedup_init(struct cc_dedup *d, uint64_t window, uint64_t seed) {
     uint64_t slots = 16;
 
     memset(d, 0, sizeof(*d));
@@ -19,8 +18,8 @@ cc_dedup_init(struct cc_dedup *d, uint64_t window, uint64_t seed)
         return 0;
     while (slots < window * 2)
         slots <<= 1;
-    d->set = cc_calloc(slots, sizeof(uint64_t));
-    d->ring = cc_calloc(window, sizeof(uint64_t));
+    d->set = cc_alloc_table(slots * sizeof(uint64_t));
+    d->ring = cc_alloc_table(window * sizeof(uint64_t));
     if (d->set == NULL || d->ring == NULL) {
         cc_dedup_fini(d);
         return CC_ENOMEM;
@@ -31,29 +30,25 @@ cc_dedup_init(struct cc_dedup *d, uint64_t window, uint64_t seed)
 }
 
 void
-cc_dedup_fini(struct cc_dedup *d)
-{
-    cc_free(d->set, (d->mask + 1) * sizeof(uint64_t));
-    cc_free(d->ring, d->cap * sizeof(uint64_t));
+cc_dedup_fini(struct cc_dedup *d) {
+    cc_free_table(d->set, (d->mask + 1) * sizeof(uint64_t));
+    cc_free_table(d->ring, d->cap * sizeof(uint64_t));
     memset(d, 0, sizeof(*d));
 }
 
 size_t
-cc_dedup_bytes(const struct cc_dedup *d)
-{
+cc_dedup_bytes(const struct cc_dedup *d) {
     return d->cap ? (size_t)((d->mask + 1 + d->cap) * sizeof(uint64_t)) : 0;
 }
 
 static inline uint64_t
-fingerprint(const struct cc_dedup *d, const void *id, size_t len)
-{
+fingerprint(const struct cc_dedup *d, const void *id, size_t len) {
     uint64_t f = cc_hash(id, len, d->seed);
     return f ? f : 1;
 }
 
 bool
-cc_dedup_seen(const struct cc_dedup *d, const void *id, size_t len)
-{
+cc_dedup_seen(const struct cc_dedup *d, const void *id, size_t len) {
     uint64_t f, i;
 
     if (d->cap == 0)
@@ -67,8 +62,7 @@ cc_dedup_seen(const struct cc_dedup *d, const void *id, size_t len)
 }
 
 static void
-set_remove(struct cc_dedup *d, uint64_t f)
-{
+set_remove(struct cc_dedup *d, uint64_t f) {
     uint64_t i, j, home;
 
     for (i = f & d->mask; d->set[i] != f; i = (i + 1) & d->mask) {
@@ -88,8 +82,7 @@ set_remove(struct cc_dedup *d, uint64_t f)
 }
 
 void
-cc_dedup_add(struct cc_dedup *d, const void *id, size_t len)
-{
+cc_dedup_add(struct cc_dedup *d, const void *id, size_t len) {
     uint64_t f, i, slot;
 
     if (d->cap == 0)

@@ -67,6 +67,7 @@ struct cc_contact {
     const struct cc_name *agent;
     char *blob; /* contact id, then the customer map */
     int64_t opened_ts, queued_ts, hold_ts;
+    uint64_t last_seen; /* engine time of the last event */
     uint64_t hold_total_ms;
     uint32_t msgs_in, msgs_out;
     uint16_t id_len, cust_len;
@@ -74,8 +75,7 @@ struct cc_contact {
 };
 
 static inline size_t
-contact_blob_size(const struct cc_contact *c)
-{
+contact_blob_size(const struct cc_contact *c) {
     return (size_t)c->id_len + c->cust_len;
 }
 
@@ -115,8 +115,7 @@ struct cc_engine {
 };
 
 void
-cc_engine_config_defaults(struct cc_engine_config *c)
-{
+cc_engine_config_defaults(struct cc_engine_config *c) {
     memset(c, 0, sizeof(*c));
     c->hold_long_ms = 60000;
     c->offer_after_waiting_ms = 180000;
@@ -130,8 +129,7 @@ cc_engine_config_defaults(struct cc_engine_config *c)
 }
 
 static uint64_t
-pow2_at_least(uint64_t n)
-{
+pow2_at_least(uint64_t n) {
     uint64_t p = 16;
     while (p < n)
         p <<= 1;
@@ -140,8 +138,7 @@ pow2_at_least(uint64_t n)
 
 int
 cc_engine_new(struct cc_engine **out, const struct cc_engine_config *cfg,
-              uint64_t now)
-{
+              uint64_t now) {
     struct cc_engine *e;
     uint64_t nb;
     int rc;
@@ -152,13 +149,15 @@ cc_engine_new(struct cc_engine **out, const struct cc_engine_config *cfg,
     e->cfg = *cfg;
     cc_wheel_init(&e->wheel, now);
     cc_outbox_init(&e->outbox);
-    cc_pool_init(&e->contacts, sizeof(struct cc_contact), 1024);
+    /* About 2 MiB per chunk: one huge page. */
+    cc_pool_init(&e->contacts, sizeof(struct cc_contact),
+                 ((size_t)2 << 20) / sizeof(struct cc_contact) - 1);
     cc_blobs_init(&e->blobs);
     rc = cc_dedup_init(&e->dedup, cfg->dedup_window, cfg->seed ^ 0xd1ce);
     if (rc)
         goto fail_dedup;
     nb = pow2_at_least(cfg->max_contacts);
-    e->buckets = cc_calloc(nb, sizeof(*e->buckets));
+    e->buckets = cc_alloc_table(nb * sizeof(*e->buckets));
     if (e->buckets == NULL)
         goto fail_buckets;
     e->bucket_mask = nb - 1;
@@ -176,7 +175,7 @@ cc_engine_new(struct cc_engine **out, const struct cc_engine_config *cfg,
 fail_queues:
     cc_free(e->nbuckets, (e->nmask + 1) * sizeof(*e->nbuckets));
 fail_names:
-    cc_free(e->buckets, (e->bucket_mask + 1) * sizeof(*e->buckets));
+    cc_free_table(e->buckets, (e->bucket_mask + 1) * sizeof(*e->buckets));
 fail_buckets:
     cc_dedup_fini(&e->dedup);
     rc = CC_ENOMEM;
@@ -191,8 +190,7 @@ fail_dedup:
 static void contact_free(struct cc_engine *e, struct cc_contact *c);
 
 void
-cc_engine_free(struct cc_engine *e)
-{
+cc_engine_free(struct cc_engine *e) {
     uint64_t i;
     struct cc_name *n, *next;
 
@@ -212,7 +210,7 @@ cc_engine_free(struct cc_engine *e)
     }
     cc_free(e->queues, e->cfg.max_queues * sizeof(*e->queues));
     cc_free(e->nbuckets, (e->nmask + 1) * sizeof(*e->nbuckets));
-    cc_free(e->buckets, (e->bucket_mask + 1) * sizeof(*e->buckets));
+    cc_free_table(e->buckets, (e->bucket_mask + 1) * sizeof(*e->buckets));
     cc_dedup_fini(&e->dedup);
     cc_blobs_fini(&e->blobs);
     cc_pool_fini(&e->contacts);
@@ -221,41 +219,35 @@ cc_engine_free(struct cc_engine *e)
 }
 
 void
-cc_engine_reconfigure(struct cc_engine *e, const struct cc_engine_config *cfg)
-{
+cc_engine_reconfigure(struct cc_engine *e, const struct cc_engine_config *cfg) {
     e->cfg.hold_long_ms = cfg->hold_long_ms;
     e->cfg.offer_after_waiting_ms = cfg->offer_after_waiting_ms;
     e->cfg.contact_idle_ms = cfg->contact_idle_ms;
 }
 
 const struct cc_channels *
-cc_engine_channels(const struct cc_engine *e)
-{
+cc_engine_channels(const struct cc_engine *e) {
     return &e->cfg.channels;
 }
 
 struct cc_outbox *
-cc_engine_outbox(struct cc_engine *e)
-{
+cc_engine_outbox(struct cc_engine *e) {
     return &e->outbox;
 }
 
 uint64_t
-cc_engine_next_deadline(const struct cc_engine *e)
-{
+cc_engine_next_deadline(const struct cc_engine *e) {
     return cc_wheel_next(&e->wheel);
 }
 
 void
-cc_engine_count_reject(struct cc_engine *e, enum cc_reason r)
-{
+cc_engine_count_reject(struct cc_engine *e, enum cc_reason r) {
     e->rejected++;
     e->by_reason[r]++;
 }
 
 void
-cc_engine_count_bad_message(struct cc_engine *e)
-{
+cc_engine_count_bad_message(struct cc_engine *e) {
     e->messages++;
     e->malformed++;
 }
@@ -263,8 +255,7 @@ cc_engine_count_bad_message(struct cc_engine *e)
 /* ---- names ------------------------------------------------------------ */
 
 static const struct cc_name *
-name_intern(struct cc_engine *e, struct cc_str s)
-{
+name_intern(struct cc_engine *e, struct cc_str s) {
     uint64_t h = cc_hash(s.p, s.n, e->cfg.seed ^ 0x4e41);
     struct cc_name **b = &e->nbuckets[h & e->nmask], *n;
 
@@ -289,8 +280,7 @@ name_intern(struct cc_engine *e, struct cc_str s)
 }
 
 static struct cc_queue *
-queue_get(struct cc_engine *e, struct cc_str s, struct cc_reject *rej)
-{
+queue_get(struct cc_engine *e, struct cc_str s, struct cc_reject *rej) {
     struct cc_name *n = (struct cc_name *)name_intern(e, s);
     struct cc_queue *q;
 
@@ -324,30 +314,26 @@ queue_get(struct cc_engine *e, struct cc_str s, struct cc_reject *rej)
 /* ---- packing helpers -------------------------------------------------- */
 
 static void
-pack_cstr(msgpack_packer *pk, const char *s)
-{
+pack_cstr(msgpack_packer *pk, const char *s) {
     size_t n = strlen(s);
     msgpack_pack_str(pk, n);
     msgpack_pack_str_body(pk, s, n);
 }
 
 static void
-pack_strn(msgpack_packer *pk, const char *s, size_t n)
-{
+pack_strn(msgpack_packer *pk, const char *s, size_t n) {
     msgpack_pack_str(pk, n);
     msgpack_pack_str_body(pk, s, n);
 }
 
 static void
-pack_kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
-{
+pack_kv_u64(msgpack_packer *pk, const char *k, uint64_t v) {
     pack_cstr(pk, k);
     msgpack_pack_uint64(pk, v);
 }
 
 static void
-pack_name_or_nil(msgpack_packer *pk, const struct cc_name *n)
-{
+pack_name_or_nil(msgpack_packer *pk, const struct cc_name *n) {
     if (n != NULL)
         pack_strn(pk, n->s, n->len);
     else
@@ -357,15 +343,13 @@ pack_name_or_nil(msgpack_packer *pk, const struct cc_name *n)
 /* ---- contacts --------------------------------------------------------- */
 
 static inline uint64_t
-contact_hash(const struct cc_engine *e, unsigned channel, struct cc_str id)
-{
+contact_hash(const struct cc_engine *e, unsigned channel, struct cc_str id) {
     return cc_hash(id.p, id.n, e->cfg.seed + channel);
 }
 
 static struct cc_contact *
 contact_find(struct cc_engine *e, unsigned channel, struct cc_str id,
-             uint64_t h)
-{
+             uint64_t h) {
     struct cc_contact *c;
     for (c = e->buckets[h & e->bucket_mask]; c != NULL; c = c->hnext) {
         if (c->hash == h && c->channel == channel && c->id_len == id.n &&
@@ -377,12 +361,10 @@ contact_find(struct cc_engine *e, unsigned channel, struct cc_str id,
 
 static void state_timer_cb(struct cc_wheel *w, struct cc_timer *t,
                            uint64_t now);
-static void idle_timer_cb(struct cc_wheel *w, struct cc_timer *t,
-                          uint64_t now);
+static void idle_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now);
 
 static void
-set_state(struct cc_engine *e, struct cc_contact *c, enum cc_cstate s)
-{
+set_state(struct cc_engine *e, struct cc_contact *c, enum cc_cstate s) {
     e->by_state[c->state]--;
     e->by_state[s]++;
     c->state = (uint8_t)s;
@@ -391,8 +373,7 @@ set_state(struct cc_engine *e, struct cc_contact *c, enum cc_cstate s)
 /* Stores (or replaces) the customer map kept with the contact. */
 static int
 contact_set_customer(struct cc_engine *e, struct cc_contact *c,
-                     const struct cc_event *ev)
-{
+                     const struct cc_event *ev) {
     size_t n = (size_t)c->id_len + ev->customer_len;
     char *blob;
 
@@ -416,8 +397,7 @@ contact_set_customer(struct cc_engine *e, struct cc_contact *c,
 
 static struct cc_contact *
 contact_open(struct cc_engine *e, const struct cc_event *ev, uint64_t h,
-             uint64_t now, struct cc_reject *rej)
-{
+             uint64_t now, struct cc_reject *rej) {
     struct cc_contact *c;
     size_t n;
 
@@ -449,7 +429,8 @@ contact_open(struct cc_engine *e, const struct cc_event *ev, uint64_t h,
         return NULL;
     }
     memcpy(c->blob, ev->contact.p, ev->contact.n);
-    memcpy(c->blob + ev->contact.n, ev->customer, ev->customer_len);
+    if (ev->customer_len != 0)
+        memcpy(c->blob + ev->contact.n, ev->customer, ev->customer_len);
     c->id_len = (uint16_t)ev->contact.n;
     c->cust_len = (uint16_t)ev->customer_len;
     c->hash = h;
@@ -465,13 +446,13 @@ contact_open(struct cc_engine *e, const struct cc_event *ev, uint64_t h,
     e->blob_bytes += n;
     e->chan[c->channel].open++;
     e->chan[c->channel].opened++;
+    c->last_seen = now;
     cc_wheel_arm(&e->wheel, &c->idle_timer, now + e->cfg.contact_idle_ms);
     return c;
 }
 
 static void
-queue_remove(struct cc_contact *c)
-{
+queue_remove(struct cc_contact *c) {
     struct cc_queue *q = c->queue;
     if (c->qprev != NULL)
         c->qprev->qnext = c->qnext;
@@ -486,8 +467,7 @@ queue_remove(struct cc_contact *c)
 }
 
 static void
-queue_append(struct cc_queue *q, struct cc_contact *c)
-{
+queue_append(struct cc_queue *q, struct cc_contact *c) {
     c->queue = q;
     c->qnext = NULL;
     c->qprev = q->tail;
@@ -501,8 +481,7 @@ queue_append(struct cc_queue *q, struct cc_contact *c)
 }
 
 static uint64_t
-queue_position(const struct cc_contact *c)
-{
+queue_position(const struct cc_contact *c) {
     const struct cc_contact *p;
     uint64_t pos = 1;
     for (p = c->queue->head; p != NULL && p != c; p = p->qnext)
@@ -512,8 +491,7 @@ queue_position(const struct cc_contact *c)
 
 /* Finds the customer's phone number in the stored customer map. */
 static struct cc_str
-contact_phone(const struct cc_contact *c)
-{
+contact_phone(const struct cc_contact *c) {
     struct cc_str none = {NULL, 0}, k, v;
     struct cc_mp m;
     uint32_t n, i;
@@ -533,8 +511,7 @@ contact_phone(const struct cc_contact *c)
 }
 
 static void
-pack_customer(msgpack_packer *pk, const struct cc_contact *c)
-{
+pack_customer(msgpack_packer *pk, const struct cc_contact *c) {
     if (c->cust_len == 0) {
         msgpack_pack_nil(pk);
         return;
@@ -546,8 +523,7 @@ pack_customer(msgpack_packer *pk, const struct cc_contact *c)
 /* The fields every alert and trigger about a contact carries. */
 static void
 pack_contact_fields(struct cc_engine *e, msgpack_packer *pk,
-                    const struct cc_contact *c)
-{
+                    const struct cc_contact *c) {
     pack_cstr(pk, "conversation");
     msgpack_pack_nil(pk); /* conversations are not tracked yet */
     pack_cstr(pk, "contact");
@@ -563,8 +539,7 @@ pack_contact_fields(struct cc_engine *e, msgpack_packer *pk,
 /* Writes a deterministic id: "<rule>:<channel>:<contact>:<ts>". */
 static void
 pack_rule_id(struct cc_engine *e, msgpack_packer *pk, const char *rule,
-             const struct cc_contact *c, int64_t ts)
-{
+             const struct cc_contact *c, int64_t ts) {
     char buf[64];
     const char *ch = e->cfg.channels.names[c->channel];
     int tn = snprintf(buf, sizeof(buf), ":%lld", (long long)ts);
@@ -581,8 +556,7 @@ pack_rule_id(struct cc_engine *e, msgpack_packer *pk, const char *rule,
 
 static void
 emit_callback_cancel(struct cc_engine *e, struct cc_contact *c, uint64_t now,
-                     const char *why)
-{
+                     const char *why) {
     msgpack_packer *pk = &e->outbox.pk;
 
     cc_outbox_begin(&e->outbox, CC_OUT_CALLBACK, NULL);
@@ -604,8 +578,7 @@ emit_callback_cancel(struct cc_engine *e, struct cc_contact *c, uint64_t now,
 /* Takes a contact out of its queue: answered, abandoned or moved. */
 static void
 leave_queue(struct cc_engine *e, struct cc_contact *c, uint64_t now,
-            const char *why)
-{
+            const char *why) {
     if (c->state != CS_QUEUED)
         return;
     queue_remove(c);
@@ -615,8 +588,7 @@ leave_queue(struct cc_engine *e, struct cc_contact *c, uint64_t now,
 }
 
 static void
-contact_free(struct cc_engine *e, struct cc_contact *c)
-{
+contact_free(struct cc_engine *e, struct cc_contact *c) {
     struct cc_contact **pp = &e->buckets[c->hash & e->bucket_mask];
 
     while (*pp != c)
@@ -637,8 +609,7 @@ contact_free(struct cc_engine *e, struct cc_contact *c)
 /* ---- timed rules ------------------------------------------------------ */
 
 static void
-fire_hold_long(struct cc_engine *e, struct cc_contact *c, uint64_t now)
-{
+fire_hold_long(struct cc_engine *e, struct cc_contact *c, uint64_t now) {
     msgpack_packer *pk = &e->outbox.pk;
     uint64_t due = (uint64_t)c->hold_ts + e->cfg.hold_long_ms;
 
@@ -663,8 +634,7 @@ fire_hold_long(struct cc_engine *e, struct cc_contact *c, uint64_t now)
 }
 
 static void
-fire_offer(struct cc_engine *e, struct cc_contact *c, uint64_t now)
-{
+fire_offer(struct cc_engine *e, struct cc_contact *c, uint64_t now) {
     msgpack_packer *pk = &e->outbox.pk;
     struct cc_str phone = contact_phone(c);
 
@@ -694,8 +664,7 @@ fire_offer(struct cc_engine *e, struct cc_contact *c, uint64_t now)
 }
 
 static void
-state_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now)
-{
+state_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
     struct cc_engine *e = CC_CONTAINER_OF(w, struct cc_engine, wheel);
     struct cc_contact *c = CC_CONTAINER_OF(t, struct cc_contact, state_timer);
 
@@ -706,11 +675,17 @@ state_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now)
 }
 
 static void
-idle_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now)
-{
+idle_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
     struct cc_engine *e = CC_CONTAINER_OF(w, struct cc_engine, wheel);
     struct cc_contact *c = CC_CONTAINER_OF(t, struct cc_contact, idle_timer);
 
+    /* Re-armed lazily: events only move last_seen, so the common case
+     * (an active contact) costs one wheel operation per idle period rather
+     * than one per event. */
+    if (c->last_seen + e->cfg.contact_idle_ms > now) {
+        cc_wheel_arm(w, t, c->last_seen + e->cfg.contact_idle_ms);
+        return;
+    }
     leave_queue(e, c, now, "expired");
     e->expired++;
     e->chan[c->channel].expired++;
@@ -719,8 +694,7 @@ idle_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now)
 }
 
 void
-cc_engine_tick(struct cc_engine *e, uint64_t now)
-{
+cc_engine_tick(struct cc_engine *e, uint64_t now) {
     cc_wheel_advance(&e->wheel, now);
 }
 
@@ -738,8 +712,7 @@ cc_engine_tick(struct cc_engine *e, uint64_t now)
  * events that only end something (queue.leave, hold.end, contact.close)
  * cannot, because there is nothing of theirs to end. */
 static bool
-opens_implicitly(enum cc_event_type t)
-{
+opens_implicitly(enum cc_event_type t) {
     switch (t) {
     case CC_EV_MESSAGE_IN:
     case CC_EV_MESSAGE_OUT:
@@ -755,8 +728,7 @@ opens_implicitly(enum cc_event_type t)
 
 static int
 join_queue(struct cc_engine *e, struct cc_contact *c, struct cc_queue *q,
-           const struct cc_event *ev)
-{
+           const struct cc_event *ev) {
     queue_append(q, c);
     set_state(e, c, CS_QUEUED);
     c->queued_ts = ev->ts;
@@ -770,8 +742,7 @@ join_queue(struct cc_engine *e, struct cc_contact *c, struct cc_queue *q,
 
 static int
 set_agent(struct cc_engine *e, struct cc_contact *c, struct cc_str agent,
-          struct cc_reject *rej)
-{
+          struct cc_reject *rej) {
     const struct cc_name *n;
     if (agent.n == 0)
         return 0;
@@ -787,8 +758,7 @@ set_agent(struct cc_engine *e, struct cc_contact *c, struct cc_str agent,
 }
 
 static void
-end_hold(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev)
-{
+end_hold(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev) {
     if (ev->ts > c->hold_ts)
         c->hold_total_ms += (uint64_t)(ev->ts - c->hold_ts);
     cc_wheel_cancel(&e->wheel, &c->state_timer);
@@ -798,8 +768,7 @@ end_hold(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev)
  * and nothing changed. */
 static int
 lifecycle(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
-          uint64_t now, struct cc_reject *rej)
-{
+          uint64_t now, struct cc_reject *rej) {
     struct chan_stats *cs = &e->chan[c->channel];
     struct cc_queue *q = NULL;
 
@@ -912,8 +881,7 @@ lifecycle(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
 }
 
 static void
-count_accepted(struct cc_engine *e, const struct cc_event *ev)
-{
+count_accepted(struct cc_engine *e, const struct cc_event *ev) {
     e->accepted++;
     e->by_type[ev->type]++;
     e->chan[ev->channel].events++;
@@ -922,8 +890,7 @@ count_accepted(struct cc_engine *e, const struct cc_event *ev)
 
 enum cc_verdict
 cc_engine_apply(struct cc_engine *e, const struct cc_event *ev, uint64_t now,
-                struct cc_reject *rej)
-{
+                struct cc_reject *rej) {
     struct cc_contact *c;
     uint64_t h;
     bool created = false;
@@ -996,8 +963,7 @@ cc_engine_apply(struct cc_engine *e, const struct cc_event *ev, uint64_t now,
      * only an update of identifiers, never the event. */
     if (!created && (ev->flags & CC_EVF_CUSTOMER))
         (void)contact_set_customer(e, c, ev);
-    if (!created)
-        cc_wheel_arm(&e->wheel, &c->idle_timer, now + e->cfg.contact_idle_ms);
+    c->last_seen = now;
     count_accepted(e, ev);
     return CC_ACCEPTED;
 
@@ -1009,21 +975,18 @@ rejected:
 /* ---- one message ------------------------------------------------------ */
 
 void
-cc_ingest_report_fini(struct cc_ingest_report *r)
-{
+cc_ingest_report_fini(struct cc_ingest_report *r) {
     cc_free(r->rej, r->rej_cap * sizeof(*r->rej));
     memset(r, 0, sizeof(*r));
 }
 
 static void
 report_reject(struct cc_ingest_report *r, uint32_t index,
-              const struct cc_reject *rej)
-{
+              const struct cc_reject *rej) {
     if (r->rejected == r->rej_cap) {
         uint32_t ncap = r->rej_cap ? r->rej_cap * 2 : 16;
-        struct cc_ingest_rejection *nv =
-            cc_realloc(r->rej, r->rej_cap * sizeof(*r->rej),
-                       ncap * sizeof(*r->rej));
+        struct cc_ingest_rejection *nv = cc_realloc(
+            r->rej, r->rej_cap * sizeof(*r->rej), ncap * sizeof(*r->rej));
         CC_ASSERT(nv != NULL);
         r->rej = nv;
         r->rej_cap = ncap;
@@ -1034,9 +997,8 @@ report_reject(struct cc_ingest_report *r, uint32_t index,
 }
 
 void
-cc_engine_ingest(struct cc_engine *e, const void *buf, size_t len,
-                 uint64_t now, struct cc_ingest_report *rep)
-{
+cc_engine_ingest(struct cc_engine *e, const void *buf, size_t len, uint64_t now,
+                 struct cc_ingest_report *rep) {
     struct cc_msg_iter it;
     struct cc_event ev;
     struct cc_reject rej;
@@ -1078,8 +1040,7 @@ cc_engine_ingest(struct cc_engine *e, const void *buf, size_t len,
 /* ---- stats ------------------------------------------------------------ */
 
 void
-cc_engine_counts(const struct cc_engine *e, struct cc_engine_counts *c)
-{
+cc_engine_counts(const struct cc_engine *e, struct cc_engine_counts *c) {
     c->open_contacts = e->open_contacts;
     c->accepted = e->accepted;
     c->duplicates = e->duplicates;
@@ -1092,8 +1053,7 @@ cc_engine_counts(const struct cc_engine *e, struct cc_engine_counts *c)
 }
 
 void
-cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk)
-{
+cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
     uint32_t i;
     int s;
 
@@ -1147,8 +1107,8 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk)
     for (s = 0; s < CS__COUNT; s++)
         pack_kv_u64(pk, cstate_names[s], e->by_state[s]);
     pack_kv_u64(pk, "max", e->cfg.max_contacts);
-    pack_kv_u64(pk, "bytes", e->open_contacts * sizeof(struct cc_contact) +
-                                 e->blob_bytes);
+    pack_kv_u64(pk, "bytes",
+                e->open_contacts * sizeof(struct cc_contact) + e->blob_bytes);
 
     pack_cstr(pk, "queues");
     msgpack_pack_map(pk, e->nqueues);

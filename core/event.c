@@ -6,35 +6,43 @@
 
 #include <string.h>
 
-static const char *const type_names[CC_EV__COUNT] = {
-    "contact.open",       "message.in",         "message.out",
-    "queue.join",         "queue.leave",        "agent.answer",
-    "hold.start",         "hold.end",           "transfer",
-    "contact.close",      "conversation.resolve", "agent.status",
-    "identity.link",      "identity.unlink",    "feedback",
-    "callback.accepted",  "callback.declined",  "callback.completed",
-    "callback.failed"};
+static const char *const type_names[CC_EV__COUNT] = {"contact.open",
+                                                     "message.in",
+                                                     "message.out",
+                                                     "queue.join",
+                                                     "queue.leave",
+                                                     "agent.answer",
+                                                     "hold.start",
+                                                     "hold.end",
+                                                     "transfer",
+                                                     "contact.close",
+                                                     "conversation.resolve",
+                                                     "agent.status",
+                                                     "identity.link",
+                                                     "identity.unlink",
+                                                     "feedback",
+                                                     "callback.accepted",
+                                                     "callback.declined",
+                                                     "callback.completed",
+                                                     "callback.failed"};
 
 const char *
-cc_event_type_name(enum cc_event_type t)
-{
+cc_event_type_name(enum cc_event_type t) {
     return (unsigned)t < CC_EV__COUNT ? type_names[t] : "unknown";
 }
 
 static const char *const reason_names[CC_R__COUNT] = {
-    "not_a_map",     "key_not_string", "missing_key",    "wrong_type",
-    "out_of_range",  "too_long",       "empty",          "unknown_channel",
-    "unknown_type",  "bad_value",      "invalid_state",  "limit"};
+    "not_a_map",    "key_not_string", "missing_key",   "wrong_type",
+    "out_of_range", "too_long",       "empty",         "unknown_channel",
+    "unknown_type", "bad_value",      "invalid_state", "limit"};
 
 const char *
-cc_reason_name(enum cc_reason r)
-{
+cc_reason_name(enum cc_reason r) {
     return (unsigned)r < CC_R__COUNT ? reason_names[r] : "unknown";
 }
 
 size_t
-cc_reject_format(const struct cc_reject *r, char *buf, size_t n)
-{
+cc_reject_format(const struct cc_reject *r, char *buf, size_t n) {
     const char *d = r->detail ? r->detail : "";
     int len;
 
@@ -62,8 +70,9 @@ cc_reject_format(const struct cc_reject *r, char *buf, size_t n)
         len = snprintf(buf, n, "key '%s' must not be empty", r->key);
         break;
     case CC_R_UNKNOWN_CHANNEL:
-        len = snprintf(buf, n, "unknown channel (not built in nor "
-                               "configured in [channels])");
+        len = snprintf(buf, n,
+                       "unknown channel (not built in nor "
+                       "configured in [channels])");
         break;
     case CC_R_UNKNOWN_TYPE:
         len = snprintf(buf, n, "unknown event type");
@@ -87,8 +96,7 @@ cc_reject_format(const struct cc_reject *r, char *buf, size_t n)
 }
 
 void
-cc_channels_init(struct cc_channels *c)
-{
+cc_channels_init(struct cc_channels *c) {
     static const char *const builtin[] = {"phone", "chat", "email", "social"};
     size_t i;
     memset(c, 0, sizeof(*c));
@@ -97,8 +105,7 @@ cc_channels_init(struct cc_channels *c)
 }
 
 int
-cc_channels_find(const struct cc_channels *c, struct cc_str name)
-{
+cc_channels_find(const struct cc_channels *c, struct cc_str name) {
     uint32_t i;
     if (name.n >= CC_CHANNEL_NAME_MAX)
         return -1;
@@ -111,8 +118,7 @@ cc_channels_find(const struct cc_channels *c, struct cc_str name)
 }
 
 int
-cc_channels_add(struct cc_channels *c, const char *name)
-{
+cc_channels_add(struct cc_channels *c, const char *name) {
     size_t n = strlen(name), i;
     struct cc_str s = {name, (uint32_t)n};
 
@@ -134,8 +140,7 @@ cc_channels_add(struct cc_channels *c, const char *name)
 
 int
 cc_msg_open(struct cc_msg_iter *it, const void *buf, size_t len,
-            const char **err)
-{
+            const char **err) {
     struct cc_mp probe;
     enum cc_mp_type t;
 
@@ -185,8 +190,7 @@ cc_msg_open(struct cc_msg_iter *it, const void *buf, size_t len,
 /* Reads a string value for key; enforces 1..max bytes. */
 static int
 get_str(struct cc_mp *m, const char *key, uint32_t max, struct cc_str *out,
-        struct cc_reject *rej)
-{
+        struct cc_reject *rej) {
     if (cc_mp_read_str(m, out) != 0)
         REJECT(CC_R_WRONG_TYPE, key, "a string");
     if (out->n == 0)
@@ -203,8 +207,7 @@ get_str(struct cc_mp *m, const char *key, uint32_t max, struct cc_str *out,
 
 static int
 get_str_array(struct cc_mp *m, const char *key, const uint8_t **raw,
-              uint32_t *raw_len, uint32_t *count, struct cc_reject *rej)
-{
+              uint32_t *raw_len, uint32_t *count, struct cc_reject *rej) {
     const uint8_t *start = m->p;
     struct cc_str s;
     uint32_t n, i;
@@ -227,16 +230,14 @@ get_str_array(struct cc_mp *m, const char *key, const uint8_t **raw,
     return 0;
 }
 
-static const char *const ident_names[CC_IDENT__COUNT] = {"phone", "email",
-                                                         "chat", "social",
-                                                         "crm"};
+static const char *const ident_names[CC_IDENT__COUNT] = {
+    "phone", "email", "chat", "social", "crm"};
 static const char *const ident_keys[CC_IDENT__COUNT] = {
     "customer.phone", "customer.email", "customer.chat", "customer.social",
     "customer.crm"};
 
 static int
-get_customer(struct cc_mp *m, struct cc_event *ev, struct cc_reject *rej)
-{
+get_customer(struct cc_mp *m, struct cc_event *ev, struct cc_reject *rej) {
     const uint8_t *start = m->p;
     struct cc_str k;
     uint32_t n, i;
@@ -302,8 +303,7 @@ static const uint8_t type_needs[CC_EV__COUNT] = {
 };
 
 static int
-find_type(struct cc_str s)
-{
+find_type(struct cc_str s) {
     int i;
     for (i = 0; i < CC_EV__COUNT; i++) {
         if (cc_str_eq(s, type_names[i]))
@@ -320,8 +320,7 @@ enum {
 };
 
 static int
-check_semantics(struct cc_event *ev, struct cc_reject *rej)
-{
+check_semantics(struct cc_event *ev, struct cc_reject *rej) {
     uint8_t need = type_needs[ev->type];
 
     if ((need & NEED_CONTACT) && ev->contact.n == 0)
@@ -361,9 +360,8 @@ check_semantics(struct cc_event *ev, struct cc_reject *rej)
 }
 
 static int
-decode_event(struct cc_mp *m, const struct cc_channels *ch,
-             struct cc_event *ev, struct cc_reject *rej)
-{
+decode_event(struct cc_mp *m, const struct cc_channels *ch, struct cc_event *ev,
+             struct cc_reject *rej) {
     struct cc_str k, s;
     uint32_t n, i;
     unsigned seen = 0;
@@ -422,8 +420,8 @@ decode_event(struct cc_mp *m, const struct cc_channels *ch,
             ev->priority = (int8_t)iv;
             ev->flags |= CC_EVF_PRIORITY;
         } else if (cc_str_eq(k, "tags")) {
-            rc = get_str_array(m, "tags", &ev->tags, &ev->tags_len,
-                               &ev->ntags, rej);
+            rc = get_str_array(m, "tags", &ev->tags, &ev->tags_len, &ev->ntags,
+                               rej);
         } else if (cc_str_eq(k, "topic")) {
             rc = get_str(m, "topic", CC_NAME_MAX, &ev->topic, rej);
         } else if (cc_str_eq(k, "sentiment")) {
@@ -466,8 +464,7 @@ decode_event(struct cc_mp *m, const struct cc_channels *ch,
 
 int
 cc_msg_next(struct cc_msg_iter *it, const struct cc_channels *ch,
-            struct cc_event *ev, struct cc_reject *rej)
-{
+            struct cc_event *ev, struct cc_reject *rej) {
     const uint8_t *start;
     int rc;
 

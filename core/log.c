@@ -11,14 +11,12 @@ static _Atomic int log_level = CC_LOG_INFO;
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void
-cc_log_set_level(int level)
-{
+cc_log_set_level(int level) {
     atomic_store(&log_level, level);
 }
 
 void
-cc_log(int level, const char *fmt, ...)
-{
+cc_log(int level, const char *fmt, ...) {
     char line[1024];
     va_list ap;
     int n;
@@ -33,8 +31,7 @@ cc_log(int level, const char *fmt, ...)
 }
 
 bool
-cc_ratelimit_ok(struct cc_ratelimit *r, uint64_t now)
-{
+cc_ratelimit_ok(struct cc_ratelimit *r, uint64_t now) {
     if (now >= r->window_start + r->interval_ms) {
         if (r->suppressed != 0)
             cc_log_warn("%llu similar lines suppressed",

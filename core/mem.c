@@ -5,14 +5,14 @@
 
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static _Atomic uint64_t mem_allocs;
 static _Atomic uint64_t mem_frees;
 static _Atomic uint64_t mem_live;
 
 void *
-cc_malloc(size_t n)
-{
+cc_malloc(size_t n) {
     void *p = malloc(n ? n : 1);
     if (p != NULL) {
         atomic_fetch_add_explicit(&mem_allocs, 1, memory_order_relaxed);
@@ -22,8 +22,7 @@ cc_malloc(size_t n)
 }
 
 void *
-cc_calloc(size_t count, size_t n)
-{
+cc_calloc(size_t count, size_t n) {
     void *p;
     if (n != 0 && count > SIZE_MAX / n)
         return NULL;
@@ -36,8 +35,7 @@ cc_calloc(size_t count, size_t n)
 }
 
 void *
-cc_realloc(void *p, size_t old_n, size_t new_n)
-{
+cc_realloc(void *p, size_t old_n, size_t new_n) {
     void *q = realloc(p, new_n ? new_n : 1);
     if (q == NULL)
         return NULL;
@@ -50,8 +48,7 @@ cc_realloc(void *p, size_t old_n, size_t new_n)
 }
 
 void
-cc_free(void *p, size_t n)
-{
+cc_free(void *p, size_t n) {
     if (p == NULL)
         return;
     free(p);
@@ -60,8 +57,7 @@ cc_free(void *p, size_t n)
 }
 
 char *
-cc_strndup(const char *s, size_t n)
-{
+cc_strndup(const char *s, size_t n) {
     char *d = cc_malloc(n + 1);
     if (d != NULL) {
         memcpy(d, s, n);
@@ -70,9 +66,41 @@ cc_strndup(const char *s, size_t n)
     return d;
 }
 
+#define HUGE_PAGE ((size_t)2 << 20)
+
+void *
+cc_alloc_table(size_t n) {
+    void *p;
+    if (n < HUGE_PAGE)
+        return cc_calloc(1, n);
+    n = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+             0);
+    if (p == MAP_FAILED)
+        return NULL;
+    /* Advice only: without transparent huge pages it still works. */
+    (void)madvise(p, n, MADV_HUGEPAGE);
+    atomic_fetch_add_explicit(&mem_allocs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mem_live, n, memory_order_relaxed);
+    return p;
+}
+
 void
-cc_mem_stats(struct cc_mem_stats *out)
-{
+cc_free_table(void *p, size_t n) {
+    if (p == NULL)
+        return;
+    if (n < HUGE_PAGE) {
+        cc_free(p, n);
+        return;
+    }
+    n = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    munmap(p, n);
+    atomic_fetch_add_explicit(&mem_frees, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&mem_live, n, memory_order_relaxed);
+}
+
+void
+cc_mem_stats(struct cc_mem_stats *out) {
     out->allocs = atomic_load_explicit(&mem_allocs, memory_order_relaxed);
     out->frees = atomic_load_explicit(&mem_frees, memory_order_relaxed);
     out->bytes_live = atomic_load_explicit(&mem_live, memory_order_relaxed);
@@ -87,8 +115,7 @@ struct cc_pool_chunk {
 };
 
 void
-cc_pool_init(struct cc_pool *p, size_t obj_size, size_t per_chunk)
-{
+cc_pool_init(struct cc_pool *p, size_t obj_size, size_t per_chunk) {
     const size_t a = sizeof(void *);
     memset(p, 0, sizeof(*p));
     p->obj_size = (obj_size + a - 1) / a * a;
@@ -98,12 +125,11 @@ cc_pool_init(struct cc_pool *p, size_t obj_size, size_t per_chunk)
 }
 
 void
-cc_pool_fini(struct cc_pool *p)
-{
+cc_pool_fini(struct cc_pool *p) {
     struct cc_pool_chunk *c = p->chunks, *n;
     while (c != NULL) {
         n = c->next;
-        cc_free(c, c->bytes);
+        cc_free_table(c, c->bytes);
         c = n;
     }
     p->chunks = NULL;
@@ -113,8 +139,7 @@ cc_pool_fini(struct cc_pool *p)
 
 #ifdef CC_NO_POOLS
 void *
-cc_pool_get(struct cc_pool *p)
-{
+cc_pool_get(struct cc_pool *p) {
     void *o = cc_calloc(1, p->obj_size);
     if (o != NULL)
         p->in_use++;
@@ -122,8 +147,7 @@ cc_pool_get(struct cc_pool *p)
 }
 
 void
-cc_pool_put(struct cc_pool *p, void *obj)
-{
+cc_pool_put(struct cc_pool *p, void *obj) {
     if (obj == NULL)
         return;
     p->in_use--;
@@ -131,10 +155,9 @@ cc_pool_put(struct cc_pool *p, void *obj)
 }
 #else
 static int
-pool_grow(struct cc_pool *p)
-{
+pool_grow(struct cc_pool *p) {
     size_t bytes = sizeof(struct cc_pool_chunk) + p->obj_size * p->per_chunk;
-    struct cc_pool_chunk *c = cc_malloc(bytes);
+    struct cc_pool_chunk *c = cc_alloc_table(bytes);
     char *o;
     size_t i;
 
@@ -155,8 +178,7 @@ pool_grow(struct cc_pool *p)
 }
 
 void *
-cc_pool_get(struct cc_pool *p)
-{
+cc_pool_get(struct cc_pool *p) {
     void **o;
     if (p->free_list == NULL && pool_grow(p) != 0)
         return NULL;
@@ -168,8 +190,7 @@ cc_pool_get(struct cc_pool *p)
 }
 
 void
-cc_pool_put(struct cc_pool *p, void *obj)
-{
+cc_pool_put(struct cc_pool *p, void *obj) {
     if (obj == NULL)
         return;
     *(void **)obj = p->free_list;
@@ -181,24 +202,22 @@ cc_pool_put(struct cc_pool *p, void *obj)
 static const size_t blob_sizes[CC_BLOB_CLASSES] = {16, 32, 64, 128, 256, 512};
 
 void
-cc_blobs_init(struct cc_blobs *b)
-{
+cc_blobs_init(struct cc_blobs *b) {
     int i;
     for (i = 0; i < CC_BLOB_CLASSES; i++)
-        cc_pool_init(&b->cls[i], blob_sizes[i], 4096 / blob_sizes[i] * 4);
+        cc_pool_init(&b->cls[i], blob_sizes[i],
+                     ((size_t)2 << 20) / blob_sizes[i] - 1);
 }
 
 void
-cc_blobs_fini(struct cc_blobs *b)
-{
+cc_blobs_fini(struct cc_blobs *b) {
     int i;
     for (i = 0; i < CC_BLOB_CLASSES; i++)
         cc_pool_fini(&b->cls[i]);
 }
 
 static int
-blob_class(size_t n)
-{
+blob_class(size_t n) {
     int i;
     for (i = 0; i < CC_BLOB_CLASSES; i++) {
         if (n <= blob_sizes[i])
@@ -208,15 +227,13 @@ blob_class(size_t n)
 }
 
 void *
-cc_blob_get(struct cc_blobs *b, size_t n)
-{
+cc_blob_get(struct cc_blobs *b, size_t n) {
     int c = blob_class(n);
     return c < 0 ? cc_malloc(n) : cc_pool_get(&b->cls[c]);
 }
 
 void
-cc_blob_put(struct cc_blobs *b, void *p, size_t n)
-{
+cc_blob_put(struct cc_blobs *b, void *p, size_t n) {
     int c = blob_class(n);
     if (c < 0)
         cc_free(p, n);

@@ -25,6 +25,14 @@ void *cc_realloc(void *p, size_t old_n, size_t new_n);
 /* n must be the size that was asked for: the counters need it. */
 void cc_free(void *p, size_t n);
 char *cc_strndup(const char *s, size_t n);
+/*
+ * Zeroed memory for large tables that are read at random (hash tables,
+ * pools): mapped directly and, from 2 MiB up, marked for transparent huge
+ * pages, so that a random lookup costs one cache miss instead of a cache
+ * miss plus a page walk. Free with cc_free_table and the same size.
+ */
+void *cc_alloc_table(size_t n);
+void cc_free_table(void *p, size_t n);
 void cc_mem_stats(struct cc_mem_stats *out);
 
 struct cc_pool_chunk;

@@ -8,27 +8,23 @@
 #include <string.h>
 
 static inline uint16_t
-be16(const uint8_t *p)
-{
+be16(const uint8_t *p) {
     return (uint16_t)((unsigned)p[0] << 8 | p[1]);
 }
 
 static inline uint32_t
-be32(const uint8_t *p)
-{
+be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
            p[3];
 }
 
 static inline uint64_t
-be64(const uint8_t *p)
-{
+be64(const uint8_t *p) {
     return (uint64_t)be32(p) << 32 | be32(p + 4);
 }
 
 enum cc_mp_type
-cc_mp_peek(const struct cc_mp *m)
-{
+cc_mp_peek(const struct cc_mp *m) {
     uint8_t b;
     if (m->p >= m->end)
         return CC_MP_INVALID;
@@ -90,11 +86,10 @@ cc_mp_peek(const struct cc_mp *m)
 }
 
 const char *
-cc_mp_type_name(enum cc_mp_type t)
-{
+cc_mp_type_name(enum cc_mp_type t) {
     static const char *const names[] = {
-        "nil",   "boolean", "integer", "integer", "float", "string",
-        "binary", "array",  "map",     "extension", "invalid"};
+        "nil",    "boolean", "integer", "integer",   "float",  "string",
+        "binary", "array",   "map",     "extension", "invalid"};
     return (unsigned)t < CC_ARRAY_SIZE(names) ? names[t] : "invalid";
 }
 
@@ -106,8 +101,7 @@ cc_mp_type_name(enum cc_mp_type t)
     } while (0)
 
 int
-cc_mp_read_nil(struct cc_mp *m)
-{
+cc_mp_read_nil(struct cc_mp *m) {
     NEED(m, 1);
     if (*m->p != 0xc0)
         return CC_EINVAL;
@@ -116,8 +110,7 @@ cc_mp_read_nil(struct cc_mp *m)
 }
 
 int
-cc_mp_read_bool(struct cc_mp *m, bool *out)
-{
+cc_mp_read_bool(struct cc_mp *m, bool *out) {
     NEED(m, 1);
     if (*m->p != 0xc2 && *m->p != 0xc3)
         return CC_EINVAL;
@@ -127,8 +120,7 @@ cc_mp_read_bool(struct cc_mp *m, bool *out)
 }
 
 int
-cc_mp_read_int(struct cc_mp *m, int64_t *out)
-{
+cc_mp_read_int(struct cc_mp *m, int64_t *out) {
     const uint8_t *p = m->p;
     uint8_t b;
     uint64_t u;
@@ -194,8 +186,7 @@ cc_mp_read_int(struct cc_mp *m, int64_t *out)
 }
 
 int
-cc_mp_read_double(struct cc_mp *m, double *out)
-{
+cc_mp_read_double(struct cc_mp *m, double *out) {
     const uint8_t *p = m->p;
     int64_t i;
     int rc;
@@ -226,8 +217,7 @@ cc_mp_read_double(struct cc_mp *m, double *out)
 }
 
 int
-cc_mp_read_str(struct cc_mp *m, struct cc_str *out)
-{
+cc_mp_read_str(struct cc_mp *m, struct cc_str *out) {
     const uint8_t *p = m->p;
     uint32_t n;
     size_t hdr;
@@ -259,9 +249,8 @@ cc_mp_read_str(struct cc_mp *m, struct cc_str *out)
 }
 
 static int
-read_container(struct cc_mp *m, uint32_t *count, uint8_t fix_lo,
-               uint8_t fix_hi, uint8_t b16, uint8_t b32, size_t per_elem)
-{
+read_container(struct cc_mp *m, uint32_t *count, uint8_t fix_lo, uint8_t fix_hi,
+               uint8_t b16, uint8_t b32, size_t per_elem) {
     const uint8_t *p = m->p;
     uint32_t n;
     size_t hdr;
@@ -291,21 +280,18 @@ read_container(struct cc_mp *m, uint32_t *count, uint8_t fix_lo,
 }
 
 int
-cc_mp_read_array(struct cc_mp *m, uint32_t *count)
-{
+cc_mp_read_array(struct cc_mp *m, uint32_t *count) {
     return read_container(m, count, 0x90, 0x9f, 0xdc, 0xdd, 1);
 }
 
 int
-cc_mp_read_map(struct cc_mp *m, uint32_t *count)
-{
+cc_mp_read_map(struct cc_mp *m, uint32_t *count) {
     return read_container(m, count, 0x80, 0x8f, 0xde, 0xdf, 2);
 }
 
 /* Skips raw payload bytes after a header of hdr bytes. */
 static int
-skip_bytes(struct cc_mp *m, size_t hdr, uint64_t n)
-{
+skip_bytes(struct cc_mp *m, size_t hdr, uint64_t n) {
     if ((uint64_t)(m->end - m->p) < hdr + n)
         return CC_EPROTO;
     m->p += hdr + n;
@@ -313,8 +299,7 @@ skip_bytes(struct cc_mp *m, size_t hdr, uint64_t n)
 }
 
 static int
-skip_value(struct cc_mp *m, int depth)
-{
+skip_value(struct cc_mp *m, int depth) {
     const uint8_t *p = m->p;
     uint32_t n, i;
     uint8_t b;
@@ -401,8 +386,7 @@ skip_value(struct cc_mp *m, int depth)
 }
 
 int
-cc_mp_skip(struct cc_mp *m)
-{
+cc_mp_skip(struct cc_mp *m) {
     const uint8_t *save = m->p;
     int rc = skip_value(m, 0);
     if (rc)

@@ -40,21 +40,18 @@ struct cc_mp {
 };
 
 static inline void
-cc_mp_init(struct cc_mp *m, const void *buf, size_t len)
-{
+cc_mp_init(struct cc_mp *m, const void *buf, size_t len) {
     m->start = m->p = buf;
     m->end = m->p + len;
 }
 
 static inline size_t
-cc_mp_offset(const struct cc_mp *m)
-{
+cc_mp_offset(const struct cc_mp *m) {
     return (size_t)(m->p - m->start);
 }
 
 static inline size_t
-cc_mp_left(const struct cc_mp *m)
-{
+cc_mp_left(const struct cc_mp *m) {
     return (size_t)(m->end - m->p);
 }
 

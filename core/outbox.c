@@ -8,16 +8,14 @@
 #include <string.h>
 
 void
-cc_outbox_init(struct cc_outbox *ob)
-{
+cc_outbox_init(struct cc_outbox *ob) {
     memset(ob, 0, sizeof(*ob));
     msgpack_sbuffer_init(&ob->sb);
     msgpack_packer_init(&ob->pk, &ob->sb, msgpack_sbuffer_write);
 }
 
 void
-cc_outbox_fini(struct cc_outbox *ob)
-{
+cc_outbox_fini(struct cc_outbox *ob) {
     msgpack_sbuffer_destroy(&ob->sb);
     cc_free(ob->v, ob->cap * sizeof(*ob->v));
     memset(ob, 0, sizeof(*ob));
@@ -25,8 +23,7 @@ cc_outbox_fini(struct cc_outbox *ob)
 
 void
 cc_outbox_begin(struct cc_outbox *ob, enum cc_out_kind kind,
-                const char *topic)
-{
+                const char *topic) {
     ob->start = ob->sb.size;
     ob->kind = kind;
     if (kind == CC_OUT_ALERT)
@@ -34,14 +31,13 @@ cc_outbox_begin(struct cc_outbox *ob, enum cc_out_kind kind,
 }
 
 void
-cc_outbox_end(struct cc_outbox *ob)
-{
+cc_outbox_end(struct cc_outbox *ob) {
     struct cc_out *o;
 
     if (ob->n == ob->cap) {
         uint32_t ncap = ob->cap ? ob->cap * 2 : 64;
-        struct cc_out *nv = cc_realloc(ob->v, ob->cap * sizeof(*ob->v),
-                                       ncap * sizeof(*ob->v));
+        struct cc_out *nv =
+            cc_realloc(ob->v, ob->cap * sizeof(*ob->v), ncap * sizeof(*ob->v));
         CC_ASSERT(nv != NULL);
         ob->v = nv;
         ob->cap = ncap;
@@ -53,8 +49,7 @@ cc_outbox_end(struct cc_outbox *ob)
 }
 
 void
-cc_outbox_clear(struct cc_outbox *ob)
-{
+cc_outbox_clear(struct cc_outbox *ob) {
     msgpack_sbuffer_clear(&ob->sb);
     ob->n = 0;
 }

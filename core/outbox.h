@@ -37,8 +37,7 @@ void cc_outbox_begin(struct cc_outbox *ob, enum cc_out_kind kind,
                      const char *topic);
 void cc_outbox_end(struct cc_outbox *ob);
 static inline const char *
-cc_outbox_data(const struct cc_outbox *ob, const struct cc_out *o)
-{
+cc_outbox_data(const struct cc_outbox *ob, const struct cc_out *o) {
     return ob->sb.data + o->off;
 }
 void cc_outbox_clear(struct cc_outbox *ob);

@@ -45,9 +45,9 @@ struct rep_ctx {
     enum rep_kind kind;
     nng_ctx ctx;
     nng_aio *aio;
-    int sending;  /* the pending operation is a send */
-    int done;     /* stopped: will not receive again */
-    int result;   /* of the completed operation */
+    int sending; /* the pending operation is a send */
+    int done;    /* stopped: will not receive again */
+    int result;  /* of the completed operation */
     struct rep_ctx *next_ready;
 };
 
@@ -111,16 +111,14 @@ struct cc_server {
 /* Wall-clock milliseconds that never go backwards: the wall clock read once
  * at start, advanced by the loop's monotonic clock. */
 static uint64_t
-now_ms(struct cc_server *s)
-{
+now_ms(struct cc_server *s) {
     return s->wall_base + (uv_now(&s->loop) - s->mono_base);
 }
 
 static void timer_cb(uv_timer_t *t);
 
 static void
-rearm_timer(struct cc_server *s)
-{
+rearm_timer(struct cc_server *s) {
     uint64_t next = cc_engine_next_deadline(s->engine), now = now_ms(s);
     if (next == UINT64_MAX) {
         uv_timer_stop(&s->timer);
@@ -132,8 +130,7 @@ rearm_timer(struct cc_server *s)
 /* ---- sending ---------------------------------------------------------- */
 
 static nng_msg *
-msg_from(const void *data, size_t len)
-{
+msg_from(const void *data, size_t len) {
     nng_msg *m;
     if (nng_msg_alloc(&m, len) != 0)
         return NULL;
@@ -145,8 +142,7 @@ static void push_poll_cb(uv_poll_t *p, int status, int events);
 
 /* Sends queued callback triggers until the socket would block. */
 static void
-flush_callbacks(struct cc_server *s)
-{
+flush_callbacks(struct cc_server *s) {
     int rc;
 
     while (s->cbq_count != 0) {
@@ -172,8 +168,7 @@ flush_callbacks(struct cc_server *s)
 }
 
 static void
-push_poll_cb(uv_poll_t *p, int status, int events)
-{
+push_poll_cb(uv_poll_t *p, int status, int events) {
     struct cc_server *s = CC_CONTAINER_OF(p, struct cc_server, push_poll);
     (void)status;
     (void)events;
@@ -181,8 +176,7 @@ push_poll_cb(uv_poll_t *p, int status, int events)
 }
 
 static void
-queue_callback(struct cc_server *s, nng_msg *m)
-{
+queue_callback(struct cc_server *s, nng_msg *m) {
     if (s->cbq_count == s->cbq_cap) {
         /* Bounded: [server] callback_backlog. Say so loudly. */
         s->st.callbacks_dropped++;
@@ -200,8 +194,7 @@ queue_callback(struct cc_server *s, nng_msg *m)
 
 /* Sends what the engine put in its outbox, then clears it. */
 static void
-flush_outbox(struct cc_server *s)
-{
+flush_outbox(struct cc_server *s) {
     struct cc_outbox *ob = cc_engine_outbox(s->engine);
     uint32_t i;
     int rc;
@@ -231,8 +224,7 @@ flush_outbox(struct cc_server *s)
 /* ---- ingest ----------------------------------------------------------- */
 
 static void
-log_report(struct cc_server *s, const char *via)
-{
+log_report(struct cc_server *s, const char *via) {
     char reason[256];
     const struct cc_ingest_report *r = &s->report;
 
@@ -250,8 +242,7 @@ log_report(struct cc_server *s, const char *via)
 }
 
 static int
-check_size(struct cc_server *s, size_t len, const char *via)
-{
+check_size(struct cc_server *s, size_t len, const char *via) {
     if (len <= s->cfg.max_message)
         return 0;
     s->st.oversized++;
@@ -264,8 +255,7 @@ check_size(struct cc_server *s, size_t len, const char *via)
 }
 
 static void
-ingest_pull(struct cc_server *s, nng_msg *m)
-{
+ingest_pull(struct cc_server *s, nng_msg *m) {
     size_t len = nng_msg_len(m);
 
     s->st.pull_messages++;
@@ -279,15 +269,13 @@ ingest_pull(struct cc_server *s, nng_msg *m)
 }
 
 static void
-after_work(struct cc_server *s)
-{
+after_work(struct cc_server *s) {
     flush_outbox(s);
     rearm_timer(s);
 }
 
 static void
-rx_async_cb(uv_async_t *a)
-{
+rx_async_cb(uv_async_t *a) {
     struct cc_server *s = CC_CONTAINER_OF(a, struct cc_server, rx_async);
     nng_msg *batch[RX_QUEUE_CAP];
     uint32_t n, i;
@@ -308,8 +296,7 @@ rx_async_cb(uv_async_t *a)
 }
 
 static void
-rx_thread_main(void *arg)
-{
+rx_thread_main(void *arg) {
     struct cc_server *s = arg;
     nng_msg *m;
     int rc, wake;
@@ -343,8 +330,7 @@ rx_thread_main(void *arg)
 }
 
 static void
-pull_poll_cb(uv_poll_t *p, int status, int events)
-{
+pull_poll_cb(uv_poll_t *p, int status, int events) {
     struct cc_server *s = CC_CONTAINER_OF(p, struct cc_server, pull_poll);
     nng_msg *m;
     int i;
@@ -363,8 +349,7 @@ pull_poll_cb(uv_poll_t *p, int status, int events)
 /* ---- REP: acknowledged ingest and queries ----------------------------- */
 
 static void
-rep_aio_cb(void *arg)
-{
+rep_aio_cb(void *arg) {
     struct rep_ctx *c = arg;
     struct cc_server *s = c->srv;
 
@@ -381,31 +366,27 @@ rep_aio_cb(void *arg)
 }
 
 static void
-rep_recv(struct rep_ctx *c)
-{
+rep_recv(struct rep_ctx *c) {
     c->sending = 0;
     nng_ctx_recv(c->ctx, c->aio);
 }
 
 static void
-pack_cstr(msgpack_packer *pk, const char *str)
-{
+pack_cstr(msgpack_packer *pk, const char *str) {
     size_t n = strlen(str);
     msgpack_pack_str(pk, n);
     msgpack_pack_str_body(pk, str, n);
 }
 
 static void
-pack_error(msgpack_packer *pk, const char *err)
-{
+pack_error(msgpack_packer *pk, const char *err) {
     msgpack_pack_map(pk, 1);
     pack_cstr(pk, "error");
     pack_cstr(pk, err);
 }
 
 static void
-reply_ingest(struct cc_server *s, nng_msg *req)
-{
+reply_ingest(struct cc_server *s, nng_msg *req) {
     msgpack_packer *pk = &s->reply_pk;
     const struct cc_ingest_report *r = &s->report;
     size_t len = nng_msg_len(req);
@@ -417,8 +398,7 @@ reply_ingest(struct cc_server *s, nng_msg *req)
         pack_error(pk, "message larger than [server] max_message");
         return;
     }
-    cc_engine_ingest(s->engine, nng_msg_body(req), len, now_ms(s),
-                     &s->report);
+    cc_engine_ingest(s->engine, nng_msg_body(req), len, now_ms(s), &s->report);
     log_report(s, "ingest_ack");
     if (r->error != NULL) {
         pack_error(pk, r->error);
@@ -445,8 +425,7 @@ reply_ingest(struct cc_server *s, nng_msg *req)
 }
 
 static void
-pack_server_stats(struct cc_server *s, msgpack_packer *pk)
-{
+pack_server_stats(struct cc_server *s, msgpack_packer *pk) {
     struct cc_mem_stats ms;
     const struct server_stats *t = &s->st;
 
@@ -489,8 +468,7 @@ pack_server_stats(struct cc_server *s, msgpack_packer *pk)
 }
 
 static void
-reply_query(struct cc_server *s, nng_msg *req)
-{
+reply_query(struct cc_server *s, nng_msg *req) {
     msgpack_packer *pk = &s->reply_pk;
     struct cc_mp m;
     struct cc_str k, q = {NULL, 0};
@@ -503,7 +481,8 @@ reply_query(struct cc_server *s, nng_msg *req)
     }
     cc_mp_init(&m, nng_msg_body(req), nng_msg_len(req));
     if (cc_mp_read_map(&m, &n) != 0) {
-        pack_error(pk, "a query is a MessagePack map such as {\"q\":\"stats\"}");
+        pack_error(pk,
+                   "a query is a MessagePack map such as {\"q\":\"stats\"}");
         return;
     }
     for (i = 0; i < n; i++) {
@@ -533,8 +512,7 @@ reply_query(struct cc_server *s, nng_msg *req)
 }
 
 static void
-rep_async_cb(uv_async_t *a)
-{
+rep_async_cb(uv_async_t *a) {
     struct cc_server *s = CC_CONTAINER_OF(a, struct cc_server, rep_async);
     struct rep_ctx *list, *c;
     nng_msg *req, *rep;
@@ -593,16 +571,14 @@ rep_async_cb(uv_async_t *a)
 /* ---- timers, signals, reload ------------------------------------------ */
 
 static void
-timer_cb(uv_timer_t *t)
-{
+timer_cb(uv_timer_t *t) {
     struct cc_server *s = CC_CONTAINER_OF(t, struct cc_server, timer);
     cc_engine_tick(s->engine, now_ms(s));
     after_work(s);
 }
 
 static void
-to_engine_config(const struct cc_config *c, struct cc_engine_config *e)
-{
+to_engine_config(const struct cc_config *c, struct cc_engine_config *e) {
     cc_engine_config_defaults(e);
     e->hold_long_ms = c->hold_long_ms;
     e->offer_after_waiting_ms = c->offer_after_waiting_ms;
@@ -615,8 +591,7 @@ to_engine_config(const struct cc_config *c, struct cc_engine_config *e)
 }
 
 static void
-reload(struct cc_server *s)
-{
+reload(struct cc_server *s) {
     struct cc_config next;
     struct cc_engine_config ec;
     char err[512];
@@ -658,8 +633,7 @@ reload(struct cc_server *s)
 }
 
 static int
-drained(struct cc_server *s)
-{
+drained(struct cc_server *s) {
     unsigned i;
     int rx_empty;
 
@@ -676,14 +650,12 @@ drained(struct cc_server *s)
 }
 
 static void
-close_cb(uv_handle_t *h)
-{
+close_cb(uv_handle_t *h) {
     (void)h;
 }
 
 static void
-finish(struct cc_server *s)
-{
+finish(struct cc_server *s) {
     if (s->cbq_count != 0)
         cc_log_warn("stopping with %llu callback triggers undelivered: no "
                     "callback system took them",
@@ -705,8 +677,7 @@ finish(struct cc_server *s)
 }
 
 static void
-drain_timer_cb(uv_timer_t *t)
-{
+drain_timer_cb(uv_timer_t *t) {
     struct cc_server *s = CC_CONTAINER_OF(t, struct cc_server, drain_timer);
     uint64_t waited = uv_now(&s->loop) - s->drain_started;
 
@@ -723,8 +694,7 @@ drain_timer_cb(uv_timer_t *t)
 }
 
 static void
-begin_stop(struct cc_server *s, const char *why)
-{
+begin_stop(struct cc_server *s, const char *why) {
     unsigned i;
 
     if (s->stopping)
@@ -755,8 +725,7 @@ begin_stop(struct cc_server *s, const char *why)
 }
 
 static void
-signal_cb(uv_signal_t *h, int signum)
-{
+signal_cb(uv_signal_t *h, int signum) {
     struct cc_server *s;
 
     if (signum == SIGHUP) {
@@ -773,8 +742,7 @@ signal_cb(uv_signal_t *h, int signum)
 
 static int
 open_listen(nng_socket *sock, int (*open)(nng_socket *), const char *what,
-            const char *url, size_t maxsz, char *err, size_t errlen)
-{
+            const char *url, size_t maxsz, char *err, size_t errlen) {
     int rc = open(sock);
     if (rc == 0)
         rc = nng_socket_set_size(*sock, NNG_OPT_RECVMAXSZ, maxsz);
@@ -790,8 +758,7 @@ open_listen(nng_socket *sock, int (*open)(nng_socket *), const char *what,
 
 static int
 start_rep(struct cc_server *s, nng_socket sock, enum rep_kind kind,
-          struct rep_ctx *ctxs, char *err, size_t errlen)
-{
+          struct rep_ctx *ctxs, char *err, size_t errlen) {
     int i, rc;
 
     for (i = 0; i < REP_CTXS; i++) {
@@ -814,8 +781,7 @@ start_rep(struct cc_server *s, nng_socket sock, enum rep_kind kind,
 
 int
 cc_server_new(struct cc_server **out, const struct cc_config *cfg,
-              const char *config_path, char *err, size_t errlen)
-{
+              const char *config_path, char *err, size_t errlen) {
     struct cc_server *s;
     struct cc_engine_config ec;
     struct timespec ts;
@@ -858,8 +824,7 @@ cc_server_new(struct cc_server **out, const struct cc_config *cfg,
         uv_random(NULL, NULL, &seed, sizeof(seed), 0, NULL);
         ec.seed = seed;
     }
-    if (s->cbq == NULL ||
-        cc_engine_new(&s->engine, &ec, now_ms(s)) != 0) {
+    if (s->cbq == NULL || cc_engine_new(&s->engine, &ec, now_ms(s)) != 0) {
         snprintf(err, errlen, "out of memory creating the engine");
         *out = s;
         return CC_ENOMEM;
@@ -870,20 +835,20 @@ cc_server_new(struct cc_server **out, const struct cc_config *cfg,
      * max_message and the cap we still read the message, so that the sender
      * is told why it was refused. */
     hard = (size_t)cfg->max_message * 2;
-    rc = open_listen(&s->pull, nng_pull0_open, "ingest", cfg->ingest, hard,
-                     err, errlen);
+    rc = open_listen(&s->pull, nng_pull0_open, "ingest", cfg->ingest, hard, err,
+                     errlen);
     if (rc == 0)
-        rc = open_listen(&s->ack, nng_rep0_open, "ingest_ack",
-                         cfg->ingest_ack, hard, err, errlen);
+        rc = open_listen(&s->ack, nng_rep0_open, "ingest_ack", cfg->ingest_ack,
+                         hard, err, errlen);
     if (rc == 0)
         rc = open_listen(&s->pub, nng_pub0_open, "alerts", cfg->alerts, 4096,
                          err, errlen);
     if (rc == 0)
-        rc = open_listen(&s->push, nng_push0_open, "callbacks",
-                         cfg->callbacks, 4096, err, errlen);
+        rc = open_listen(&s->push, nng_push0_open, "callbacks", cfg->callbacks,
+                         4096, err, errlen);
     if (rc == 0)
-        rc = open_listen(&s->query, nng_rep0_open, "query", cfg->query,
-                         65536, err, errlen);
+        rc = open_listen(&s->query, nng_rep0_open, "query", cfg->query, 65536,
+                         err, errlen);
     if (rc != 0)
         return rc;
 
@@ -906,8 +871,7 @@ cc_server_new(struct cc_server **out, const struct cc_config *cfg,
     s->polls_ready = 1;
     rc = start_rep(s, s->ack, REP_INGEST, &s->ctxs[0], err, errlen);
     if (rc == 0)
-        rc = start_rep(s, s->query, REP_QUERY, &s->ctxs[REP_CTXS], err,
-                       errlen);
+        rc = start_rep(s, s->query, REP_QUERY, &s->ctxs[REP_CTXS], err, errlen);
     if (rc != 0)
         return rc;
     if (cfg->ingest_io == CC_IO_POLL) {
@@ -928,8 +892,7 @@ cc_server_new(struct cc_server **out, const struct cc_config *cfg,
 }
 
 int
-cc_server_run(struct cc_server *s)
-{
+cc_server_run(struct cc_server *s) {
     int rc;
 
     cc_log_info("contactd %s: ingest %s, ingest_ack %s, alerts %s, "
@@ -943,8 +906,7 @@ cc_server_run(struct cc_server *s)
 }
 
 void
-cc_server_free(struct cc_server *s)
-{
+cc_server_free(struct cc_server *s) {
     unsigned i;
 
     if (s == NULL)

@@ -7,8 +7,7 @@
 #include <string.h>
 
 const char *
-cc_strerror(int err)
-{
+cc_strerror(int err) {
     switch (err) {
     case 0:
         return "success";
@@ -37,16 +36,14 @@ cc_strerror(int err)
 }
 
 void
-cc__assert_fail(const char *expr, const char *file, int line)
-{
+cc__assert_fail(const char *expr, const char *file, int line) {
     fprintf(stderr, "contactd: assertion failed: %s (%s:%d)\n", expr, file,
             line);
     abort();
 }
 
 static inline uint64_t
-mix64(uint64_t x)
-{
+mix64(uint64_t x) {
     /* The finaliser of the SplitMix64 generator: a bijection that spreads
      * every input bit over the output. */
     x ^= x >> 30;
@@ -58,8 +55,7 @@ mix64(uint64_t x)
 }
 
 uint64_t
-cc_hash(const void *data, size_t len, uint64_t seed)
-{
+cc_hash(const void *data, size_t len, uint64_t seed) {
     const unsigned char *p = data;
     uint64_t h = seed ^ (0x9e3779b97f4a7c15ULL * (len + 1));
     uint64_t w;

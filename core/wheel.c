@@ -12,8 +12,7 @@
 #include <string.h>
 
 static inline void
-list_push(struct cc_timer **head, struct cc_timer *t)
-{
+list_push(struct cc_timer **head, struct cc_timer *t) {
     t->next = *head;
     if (t->next != NULL)
         t->next->pprev = &t->next;
@@ -22,8 +21,7 @@ list_push(struct cc_timer **head, struct cc_timer *t)
 }
 
 static inline void
-list_unlink(struct cc_timer *t)
-{
+list_unlink(struct cc_timer *t) {
     *t->pprev = t->next;
     if (t->next != NULL)
         t->next->pprev = t->pprev;
@@ -32,15 +30,13 @@ list_unlink(struct cc_timer *t)
 }
 
 void
-cc_wheel_init(struct cc_wheel *w, uint64_t now)
-{
+cc_wheel_init(struct cc_wheel *w, uint64_t now) {
     memset(w, 0, sizeof(*w));
     w->now = now;
 }
 
 static void
-wheel_place(struct cc_wheel *w, struct cc_timer *t)
-{
+wheel_place(struct cc_wheel *w, struct cc_timer *t) {
     uint64_t diff = t->expires ^ w->now;
     unsigned level, slot;
 
@@ -56,8 +52,7 @@ wheel_place(struct cc_wheel *w, struct cc_timer *t)
 }
 
 void
-cc_wheel_arm(struct cc_wheel *w, struct cc_timer *t, uint64_t expires)
-{
+cc_wheel_arm(struct cc_wheel *w, struct cc_timer *t, uint64_t expires) {
     if (cc_timer_armed(t))
         cc_wheel_cancel(w, t);
     t->expires = expires;
@@ -66,8 +61,7 @@ cc_wheel_arm(struct cc_wheel *w, struct cc_timer *t, uint64_t expires)
 }
 
 void
-cc_wheel_cancel(struct cc_wheel *w, struct cc_timer *t)
-{
+cc_wheel_cancel(struct cc_wheel *w, struct cc_timer *t) {
     struct cc_timer **head;
     uint64_t tl;
     unsigned level, slot;
@@ -91,8 +85,7 @@ cc_wheel_cancel(struct cc_wheel *w, struct cc_timer *t)
 /* Moves every timer of one slot onto *out. */
 static void
 take_slot(struct cc_wheel *w, unsigned level, unsigned slot,
-          struct cc_timer **out)
-{
+          struct cc_timer **out) {
     struct cc_timer *t;
     while ((t = w->slots[level][slot]) != NULL) {
         list_unlink(t);
@@ -102,8 +95,7 @@ take_slot(struct cc_wheel *w, unsigned level, unsigned slot,
 }
 
 uint64_t
-cc_wheel_advance(struct cc_wheel *w, uint64_t now)
-{
+cc_wheel_advance(struct cc_wheel *w, uint64_t now) {
     struct cc_timer *moved = NULL, *due = NULL, *t;
     uint64_t fired = 0;
     unsigned level, shift, i, slot;
@@ -156,8 +148,7 @@ cc_wheel_advance(struct cc_wheel *w, uint64_t now)
 }
 
 uint64_t
-cc_wheel_next(const struct cc_wheel *w)
-{
+cc_wheel_next(const struct cc_wheel *w) {
     unsigned level, shift, cur, k;
 
     if (w->expired != NULL)

@@ -44,8 +44,8 @@ struct cc_timer {
 
 struct cc_wheel {
     uint64_t now;
-    uint64_t count;                                  /* armed timers */
-    uint64_t pending[CC_WHEEL_LEVELS];               /* occupied slots */
+    uint64_t count;                    /* armed timers */
+    uint64_t pending[CC_WHEEL_LEVELS]; /* occupied slots */
     struct cc_timer *slots[CC_WHEEL_LEVELS][CC_WHEEL_SLOTS];
     struct cc_timer *expired; /* armed at or before now: fire next advance */
 };
@@ -53,8 +53,7 @@ struct cc_wheel {
 void cc_wheel_init(struct cc_wheel *w, uint64_t now);
 
 static inline void
-cc_timer_init(struct cc_timer *t, cc_timer_cb cb)
-{
+cc_timer_init(struct cc_timer *t, cc_timer_cb cb) {
     t->next = NULL;
     t->pprev = NULL;
     t->expires = 0;
@@ -62,8 +61,7 @@ cc_timer_init(struct cc_timer *t, cc_timer_cb cb)
 }
 
 static inline bool
-cc_timer_armed(const struct cc_timer *t)
-{
+cc_timer_armed(const struct cc_timer *t) {
     return t->pprev != NULL;
 }
 

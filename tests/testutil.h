@@ -16,42 +16,36 @@ struct tb {
 };
 
 static inline void
-tb_init(struct tb *t)
-{
+tb_init(struct tb *t) {
     msgpack_sbuffer_init(&t->sb);
     msgpack_packer_init(&t->pk, &t->sb, msgpack_sbuffer_write);
 }
 
 static inline void
-tb_reset(struct tb *t)
-{
+tb_reset(struct tb *t) {
     msgpack_sbuffer_clear(&t->sb);
 }
 
 static inline void
-tb_fini(struct tb *t)
-{
+tb_fini(struct tb *t) {
     msgpack_sbuffer_destroy(&t->sb);
 }
 
 static inline void
-tb_str(struct tb *t, const char *s)
-{
+tb_str(struct tb *t, const char *s) {
     size_t n = strlen(s);
     msgpack_pack_str(&t->pk, n);
     msgpack_pack_str_body(&t->pk, s, n);
 }
 
 static inline void
-tb_kv_str(struct tb *t, const char *k, const char *v)
-{
+tb_kv_str(struct tb *t, const char *k, const char *v) {
     tb_str(t, k);
     tb_str(t, v);
 }
 
 static inline void
-tb_kv_int(struct tb *t, const char *k, int64_t v)
-{
+tb_kv_int(struct tb *t, const char *k, int64_t v) {
     tb_str(t, k);
     msgpack_pack_int64(&t->pk, v);
 }
@@ -62,8 +56,7 @@ tb_kv_int(struct tb *t, const char *k, int64_t v)
  */
 static inline void
 tb_event(struct tb *t, const char *id, int64_t ts, const char *channel,
-         const char *type, const char *contact, const char *phone)
-{
+         const char *type, const char *contact, const char *phone) {
     msgpack_pack_map(&t->pk, 4 + (contact != NULL) + (phone != NULL));
     tb_kv_str(t, "id", id);
     tb_kv_int(t, "ts", ts);
@@ -81,8 +74,7 @@ tb_event(struct tb *t, const char *id, int64_t ts, const char *channel,
 /* Finds key in a packed map (top level) and returns its object, borrowing
  * the unpacked zone. */
 static inline bool
-tmap_get(const msgpack_object *map, const char *key, msgpack_object *out)
-{
+tmap_get(const msgpack_object *map, const char *key, msgpack_object *out) {
     uint32_t i;
     size_t n = strlen(key);
     if (map->type != MSGPACK_OBJECT_MAP)
@@ -100,12 +92,12 @@ tmap_get(const msgpack_object *map, const char *key, msgpack_object *out)
 
 /* Follows a path of keys separated by '/'; returns the integer or -1. */
 static inline int64_t
-tmap_int(const msgpack_object *map, const char *path)
-{
+tmap_int(const msgpack_object *map, const char *path) {
     char buf[256], *tok, *save = NULL;
     msgpack_object cur = *map, next;
     snprintf(buf, sizeof(buf), "%s", path);
-    for (tok = strtok_r(buf, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+    for (tok = strtok_r(buf, "/", &save); tok;
+         tok = strtok_r(NULL, "/", &save)) {
         if (!tmap_get(&cur, tok, &next))
             return -1;
         cur = next;
@@ -119,8 +111,7 @@ tmap_int(const msgpack_object *map, const char *path)
 
 /* True when the map's key holds the string want. */
 static inline bool
-tmap_str_is(const msgpack_object *map, const char *key, const char *want)
-{
+tmap_str_is(const msgpack_object *map, const char *key, const char *want) {
     msgpack_object v;
     size_t n = strlen(want);
     return tmap_get(map, key, &v) && v.type == MSGPACK_OBJECT_STR &&

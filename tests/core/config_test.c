@@ -8,15 +8,14 @@
 
 TestSuite(config);
 
-Test(config, durations)
-{
+Test(config, durations) {
     static const struct {
         const char *s;
         uint64_t ms;
-    } ok[] = {{"250ms", 250}, {"20s", 20000},    {"5m", 300000},
+    } ok[] = {{"250ms", 250},   {"20s", 20000},    {"5m", 300000},
               {"4h", 14400000}, {"2d", 172800000}, {"0", 0}};
-    static const char *const bad[] = {"", "20", "s", "5 m", "-1s", "1.5s",
-                                      "3w", "99999999999999999999s"};
+    static const char *const bad[] = {
+        "", "20", "s", "5 m", "-1s", "1.5s", "3w", "99999999999999999999s"};
     uint64_t v;
     size_t i;
 
@@ -28,8 +27,7 @@ Test(config, durations)
         cr_assert_neq(cc_parse_duration(bad[i], &v), 0, "'%s'", bad[i]);
 }
 
-Test(config, sizes)
-{
+Test(config, sizes) {
     uint64_t v;
     cr_assert_eq(cc_parse_size("256KiB", &v), 0);
     cr_assert_eq(v, 262144);
@@ -43,8 +41,7 @@ Test(config, sizes)
     cr_assert_neq(cc_parse_size("lots", &v), 0);
 }
 
-Test(config, defaults_match_the_documented_keys)
-{
+Test(config, defaults_match_the_documented_keys) {
     struct cc_config c;
     cc_config_defaults(&c);
     cr_assert_str_eq(c.ingest, "tcp://127.0.0.1:7400");
@@ -58,8 +55,7 @@ Test(config, defaults_match_the_documented_keys)
     cr_assert_eq(c.channels.n, 4);
 }
 
-Test(config, file_values_override_defaults)
-{
+Test(config, file_values_override_defaults) {
     static const char text[] = "; comment\n"
                                "[server]\n"
                                "ingest = tcp://127.0.0.1:9400\n"
@@ -74,8 +70,8 @@ Test(config, file_values_override_defaults)
     char err[256] = "";
 
     cc_config_defaults(&c);
-    cr_assert_eq(cc_config_load_string(&c, text, "t.conf", err, sizeof(err)),
-                 0, "%s", err);
+    cr_assert_eq(cc_config_load_string(&c, text, "t.conf", err, sizeof(err)), 0,
+                 "%s", err);
     cr_assert_str_eq(c.ingest, "tcp://127.0.0.1:9400");
     cr_assert_eq(c.max_message, 1048576);
     cr_assert_eq(c.ingest_io, CC_IO_POLL);
@@ -85,8 +81,7 @@ Test(config, file_values_override_defaults)
 }
 
 static void
-expect_error(const char *text, const char *want)
-{
+expect_error(const char *text, const char *want) {
     struct cc_config c;
     char err[256] = "";
     cc_config_defaults(&c);
@@ -95,8 +90,7 @@ expect_error(const char *text, const char *want)
     cr_assert(strstr(err, want) != NULL, "error '%s' lacks '%s'", err, want);
 }
 
-Test(config, errors_name_file_line_key_and_reason)
-{
+Test(config, errors_name_file_line_key_and_reason) {
     expect_error("[server]\n\nbogus = 1\n", "t.conf:3: [server] bogus: "
                                             "unknown key");
     expect_error("[hold]\nlong = 20\n", "t.conf:2: [hold] long = 20: "
@@ -113,19 +107,17 @@ Test(config, errors_name_file_line_key_and_reason)
                  "t.conf:2: syntax error");
 }
 
-Test(config, missing_file_is_an_io_error)
-{
+Test(config, missing_file_is_an_io_error) {
     struct cc_config c;
     char err[256];
     cc_config_defaults(&c);
-    cr_assert_eq(cc_config_load(&c, "/nonexistent/contactd.conf", err,
-                                sizeof(err)),
-                 CC_EIO);
+    cr_assert_eq(
+        cc_config_load(&c, "/nonexistent/contactd.conf", err, sizeof(err)),
+        CC_EIO);
     cr_assert(strstr(err, "/nonexistent/contactd.conf") != NULL);
 }
 
-Test(config, written_config_reads_back_the_same)
-{
+Test(config, written_config_reads_back_the_same) {
     struct cc_config a, b;
     char *buf = NULL, err[256] = "";
     size_t len = 0;
@@ -141,8 +133,8 @@ Test(config, written_config_reads_back_the_same)
     cc_config_write(&a, f);
     fclose(f);
     cc_config_defaults(&b);
-    cr_assert_eq(cc_config_load_string(&b, buf, "w", err, sizeof(err)), 0,
-                 "%s", err);
+    cr_assert_eq(cc_config_load_string(&b, buf, "w", err, sizeof(err)), 0, "%s",
+                 err);
     cr_assert_eq(memcmp(&a, &b, sizeof(a)), 0);
     free(buf);
 }

@@ -7,8 +7,7 @@
 
 TestSuite(dedup);
 
-Test(dedup, remembers_the_window_and_forgets_the_oldest)
-{
+Test(dedup, remembers_the_window_and_forgets_the_oldest) {
     struct cc_dedup d;
     char id[32];
     int i, n;
@@ -28,8 +27,7 @@ Test(dedup, remembers_the_window_and_forgets_the_oldest)
     cc_dedup_fini(&d);
 }
 
-Test(dedup, zero_window_disables)
-{
+Test(dedup, zero_window_disables) {
     struct cc_dedup d;
     cr_assert_eq(cc_dedup_init(&d, 0, 1), 0);
     cc_dedup_add(&d, "a", 1);

@@ -17,8 +17,7 @@ static struct cc_ingest_report rep;
 static struct tb t;
 
 static void
-setup(void)
-{
+setup(void) {
     struct cc_engine_config c;
     cc_engine_config_defaults(&c);
     c.dedup_window = 100;
@@ -30,8 +29,7 @@ setup(void)
 }
 
 static void
-teardown(void)
-{
+teardown(void) {
     cc_engine_free(e);
     cc_ingest_report_fini(&rep);
     tb_fini(&t);
@@ -42,8 +40,7 @@ teardown(void)
 static char
 send_at(int64_t now, const char *id, int64_t ts, const char *channel,
         const char *type, const char *contact, const char *phone,
-        const char *queue)
-{
+        const char *queue) {
     tb_reset(&t);
     if (queue == NULL) {
         tb_event(&t, id, ts, channel, type, contact, phone);
@@ -73,8 +70,7 @@ send_at(int64_t now, const char *id, int64_t ts, const char *channel,
     send_at((ts), (id), (ts), (ch), (type), (contact), NULL, NULL)
 
 static int64_t
-stat_int(const char *path)
-{
+stat_int(const char *path) {
     msgpack_sbuffer sb;
     msgpack_packer pk;
     msgpack_unpacked u;
@@ -94,8 +90,7 @@ stat_int(const char *path)
 
 /* Unpacks outbox record i into u; returns its topic (alerts) or NULL. */
 static const char *
-out_record(size_t i, msgpack_unpacked *u, int *kind)
-{
+out_record(size_t i, msgpack_unpacked *u, int *kind) {
     struct cc_outbox *ob = cc_engine_outbox(e);
     const struct cc_out *o;
     const char *data;
@@ -112,13 +107,12 @@ out_record(size_t i, msgpack_unpacked *u, int *kind)
     return o->kind == CC_OUT_ALERT ? data : NULL;
 }
 
-Test(engine, phone_contact_lifecycle, .init = setup, .fini = teardown)
-{
-    cr_assert_eq(send_at(T0, "1", T0, "phone", "contact.open", "c1",
-                         "+15550001", NULL),
-                 'a');
-    cr_assert_eq(send_at(T0 + 1, "2", T0 + 1, "phone", "queue.join", "c1",
-                         NULL, "billing"),
+Test(engine, phone_contact_lifecycle, .init = setup, .fini = teardown) {
+    cr_assert_eq(
+        send_at(T0, "1", T0, "phone", "contact.open", "c1", "+15550001", NULL),
+        'a');
+    cr_assert_eq(send_at(T0 + 1, "2", T0 + 1, "phone", "queue.join", "c1", NULL,
+                         "billing"),
                  'a');
     cr_assert_eq(stat_int("queues/billing/waiting"), 1);
     cr_assert_eq(stat_int("contacts/queued"), 1);
@@ -139,8 +133,7 @@ Test(engine, phone_contact_lifecycle, .init = setup, .fini = teardown)
     cr_assert_eq(cc_engine_outbox(e)->n, 0);
 }
 
-Test(engine, repeated_id_is_ignored, .init = setup, .fini = teardown)
-{
+Test(engine, repeated_id_is_ignored, .init = setup, .fini = teardown) {
     cr_assert_eq(SEND("same", T0, "chat", "contact.open", "s1"), 'a');
     cr_assert_eq(SEND("same", T0, "chat", "contact.open", "s1"), 'd');
     cr_assert_eq(SEND("same", T0 + 5, "chat", "message.in", "s1"), 'd');
@@ -148,14 +141,12 @@ Test(engine, repeated_id_is_ignored, .init = setup, .fini = teardown)
     cr_assert_eq(stat_int("channels/chat/events"), 1);
 }
 
-Test(engine, rejected_id_can_be_retried, .init = setup, .fini = teardown)
-{
+Test(engine, rejected_id_can_be_retried, .init = setup, .fini = teardown) {
     cr_assert_eq(SEND("x", T0, "phone", "hold.end", "nobody"), 'r');
     cr_assert_eq(SEND("x", T0, "phone", "contact.open", "nobody"), 'a');
 }
 
-Test(engine, implicit_open_counts_a_warning, .init = setup, .fini = teardown)
-{
+Test(engine, implicit_open_counts_a_warning, .init = setup, .fini = teardown) {
     /* An answer for a contact never seen opens it, counted. */
     cr_assert_eq(SEND("1", T0, "chat", "agent.answer", "s9"), 'a');
     cr_assert_eq(stat_int("events/implicit_opens"), 1);
@@ -166,9 +157,8 @@ Test(engine, implicit_open_counts_a_warning, .init = setup, .fini = teardown)
     cr_assert_eq(stat_int("contacts/held"), 1);
 }
 
-Test(engine, senseless_events_are_rejected_and_change_nothing,
-     .init = setup, .fini = teardown)
-{
+Test(engine, senseless_events_are_rejected_and_change_nothing, .init = setup,
+     .fini = teardown) {
     static const struct {
         const char *type;
         const char *why;
@@ -185,8 +175,8 @@ Test(engine, senseless_events_are_rejected_and_change_nothing,
     cr_assert_eq(SEND("o", T0, "phone", "contact.open", "c1"), 'a');
     for (i = 0; i < CC_ARRAY_SIZE(after_open); i++) {
         snprintf(id, sizeof(id), "r%zu", i);
-        cr_assert_eq(SEND(id, T0 + 1, "phone", after_open[i].type, "c1"),
-                     'r', "%s", after_open[i].type);
+        cr_assert_eq(SEND(id, T0 + 1, "phone", after_open[i].type, "c1"), 'r',
+                     "%s", after_open[i].type);
         cr_assert_eq(rep.rejected, 1);
         if (after_open[i].why)
             cr_assert(strstr(rep.rej[0].rej.detail, after_open[i].why),
@@ -203,8 +193,7 @@ Test(engine, senseless_events_are_rejected_and_change_nothing,
 }
 
 Test(engine, hold_long_fires_once_at_the_limit, .init = setup,
-     .fini = teardown)
-{
+     .fini = teardown) {
     msgpack_unpacked u;
     const char *topic;
     int kind;
@@ -248,8 +237,7 @@ Test(engine, hold_long_fires_once_at_the_limit, .init = setup,
 }
 
 Test(engine, hold_ended_in_time_fires_nothing, .init = setup,
-     .fini = teardown)
-{
+     .fini = teardown) {
     SEND("1", T0, "phone", "agent.answer", "c1");
     SEND("2", T0 + 1000, "phone", "hold.start", "c1");
     SEND("3", T0 + 59000, "phone", "hold.end", "c1");
@@ -257,8 +245,7 @@ Test(engine, hold_ended_in_time_fires_nothing, .init = setup,
     cr_assert_eq(cc_engine_outbox(e)->n, 0);
 }
 
-Test(engine, late_hold_event_fires_at_once, .init = setup, .fini = teardown)
-{
+Test(engine, late_hold_event_fires_at_once, .init = setup, .fini = teardown) {
     /* The event says the hold began 90 s before it reached us. */
     send_at(T0 + 90000, "1", T0, "phone", "hold.start", "c1", NULL, NULL);
     cc_engine_tick(e, (uint64_t)T0 + 90000);
@@ -266,8 +253,7 @@ Test(engine, late_hold_event_fires_at_once, .init = setup, .fini = teardown)
 }
 
 Test(engine, callback_offer_then_cancel_on_answer, .init = setup,
-     .fini = teardown)
-{
+     .fini = teardown) {
     msgpack_unpacked u;
     int kind;
 
@@ -298,16 +284,13 @@ Test(engine, callback_offer_then_cancel_on_answer, .init = setup,
     cr_assert_eq(stat_int("queues/sales/callback_offers"), 2);
 }
 
-Test(engine, no_offer_without_a_phone_number, .init = setup,
-     .fini = teardown)
-{
+Test(engine, no_offer_without_a_phone_number, .init = setup, .fini = teardown) {
     send_at(T0, "1", T0, "chat", "queue.join", "s1", NULL, "web");
     cc_engine_tick(e, (uint64_t)T0 + 3600000);
     cr_assert_eq(cc_engine_outbox(e)->n, 0);
 }
 
-Test(engine, idle_contacts_expire, .init = setup, .fini = teardown)
-{
+Test(engine, idle_contacts_expire, .init = setup, .fini = teardown) {
     SEND("1", T0, "email", "contact.open", "thread-1");
     cc_engine_tick(e, (uint64_t)T0 + 3 * 86400000LL - 1);
     cr_assert_eq(stat_int("contacts/open"), 1);
@@ -317,8 +300,7 @@ Test(engine, idle_contacts_expire, .init = setup, .fini = teardown)
 }
 
 Test(engine, contact_limit_rejects_with_reason, .init = setup,
-     .fini = teardown)
-{
+     .fini = teardown) {
     char id[16], contact[16];
     int i;
     for (i = 0; i < 1000; i++) {
@@ -330,8 +312,7 @@ Test(engine, contact_limit_rejects_with_reason, .init = setup,
     cr_assert_eq(rep.rej[0].rej.code, CC_R_LIMIT);
 }
 
-Test(engine, same_inputs_same_outputs, .init = setup, .fini = teardown)
-{
+Test(engine, same_inputs_same_outputs, .init = setup, .fini = teardown) {
     /* Determinism: two engines fed the same events at the same times
      * produce byte-identical outboxes, whatever their hash seeds. */
     struct cc_engine_config c;

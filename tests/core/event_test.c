@@ -20,8 +20,7 @@ struct field {
 };
 
 static void
-pack_fields(struct tb *t, const struct field *f, size_t n)
-{
+pack_fields(struct tb *t, const struct field *f, size_t n) {
     size_t i;
     msgpack_pack_map(&t->pk, (uint32_t)n);
     for (i = 0; i < n; i++) {
@@ -60,21 +59,17 @@ pack_fields(struct tb *t, const struct field *f, size_t n)
     }
 }
 
-static struct channels_fixture {
-    struct cc_channels ch;
-} fx;
+static struct channels_fixture { struct cc_channels ch; } fx;
 
 static void
-setup(void)
-{
+setup(void) {
     cc_channels_init(&fx.ch);
     cc_channels_add(&fx.ch, "sms");
 }
 
 /* Decodes one message holding one event; returns cc_msg_next's result. */
 static int
-decode(struct tb *t, struct cc_event *ev, struct cc_reject *rej)
-{
+decode(struct tb *t, struct cc_event *ev, struct cc_reject *rej) {
     struct cc_msg_iter it;
     const char *err = NULL;
     int rc;
@@ -101,8 +96,7 @@ static const struct field base[] = {
 };
 #define NBASE CC_ARRAY_SIZE(base)
 
-Test(event, full_event_decodes, .init = setup)
-{
+Test(event, full_event_decodes, .init = setup) {
     struct tb t;
     struct cc_event ev;
     struct cc_reject rej;
@@ -124,10 +118,9 @@ Test(event, full_event_decodes, .init = setup)
     tb_fini(&t);
 }
 
-Test(event, each_required_key_missing_is_named, .init = setup)
-{
-    static const char *const required[] = {"id", "ts", "channel", "type",
-                                           "contact", "queue"};
+Test(event, each_required_key_missing_is_named, .init = setup) {
+    static const char *const required[] = {"id",   "ts",      "channel",
+                                           "type", "contact", "queue"};
     struct field f[NBASE];
     struct tb t;
     struct cc_event ev;
@@ -151,18 +144,17 @@ Test(event, each_required_key_missing_is_named, .init = setup)
 }
 
 /* Every typed key given a value of the wrong MessagePack type. */
-Test(event, each_wrong_type_is_named, .init = setup)
-{
+Test(event, each_wrong_type_is_named, .init = setup) {
     static const struct field wrong[] = {
-        {"id", F_INT, NULL, 5},         {"ts", F_STR, "yesterday", 0},
-        {"ts", F_DBL, NULL, 17},        {"channel", F_INT, NULL, 1},
-        {"type", F_NIL, NULL, 0},       {"contact", F_BOOL, NULL, 0},
-        {"customer", F_STR, "bob", 0},  {"queue", F_INTS, NULL, 0},
-        {"agent", F_INT, NULL, 7},      {"priority", F_STR, "high", 0},
-        {"tags", F_STR, "vip", 0},      {"tags", F_INTS, NULL, 0},
-        {"topic", F_INT, NULL, 1},      {"sentiment", F_STR, "good", 0},
-        {"reply_to", F_INT, NULL, 1},   {"score", F_STR, "5", 0},
-        {"scale", F_INT, NULL, 1},      {"state", F_BOOL, NULL, 0},
+        {"id", F_INT, NULL, 5},        {"ts", F_STR, "yesterday", 0},
+        {"ts", F_DBL, NULL, 17},       {"channel", F_INT, NULL, 1},
+        {"type", F_NIL, NULL, 0},      {"contact", F_BOOL, NULL, 0},
+        {"customer", F_STR, "bob", 0}, {"queue", F_INTS, NULL, 0},
+        {"agent", F_INT, NULL, 7},     {"priority", F_STR, "high", 0},
+        {"tags", F_STR, "vip", 0},     {"tags", F_INTS, NULL, 0},
+        {"topic", F_INT, NULL, 1},     {"sentiment", F_STR, "good", 0},
+        {"reply_to", F_INT, NULL, 1},  {"score", F_STR, "5", 0},
+        {"scale", F_INT, NULL, 1},     {"state", F_BOOL, NULL, 0},
         {"queues", F_STR, "a", 0},
     };
     struct field f[NBASE + 1];
@@ -189,8 +181,7 @@ Test(event, each_wrong_type_is_named, .init = setup)
     tb_fini(&t);
 }
 
-Test(event, values_out_of_range_and_unknown_names, .init = setup)
-{
+Test(event, values_out_of_range_and_unknown_names, .init = setup) {
     static const struct {
         struct field f;
         enum cc_reason code;
@@ -229,22 +220,19 @@ Test(event, values_out_of_range_and_unknown_names, .init = setup)
     tb_fini(&t);
 }
 
-Test(event, configured_channel_is_accepted, .init = setup)
-{
+Test(event, configured_channel_is_accepted, .init = setup) {
     struct tb t;
     struct cc_event ev;
     struct cc_reject rej;
 
     tb_init(&t);
-    tb_event(&t, "e", 1700000000000LL, "sms", "message.in", "thread-9",
-             NULL);
+    tb_event(&t, "e", 1700000000000LL, "sms", "message.in", "thread-9", NULL);
     cr_assert_eq(decode(&t, &ev, &rej), 1);
     cr_assert_eq(ev.channel, 4);
     tb_fini(&t);
 }
 
-Test(event, too_long_strings_are_rejected, .init = setup)
-{
+Test(event, too_long_strings_are_rejected, .init = setup) {
     char id[300];
     struct tb t;
     struct cc_event ev;
@@ -260,16 +248,15 @@ Test(event, too_long_strings_are_rejected, .init = setup)
     tb_fini(&t);
 }
 
-Test(event, feedback_and_agent_status_semantics, .init = setup)
-{
+Test(event, feedback_and_agent_status_semantics, .init = setup) {
     static const struct field fb_bad[] = {
-        {"id", F_STR, "f", 0},          {"ts", F_INT, NULL, 1700000000000LL},
-        {"channel", F_STR, "chat", 0},  {"type", F_STR, "feedback", 0},
-        {"score", F_INT, NULL, 9},      {"scale", F_STR, "csat", 0}};
+        {"id", F_STR, "f", 0},         {"ts", F_INT, NULL, 1700000000000LL},
+        {"channel", F_STR, "chat", 0}, {"type", F_STR, "feedback", 0},
+        {"score", F_INT, NULL, 9},     {"scale", F_STR, "csat", 0}};
     static const struct field st_bad[] = {
-        {"id", F_STR, "s", 0},         {"ts", F_INT, NULL, 1700000000000LL},
+        {"id", F_STR, "s", 0},          {"ts", F_INT, NULL, 1700000000000LL},
         {"channel", F_STR, "phone", 0}, {"type", F_STR, "agent.status", 0},
-        {"agent", F_STR, "ann", 0},    {"state", F_STR, "asleep", 0}};
+        {"agent", F_STR, "ann", 0},     {"state", F_STR, "asleep", 0}};
     struct tb t;
     struct cc_event ev;
     struct cc_reject rej;
@@ -286,8 +273,7 @@ Test(event, feedback_and_agent_status_semantics, .init = setup)
     tb_fini(&t);
 }
 
-Test(event, batch_reports_each_event_by_index, .init = setup)
-{
+Test(event, batch_reports_each_event_by_index, .init = setup) {
     struct tb t;
     struct cc_msg_iter it;
     struct cc_event ev;
@@ -314,8 +300,7 @@ Test(event, batch_reports_each_event_by_index, .init = setup)
     tb_fini(&t);
 }
 
-Test(event, whole_message_failures, .init = setup)
-{
+Test(event, whole_message_failures, .init = setup) {
     static const uint8_t not_mp[] = "hello, world";
     static const uint8_t scalar[] = {0x05};
     /* A batch whose 5-byte header declares 4 billion events. */
@@ -326,14 +311,12 @@ Test(event, whole_message_failures, .init = setup)
     struct cc_msg_iter it;
     const char *err;
 
-    cr_assert_eq(cc_msg_open(&it, not_mp, sizeof(not_mp) - 1, &err),
-                 CC_EPROTO);
+    cr_assert_eq(cc_msg_open(&it, not_mp, sizeof(not_mp) - 1, &err), CC_EPROTO);
     cr_assert_not_null(err);
     cr_assert_eq(cc_msg_open(&it, scalar, 1, &err), CC_EPROTO);
     cr_assert_eq(cc_msg_open(&it, huge_batch, sizeof(huge_batch), &err),
                  CC_EPROTO);
-    cr_assert_eq(cc_msg_open(&it, huge_map, sizeof(huge_map), &err),
-                 CC_EPROTO);
+    cr_assert_eq(cc_msg_open(&it, huge_map, sizeof(huge_map), &err), CC_EPROTO);
     cr_assert_eq(cc_msg_open(&it, "", 0, &err), CC_EPROTO);
 
     tb_init(&t);
@@ -346,13 +329,11 @@ Test(event, whole_message_failures, .init = setup)
     msgpack_pack_array(&t.pk, 2);
     tb_event(&t, "a", 1700000000000LL, "chat", "message.in", "s1", NULL);
     tb_event(&t, "b", 1700000000000LL, "chat", "message.in", "s1", NULL);
-    cr_assert_eq(cc_msg_open(&it, t.sb.data, t.sb.size - 3, &err),
-                 CC_EPROTO);
+    cr_assert_eq(cc_msg_open(&it, t.sb.data, t.sb.size - 3, &err), CC_EPROTO);
     tb_fini(&t);
 }
 
-Test(event, reject_reasons_read_well)
-{
+Test(event, reject_reasons_read_well) {
     struct cc_reject r = {CC_R_MISSING, "ts", NULL};
     char buf[128];
     cc_reject_format(&r, buf, sizeof(buf));

@@ -8,15 +8,12 @@
 
 TestSuite(mp);
 
-Test(mp, reads_every_integer_width)
-{
-    static const int64_t values[] = {0,         1,          127,
-                                     128,       255,        256,
-                                     65535,     65536,      4294967295LL,
-                                     4294967296LL, INT64_MAX, -1,
-                                     -32,       -33,        -128,
-                                     -129,      -32768,     -32769,
-                                     INT32_MIN, INT64_MIN};
+Test(mp, reads_every_integer_width) {
+    static const int64_t values[] = {
+        0,         1,      127,    128,          255,
+        256,       65535,  65536,  4294967295LL, 4294967296LL,
+        INT64_MAX, -1,     -32,    -33,          -128,
+        -129,      -32768, -32769, INT32_MIN,    INT64_MIN};
     struct tb t;
     struct cc_mp m;
     size_t i;
@@ -34,8 +31,7 @@ Test(mp, reads_every_integer_width)
     tb_fini(&t);
 }
 
-Test(mp, uint64_above_int64_is_not_an_int)
-{
+Test(mp, uint64_above_int64_is_not_an_int) {
     struct tb t;
     struct cc_mp m;
     int64_t v;
@@ -48,8 +44,7 @@ Test(mp, uint64_above_int64_is_not_an_int)
     tb_fini(&t);
 }
 
-Test(mp, strings_of_every_header_size)
-{
+Test(mp, strings_of_every_header_size) {
     static const size_t lens[] = {0, 31, 32, 255, 256, 65535, 65536};
     char *big = malloc(65536);
     struct tb t;
@@ -72,8 +67,7 @@ Test(mp, strings_of_every_header_size)
     free(big);
 }
 
-Test(mp, floats_and_ints_read_as_double)
-{
+Test(mp, floats_and_ints_read_as_double) {
     struct tb t;
     struct cc_mp m;
     double d;
@@ -93,8 +87,7 @@ Test(mp, floats_and_ints_read_as_double)
 }
 
 /* Hostile headers: each declares far more than the buffer holds. */
-Test(mp, huge_declared_lengths_fail_without_allocating)
-{
+Test(mp, huge_declared_lengths_fail_without_allocating) {
     static const uint8_t arr32[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
     static const uint8_t map32[] = {0xdf, 0xff, 0xff, 0xff, 0xff};
     static const uint8_t str32[] = {0xdb, 0xff, 0xff, 0xff, 0xff, 'a'};
@@ -127,8 +120,7 @@ Test(mp, huge_declared_lengths_fail_without_allocating)
     cr_assert_eq(cc_mp_read_str(&m, &s), CC_EPROTO);
 }
 
-Test(mp, every_truncation_of_a_valid_value_fails)
-{
+Test(mp, every_truncation_of_a_valid_value_fails) {
     struct tb t;
     struct cc_mp m;
     size_t cut;
@@ -145,8 +137,7 @@ Test(mp, every_truncation_of_a_valid_value_fails)
     tb_fini(&t);
 }
 
-Test(mp, nesting_deeper_than_the_limit_fails)
-{
+Test(mp, nesting_deeper_than_the_limit_fails) {
     uint8_t buf[CC_MP_MAX_DEPTH + 3];
     struct cc_mp m;
     size_t i;
@@ -161,8 +152,7 @@ Test(mp, nesting_deeper_than_the_limit_fails)
     cr_assert_eq(cc_mp_skip(&m), 0);
 }
 
-Test(mp, reserved_byte_is_invalid)
-{
+Test(mp, reserved_byte_is_invalid) {
     static const uint8_t b[] = {0xc1};
     struct cc_mp m;
     cc_mp_init(&m, b, 1);
@@ -170,8 +160,7 @@ Test(mp, reserved_byte_is_invalid)
     cr_assert_eq(cc_mp_skip(&m), CC_EPROTO);
 }
 
-Test(mp, wrong_type_consumes_nothing)
-{
+Test(mp, wrong_type_consumes_nothing) {
     struct tb t;
     struct cc_mp m;
     struct cc_str s;

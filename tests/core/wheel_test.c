@@ -13,7 +13,7 @@ TestSuite(wheel);
 
 struct item {
     struct cc_timer t;
-    int fired;        /* times fired */
+    int fired; /* times fired */
     uint64_t fired_at;
 };
 
@@ -21,8 +21,7 @@ static struct item items[N];
 static uint64_t ref_due[N]; /* 0 = not armed */
 
 static void
-item_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now)
-{
+item_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
     struct item *it = CC_CONTAINER_OF(t, struct item, t);
     (void)w;
     it->fired++;
@@ -31,16 +30,14 @@ item_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now)
 
 static uint64_t rng = 88172645463325252ULL;
 static uint64_t
-xorshift(void)
-{
+xorshift(void) {
     rng ^= rng << 13;
     rng ^= rng >> 7;
     rng ^= rng << 17;
     return rng;
 }
 
-Test(wheel, matches_reference_under_random_operations)
-{
+Test(wheel, matches_reference_under_random_operations) {
     struct cc_wheel w;
     uint64_t now = 1700000000000ULL;
     int step, i;
@@ -65,8 +62,8 @@ Test(wheel, matches_reference_under_random_operations)
             cc_wheel_cancel(&w, &items[i].t);
             ref_due[i] = 0;
         } else {
-            static const uint64_t steps[] = {1, 7, 63, 64, 65, 5000,
-                                             300000, 20000000};
+            static const uint64_t steps[] = {1,  7,    63,     64,
+                                             65, 5000, 300000, 20000000};
             uint64_t next = cc_wheel_next(&w), want = UINT64_MAX;
             int j, expect_fire[N];
             now += xorshift() % steps[xorshift() % CC_ARRAY_SIZE(steps)];
@@ -98,8 +95,7 @@ Test(wheel, matches_reference_under_random_operations)
     }
 }
 
-Test(wheel, fires_at_the_exact_millisecond)
-{
+Test(wheel, fires_at_the_exact_millisecond) {
     struct cc_wheel w;
     struct item it;
     uint64_t t0 = 1700000000123ULL, now;
@@ -119,8 +115,7 @@ Test(wheel, fires_at_the_exact_millisecond)
     cr_assert_eq(w.count, 0);
 }
 
-Test(wheel, rearm_moves_and_past_deadlines_fire_next_advance)
-{
+Test(wheel, rearm_moves_and_past_deadlines_fire_next_advance) {
     struct cc_wheel w;
     struct item a;
 
@@ -147,15 +142,13 @@ static int pair_fired;
 
 /* Whichever of the pair runs first cancels the other. */
 static void
-cancel_other_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now)
-{
+cancel_other_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
     (void)now;
     pair_fired++;
     cc_wheel_cancel(w, t == &pair[0] ? &pair[1] : &pair[0]);
 }
 
-Test(wheel, callback_may_cancel_a_timer_due_in_the_same_advance)
-{
+Test(wheel, callback_may_cancel_a_timer_due_in_the_same_advance) {
     struct cc_wheel w;
 
     cc_wheel_init(&w, 0);

@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/pull.h>
@@ -16,7 +17,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -33,8 +33,7 @@ static struct daemon d;
 static struct tb t;
 
 static int
-free_port(void)
-{
+free_port(void) {
     struct sockaddr_in sa;
     socklen_t len = sizeof(sa);
     int fd = socket(AF_INET, SOCK_STREAM, 0), port;
@@ -50,8 +49,7 @@ free_port(void)
 }
 
 static uint64_t
-wall_ms(void)
-{
+wall_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
@@ -62,8 +60,7 @@ static char reply_buf[1 << 20];
 
 static int
 req_once(const char *addr, const void *buf, size_t len, msgpack_unpacked *u,
-         int timeout_ms)
-{
+         int timeout_ms) {
     nng_socket s;
     void *reply;
     size_t rlen;
@@ -90,8 +87,7 @@ req_once(const char *addr, const void *buf, size_t len, msgpack_unpacked *u,
 }
 
 static void
-query_stats(msgpack_unpacked *u)
-{
+query_stats(msgpack_unpacked *u) {
     struct tb q;
     tb_init(&q);
     msgpack_pack_map(&q.pk, 1);
@@ -101,8 +97,7 @@ query_stats(msgpack_unpacked *u)
 }
 
 static void
-start_daemon(const char *extra)
-{
+start_daemon(const char *extra) {
     FILE *f;
     int i, tries;
     msgpack_unpacked u;
@@ -150,8 +145,7 @@ start_daemon(const char *extra)
 
 /* SIGTERM, then wait; returns the exit status. */
 static int
-stop_daemon(void)
-{
+stop_daemon(void) {
     int status = -1, i;
     kill(d.pid, SIGTERM);
     for (i = 0; i < 100; i++) {
@@ -171,8 +165,7 @@ stop_daemon(void)
 }
 
 static void
-teardown(void)
-{
+teardown(void) {
     if (d.pid > 0 && kill(d.pid, 0) == 0) {
         kill(d.pid, SIGKILL);
         waitpid(d.pid, NULL, 0);
@@ -181,8 +174,7 @@ teardown(void)
 
 TestSuite(daemon, .fini = teardown, .timeout = 60);
 
-Test(daemon, acknowledged_ingest_reports_each_event)
-{
+Test(daemon, acknowledged_ingest_reports_each_event) {
     msgpack_unpacked u;
     msgpack_object rej, first;
 
@@ -219,8 +211,7 @@ Test(daemon, acknowledged_ingest_reports_each_event)
     cr_assert_eq(stop_daemon(), 0);
 }
 
-Test(daemon, bad_input_gets_a_reason_and_the_daemon_lives_on)
-{
+Test(daemon, bad_input_gets_a_reason_and_the_daemon_lives_on) {
     static const char garbage[] = "GET / HTTP/1.1\r\n\r\n";
     static const uint8_t hostile[] = {0xdd, 0xff, 0xff, 0xff, 0xff, 0x80};
     msgpack_unpacked u;
@@ -260,8 +251,7 @@ Test(daemon, bad_input_gets_a_reason_and_the_daemon_lives_on)
     cr_assert_eq(stop_daemon(), 0);
 }
 
-Test(daemon, fire_and_forget_ingest_is_applied)
-{
+Test(daemon, fire_and_forget_ingest_is_applied) {
     nng_socket push;
     msgpack_unpacked u;
     int i, tries;
@@ -291,8 +281,7 @@ Test(daemon, fire_and_forget_ingest_is_applied)
     cr_assert_eq(stop_daemon(), 0);
 }
 
-Test(daemon, hold_long_alert_arrives_on_time)
-{
+Test(daemon, hold_long_alert_arrives_on_time) {
     nng_socket sub;
     msgpack_unpacked u;
     char *buf;
@@ -311,8 +300,7 @@ Test(daemon, hold_long_alert_arrives_on_time)
     msgpack_pack_array(&t.pk, 2);
     tb_event(&t, "h1", (int64_t)held_at, "phone", "agent.answer", "call-7",
              "+15557654321");
-    tb_event(&t, "h2", (int64_t)held_at, "phone", "hold.start", "call-7",
-             NULL);
+    tb_event(&t, "h2", (int64_t)held_at, "phone", "hold.start", "call-7", NULL);
     cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
     cr_assert_eq(tmap_int(&u.data, "accepted"), 2);
     msgpack_unpacked_destroy(&u);
@@ -339,8 +327,7 @@ Test(daemon, hold_long_alert_arrives_on_time)
     cr_assert_eq(stop_daemon(), 0);
 }
 
-Test(daemon, callback_offer_reaches_a_callback_system)
-{
+Test(daemon, callback_offer_reaches_a_callback_system) {
     nng_socket pull;
     msgpack_unpacked u;
     char *buf;
@@ -380,8 +367,7 @@ Test(daemon, callback_offer_reaches_a_callback_system)
     cr_assert_eq(stop_daemon(), 0);
 }
 
-Test(daemon, sighup_reloads_and_bad_config_is_refused)
-{
+Test(daemon, sighup_reloads_and_bad_config_is_refused) {
     int status;
     pid_t pid;
     FILE *f;

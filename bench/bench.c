@@ -1,0 +1,346 @@
+/*
+ * cc_bench: contactd's throughput in one run, each figure beside its
+ * baseline.
+ *   1. decode + engine, no sockets, with 1M open contacts: events/s,
+ *      ns/event, allocations per event, memory per open contact;
+ *   2. raw NNG push/pull over TCP loopback with the same messages: the
+ *      ceiling any NNG-based daemon on this machine can reach;
+ *   3. contactd end to end (the real binary), ingest_io = thread and poll;
+ * each at batch 1 and batch 100.
+ *
+ * usage: cc_bench [--contacts N] [--events N] [--msgs1 N] [--only engine|nng]
+ */
+#include "engine.h"
+#include "loadgen.h"
+#include "mem.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/pull.h>
+#include <nng/protocol/pipeline0/push.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define T0 1700000000000LL
+
+static double
+now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- 1. decode + engine ---------------------------------------------- */
+
+static void
+bench_engine(uint32_t contacts, uint64_t events) {
+    static const uint32_t batches[] = {1, 100};
+    struct cc_engine_config cfg;
+    struct cc_engine *e;
+    struct cc_ingest_report rep = {0};
+    struct cc_engine_counts ec;
+    struct cc_mem_stats m0, m1, m2;
+    struct loadgen g;
+    struct lg_msgs prefill, run;
+    size_t i, b;
+    double t;
+    uint64_t now;
+
+    printf("\n== decode + engine, no sockets (%u contacts in flight)\n",
+           contacts);
+    for (b = 0; b < CC_ARRAY_SIZE(batches); b++) {
+        cc_engine_config_defaults(&cfg);
+        cfg.max_contacts = contacts * 2;
+        cfg.hold_long_ms = 600000;
+        lg_init(&g, contacts + contacts / 5, 42, T0);
+        /* Untimed warm-up: every slot is touched with probability
+         * 1 - e^-4, so about `contacts` contacts are open. */
+        lg_messages(&g, (contacts + contacts / 5) * 4ULL, batches[b], &prefill);
+        lg_messages(&g, events, batches[b], &run);
+
+        cc_mem_stats(&m0);
+        if (cc_engine_new(&e, &cfg, (uint64_t)T0) != 0) {
+            printf("engine: out of memory\n");
+            return;
+        }
+        now = (uint64_t)T0;
+        for (i = 0; i < prefill.n; i++)
+            cc_engine_ingest(e, prefill.data + prefill.off[i],
+                             prefill.off[i + 1] - prefill.off[i], now, &rep);
+        cc_engine_counts(e, &ec);
+        cc_mem_stats(&m1);
+        t = now_s();
+        for (i = 0; i < run.n; i++) {
+            cc_engine_ingest(e, run.data + run.off[i],
+                             run.off[i + 1] - run.off[i], now, &rep);
+            if ((i & 63) == 0) {
+                now++;
+                cc_engine_tick(e, now);
+                cc_outbox_clear(cc_engine_outbox(e));
+            }
+        }
+        t = now_s() - t;
+        cc_mem_stats(&m2);
+        {
+            struct cc_engine_counts ec2;
+            cc_engine_counts(e, &ec2);
+            printf("batch %3u: %10.0f events/s  %6.0f ns/event  "
+                   "(%llu events, %llu rejected, %.2fs)\n",
+                   batches[b], (double)events / t, t * 1e9 / (double)events,
+                   (unsigned long long)events,
+                   (unsigned long long)(ec2.rejected - ec.rejected), t);
+            printf("           open contacts %llu; allocations in the timed "
+                   "run: %llu (%.6f per event)\n",
+                   (unsigned long long)ec2.open_contacts,
+                   (unsigned long long)(m2.allocs - m1.allocs),
+                   (double)(m2.allocs - m1.allocs) / (double)events);
+            if (b == 0)
+                printf("           memory: %.0f bytes per open contact "
+                       "(all engine memory incl. table and id window / "
+                       "open), %.0f in contact records\n",
+                       (double)(m1.bytes_live - m0.bytes_live) /
+                           (double)ec.open_contacts,
+                       (double)ec.contact_bytes / (double)ec.open_contacts);
+        }
+        cc_engine_free(e);
+        cc_ingest_report_fini(&rep);
+        memset(&rep, 0, sizeof(rep));
+        lg_msgs_free(&prefill);
+        lg_msgs_free(&run);
+        lg_fini(&g);
+    }
+}
+
+/* ---- 2 and 3. over sockets -------------------------------------------- */
+
+struct pusher {
+    const char *addr;
+    const struct lg_msgs *msgs;
+    int rc;
+};
+
+static void *
+push_all(void *arg) {
+    struct pusher *p = arg;
+    nng_socket s;
+    size_t i;
+
+    p->rc = nng_push0_open(&s);
+    if (p->rc == 0)
+        p->rc = nng_dial(s, p->addr, NULL, NNG_FLAG_NONBLOCK);
+    for (i = 0; p->rc == 0 && i < p->msgs->n; i++)
+        p->rc = nng_send(s, p->msgs->data + p->msgs->off[i],
+                         p->msgs->off[i + 1] - p->msgs->off[i], 0);
+    nng_msleep(200); /* let the last messages leave before closing */
+    nng_close(s);
+    return NULL;
+}
+
+static int
+free_port(void) {
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    port = ntohs(sa.sin_port);
+    close(fd);
+    return port;
+}
+
+/* Raw NNG: a PULL socket that receives and frees, nothing else. */
+static double
+bench_raw_nng(const struct lg_msgs *msgs) {
+    char addr[64];
+    nng_socket pull;
+    pthread_t th;
+    struct pusher p;
+    nng_msg *m;
+    size_t i;
+    double t;
+
+    snprintf(addr, sizeof(addr), "tcp://127.0.0.1:%d", free_port());
+    nng_pull0_open(&pull);
+    nng_socket_set_size(pull, NNG_OPT_RECVMAXSZ, 1 << 20);
+    if (nng_listen(pull, addr, NULL, 0) != 0)
+        return 0;
+    p.addr = addr;
+    p.msgs = msgs;
+    t = now_s();
+    pthread_create(&th, NULL, push_all, &p);
+    for (i = 0; i < msgs->n; i++) {
+        if (nng_recvmsg(pull, &m, 0) != 0)
+            break;
+        nng_msg_free(m);
+    }
+    t = now_s() - t;
+    pthread_join(th, NULL);
+    nng_close(pull);
+    return (double)msgs->n / t;
+}
+
+static int64_t
+stats_done(const char *query_addr) {
+    static const char q[] = "\x81\xa1q\xa5stats";
+    nng_socket s;
+    char *buf;
+    size_t len;
+    int64_t done = -1;
+
+    if (nng_req0_open(&s) != 0)
+        return -1;
+    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 2000);
+    if (nng_dial(s, query_addr, NULL, 0) == 0 &&
+        nng_send(s, (void *)q, sizeof(q) - 1, 0) == 0 &&
+        nng_recv(s, &buf, &len, NNG_FLAG_ALLOC) == 0) {
+        msgpack_unpacked u;
+        msgpack_object *root, *eng = NULL, *ev = NULL;
+        uint32_t i;
+        msgpack_unpacked_init(&u);
+        if (msgpack_unpack_next(&u, buf, len, NULL) == MSGPACK_UNPACK_SUCCESS) {
+            root = &u.data;
+            for (i = 0; i < root->via.map.size; i++)
+                if (root->via.map.ptr[i].key.via.str.size == 6 &&
+                    !memcmp(root->via.map.ptr[i].key.via.str.ptr, "engine", 6))
+                    eng = &root->via.map.ptr[i].val;
+            for (i = 0; eng && i < eng->via.map.size; i++)
+                if (!memcmp(eng->via.map.ptr[i].key.via.str.ptr, "events", 6))
+                    ev = &eng->via.map.ptr[i].val;
+            done = 0;
+            for (i = 0; ev && i < ev->via.map.size; i++) {
+                const msgpack_object_kv *kv = &ev->via.map.ptr[i];
+                const char *k = kv->key.via.str.ptr;
+                size_t kn = kv->key.via.str.size;
+                if ((kn == 8 && !memcmp(k, "accepted", 8)) ||
+                    (kn == 10 && !memcmp(k, "duplicates", 10)) ||
+                    (kn == 8 && !memcmp(k, "rejected", 8)))
+                    done += (int64_t)kv->val.via.u64;
+            }
+        }
+        msgpack_unpacked_destroy(&u);
+        nng_free(buf, len);
+    }
+    nng_close(s);
+    return done;
+}
+
+/* Starts contactd, pushes every message, waits until all are applied. */
+static double
+bench_daemon(const char *bin, const char *io, const struct lg_msgs *msgs) {
+    char conf[64], ingest[64], query[64];
+    pthread_t th;
+    struct pusher p;
+    pid_t pid;
+    FILE *f;
+    double t, rate = 0;
+    int i;
+
+    snprintf(conf, sizeof(conf), "/tmp/cc-bench-%d.conf", (int)getpid());
+    snprintf(ingest, sizeof(ingest), "tcp://127.0.0.1:%d", free_port());
+    snprintf(query, sizeof(query), "tcp://127.0.0.1:%d", free_port());
+    f = fopen(conf, "w");
+    fprintf(f,
+            "[server]\ningest = %s\nquery = %s\ningest_ack = "
+            "tcp://127.0.0.1:%d\nalerts = tcp://127.0.0.1:%d\n"
+            "callbacks = tcp://127.0.0.1:%d\ningest_io = %s\n"
+            "log_level = error\n[hold]\nlong = 1h\n",
+            ingest, query, free_port(), free_port(), free_port(), io);
+    fclose(f);
+    pid = fork();
+    if (pid == 0) {
+        execl(bin, "contactd", "--config", conf, (char *)NULL);
+        _exit(127);
+    }
+    for (i = 0; i < 100 && stats_done(query) < 0; i++)
+        nng_msleep(50);
+    p.addr = ingest;
+    p.msgs = msgs;
+    t = now_s();
+    pthread_create(&th, NULL, push_all, &p);
+    for (;;) {
+        int64_t done = stats_done(query);
+        if (done >= (int64_t)msgs->events) {
+            rate = (double)msgs->events / (now_s() - t);
+            break;
+        }
+        if (now_s() - t > 120) {
+            fprintf(stderr, "contactd applied only %lld of %llu events\n",
+                    (long long)done, (unsigned long long)msgs->events);
+            break;
+        }
+        nng_msleep(5);
+    }
+    pthread_join(th, NULL);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    unlink(conf);
+    return rate;
+}
+
+int
+main(int argc, char **argv) {
+    uint32_t contacts = 1000000;
+    uint64_t events = 2000000, msgs1 = 100000;
+    const char *only = NULL;
+    int i;
+
+    for (i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--contacts") && i + 1 < argc)
+            contacts = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--events") && i + 1 < argc)
+            events = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--msgs1") && i + 1 < argc)
+            msgs1 = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
+        else {
+            fprintf(stderr, "usage: cc_bench [--contacts N] [--events N] "
+                            "[--msgs1 N] [--only engine|nng]\n");
+            return 2;
+        }
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (only == NULL || !strcmp(only, "engine"))
+        bench_engine(contacts, events);
+    if (only == NULL || !strcmp(only, "nng")) {
+        static const uint32_t batches[] = {1, 100};
+        size_t b;
+        printf("\n== over TCP loopback: raw NNG push/pull vs contactd "
+               "(same messages)\n");
+        for (b = 0; b < 2; b++) {
+            struct loadgen g;
+            struct lg_msgs msgs;
+            double raw, thr, pol;
+            uint64_t n = batches[b] == 1 ? msgs1 : events;
+            lg_init(&g, 10000, 7, T0);
+            lg_messages(&g, n, batches[b], &msgs);
+            raw = bench_raw_nng(&msgs);
+            thr = bench_daemon(CONTACTD_BIN, "thread", &msgs);
+            pol = bench_daemon(CONTACTD_BIN, "poll", &msgs);
+            printf("batch %3u (%zu msgs, %.0f B/msg): raw NNG %9.0f msgs/s "
+                   "= %10.0f events/s\n",
+                   batches[b], msgs.n, (double)msgs.off[msgs.n] / msgs.n, raw,
+                   raw * batches[b]);
+            printf("          contactd ingest_io=thread %10.0f events/s "
+                   "(%.0f%% of raw)\n",
+                   thr, 100.0 * thr / (raw * batches[b]));
+            printf("          contactd ingest_io=poll   %10.0f events/s "
+                   "(%.0f%% of raw)\n",
+                   pol, 100.0 * pol / (raw * batches[b]));
+            lg_msgs_free(&msgs);
+            lg_fini(&g);
+        }
+    }
+    return 0;
+}
