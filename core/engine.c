@@ -314,28 +314,9 @@ queue_get(struct cc_engine *e, struct cc_str s, struct cc_reject *rej) {
 /* ---- packing helpers -------------------------------------------------- */
 
 static void
-pack_cstr(msgpack_packer *pk, const char *s) {
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
-static void
-pack_strn(msgpack_packer *pk, const char *s, size_t n) {
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
-static void
-pack_kv_u64(msgpack_packer *pk, const char *k, uint64_t v) {
-    pack_cstr(pk, k);
-    msgpack_pack_uint64(pk, v);
-}
-
-static void
 pack_name_or_nil(msgpack_packer *pk, const struct cc_name *n) {
     if (n != NULL)
-        pack_strn(pk, n->s, n->len);
+        cc_pack_strn(pk, n->s, n->len);
     else
         msgpack_pack_nil(pk);
 }
@@ -524,15 +505,15 @@ pack_customer(msgpack_packer *pk, const struct cc_contact *c) {
 static void
 pack_contact_fields(struct cc_engine *e, msgpack_packer *pk,
                     const struct cc_contact *c) {
-    pack_cstr(pk, "conversation");
+    cc_pack_str(pk, "conversation");
     msgpack_pack_nil(pk); /* conversations are not tracked yet */
-    pack_cstr(pk, "contact");
-    pack_strn(pk, c->blob, c->id_len);
-    pack_cstr(pk, "channel");
-    pack_cstr(pk, e->cfg.channels.names[c->channel]);
-    pack_cstr(pk, "customer");
+    cc_pack_str(pk, "contact");
+    cc_pack_strn(pk, c->blob, c->id_len);
+    cc_pack_str(pk, "channel");
+    cc_pack_str(pk, e->cfg.channels.names[c->channel]);
+    cc_pack_str(pk, "customer");
     pack_customer(pk, c);
-    pack_cstr(pk, "queue");
+    cc_pack_str(pk, "queue");
     pack_name_or_nil(pk, c->queue ? c->queue->name : NULL);
 }
 
@@ -561,15 +542,15 @@ emit_callback_cancel(struct cc_engine *e, struct cc_contact *c, uint64_t now,
 
     cc_outbox_begin(&e->outbox, CC_OUT_CALLBACK, NULL);
     msgpack_pack_map(pk, 9);
-    pack_cstr(pk, "type");
-    pack_cstr(pk, "callback.cancel");
-    pack_cstr(pk, "id");
+    cc_pack_str(pk, "type");
+    cc_pack_str(pk, "callback.cancel");
+    cc_pack_str(pk, "id");
     pack_rule_id(e, pk, "callback.cancel", c, c->queued_ts);
-    pack_cstr(pk, "ts");
+    cc_pack_str(pk, "ts");
     msgpack_pack_uint64(pk, now);
     pack_contact_fields(e, pk, c);
-    pack_cstr(pk, "reason");
-    pack_cstr(pk, why);
+    cc_pack_str(pk, "reason");
+    cc_pack_str(pk, why);
     cc_outbox_end(&e->outbox);
     c->flags &= (uint8_t)~CF_OFFERED;
     e->cb_cancels++;
@@ -615,20 +596,20 @@ fire_hold_long(struct cc_engine *e, struct cc_contact *c, uint64_t now) {
 
     cc_outbox_begin(&e->outbox, CC_OUT_ALERT, "hold.long");
     msgpack_pack_map(pk, 13);
-    pack_cstr(pk, "alert");
-    pack_cstr(pk, "hold.long");
-    pack_cstr(pk, "id");
+    cc_pack_str(pk, "alert");
+    cc_pack_str(pk, "hold.long");
+    cc_pack_str(pk, "id");
     pack_rule_id(e, pk, "hold.long", c, c->hold_ts);
-    pack_cstr(pk, "ts");
+    cc_pack_str(pk, "ts");
     msgpack_pack_uint64(pk, now);
     pack_contact_fields(e, pk, c);
-    pack_cstr(pk, "agent");
+    cc_pack_str(pk, "agent");
     pack_name_or_nil(pk, c->agent);
-    pack_kv_u64(pk, "target_ms", e->cfg.hold_long_ms);
-    pack_kv_u64(pk, "elapsed_ms",
-                now > (uint64_t)c->hold_ts ? now - (uint64_t)c->hold_ts : 0);
-    pack_kv_u64(pk, "due", due);
-    pack_kv_u64(pk, "hold_start", (uint64_t)c->hold_ts);
+    cc_pack_kv_u64(pk, "target_ms", e->cfg.hold_long_ms);
+    cc_pack_kv_u64(pk, "elapsed_ms",
+                   now > (uint64_t)c->hold_ts ? now - (uint64_t)c->hold_ts : 0);
+    cc_pack_kv_u64(pk, "due", due);
+    cc_pack_kv_u64(pk, "hold_start", (uint64_t)c->hold_ts);
     cc_outbox_end(&e->outbox);
     e->alerts_hold_long++;
 }
@@ -642,21 +623,21 @@ fire_offer(struct cc_engine *e, struct cc_contact *c, uint64_t now) {
         return;
     cc_outbox_begin(&e->outbox, CC_OUT_CALLBACK, NULL);
     msgpack_pack_map(pk, 12);
-    pack_cstr(pk, "type");
-    pack_cstr(pk, "callback.offer");
-    pack_cstr(pk, "id");
+    cc_pack_str(pk, "type");
+    cc_pack_str(pk, "callback.offer");
+    cc_pack_str(pk, "id");
     pack_rule_id(e, pk, "callback.offer", c, c->queued_ts);
-    pack_cstr(pk, "ts");
+    cc_pack_str(pk, "ts");
     msgpack_pack_uint64(pk, now);
     pack_contact_fields(e, pk, c);
-    pack_cstr(pk, "number");
-    pack_strn(pk, phone.p, phone.n);
-    pack_kv_u64(pk, "position", queue_position(c));
-    pack_cstr(pk, "ewt_ms");
+    cc_pack_str(pk, "number");
+    cc_pack_strn(pk, phone.p, phone.n);
+    cc_pack_kv_u64(pk, "position", queue_position(c));
+    cc_pack_str(pk, "ewt_ms");
     msgpack_pack_nil(pk); /* no wait estimate yet */
-    pack_kv_u64(pk, "waited_ms",
-                now > (uint64_t)c->queued_ts ? now - (uint64_t)c->queued_ts
-                                             : 0);
+    cc_pack_kv_u64(pk, "waited_ms",
+                   now > (uint64_t)c->queued_ts ? now - (uint64_t)c->queued_ts
+                                                : 0);
     cc_outbox_end(&e->outbox);
     c->flags |= CF_OFFERED;
     c->queue->offers++;
@@ -1059,91 +1040,92 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
 
     msgpack_pack_map(pk, 10);
 
-    pack_cstr(pk, "events");
+    cc_pack_str(pk, "events");
     msgpack_pack_map(pk, 8);
-    pack_kv_u64(pk, "messages", e->messages);
-    pack_kv_u64(pk, "malformed_messages", e->malformed);
-    pack_kv_u64(pk, "accepted", e->accepted);
-    pack_kv_u64(pk, "duplicates", e->duplicates);
-    pack_kv_u64(pk, "rejected", e->rejected);
-    pack_kv_u64(pk, "implicit_opens", e->implicit_opens);
-    pack_kv_u64(pk, "expired_contacts", e->expired);
-    pack_kv_u64(pk, "callback_unknown_contact", e->callback_unknown);
+    cc_pack_kv_u64(pk, "messages", e->messages);
+    cc_pack_kv_u64(pk, "malformed_messages", e->malformed);
+    cc_pack_kv_u64(pk, "accepted", e->accepted);
+    cc_pack_kv_u64(pk, "duplicates", e->duplicates);
+    cc_pack_kv_u64(pk, "rejected", e->rejected);
+    cc_pack_kv_u64(pk, "implicit_opens", e->implicit_opens);
+    cc_pack_kv_u64(pk, "expired_contacts", e->expired);
+    cc_pack_kv_u64(pk, "callback_unknown_contact", e->callback_unknown);
 
-    pack_cstr(pk, "rejected");
+    cc_pack_str(pk, "rejected");
     msgpack_pack_map(pk, CC_R__COUNT);
     for (i = 0; i < CC_R__COUNT; i++)
-        pack_kv_u64(pk, cc_reason_name((enum cc_reason)i), e->by_reason[i]);
+        cc_pack_kv_u64(pk, cc_reason_name((enum cc_reason)i), e->by_reason[i]);
 
-    pack_cstr(pk, "types");
+    cc_pack_str(pk, "types");
     msgpack_pack_map(pk, CC_EV__COUNT);
     for (i = 0; i < CC_EV__COUNT; i++)
-        pack_kv_u64(pk, cc_event_type_name((enum cc_event_type)i),
-                    e->by_type[i]);
+        cc_pack_kv_u64(pk, cc_event_type_name((enum cc_event_type)i),
+                       e->by_type[i]);
 
-    pack_cstr(pk, "channels");
+    cc_pack_str(pk, "channels");
     msgpack_pack_map(pk, e->cfg.channels.n);
     for (i = 0; i < e->cfg.channels.n; i++) {
         const struct chan_stats *c = &e->chan[i];
-        pack_cstr(pk, e->cfg.channels.names[i]);
+        cc_pack_str(pk, e->cfg.channels.names[i]);
         msgpack_pack_map(pk, 12);
-        pack_kv_u64(pk, "events", c->events);
-        pack_kv_u64(pk, "open", c->open);
-        pack_kv_u64(pk, "opened", c->opened);
-        pack_kv_u64(pk, "implicit_opens", c->implicit_opens);
-        pack_kv_u64(pk, "closed", c->closed);
-        pack_kv_u64(pk, "expired", c->expired);
-        pack_kv_u64(pk, "answered", c->answered);
-        pack_kv_u64(pk, "abandoned", c->abandoned);
-        pack_kv_u64(pk, "transfers", c->transfers);
-        pack_kv_u64(pk, "holds", c->holds);
-        pack_kv_u64(pk, "messages_in", c->msgs_in);
-        pack_kv_u64(pk, "messages_out", c->msgs_out);
+        cc_pack_kv_u64(pk, "events", c->events);
+        cc_pack_kv_u64(pk, "open", c->open);
+        cc_pack_kv_u64(pk, "opened", c->opened);
+        cc_pack_kv_u64(pk, "implicit_opens", c->implicit_opens);
+        cc_pack_kv_u64(pk, "closed", c->closed);
+        cc_pack_kv_u64(pk, "expired", c->expired);
+        cc_pack_kv_u64(pk, "answered", c->answered);
+        cc_pack_kv_u64(pk, "abandoned", c->abandoned);
+        cc_pack_kv_u64(pk, "transfers", c->transfers);
+        cc_pack_kv_u64(pk, "holds", c->holds);
+        cc_pack_kv_u64(pk, "messages_in", c->msgs_in);
+        cc_pack_kv_u64(pk, "messages_out", c->msgs_out);
     }
 
-    pack_cstr(pk, "contacts");
+    cc_pack_str(pk, "contacts");
     msgpack_pack_map(pk, CS__COUNT + 3);
-    pack_kv_u64(pk, "open", e->open_contacts);
+    cc_pack_kv_u64(pk, "open", e->open_contacts);
     for (s = 0; s < CS__COUNT; s++)
-        pack_kv_u64(pk, cstate_names[s], e->by_state[s]);
-    pack_kv_u64(pk, "max", e->cfg.max_contacts);
-    pack_kv_u64(pk, "bytes",
-                e->open_contacts * sizeof(struct cc_contact) + e->blob_bytes);
+        cc_pack_kv_u64(pk, cstate_names[s], e->by_state[s]);
+    cc_pack_kv_u64(pk, "max", e->cfg.max_contacts);
+    cc_pack_kv_u64(pk, "bytes",
+                   e->open_contacts * sizeof(struct cc_contact) +
+                       e->blob_bytes);
 
-    pack_cstr(pk, "queues");
+    cc_pack_str(pk, "queues");
     msgpack_pack_map(pk, e->nqueues);
     for (i = 0; i < e->nqueues; i++) {
         const struct cc_queue *q = e->queues[i];
-        pack_strn(pk, q->name->s, q->name->len);
+        cc_pack_strn(pk, q->name->s, q->name->len);
         msgpack_pack_map(pk, 6);
-        pack_kv_u64(pk, "waiting", q->waiting);
-        pack_kv_u64(pk, "joined", q->joined);
-        pack_kv_u64(pk, "answered", q->answered);
-        pack_kv_u64(pk, "abandoned", q->abandoned);
-        pack_kv_u64(pk, "callback_offers", q->offers);
-        pack_kv_u64(pk, "callbacks_accepted", q->callbacks);
+        cc_pack_kv_u64(pk, "waiting", q->waiting);
+        cc_pack_kv_u64(pk, "joined", q->joined);
+        cc_pack_kv_u64(pk, "answered", q->answered);
+        cc_pack_kv_u64(pk, "abandoned", q->abandoned);
+        cc_pack_kv_u64(pk, "callback_offers", q->offers);
+        cc_pack_kv_u64(pk, "callbacks_accepted", q->callbacks);
     }
 
-    pack_cstr(pk, "alerts");
+    cc_pack_str(pk, "alerts");
     msgpack_pack_map(pk, 1);
-    pack_kv_u64(pk, "hold.long", e->alerts_hold_long);
+    cc_pack_kv_u64(pk, "hold.long", e->alerts_hold_long);
 
-    pack_cstr(pk, "callbacks");
+    cc_pack_str(pk, "callbacks");
     msgpack_pack_map(pk, 2);
-    pack_kv_u64(pk, "callback.offer", e->cb_offers);
-    pack_kv_u64(pk, "callback.cancel", e->cb_cancels);
+    cc_pack_kv_u64(pk, "callback.offer", e->cb_offers);
+    cc_pack_kv_u64(pk, "callback.cancel", e->cb_cancels);
 
-    pack_cstr(pk, "timers");
+    cc_pack_str(pk, "timers");
     msgpack_pack_map(pk, 2);
-    pack_kv_u64(pk, "armed", e->wheel.count);
-    pack_kv_u64(pk, "next_due",
-                cc_wheel_next(&e->wheel) == CC_WHEEL_NEVER
-                    ? 0
-                    : cc_wheel_next(&e->wheel));
+    cc_pack_kv_u64(pk, "armed", e->wheel.count);
+    cc_pack_kv_u64(pk, "next_due",
+                   cc_wheel_next(&e->wheel) == CC_WHEEL_NEVER
+                       ? 0
+                       : cc_wheel_next(&e->wheel));
 
-    pack_cstr(pk, "dedup");
+    cc_pack_str(pk, "dedup");
     msgpack_pack_map(pk, 3);
-    pack_kv_u64(pk, "window", e->dedup.cap);
-    pack_kv_u64(pk, "held", e->dedup.count);
-    pack_kv_u64(pk, "bytes", cc_dedup_bytes(&e->dedup));
+    cc_pack_kv_u64(pk, "window", e->dedup.cap);
+    cc_pack_kv_u64(pk, "held", e->dedup.count);
+    cc_pack_kv_u64(pk, "bytes", cc_dedup_bytes(&e->dedup));
 }

@@ -11,6 +11,7 @@
 #include "cc.h"
 
 #include <msgpack.h>
+#include <string.h>
 
 enum cc_out_kind { CC_OUT_ALERT, CC_OUT_CALLBACK };
 
@@ -41,5 +42,23 @@ cc_outbox_data(const struct cc_outbox *ob, const struct cc_out *o) {
     return ob->sb.data + o->off;
 }
 void cc_outbox_clear(struct cc_outbox *ob);
+
+/* Packing helpers shared by everything that builds maps to send. */
+static inline void
+cc_pack_strn(msgpack_packer *pk, const char *s, size_t n) {
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+static inline void
+cc_pack_str(msgpack_packer *pk, const char *s) {
+    cc_pack_strn(pk, s, strlen(s));
+}
+
+static inline void
+cc_pack_kv_u64(msgpack_packer *pk, const char *key, uint64_t v) {
+    cc_pack_str(pk, key);
+    msgpack_pack_uint64(pk, v);
+}
 
 #endif

@@ -372,17 +372,10 @@ rep_recv(struct rep_ctx *c) {
 }
 
 static void
-pack_cstr(msgpack_packer *pk, const char *str) {
-    size_t n = strlen(str);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, str, n);
-}
-
-static void
 pack_error(msgpack_packer *pk, const char *err) {
     msgpack_pack_map(pk, 1);
-    pack_cstr(pk, "error");
-    pack_cstr(pk, err);
+    cc_pack_str(pk, "error");
+    cc_pack_str(pk, err);
 }
 
 static void
@@ -405,22 +398,22 @@ reply_ingest(struct cc_server *s, nng_msg *req) {
         return;
     }
     msgpack_pack_map(pk, 3);
-    pack_cstr(pk, "accepted");
+    cc_pack_str(pk, "accepted");
     msgpack_pack_uint32(pk, r->accepted);
-    pack_cstr(pk, "duplicates");
+    cc_pack_str(pk, "duplicates");
     msgpack_pack_uint32(pk, r->duplicates);
-    pack_cstr(pk, "rejected");
+    cc_pack_str(pk, "rejected");
     msgpack_pack_array(pk, r->rejected);
     for (i = 0; i < r->rejected; i++) {
         size_t n = cc_reject_format(&r->rej[i].rej, reason, sizeof(reason));
         msgpack_pack_map(pk, 3);
-        pack_cstr(pk, "index");
+        cc_pack_str(pk, "index");
         msgpack_pack_uint32(pk, r->rej[i].index);
-        pack_cstr(pk, "reason");
+        cc_pack_str(pk, "reason");
         msgpack_pack_str(pk, n);
         msgpack_pack_str_body(pk, reason, n);
-        pack_cstr(pk, "code");
-        pack_cstr(pk, cc_reason_name(r->rej[i].rej.code));
+        cc_pack_str(pk, "code");
+        cc_pack_str(pk, cc_reason_name(r->rej[i].rej.code));
     }
 }
 
@@ -431,39 +424,26 @@ pack_server_stats(struct cc_server *s, msgpack_packer *pk) {
 
     cc_mem_stats(&ms);
     msgpack_pack_map(pk, 4);
-    pack_cstr(pk, "version");
-    pack_cstr(pk, CC_VERSION);
-    pack_cstr(pk, "uptime_ms");
-    msgpack_pack_uint64(pk, now_ms(s) - s->started);
-    pack_cstr(pk, "server");
+    cc_pack_str(pk, "version");
+    cc_pack_str(pk, CC_VERSION);
+    cc_pack_kv_u64(pk, "uptime_ms", now_ms(s) - s->started);
+    cc_pack_str(pk, "server");
     msgpack_pack_map(pk, 13);
-    pack_cstr(pk, "ingest_io");
-    pack_cstr(pk, s->cfg.ingest_io == CC_IO_POLL ? "poll" : "thread");
-    pack_cstr(pk, "pull_messages");
-    msgpack_pack_uint64(pk, t->pull_messages);
-    pack_cstr(pk, "pull_bytes");
-    msgpack_pack_uint64(pk, t->pull_bytes);
-    pack_cstr(pk, "ack_messages");
-    msgpack_pack_uint64(pk, t->ack_messages);
-    pack_cstr(pk, "queries");
-    msgpack_pack_uint64(pk, t->queries);
-    pack_cstr(pk, "oversized_messages");
-    msgpack_pack_uint64(pk, t->oversized);
-    pack_cstr(pk, "alerts_sent");
-    msgpack_pack_uint64(pk, t->alerts_sent);
-    pack_cstr(pk, "callbacks_sent");
-    msgpack_pack_uint64(pk, t->callbacks_sent);
-    pack_cstr(pk, "callbacks_backlog");
-    msgpack_pack_uint64(pk, s->cbq_count);
-    pack_cstr(pk, "callbacks_dropped");
-    msgpack_pack_uint64(pk, t->callbacks_dropped);
-    pack_cstr(pk, "reply_failures");
-    msgpack_pack_uint64(pk, t->reply_failures);
-    pack_cstr(pk, "memory_bytes");
-    msgpack_pack_uint64(pk, ms.bytes_live);
-    pack_cstr(pk, "allocations");
-    msgpack_pack_uint64(pk, ms.allocs);
-    pack_cstr(pk, "engine");
+    cc_pack_str(pk, "ingest_io");
+    cc_pack_str(pk, s->cfg.ingest_io == CC_IO_POLL ? "poll" : "thread");
+    cc_pack_kv_u64(pk, "pull_messages", t->pull_messages);
+    cc_pack_kv_u64(pk, "pull_bytes", t->pull_bytes);
+    cc_pack_kv_u64(pk, "ack_messages", t->ack_messages);
+    cc_pack_kv_u64(pk, "queries", t->queries);
+    cc_pack_kv_u64(pk, "oversized_messages", t->oversized);
+    cc_pack_kv_u64(pk, "alerts_sent", t->alerts_sent);
+    cc_pack_kv_u64(pk, "callbacks_sent", t->callbacks_sent);
+    cc_pack_kv_u64(pk, "callbacks_backlog", s->cbq_count);
+    cc_pack_kv_u64(pk, "callbacks_dropped", t->callbacks_dropped);
+    cc_pack_kv_u64(pk, "reply_failures", t->reply_failures);
+    cc_pack_kv_u64(pk, "memory_bytes", ms.bytes_live);
+    cc_pack_kv_u64(pk, "allocations", ms.allocs);
+    cc_pack_str(pk, "engine");
     cc_engine_pack_stats(s->engine, pk);
 }
 
