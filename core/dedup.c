@@ -41,19 +41,18 @@ cc_dedup_bytes(const struct cc_dedup *d) {
     return d->cap ? (size_t)((d->mask + 1 + d->cap) * sizeof(uint64_t)) : 0;
 }
 
-static inline uint64_t
-fingerprint(const struct cc_dedup *d, const void *id, size_t len) {
+uint64_t
+cc_dedup_fingerprint(const struct cc_dedup *d, const void *id, size_t len) {
     uint64_t f = cc_hash(id, len, d->seed);
     return f ? f : 1;
 }
 
 bool
-cc_dedup_seen(const struct cc_dedup *d, const void *id, size_t len) {
-    uint64_t f, i;
+cc_dedup_seen(const struct cc_dedup *d, uint64_t f) {
+    uint64_t i;
 
     if (d->cap == 0)
         return false;
-    f = fingerprint(d, id, len);
     for (i = f & d->mask; d->set[i] != 0; i = (i + 1) & d->mask) {
         if (d->set[i] == f)
             return true;
@@ -82,12 +81,11 @@ set_remove(struct cc_dedup *d, uint64_t f) {
 }
 
 void
-cc_dedup_add(struct cc_dedup *d, const void *id, size_t len) {
-    uint64_t f, i, slot;
+cc_dedup_add(struct cc_dedup *d, uint64_t f) {
+    uint64_t i, slot;
 
     if (d->cap == 0)
         return;
-    f = fingerprint(d, id, len);
     slot = (d->head + d->count) % d->cap;
     if (d->count == d->cap) {
         set_remove(d, d->ring[d->head]);

@@ -25,9 +25,13 @@ struct cc_dedup {
 /* window = 0 disables the check. */
 int cc_dedup_init(struct cc_dedup *d, uint64_t window, uint64_t seed);
 void cc_dedup_fini(struct cc_dedup *d);
-bool cc_dedup_seen(const struct cc_dedup *d, const void *id, size_t len);
-/* Remembers id, forgetting the oldest when full. */
-void cc_dedup_add(struct cc_dedup *d, const void *id, size_t len);
+/* The fingerprint under which an id is remembered: compute it once per
+ * event and pass it to both calls below. */
+uint64_t cc_dedup_fingerprint(const struct cc_dedup *d, const void *id,
+                              size_t len);
+bool cc_dedup_seen(const struct cc_dedup *d, uint64_t fp);
+/* Remembers fp, forgetting the oldest when full. */
+void cc_dedup_add(struct cc_dedup *d, uint64_t fp);
 size_t cc_dedup_bytes(const struct cc_dedup *d);
 
 #endif

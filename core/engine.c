@@ -862,29 +862,30 @@ lifecycle(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
 }
 
 static void
-count_accepted(struct cc_engine *e, const struct cc_event *ev) {
+count_accepted(struct cc_engine *e, const struct cc_event *ev, uint64_t fp) {
     e->accepted++;
     e->by_type[ev->type]++;
     e->chan[ev->channel].events++;
-    cc_dedup_add(&e->dedup, ev->id.p, ev->id.n);
+    cc_dedup_add(&e->dedup, fp);
 }
 
 enum cc_verdict
 cc_engine_apply(struct cc_engine *e, const struct cc_event *ev, uint64_t now,
                 struct cc_reject *rej) {
     struct cc_contact *c;
-    uint64_t h;
+    uint64_t h, fp;
     bool created = false;
 
     cc_wheel_advance(&e->wheel, now);
-    if (cc_dedup_seen(&e->dedup, ev->id.p, ev->id.n)) {
+    fp = cc_dedup_fingerprint(&e->dedup, ev->id.p, ev->id.n);
+    if (cc_dedup_seen(&e->dedup, fp)) {
         e->duplicates++;
         return CC_DUPLICATE;
     }
     if (ev->contact.n == 0) {
         /* Agent, identity, feedback and resolve events carry no contact:
          * counted here, acted on by later modules. */
-        count_accepted(e, ev);
+        count_accepted(e, ev, fp);
         return CC_ACCEPTED;
     }
     h = contact_hash(e, ev->channel, ev->contact);
@@ -896,7 +897,7 @@ cc_engine_apply(struct cc_engine *e, const struct cc_event *ev, uint64_t now,
                 goto rejected;
             created = true;
             if (ev->type == CC_EV_CONTACT_OPEN) {
-                count_accepted(e, ev);
+                count_accepted(e, ev, fp);
                 return CC_ACCEPTED;
             }
             e->implicit_opens++;
@@ -909,11 +910,11 @@ cc_engine_apply(struct cc_engine *e, const struct cc_event *ev, uint64_t now,
             /* Callback outcomes often arrive after the original contact
              * closed: they are not an error. */
             e->callback_unknown++;
-            count_accepted(e, ev);
+            count_accepted(e, ev, fp);
             return CC_ACCEPTED;
         } else if (ev->type == CC_EV_CONVERSATION_RESOLVE ||
                    ev->type == CC_EV_FEEDBACK) {
-            count_accepted(e, ev);
+            count_accepted(e, ev, fp);
             return CC_ACCEPTED;
         } else {
             rej->code = CC_R_STATE;
@@ -932,7 +933,7 @@ cc_engine_apply(struct cc_engine *e, const struct cc_event *ev, uint64_t now,
             end_hold(e, c, ev);
         e->chan[c->channel].closed++;
         contact_free(e, c);
-        count_accepted(e, ev);
+        count_accepted(e, ev, fp);
         return CC_ACCEPTED;
     }
     if (lifecycle(e, c, ev, now, rej) != 0) {
@@ -945,7 +946,7 @@ cc_engine_apply(struct cc_engine *e, const struct cc_event *ev, uint64_t now,
     if (!created && (ev->flags & CC_EVF_CUSTOMER))
         (void)contact_set_customer(e, c, ev);
     c->last_seen = now;
-    count_accepted(e, ev);
+    count_accepted(e, ev, fp);
     return CC_ACCEPTED;
 
 rejected:
@@ -1020,6 +1021,12 @@ cc_engine_ingest(struct cc_engine *e, const void *buf, size_t len, uint64_t now,
 
 /* ---- stats ------------------------------------------------------------ */
 
+/* Memory held for open contacts: records plus their blobs. */
+static uint64_t
+contact_bytes(const struct cc_engine *e) {
+    return e->open_contacts * sizeof(struct cc_contact) + e->blob_bytes;
+}
+
 void
 cc_engine_counts(const struct cc_engine *e, struct cc_engine_counts *c) {
     c->open_contacts = e->open_contacts;
@@ -1029,12 +1036,12 @@ cc_engine_counts(const struct cc_engine *e, struct cc_engine_counts *c) {
     c->implicit_opens = e->implicit_opens;
     c->alerts = e->alerts_hold_long;
     c->callbacks = e->cb_offers + e->cb_cancels;
-    c->contact_bytes =
-        e->open_contacts * sizeof(struct cc_contact) + e->blob_bytes;
+    c->contact_bytes = contact_bytes(e);
 }
 
 void
 cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
+    uint64_t next;
     uint32_t i;
     int s;
 
@@ -1088,9 +1095,7 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
     for (s = 0; s < CS__COUNT; s++)
         cc_pack_kv_u64(pk, cstate_names[s], e->by_state[s]);
     cc_pack_kv_u64(pk, "max", e->cfg.max_contacts);
-    cc_pack_kv_u64(pk, "bytes",
-                   e->open_contacts * sizeof(struct cc_contact) +
-                       e->blob_bytes);
+    cc_pack_kv_u64(pk, "bytes", contact_bytes(e));
 
     cc_pack_str(pk, "queues");
     msgpack_pack_map(pk, e->nqueues);
@@ -1118,10 +1123,8 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
     cc_pack_str(pk, "timers");
     msgpack_pack_map(pk, 2);
     cc_pack_kv_u64(pk, "armed", e->wheel.count);
-    cc_pack_kv_u64(pk, "next_due",
-                   cc_wheel_next(&e->wheel) == CC_WHEEL_NEVER
-                       ? 0
-                       : cc_wheel_next(&e->wheel));
+    next = cc_wheel_next(&e->wheel);
+    cc_pack_kv_u64(pk, "next_due", next == CC_WHEEL_NEVER ? 0 : next);
 
     cc_pack_str(pk, "dedup");
     msgpack_pack_map(pk, 3);

@@ -375,7 +375,6 @@ decode_event(struct cc_mp *m, const struct cc_channels *ch, struct cc_event *ev,
         if (cc_mp_read_str(m, &k) != 0)
             REJECT(CC_R_KEY_NOT_STRING, NULL, NULL);
         rc = 0;
-        /* Dispatch on length first: most keys differ there. */
         if (cc_str_eq(k, "id")) {
             rc = get_str(m, "id", CC_ID_MAX, &ev->id, rej);
             seen |= SEEN_ID;

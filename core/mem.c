@@ -67,33 +67,52 @@ cc_strndup(const char *s, size_t n) {
 }
 
 #define HUGE_PAGE ((size_t)2 << 20)
+/* From this size up a table gets its own mapping, rounded up to whole
+ * huge pages: pool chunks are sized just under 2 MiB to fill one. */
+#define TABLE_MAP_MIN ((size_t)1 << 20)
+
+static size_t
+table_bytes(size_t n) {
+    return (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+}
 
 void *
 cc_alloc_table(size_t n) {
-    void *p;
-    if (n < HUGE_PAGE)
+    char *p, *aligned;
+    size_t head, tail;
+
+    if (n < TABLE_MAP_MIN)
         return cc_calloc(1, n);
-    n = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-    p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-             0);
+    n = table_bytes(n);
+    /* Map one huge page more than needed and trim, so the table starts on
+     * a 2 MiB boundary where the kernel can back it with huge pages. */
+    p = mmap(NULL, n + HUGE_PAGE, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
+    aligned = (char *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1));
+    head = (size_t)(aligned - p);
+    tail = HUGE_PAGE - head;
+    if (head != 0)
+        munmap(p, head);
+    if (tail != 0)
+        munmap(aligned + n, tail);
     /* Advice only: without transparent huge pages it still works. */
-    (void)madvise(p, n, MADV_HUGEPAGE);
+    (void)madvise(aligned, n, MADV_HUGEPAGE);
     atomic_fetch_add_explicit(&mem_allocs, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&mem_live, n, memory_order_relaxed);
-    return p;
+    return aligned;
 }
 
 void
 cc_free_table(void *p, size_t n) {
     if (p == NULL)
         return;
-    if (n < HUGE_PAGE) {
+    if (n < TABLE_MAP_MIN) {
         cc_free(p, n);
         return;
     }
-    n = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    n = table_bytes(n);
     munmap(p, n);
     atomic_fetch_add_explicit(&mem_frees, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&mem_live, n, memory_order_relaxed);

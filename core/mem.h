@@ -27,9 +27,10 @@ void cc_free(void *p, size_t n);
 char *cc_strndup(const char *s, size_t n);
 /*
  * Zeroed memory for large tables that are read at random (hash tables,
- * pools): mapped directly and, from 2 MiB up, marked for transparent huge
- * pages, so that a random lookup costs one cache miss instead of a cache
- * miss plus a page walk. Free with cc_free_table and the same size.
+ * pools): from 1 MiB up, mapped on a 2 MiB boundary in whole huge pages
+ * and marked for transparent huge pages, so that a random lookup costs one
+ * cache miss instead of a cache miss plus a page walk. Free with cc_free_table
+ * and the same size.
  */
 void *cc_alloc_table(size_t n);
 void cc_free_table(void *p, size_t n);
