@@ -9,6 +9,7 @@
  * each at batch 1 and batch 100.
  *
  * usage: cc_bench [--contacts N] [--events N] [--msgs1 N] [--only engine|nng]
+ *                 [--batch 1|100]
  */
 #include "engine.h"
 #include "loadgen.h"
@@ -41,7 +42,7 @@ now_s(void) {
 /* ---- 1. decode + engine ---------------------------------------------- */
 
 static void
-bench_engine(uint32_t contacts, uint64_t events) {
+bench_engine(uint32_t contacts, uint64_t events, uint32_t only_batch) {
     static const uint32_t batches[] = {1, 100};
     struct cc_engine_config cfg;
     struct cc_engine *e;
@@ -57,6 +58,8 @@ bench_engine(uint32_t contacts, uint64_t events) {
     printf("\n== decode + engine, no sockets (%u contacts in flight)\n",
            contacts);
     for (b = 0; b < CC_ARRAY_SIZE(batches); b++) {
+        if (only_batch != 0 && batches[b] != only_batch)
+            continue;
         cc_engine_config_defaults(&cfg);
         cfg.max_contacts = contacts * 2;
         cfg.hold_long_ms = 600000;
@@ -66,6 +69,27 @@ bench_engine(uint32_t contacts, uint64_t events) {
         lg_messages(&g, (contacts + contacts / 5) * 4ULL, batches[b], &prefill);
         lg_messages(&g, events, batches[b], &run);
 
+        {
+            /* Decoding alone, for the share of the engine figure it
+             * takes. */
+            struct cc_msg_iter it;
+            struct cc_event ev;
+            struct cc_reject rj;
+            const char *err;
+            uint64_t nev = 0;
+
+            t = now_s();
+            for (i = 0; i < run.n; i++) {
+                if (cc_msg_open(&it, run.data + run.off[i],
+                                run.off[i + 1] - run.off[i], &err) != 0)
+                    continue;
+                while (cc_msg_next(&it, &cfg.channels, &ev, &rj) >= 0)
+                    nev++;
+            }
+            t = now_s() - t;
+            printf("batch %3u: decode only %10.0f events/s  %6.0f ns/event\n",
+                   batches[b], (double)nev / t, t * 1e9 / (double)nev);
+        }
         cc_mem_stats(&m0);
         if (cc_engine_new(&e, &cfg, (uint64_t)T0) != 0) {
             printf("engine: out of memory\n");
@@ -293,6 +317,7 @@ main(int argc, char **argv) {
     uint32_t contacts = 1000000;
     uint64_t events = 2000000, msgs1 = 100000;
     const char *only = NULL;
+    uint32_t only_batch = 0;
     int i;
 
     for (i = 1; i < argc; i++) {
@@ -304,15 +329,18 @@ main(int argc, char **argv) {
             msgs1 = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
             only = argv[++i];
+        else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
+            only_batch = (uint32_t)strtoul(argv[++i], NULL, 10);
         else {
             fprintf(stderr, "usage: cc_bench [--contacts N] [--events N] "
-                            "[--msgs1 N] [--only engine|nng]\n");
+                            "[--msgs1 N] [--only engine|nng] "
+                            "[--batch 1|100]\n");
             return 2;
         }
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (only == NULL || !strcmp(only, "engine"))
-        bench_engine(contacts, events);
+        bench_engine(contacts, events, only_batch);
     if (only == NULL || !strcmp(only, "nng")) {
         static const uint32_t batches[] = {1, 100};
         size_t b;
@@ -323,6 +351,8 @@ main(int argc, char **argv) {
             struct lg_msgs msgs;
             double raw, thr, pol;
             uint64_t n = batches[b] == 1 ? msgs1 : events;
+            if (only_batch != 0 && batches[b] != only_batch)
+                continue;
             /* Event times near the daemon's clock, so that its timed rules
              * behave as in production rather than all being overdue. */
             struct timespec wall;

@@ -30,6 +30,12 @@ void cc_dedup_fini(struct cc_dedup *d);
 uint64_t cc_dedup_fingerprint(const struct cc_dedup *d, const void *id,
                               size_t len);
 bool cc_dedup_seen(const struct cc_dedup *d, uint64_t fp);
+/* Starts loading the memory cc_dedup_seen(fp) will read. */
+static inline void
+cc_dedup_prefetch(const struct cc_dedup *d, uint64_t fp) {
+    if (d->cap != 0)
+        __builtin_prefetch(&d->set[fp & d->mask]);
+}
 /* Remembers fp, forgetting the oldest when full. */
 void cc_dedup_add(struct cc_dedup *d, uint64_t fp);
 size_t cc_dedup_bytes(const struct cc_dedup *d);

@@ -125,13 +125,15 @@ cc_mem_stats(struct cc_mem_stats *out) {
     out->bytes_live = atomic_load_explicit(&mem_live, memory_order_relaxed);
 }
 
-/* A chunk header followed by per_chunk objects. */
+/* A chunk header, then per_chunk objects from CHUNK_HEAD bytes in. Large
+ * chunks are mapped on 2 MiB boundaries, so their objects start on a cache
+ * line: an object whose size is a multiple of 64 bytes touches no more
+ * lines than it must. */
 struct cc_pool_chunk {
     struct cc_pool_chunk *next;
     size_t bytes;
-    /* Keeps the objects after the header maximally aligned. */
-    max_align_t data[];
 };
+#define CHUNK_HEAD ((size_t)64)
 
 void
 cc_pool_init(struct cc_pool *p, size_t obj_size, size_t per_chunk) {
@@ -175,7 +177,7 @@ cc_pool_put(struct cc_pool *p, void *obj) {
 #else
 static int
 pool_grow(struct cc_pool *p) {
-    size_t bytes = sizeof(struct cc_pool_chunk) + p->obj_size * p->per_chunk;
+    size_t bytes = CHUNK_HEAD + p->obj_size * p->per_chunk;
     struct cc_pool_chunk *c = cc_alloc_table(bytes);
     char *o;
     size_t i;
@@ -185,7 +187,7 @@ pool_grow(struct cc_pool *p) {
     c->bytes = bytes;
     c->next = p->chunks;
     p->chunks = c;
-    o = (char *)c->data;
+    o = (char *)c + CHUNK_HEAD;
     /* Thread the new objects onto the free list, lowest address first. */
     for (i = p->per_chunk; i-- > 0;) {
         void **slot = (void **)(void *)(o + i * p->obj_size);

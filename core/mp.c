@@ -217,7 +217,7 @@ cc_mp_read_double(struct cc_mp *m, double *out) {
 }
 
 int
-cc_mp_read_str(struct cc_mp *m, struct cc_str *out) {
+cc__mp_read_str(struct cc_mp *m, struct cc_str *out) {
     const uint8_t *p = m->p;
     uint32_t n;
     size_t hdr;
@@ -285,111 +285,166 @@ cc_mp_read_array(struct cc_mp *m, uint32_t *count) {
 }
 
 int
-cc_mp_read_map(struct cc_mp *m, uint32_t *count) {
+cc__mp_read_map(struct cc_mp *m, uint32_t *count) {
     return read_container(m, count, 0x80, 0x8f, 0xde, 0xdf, 2);
 }
 
-/* Skips raw payload bytes after a header of hdr bytes. */
-static int
-skip_bytes(struct cc_mp *m, size_t hdr, uint64_t n) {
-    if ((uint64_t)(m->end - m->p) < hdr + n)
-        return CC_EPROTO;
-    m->p += hdr + n;
-    return 0;
-}
+/*
+ * The extent of a value whose size its first bytes fix: header bytes and
+ * payload bytes, or 0 for a container. Returns -1 for 0xc1 and for a header
+ * cut short.
+ */
+static inline int
+value_extent(const uint8_t *p, const uint8_t *end, size_t *hdr,
+             uint64_t *payload) {
+    uint8_t b = *p;
+    size_t left = (size_t)(end - p);
 
-static int
-skip_value(struct cc_mp *m, int depth) {
-    const uint8_t *p = m->p;
-    uint32_t n, i;
-    uint8_t b;
-    int rc;
-
-    if (depth > CC_MP_MAX_DEPTH)
-        return CC_EPROTO;
-    NEED(m, 1);
-    b = *p;
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
-        return skip_bytes(m, 1, 0);
-    if ((b >= 0x80 && b <= 0x8f) || b == 0xde || b == 0xdf) {
-        rc = cc_mp_read_map(m, &n);
-        if (rc)
-            return rc;
-        for (i = 0; i < 2 * (uint64_t)n; i++) {
-            rc = skip_value(m, depth + 1);
-            if (rc)
-                return rc;
-        }
+    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
+        *hdr = 1;
+        *payload = 0;
         return 0;
     }
-    if ((b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd) {
-        rc = cc_mp_read_array(m, &n);
-        if (rc)
-            return rc;
-        for (i = 0; i < n; i++) {
-            rc = skip_value(m, depth + 1);
-            if (rc)
-                return rc;
-        }
+    if (b >= 0xa0 && b <= 0xbf) {
+        *hdr = 1;
+        *payload = b & 0x1f;
         return 0;
     }
-    if (b >= 0xa0 && b <= 0xbf)
-        return skip_bytes(m, 1, b & 0x1f);
+    *payload = 0;
     switch (b) {
     case 0xcc:
     case 0xd0:
-        return skip_bytes(m, 2, 0);
+        *hdr = 2;
+        return 0;
     case 0xcd:
     case 0xd1:
-        return skip_bytes(m, 3, 0);
+        *hdr = 3;
+        return 0;
     case 0xca:
     case 0xce:
     case 0xd2:
-        return skip_bytes(m, 5, 0);
+        *hdr = 5;
+        return 0;
     case 0xcb:
     case 0xcf:
     case 0xd3:
-        return skip_bytes(m, 9, 0);
+        *hdr = 9;
+        return 0;
     case 0xd4:
-        return skip_bytes(m, 2, 1);
     case 0xd5:
-        return skip_bytes(m, 2, 2);
     case 0xd6:
-        return skip_bytes(m, 2, 4);
     case 0xd7:
-        return skip_bytes(m, 2, 8);
     case 0xd8:
-        return skip_bytes(m, 2, 16);
+        *hdr = 2;
+        *payload = 1u << (b - 0xd4);
+        return 0;
     case 0xc4:
     case 0xd9:
-        NEED(m, 2);
-        return skip_bytes(m, 2, p[1]);
+    case 0xc7:
+        if (left < 2)
+            return -1;
+        *hdr = b == 0xc7 ? 3 : 2;
+        *payload = p[1];
+        return 0;
     case 0xc5:
     case 0xda:
-        NEED(m, 3);
-        return skip_bytes(m, 3, be16(p + 1));
+    case 0xc8:
+        if (left < 3)
+            return -1;
+        *hdr = b == 0xc8 ? 4 : 3;
+        *payload = be16(p + 1);
+        return 0;
     case 0xc6:
     case 0xdb:
-        NEED(m, 5);
-        return skip_bytes(m, 5, be32(p + 1));
-    case 0xc7:
-        NEED(m, 3);
-        return skip_bytes(m, 3, p[1]);
-    case 0xc8:
-        NEED(m, 4);
-        return skip_bytes(m, 4, be16(p + 1));
     case 0xc9:
-        NEED(m, 6);
-        return skip_bytes(m, 6, be32(p + 1));
+        if (left < 5)
+            return -1;
+        *hdr = b == 0xc9 ? 6 : 5;
+        *payload = be32(p + 1);
+        return 0;
     }
-    return CC_EPROTO; /* 0xc1 is never used */
+    return -1; /* 0xc1 is never used */
+}
+
+/*
+ * Skips one value without recursion: `left` counts the values still to
+ * read at the current depth, and the stack keeps the counts of the
+ * enclosing containers. This runs over every byte of every message before
+ * anything in it is used, so it stays a tight loop.
+ */
+static int
+skip_value(struct cc_mp *m) {
+    uint64_t stack[CC_MP_MAX_DEPTH + 1];
+    const uint8_t *p = m->p, *end = m->end;
+    uint64_t left = 1, payload;
+    unsigned depth = 0;
+    uint32_t n;
+    size_t hdr;
+    uint8_t b;
+
+    for (;;) {
+        while (left == 0) {
+            if (depth == 0) {
+                m->p = p;
+                return 0;
+            }
+            left = stack[--depth];
+        }
+        left--;
+        if (p >= end)
+            return CC_EPROTO;
+        b = *p;
+        /* The common cases first, without a call: fixstr, fixint. */
+        if ((b & 0xe0) == 0xa0) {
+            if ((size_t)(end - p) - 1 < (size_t)(b & 0x1f))
+                return CC_EPROTO;
+            p += 1 + (b & 0x1f);
+            continue;
+        }
+        if (b <= 0x7f || b >= 0xe0) {
+            p++;
+            continue;
+        }
+        if (b <= 0x9f || b == 0xdc || b == 0xdd || b == 0xde || b == 0xdf) {
+            bool is_map = b <= 0x8f || b >= 0xde;
+            if (b <= 0x9f) {
+                n = b & 0x0f;
+                hdr = 1;
+            } else if (b == 0xdc || b == 0xde) {
+                if (end - p < 3)
+                    return CC_EPROTO;
+                n = be16(p + 1);
+                hdr = 3;
+            } else {
+                if (end - p < 5)
+                    return CC_EPROTO;
+                n = be32(p + 1);
+                hdr = 5;
+            }
+            p += hdr;
+            if (n == 0)
+                continue;
+            /* Each element takes at least a byte: a count that cannot fit
+             * in what is left is a lie. */
+            if ((is_map ? 2 * (uint64_t)n : n) > (uint64_t)(end - p))
+                return CC_EPROTO;
+            /* The container's elements sit one level deeper. */
+            if (depth >= CC_MP_MAX_DEPTH)
+                return CC_EPROTO;
+            stack[depth++] = left;
+            left = is_map ? 2 * (uint64_t)n : n;
+            continue;
+        }
+        if (value_extent(p, end, &hdr, &payload) != 0)
+            return CC_EPROTO;
+        if ((uint64_t)(end - p) < hdr + payload)
+            return CC_EPROTO;
+        p += hdr + payload;
+    }
 }
 
 int
 cc_mp_skip(struct cc_mp *m) {
-    const uint8_t *save = m->p;
-    int rc = skip_value(m, 0);
-    if (rc)
-        m->p = save;
-    return rc;
+    /* skip_value() moves m->p only when it succeeds. */
+    return skip_value(m);
 }

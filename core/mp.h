@@ -70,12 +70,46 @@ int cc_mp_read_bool(struct cc_mp *m, bool *out);
 int cc_mp_read_int(struct cc_mp *m, int64_t *out);
 /* Accepts integers and floats. */
 int cc_mp_read_double(struct cc_mp *m, double *out);
-int cc_mp_read_str(struct cc_mp *m, struct cc_str *out);
+static inline int cc_mp_read_str(struct cc_mp *m, struct cc_str *out);
 /* Reads an array or map header. Each element takes at least one byte (two
  * per map entry), so counts larger than what remains fail. */
 int cc_mp_read_array(struct cc_mp *m, uint32_t *count);
-int cc_mp_read_map(struct cc_mp *m, uint32_t *count);
+static inline int cc_mp_read_map(struct cc_mp *m, uint32_t *count);
 /* Skips one complete value of any type, nested at most CC_MP_MAX_DEPTH. */
 int cc_mp_skip(struct cc_mp *m);
+
+/* The general cases of the two inline readers below. */
+int cc__mp_read_str(struct cc_mp *m, struct cc_str *out);
+int cc__mp_read_map(struct cc_mp *m, uint32_t *count);
+
+/* Keys and most values are short strings and events are small maps: those
+ * one-byte headers are read inline, everything else out of line. */
+static inline int
+cc_mp_read_str(struct cc_mp *m, struct cc_str *out) {
+    if (m->p < m->end && (*m->p & 0xe0) == 0xa0) {
+        uint32_t n = *m->p & 0x1f;
+        if ((size_t)(m->end - m->p) - 1 < n)
+            return CC_EPROTO;
+        out->p = (const char *)m->p + 1;
+        out->n = n;
+        m->p += 1 + n;
+        return 0;
+    }
+    return cc__mp_read_str(m, out);
+}
+
+static inline int
+cc_mp_read_map(struct cc_mp *m, uint32_t *count) {
+    if (m->p < m->end && (*m->p & 0xf0) == 0x80) {
+        uint32_t n = *m->p & 0x0f;
+        /* Each entry takes at least two bytes. */
+        if ((size_t)(m->end - m->p) - 1 < 2 * (size_t)n)
+            return CC_EPROTO;
+        *count = n;
+        m->p++;
+        return 0;
+    }
+    return cc__mp_read_map(m, count);
+}
 
 #endif
