@@ -54,7 +54,8 @@ static const char *const cstate_names[CS__COUNT] = {"open", "queued",
 enum {
     CF_ANSWERED = 1 << 0, /* an agent answered at least once */
     CF_OFFERED = 1 << 1,  /* a callback offer is outstanding */
-    CF_ACCEPTED = 1 << 2  /* the customer accepted a callback */
+    CF_ACCEPTED = 1 << 2, /* the customer accepted a callback */
+    CF_PHONE = 1 << 3     /* the customer map has a phone number */
 };
 
 /* Contact ids up to this many bytes live in the record itself, in the same
@@ -404,6 +405,10 @@ contact_set_customer(struct cc_engine *e, struct cc_contact *c,
         cc_blob_put(&e->blobs, c->blob, contact_blob_size(c));
     c->blob = blob;
     c->cust_len = (uint16_t)ev->customer_len;
+    if (ev->ident[CC_IDENT_PHONE].n != 0)
+        c->flags |= CF_PHONE;
+    else
+        c->flags &= (uint8_t)~CF_PHONE;
     e->blob_bytes += n;
     return 0;
 }
@@ -451,6 +456,8 @@ contact_open(struct cc_engine *e, const struct cc_event *ev, uint64_t h,
     c->hash = h;
     c->channel = ev->channel;
     c->state = CS_OPEN;
+    if (ev->ident[CC_IDENT_PHONE].n != 0)
+        c->flags |= CF_PHONE;
     c->opened_ts = ev->ts;
     cc_timer_init(&c->state_timer, state_timer_cb);
     cc_timer_init(&c->idle_timer, idle_timer_cb);
@@ -751,7 +758,7 @@ join_queue(struct cc_engine *e, struct cc_contact *c, struct cc_queue *q,
     c->queued_ts = ev->ts;
     c->flags &= (uint8_t) ~(CF_OFFERED | CF_ACCEPTED);
     if (e->cfg.offer_after_waiting_ms != 0 &&
-        (contact_phone(c).n != 0 || ev->ident[CC_IDENT_PHONE].n != 0))
+        ((c->flags & CF_PHONE) || ev->ident[CC_IDENT_PHONE].n != 0))
         cc_wheel_arm(&e->wheel, &c->state_timer,
                      (uint64_t)ev->ts + e->cfg.offer_after_waiting_ms);
     return 0;
@@ -1041,21 +1048,61 @@ report_reject(struct cc_ingest_report *r, uint32_t index,
 
 /* One decoded event waiting in the ingest pipeline. */
 struct ingest_slot {
-    int rc; /* from cc_msg_next: 1 event, 0 rejected, -1 none */
+    int rc;       /* from cc_msg_next: 1 event, 0 rejected, -1 none */
+    uint32_t msg; /* which message of the call it came from */
     uint32_t index;
     struct cc_event ev;
     struct cc_reject rej;
     struct ev_keys k;
 };
 
-/* Decodes the next event into s and starts loading the memory its
- * application will read: the duplicate window slot and the contact's hash
- * bucket. */
+/* Walks the events of several messages in order. */
+struct ingest_src {
+    const struct cc_msgbuf *msgs;
+    struct cc_ingest_report *reps;
+    uint32_t n, cur;
+    bool open;
+    struct cc_msg_iter it;
+};
+
 static void
-ingest_decode(struct cc_engine *e, struct cc_msg_iter *it,
+report_reset(struct cc_ingest_report *r) {
+    r->events = r->accepted = r->duplicates = r->rejected = 0;
+    r->error = NULL;
+}
+
+/* Decodes the next event of the call into s and starts loading the memory
+ * its application will read: the duplicate window slot and the contact's
+ * hash bucket. Opens (and validates as a whole) each message on the way. */
+static void
+ingest_decode(struct cc_engine *e, struct ingest_src *src,
               struct ingest_slot *s) {
-    s->index = it->index;
-    s->rc = cc_msg_next(it, &e->cfg.channels, &s->ev, &s->rej);
+    for (;;) {
+        if (!src->open) {
+            struct cc_ingest_report *r;
+            if (src->cur == src->n) {
+                s->rc = -1;
+                return;
+            }
+            r = &src->reps[src->cur];
+            report_reset(r);
+            if (cc_msg_open(&src->it, src->msgs[src->cur].data,
+                            src->msgs[src->cur].len, &r->error) != 0) {
+                cc_engine_count_bad_message(e);
+                src->cur++;
+                continue;
+            }
+            e->messages++;
+            src->open = true;
+        }
+        s->index = src->it.index;
+        s->rc = cc_msg_next(&src->it, &e->cfg.channels, &s->ev, &s->rej);
+        if (s->rc >= 0)
+            break;
+        src->open = false;
+        src->cur++;
+    }
+    s->msg = src->cur;
     if (s->rc != 1)
         return;
     event_keys(e, &s->ev, &s->k);
@@ -1064,8 +1111,8 @@ ingest_decode(struct cc_engine *e, struct cc_msg_iter *it,
         __builtin_prefetch(&e->buckets[s->k.h & e->bucket_mask]);
 }
 
-/* The bucket of s was requested one event ago: start loading the first
- * contact on its chain, the one a lookup nearly always wants. */
+/* The bucket of s was requested an event or two ago: start loading the
+ * first contact on its chain, the one a lookup nearly always wants. */
 static void
 ingest_prefetch_contact(struct cc_engine *e, const struct ingest_slot *s) {
     const struct cc_contact *c;
@@ -1078,55 +1125,58 @@ ingest_prefetch_contact(struct cc_engine *e, const struct ingest_slot *s) {
 }
 
 /*
- * Events of a batch go through a three-stage pipeline: while event i is
- * applied, event i+1's contact and event i+2's hash bucket and duplicate
- * slot are already on their way from memory. With a million contacts open
- * each of those is a cache miss; overlapping them is what lets a batch run
- * faster than the memory latency of one event allows.
+ * Events go through a pipeline that runs across message boundaries: while
+ * event i is applied, event i+1's contact and event i+3's hash bucket and
+ * duplicate slot are already on their way from memory. With a million
+ * contacts open each of those is a cache miss; overlapping them is what
+ * lets the engine run faster than the memory latency of one event allows.
  */
 #define INGEST_DEPTH 4
 
 void
-cc_engine_ingest(struct cc_engine *e, const void *buf, size_t len, uint64_t now,
-                 struct cc_ingest_report *rep) {
-    struct cc_msg_iter it;
+cc_engine_ingest_many(struct cc_engine *e, const struct cc_msgbuf *msgs,
+                      uint32_t n, uint64_t now,
+                      struct cc_ingest_report *reps) {
+    struct ingest_src src = {msgs, reps, n, 0, false, {{0}, 0, 0, false}};
     struct ingest_slot ring[INGEST_DEPTH], *s;
+    struct cc_ingest_report *r;
     struct cc_reject rej;
     uint32_t i;
 
-    rep->events = rep->accepted = rep->duplicates = rep->rejected = 0;
-    rep->error = NULL;
-    if (cc_msg_open(&it, buf, len, &rep->error) != 0) {
-        cc_engine_count_bad_message(e);
-        return;
-    }
-    e->messages++;
     for (i = 0; i < INGEST_DEPTH - 1; i++)
-        ingest_decode(e, &it, &ring[i]);
+        ingest_decode(e, &src, &ring[i]);
     for (i = 0;; i++) {
         s = &ring[i % INGEST_DEPTH];
         if (s->rc < 0)
             break;
-        ingest_decode(e, &it, &ring[(i + INGEST_DEPTH - 1) % INGEST_DEPTH]);
+        ingest_decode(e, &src, &ring[(i + INGEST_DEPTH - 1) % INGEST_DEPTH]);
         ingest_prefetch_contact(e, &ring[(i + 1) % INGEST_DEPTH]);
-        rep->events++;
+        r = &reps[s->msg];
+        r->events++;
         if (s->rc == 0) {
             cc_engine_count_reject(e, s->rej.code);
-            report_reject(rep, s->index, &s->rej);
+            report_reject(r, s->index, &s->rej);
             continue;
         }
         switch (apply_keyed(e, &s->ev, &s->k, now, &rej)) {
         case CC_ACCEPTED:
-            rep->accepted++;
+            r->accepted++;
             break;
         case CC_DUPLICATE:
-            rep->duplicates++;
+            r->duplicates++;
             break;
         case CC_REJECTED:
-            report_reject(rep, s->index, &rej);
+            report_reject(r, s->index, &rej);
             break;
         }
     }
+}
+
+void
+cc_engine_ingest(struct cc_engine *e, const void *buf, size_t len, uint64_t now,
+                 struct cc_ingest_report *rep) {
+    struct cc_msgbuf m = {buf, len};
+    cc_engine_ingest_many(e, &m, 1, now, rep);
 }
 
 /* ---- stats ------------------------------------------------------------ */

@@ -96,6 +96,19 @@ void cc_ingest_report_fini(struct cc_ingest_report *r);
 void cc_engine_ingest(struct cc_engine *e, const void *buf, size_t len,
                       uint64_t now, struct cc_ingest_report *rep);
 
+/* Several messages in one call, each with its own report (reps[i] for
+ * msgs[i]): the same result as one cc_engine_ingest() per message, in
+ * order, but the engine overlaps the memory accesses of consecutive
+ * events across message boundaries, which is what keeps one-event
+ * messages fast when a million contacts are open. */
+struct cc_msgbuf {
+    const void *data;
+    size_t len;
+};
+void cc_engine_ingest_many(struct cc_engine *e, const struct cc_msgbuf *msgs,
+                           uint32_t n, uint64_t now,
+                           struct cc_ingest_report *reps);
+
 /* Packs the engine's counters and gauges as one MessagePack map. */
 void cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk);
 

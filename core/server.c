@@ -31,6 +31,7 @@
 #include <uv.h>
 
 #define RX_QUEUE_CAP 1024 /* messages the receive thread may queue */
+#define RX_GROUP 64       /* messages per engine call */
 #define POLL_BATCH 1024   /* messages taken per uv_poll callback */
 #define REP_CTXS 8        /* concurrent requests per REP socket */
 #define RX_TIMEOUT_MS 100 /* how often the receive thread checks stop */
@@ -99,7 +100,8 @@ struct cc_server {
     uint64_t drain_started;
 
     uint64_t wall_base, mono_base, started;
-    struct cc_ingest_report report;
+    struct cc_ingest_report report; /* REP ingest and uv_poll PULL */
+    struct cc_ingest_report rx_reports[RX_GROUP];
     msgpack_sbuffer reply_sb;
     msgpack_packer reply_pk;
     struct cc_ratelimit rl_bad;
@@ -224,9 +226,9 @@ flush_outbox(struct cc_server *s) {
 /* ---- ingest ----------------------------------------------------------- */
 
 static void
-log_report(struct cc_server *s, const char *via) {
+log_report(struct cc_server *s, const struct cc_ingest_report *r,
+           const char *via) {
     char reason[256];
-    const struct cc_ingest_report *r = &s->report;
 
     if (r->error == NULL && r->rejected == 0)
         return;
@@ -254,18 +256,30 @@ check_size(struct cc_server *s, size_t len, const char *via) {
     return CC_ETOOBIG;
 }
 
+/* Applies up to RX_GROUP messages from the PULL socket in one engine call,
+ * so that the engine can overlap their events' memory accesses. */
 static void
-ingest_pull(struct cc_server *s, nng_msg *m) {
-    size_t len = nng_msg_len(m);
+ingest_pull_group(struct cc_server *s, nng_msg **msgs, uint32_t n) {
+    struct cc_msgbuf bufs[RX_GROUP];
+    uint32_t i, k = 0;
+    size_t len;
 
-    s->st.pull_messages++;
-    s->st.pull_bytes += len;
-    if (check_size(s, len, "ingest") == 0) {
-        cc_engine_ingest(s->engine, nng_msg_body(m), len, now_ms(s),
-                         &s->report);
-        log_report(s, "ingest");
+    CC_ASSERT(n <= RX_GROUP);
+    for (i = 0; i < n; i++) {
+        len = nng_msg_len(msgs[i]);
+        s->st.pull_messages++;
+        s->st.pull_bytes += len;
+        if (check_size(s, len, "ingest") != 0)
+            continue;
+        bufs[k].data = nng_msg_body(msgs[i]);
+        bufs[k].len = len;
+        k++;
     }
-    nng_msg_free(m);
+    cc_engine_ingest_many(s->engine, bufs, k, now_ms(s), s->rx_reports);
+    for (i = 0; i < k; i++)
+        log_report(s, &s->rx_reports[i], "ingest");
+    for (i = 0; i < n; i++)
+        nng_msg_free(msgs[i]);
 }
 
 static void
@@ -290,8 +304,8 @@ rx_async_cb(uv_async_t *a) {
     uv_mutex_unlock(&s->rx_lock);
 
     uv_update_time(&s->loop);
-    for (i = 0; i < n; i++)
-        ingest_pull(s, batch[i]);
+    for (i = 0; i < n; i += RX_GROUP)
+        ingest_pull_group(s, batch + i, n - i < RX_GROUP ? n - i : RX_GROUP);
     after_work(s);
 }
 
@@ -332,17 +346,20 @@ rx_thread_main(void *arg) {
 static void
 pull_poll_cb(uv_poll_t *p, int status, int events) {
     struct cc_server *s = CC_CONTAINER_OF(p, struct cc_server, pull_poll);
-    nng_msg *m;
-    int i;
+    nng_msg *m[RX_GROUP];
+    uint32_t n, total = 0;
 
     (void)status;
     (void)events;
     uv_update_time(&s->loop);
-    for (i = 0; i < POLL_BATCH; i++) {
-        if (nng_recvmsg(s->pull, &m, NNG_FLAG_NONBLOCK) != 0)
-            break;
-        ingest_pull(s, m);
-    }
+    do {
+        n = 0;
+        while (n < RX_GROUP &&
+               nng_recvmsg(s->pull, &m[n], NNG_FLAG_NONBLOCK) == 0)
+            n++;
+        ingest_pull_group(s, m, n);
+        total += n;
+    } while (n == RX_GROUP && total < POLL_BATCH);
     after_work(s);
 }
 
@@ -392,7 +409,7 @@ reply_ingest(struct cc_server *s, nng_msg *req) {
         return;
     }
     cc_engine_ingest(s->engine, nng_msg_body(req), len, now_ms(s), &s->report);
-    log_report(s, "ingest_ack");
+    log_report(s, r, "ingest_ack");
     if (r->error != NULL) {
         pack_error(pk, r->error);
         return;
@@ -930,6 +947,8 @@ cc_server_free(struct cc_server *s) {
     cc_free(s->cbq, s->cbq_cap * sizeof(*s->cbq));
     cc_engine_free(s->engine);
     cc_ingest_report_fini(&s->report);
+    for (i = 0; i < RX_GROUP; i++)
+        cc_ingest_report_fini(&s->rx_reports[i]);
     msgpack_sbuffer_destroy(&s->reply_sb);
     uv_mutex_destroy(&s->rx_lock);
     uv_cond_destroy(&s->rx_cond);

@@ -66,7 +66,30 @@ cc_hash(const void *data, size_t len, uint64_t seed) {
         p += 8;
         len -= 8;
     }
+    /* The tail, little-endian, without a call to memcpy of a variable
+     * length. */
     w = 0;
-    memcpy(&w, p, len);
+    switch (len) {
+    case 7:
+        w |= (uint64_t)p[6] << 48;
+        /* fall through */
+    case 6:
+        w |= (uint64_t)p[5] << 40;
+        /* fall through */
+    case 5:
+        w |= (uint64_t)p[4] << 32;
+        /* fall through */
+    case 4:
+        w |= (uint64_t)p[3] << 24;
+        /* fall through */
+    case 3:
+        w |= (uint64_t)p[2] << 16;
+        /* fall through */
+    case 2:
+        w |= (uint64_t)p[1] << 8;
+        /* fall through */
+    case 1:
+        w |= p[0];
+    }
     return mix64(h ^ w ^ ((uint64_t)len << 56));
 }
