@@ -83,21 +83,29 @@ set_remove(struct cc_dedup *d, uint64_t f) {
     d->set[i] = 0;
 }
 
+/* x mod cap for x < 2 cap, without a division: this runs per event. */
+static inline uint64_t
+ring_wrap(const struct cc_dedup *d, uint64_t x) {
+    return x >= d->cap ? x - d->cap : x;
+}
+
 void
 cc_dedup_add(struct cc_dedup *d, uint64_t f) {
     uint64_t i, slot;
 
     if (d->cap == 0)
         return;
-    slot = (d->head + d->count) % d->cap;
+    slot = ring_wrap(d, d->head + d->count);
     if (d->count == d->cap) {
         /* The ring says which ids leave next: start loading the slot of
          * one a few evictions ahead so that its removal does not wait on
          * memory. */
-        __builtin_prefetch(
-            &d->set[d->ring[(d->head + DEDUP_AHEAD) % d->cap] & d->mask], 1);
+        if (d->cap > DEDUP_AHEAD)
+            __builtin_prefetch(
+                &d->set[d->ring[ring_wrap(d, d->head + DEDUP_AHEAD)] & d->mask],
+                1);
         set_remove(d, d->ring[d->head]);
-        d->head = (d->head + 1) % d->cap;
+        d->head = ring_wrap(d, d->head + 1);
         d->count--;
     }
     for (i = f & d->mask; d->set[i] != 0; i = (i + 1) & d->mask) {

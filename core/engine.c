@@ -1099,6 +1099,12 @@ ingest_decode(struct cc_engine *e, struct ingest_src *src,
         s->rc = cc_msg_next(&src->it, &e->cfg.channels, &s->ev, &s->rej);
         if (s->rc >= 0)
             break;
+        if (s->rc == CC_MSG_MALFORMED) {
+            /* Counted as a message above; now also as a malformed one. */
+            src->reps[src->cur].error = src->it.error;
+            src->reps[src->cur].events = 0;
+            e->malformed++;
+        }
         src->open = false;
         src->cur++;
     }
@@ -1111,8 +1117,8 @@ ingest_decode(struct cc_engine *e, struct ingest_src *src,
         __builtin_prefetch(&e->buckets[s->k.h & e->bucket_mask]);
 }
 
-/* The bucket of s was requested an event or two ago: start loading the
- * first contact on its chain, the one a lookup nearly always wants. */
+/* The bucket of s was requested two events ago: start loading the first
+ * contact on its chain, the one a lookup nearly always wants. */
 static void
 ingest_prefetch_contact(struct cc_engine *e, const struct ingest_slot *s) {
     const struct cc_contact *c;
@@ -1120,24 +1126,66 @@ ingest_prefetch_contact(struct cc_engine *e, const struct ingest_slot *s) {
     if (s->rc != 1 || s->ev.contact.n == 0)
         return;
     c = e->buckets[s->k.h & e->bucket_mask];
-    if (c != NULL)
-        __builtin_prefetch(c);
+    if (c != NULL) {
+        /* The whole record: an event reads the first line to find it and
+         * then writes counters, times and timers all over it. */
+        size_t off;
+        for (off = 0; off < CONTACT_STRIDE; off += 64)
+            __builtin_prefetch((const char *)c + off, 1);
+    }
+}
+
+static inline void
+prefetch_timer_links(const struct cc_timer *t) {
+    if (!cc_timer_armed(t))
+        return;
+    if (t->next != NULL)
+        __builtin_prefetch(t->next, 1);
+    __builtin_prefetch(t->pprev, 1);
+}
+
+/* The contact of s was requested an event ago. If s will disarm one of
+ * its timers, start loading the timers linked before and after it: they
+ * belong to other contacts, armed at about the same time, long since cold. */
+static void
+ingest_prefetch_links(struct cc_engine *e, const struct ingest_slot *s) {
+    const struct cc_contact *c;
+
+    if (s->rc != 1 || s->ev.contact.n == 0)
+        return;
+    switch (s->ev.type) {
+    case CC_EV_CONTACT_CLOSE:
+    case CC_EV_AGENT_ANSWER:
+    case CC_EV_QUEUE_LEAVE:
+    case CC_EV_HOLD_END:
+    case CC_EV_TRANSFER:
+    case CC_EV_CALLBACK_ACCEPTED:
+        break;
+    default:
+        return;
+    }
+    c = contact_find(e, s->ev.channel, s->ev.contact, s->k.h);
+    if (c == NULL)
+        return;
+    prefetch_timer_links(&c->state_timer);
+    if (s->ev.type == CC_EV_CONTACT_CLOSE)
+        prefetch_timer_links(&c->idle_timer);
 }
 
 /*
  * Events go through a pipeline that runs across message boundaries: while
- * event i is applied, event i+1's contact and event i+3's hash bucket and
- * duplicate slot are already on their way from memory. With a million
- * contacts open each of those is a cache miss; overlapping them is what
- * lets the engine run faster than the memory latency of one event allows.
+ * event i is applied, the timers linked to event i+1's contact, event i+2's
+ * contact, and event i+4's hash bucket and duplicate slot are already on
+ * their way from memory. With a million contacts open each of those is a
+ * cache miss; overlapping them is what lets the engine run faster than the
+ * memory latency of one event allows.
  */
-#define INGEST_DEPTH 4
+#define INGEST_DEPTH 5
 
 void
 cc_engine_ingest_many(struct cc_engine *e, const struct cc_msgbuf *msgs,
-                      uint32_t n, uint64_t now,
-                      struct cc_ingest_report *reps) {
-    struct ingest_src src = {msgs, reps, n, 0, false, {{0}, 0, 0, false}};
+                      uint32_t n, uint64_t now, struct cc_ingest_report *reps) {
+    struct ingest_src src = {.msgs = msgs, .reps = reps, .n = n};
     struct ingest_slot ring[INGEST_DEPTH], *s;
     struct cc_ingest_report *r;
     struct cc_reject rej;
@@ -1150,7 +1198,8 @@ cc_engine_ingest_many(struct cc_engine *e, const struct cc_msgbuf *msgs,
         if (s->rc < 0)
             break;
         ingest_decode(e, &src, &ring[(i + INGEST_DEPTH - 1) % INGEST_DEPTH]);
-        ingest_prefetch_contact(e, &ring[(i + 1) % INGEST_DEPTH]);
+        ingest_prefetch_contact(e, &ring[(i + 2) % INGEST_DEPTH]);
+        ingest_prefetch_links(e, &ring[(i + 1) % INGEST_DEPTH]);
         r = &reps[s->msg];
         r->events++;
         if (s->rc == 0) {

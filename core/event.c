@@ -6,7 +6,8 @@
 
 #include <string.h>
 
-#define TYPE_NAME(s) {s, sizeof(s) - 1}
+#define TYPE_NAME(s)                                                           \
+    { s, sizeof(s) - 1 }
 static const struct {
     const char *s;
     size_t n;
@@ -31,6 +32,18 @@ static const struct {
     TYPE_NAME("callback.completed"),
     TYPE_NAME("callback.failed"),
 };
+
+/* Equality of short byte strings, inline: for the few bytes of a type or
+ * channel name a call to memcmp costs more than the comparison. */
+static inline bool
+short_eq(const char *a, const char *b, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (a[i] != b[i])
+            return false;
+    }
+    return true;
+}
 
 const char *
 cc_event_type_name(enum cc_event_type t) {
@@ -118,8 +131,7 @@ cc_channels_find(const struct cc_channels *c, struct cc_str name) {
     /* names[i] is NUL-padded and name.n is below its size. */
     for (i = 0; i < c->n; i++) {
         if (c->names[i][name.n] == '\0' && name.n != 0 &&
-            c->names[i][0] == name.p[0] &&
-            memcmp(c->names[i], name.p, name.n) == 0)
+            short_eq(c->names[i], name.p, name.n))
             return (int)i;
     }
     return -1;
@@ -146,6 +158,25 @@ cc_channels_add(struct cc_channels *c, const char *name) {
     return 0;
 }
 
+/* Checks that the whole message is one well-formed value; on failure
+ * points *err at the reason. */
+static int
+msg_validate(const void *buf, size_t len, const char **err) {
+    struct cc_mp probe;
+
+    cc_mp_init(&probe, buf, len);
+    if (cc_mp_skip(&probe) != 0) {
+        *err = "malformed MessagePack: truncated, a declared length exceeds "
+               "the message, or nested deeper than 32";
+        return CC_EPROTO;
+    }
+    if (cc_mp_left(&probe) != 0) {
+        *err = "malformed MessagePack: trailing bytes after the message";
+        return CC_EPROTO;
+    }
+    return 0;
+}
+
 int
 cc_msg_open(struct cc_msg_iter *it, const void *buf, size_t len,
             const char **err) {
@@ -163,27 +194,24 @@ cc_msg_open(struct cc_msg_iter *it, const void *buf, size_t len,
         *err = "not MessagePack: expected an event map or an array of them";
         return CC_EPROTO;
     }
-    /* Validate the whole message first so that a malformed tail cannot
-     * leave half a batch applied. */
-    if (cc_mp_skip(&probe) != 0) {
-        *err = "malformed MessagePack: truncated, a declared length exceeds "
-               "the message, or nested deeper than 32";
-        return CC_EPROTO;
-    }
-    if (cc_mp_left(&probe) != 0) {
-        *err = "malformed MessagePack: trailing bytes after the message";
-        return CC_EPROTO;
-    }
     cc_mp_init(&it->mp, buf, len);
-    if (t == CC_MP_ARRAY) {
-        if (cc_mp_read_array(&it->mp, &it->count) != 0) {
-            *err = "malformed MessagePack";
-            return CC_EPROTO;
-        }
-        it->batch = true;
-    } else {
+    if (t == CC_MP_MAP) {
+        /* One event: decoding it reads every byte through checked readers,
+         * so the separate validation pass runs only if decoding fails or
+         * leaves bytes over (see cc_msg_next). */
         it->count = 1;
+        it->lazy = true;
+        return 0;
     }
+    /* A batch is validated first, whole, so that a malformed tail cannot
+     * leave half of it applied. */
+    if (msg_validate(buf, len, err) != 0)
+        return CC_EPROTO;
+    if (cc_mp_read_array(&it->mp, &it->count) != 0) {
+        *err = "malformed MessagePack";
+        return CC_EPROTO;
+    }
+    it->batch = true;
     return 0;
 }
 
@@ -238,11 +266,27 @@ get_str_array(struct cc_mp *m, const char *key, const uint8_t **raw,
     return 0;
 }
 
-static const char *const ident_names[CC_IDENT__COUNT] = {
-    "phone", "email", "chat", "social", "crm"};
 static const char *const ident_keys[CC_IDENT__COUNT] = {
     "customer.phone", "customer.email", "customer.chat", "customer.social",
     "customer.crm"};
+
+/* enum cc_ident_kind of a customer map key, or CC_IDENT__COUNT. */
+static int
+ident_of(struct cc_str k) {
+    switch (k.n) {
+    case 3:
+        return short_eq(k.p, "crm", 3) ? CC_IDENT_CRM : CC_IDENT__COUNT;
+    case 4:
+        return short_eq(k.p, "chat", 4) ? CC_IDENT_CHAT : CC_IDENT__COUNT;
+    case 5:
+        return short_eq(k.p, "phone", 5)   ? CC_IDENT_PHONE
+               : short_eq(k.p, "email", 5) ? CC_IDENT_EMAIL
+                                           : CC_IDENT__COUNT;
+    case 6:
+        return short_eq(k.p, "social", 6) ? CC_IDENT_SOCIAL : CC_IDENT__COUNT;
+    }
+    return CC_IDENT__COUNT;
+}
 
 static int
 get_customer(struct cc_mp *m, struct cc_event *ev, struct cc_reject *rej) {
@@ -258,10 +302,7 @@ get_customer(struct cc_mp *m, struct cc_event *ev, struct cc_reject *rej) {
     for (i = 0; i < n; i++) {
         if (cc_mp_read_str(m, &k) != 0)
             REJECT(CC_R_KEY_NOT_STRING, "customer", NULL);
-        for (j = 0; j < CC_IDENT__COUNT; j++) {
-            if (cc_str_eq(k, ident_names[j]))
-                break;
-        }
+        j = ident_of(k);
         if (j == CC_IDENT__COUNT) {
             /* Unknown identifier kinds are ignored, like unknown keys. */
             if (cc_mp_skip(m) != 0)
@@ -318,7 +359,7 @@ find_type(struct cc_str s) {
          * before calling memcmp. */
         if (type_names[i].n == s.n && s.n != 0 &&
             type_names[i].s[s.n - 1] == s.p[s.n - 1] &&
-            memcmp(type_names[i].s, s.p, s.n) == 0)
+            short_eq(type_names[i].s, s.p, s.n))
             return i;
     }
     return -1;
@@ -403,8 +444,9 @@ key_of(struct cc_str k) {
     case 2:
         return KEY_IS(k, "id") ? K_ID : KEY_IS(k, "ts") ? K_TS : K_UNKNOWN;
     case 4:
-        return KEY_IS(k, "type") ? K_TYPE : KEY_IS(k, "tags") ? K_TAGS
-                                                              : K_UNKNOWN;
+        return KEY_IS(k, "type")   ? K_TYPE
+               : KEY_IS(k, "tags") ? K_TAGS
+                                   : K_UNKNOWN;
     case 5:
         switch (k.p[0]) {
         case 'q':
@@ -590,6 +632,15 @@ cc_msg_next(struct cc_msg_iter *it, const struct cc_channels *ch,
     it->index++;
     start = it->mp.p;
     rc = decode_event(&it->mp, ch, ev, rej);
+    if (it->lazy) {
+        if (rc == 0 && cc_mp_left(&it->mp) == 0)
+            return 1;
+        /* Tell a bad event from a bad message. */
+        if (msg_validate(it->mp.start, (size_t)(it->mp.end - it->mp.start),
+                         &it->error) != 0)
+            return CC_MSG_MALFORMED;
+        return 0;
+    }
     if (rc == 0)
         return 1;
     /* The message was validated as a whole, so skipping cannot fail. */

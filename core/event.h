@@ -134,23 +134,32 @@ struct cc_event {
 /* Iterates the events of one message. */
 struct cc_msg_iter {
     struct cc_mp mp;
-    uint32_t count; /* events in the message */
-    uint32_t index; /* index of the next event */
-    bool batch;     /* the message was an array */
+    uint32_t count;    /* events in the message */
+    uint32_t index;    /* index of the next event */
+    bool batch;        /* the message was an array */
+    bool lazy;         /* one map, validated while decoded */
+    const char *error; /* why cc_msg_next returned CC_MSG_MALFORMED */
 };
 
 /*
- * Checks that buf holds exactly one well-formed MessagePack value that is an
- * event map or an array, and prepares to iterate. On failure returns
- * CC_EPROTO and points *err at a static reason for the {"error"} reply.
+ * Checks that buf holds an event map or an array, and prepares to iterate.
+ * An array (a batch) is checked whole here: exactly one well-formed value,
+ * so a malformed tail cannot leave half a batch applied. A single map is
+ * checked as it is decoded, which saves a pass over every one-event
+ * message: cc_msg_next() reports it malformed. On failure returns CC_EPROTO
+ * and points *err at a static reason for the {"error"} reply.
  */
 int cc_msg_open(struct cc_msg_iter *it, const void *buf, size_t len,
                 const char **err);
 
 /*
  * Decodes the next event. Returns 1 with *ev filled, 0 when the event was
- * rejected (*rej says why; the iterator moved past it), or -1 at the end.
+ * rejected (*rej says why; the iterator moved past it), -1 at the end, or
+ * CC_MSG_MALFORMED when a single-event message turns out not to be
+ * well-formed MessagePack: the whole message is refused, it->error says
+ * why, exactly as if cc_msg_open() had failed.
  */
+#define CC_MSG_MALFORMED (-2)
 int cc_msg_next(struct cc_msg_iter *it, const struct cc_channels *ch,
                 struct cc_event *ev, struct cc_reject *rej);
 
