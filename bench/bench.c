@@ -9,7 +9,7 @@
  * each at batch 1 and batch 100.
  *
  * usage: cc_bench [--contacts N] [--events N] [--msgs1 N] [--only engine|nng]
- *                 [--batch 1|100]
+ *                 [--batch 1|100] [--dedup N]
  */
 #include "engine.h"
 #include "loadgen.h"
@@ -77,7 +77,8 @@ feed(struct cc_engine *e, const struct lg_msgs *msgs, size_t group,
 }
 
 static void
-bench_engine(uint32_t contacts, uint64_t events, uint32_t only_batch) {
+bench_engine(uint32_t contacts, uint64_t events, uint32_t only_batch,
+             uint64_t dedup) {
     static struct cc_ingest_report reps[BENCH_GROUP];
     size_t group;
     double tc;
@@ -100,6 +101,8 @@ bench_engine(uint32_t contacts, uint64_t events, uint32_t only_batch) {
         cc_engine_config_defaults(&cfg);
         cfg.max_contacts = contacts * 2;
         cfg.hold_long_ms = 600000;
+        if (dedup != 0)
+            cfg.dedup_window = dedup;
         lg_init(&g, contacts + contacts / 5, 42, T0);
         /* Untimed warm-up: every slot is touched with probability
          * 1 - e^-4, so about `contacts` contacts are open. */
@@ -350,6 +353,7 @@ main(int argc, char **argv) {
     uint64_t events = 2000000, msgs1 = 100000;
     const char *only = NULL;
     uint32_t only_batch = 0;
+    uint64_t dedup = 0;
     int i;
 
     for (i = 1; i < argc; i++) {
@@ -363,16 +367,18 @@ main(int argc, char **argv) {
             only = argv[++i];
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
             only_batch = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--dedup") && i + 1 < argc)
+            dedup = strtoull(argv[++i], NULL, 10);
         else {
             fprintf(stderr, "usage: cc_bench [--contacts N] [--events N] "
                             "[--msgs1 N] [--only engine|nng] "
-                            "[--batch 1|100]\n");
+                            "[--batch 1|100] [--dedup N]\n");
             return 2;
         }
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (only == NULL || !strcmp(only, "engine"))
-        bench_engine(contacts, events, only_batch);
+        bench_engine(contacts, events, only_batch, dedup);
     if (only == NULL || !strcmp(only, "nng")) {
         static const uint32_t batches[] = {1, 100};
         size_t b;
