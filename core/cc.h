@@ -7,10 +7,12 @@
 #ifndef CC_H
 #define CC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 enum {
     CC_EINVAL = -1,  /* invalid argument or value */
@@ -59,6 +61,11 @@ struct cc_str {
     const char *p;
     uint32_t n;
 };
+
+static inline bool
+cc_str_eqn(struct cc_str a, struct cc_str b) {
+    return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
 
 static inline int
 cc_str_eq(struct cc_str a, const char *lit) {

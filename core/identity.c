@@ -1,0 +1,713 @@
+/*
+ * Identifiers, links and customers. See identity.h.
+ */
+#include "identity.h"
+
+#include <string.h>
+
+static const char *const kind_names[CC_IDENT__COUNT] = {
+    "phone", "email", "chat", "social", "crm"};
+
+const char *
+cc_ident_kind_name(enum cc_ident_kind kind) {
+    return (unsigned)kind < CC_IDENT__COUNT ? kind_names[kind] : "unknown";
+}
+
+/* ---- normalisation ---------------------------------------------------- */
+
+static inline bool
+is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static inline char
+lower(char c) {
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+static struct cc_str
+trim(struct cc_str s) {
+    while (s.n > 0 && is_space(s.p[0])) {
+        s.p++;
+        s.n--;
+    }
+    while (s.n > 0 && is_space(s.p[s.n - 1]))
+        s.n--;
+    return s;
+}
+
+/* Drops a case-insensitive prefix such as "tel:" if s starts with it. */
+static struct cc_str
+drop_prefix(struct cc_str s, const char *prefix) {
+    size_t i, n = strlen(prefix);
+    if (s.n < n)
+        return s;
+    for (i = 0; i < n; i++) {
+        if (lower(s.p[i]) != prefix[i])
+            return s;
+    }
+    s.p += n;
+    s.n -= (uint32_t)n;
+    return s;
+}
+
+#define E164_MIN 7
+#define E164_MAX 15
+
+static int
+norm_phone(struct cc_str in, unsigned country, char *out, size_t cap,
+           const char **why) {
+    char d[E164_MAX + 8];
+    char ccs[8];
+    size_t nd = 0, i, skip = 0, ncc;
+    bool plus = false;
+
+    in = trim(drop_prefix(trim(in), "tel:"));
+    for (i = 0; i < in.n; i++) {
+        char c = in.p[i];
+        if (c >= '0' && c <= '9') {
+            if (nd == sizeof(d)) {
+                *why = "too many digits for a phone number";
+                return -1;
+            }
+            d[nd++] = c;
+        } else if (c == '+') {
+            if (nd != 0 || plus) {
+                *why = "'+' may only start a phone number";
+                return -1;
+            }
+            plus = true;
+        } else if (c == '(' && i + 2 < in.n && in.p[i + 1] == '0' &&
+                   in.p[i + 2] == ')' && nd != 0) {
+            /* "+44 (0)20 ...": the trunk 0 written after the country
+             * code, never dialled internationally. */
+            i += 2;
+        } else if (c == ' ' || c == '-' || c == '.' || c == '(' || c == ')' ||
+                   c == '/' || c == '\t') {
+            continue;
+        } else {
+            *why = "a phone number may hold only digits, spaces, '+', '-', "
+                   "'.', '/' and parentheses (no letters or extensions)";
+            return -1;
+        }
+    }
+    if (nd == 0) {
+        *why = "a phone number needs digits";
+        return -1;
+    }
+    ncc = (size_t)snprintf(ccs, sizeof(ccs), "%u", country);
+    if (plus) {
+        skip = 0;
+        ncc = 0;
+    } else if (nd > 2 && d[0] == '0' && d[1] == '0') {
+        skip = 2; /* the ITU international prefix */
+        ncc = 0;
+    } else if (country == 1 && nd > 3 && d[0] == '0' && d[1] == '1' &&
+               d[2] == '1') {
+        skip = 3; /* the North American international prefix */
+        ncc = 0;
+    } else if (country == 1) {
+        if (nd == 11 && d[0] == '1') {
+            ncc = 0; /* already has the country code */
+        } else if (nd != 10) {
+            *why = "a national number for country code 1 has 10 digits";
+            return -1;
+        }
+    } else if (d[0] == '0') {
+        skip = 1; /* the trunk prefix of a national number */
+    }
+    if (ncc + nd - skip < E164_MIN || ncc + nd - skip > E164_MAX) {
+        *why = "an E.164 number has 7 to 15 digits with its country code";
+        return -1;
+    }
+    if (1 + ncc + nd - skip + 1 > cap) {
+        *why = "too long";
+        return -1;
+    }
+    out[0] = '+';
+    memcpy(out + 1, ccs, ncc);
+    memcpy(out + 1 + ncc, d + skip, nd - skip);
+    out[1 + ncc + nd - skip] = '\0';
+    return (int)(1 + ncc + nd - skip);
+}
+
+static int
+norm_email(struct cc_str in, char *out, size_t cap, const char **why) {
+    const char *lt, *gt;
+    size_t i, at = 0, nat = 0;
+
+    in = trim(in);
+    lt = memchr(in.p, '<', in.n);
+    if (lt != NULL) {
+        /* "Jane Doe <jane@example.com>": the address is in the brackets. */
+        gt = memchr(lt, '>', in.n - (size_t)(lt - in.p));
+        if (gt == NULL) {
+            *why = "an email address has '<' without '>'";
+            return -1;
+        }
+        in.p = lt + 1;
+        in.n = (uint32_t)(gt - lt - 1);
+        in = trim(in);
+    }
+    in = drop_prefix(in, "mailto:");
+    if (in.n == 0) {
+        *why = "an email address is empty";
+        return -1;
+    }
+    for (i = 0; i < in.n; i++) {
+        unsigned char c = (unsigned char)in.p[i];
+        if (c == '@') {
+            at = i;
+            nat++;
+        } else if (c <= ' ' || c == '<' || c == '>' || c == ',' || c == 127) {
+            *why = "an email address holds no spaces, commas, brackets or "
+                   "control characters";
+            return -1;
+        }
+    }
+    if (nat != 1) {
+        *why = "an email address has exactly one '@'";
+        return -1;
+    }
+    if (at == 0 || at == in.n - 1) {
+        *why = "an email address has text on both sides of '@'";
+        return -1;
+    }
+    if (in.n + 1 > cap) {
+        *why = "too long";
+        return -1;
+    }
+    for (i = 0; i < in.n; i++)
+        out[i] = lower(in.p[i]);
+    out[in.n] = '\0';
+    return (int)in.n;
+}
+
+static int
+norm_social(struct cc_str in, char *out, size_t cap, const char **why) {
+    const char *colon;
+    size_t np, nh, i, o = 0;
+    const char *h;
+
+    in = trim(in);
+    colon = memchr(in.p, ':', in.n);
+    if (colon == NULL) {
+        *why = "a social handle is 'platform:handle'";
+        return -1;
+    }
+    np = (size_t)(colon - in.p);
+    h = colon + 1;
+    nh = in.n - np - 1;
+    if (nh > 0 && h[0] == '@') {
+        h++;
+        nh--;
+    }
+    if (np == 0 || nh == 0) {
+        *why = "a social handle is 'platform:handle', both non-empty";
+        return -1;
+    }
+    if (np + 1 + nh + 1 > cap) {
+        *why = "too long";
+        return -1;
+    }
+    for (i = 0; i < np; i++) {
+        char c = lower(in.p[i]);
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+              c == '-' || c == '.')) {
+            *why = "a social platform is letters, digits, '_', '-' or '.'";
+            return -1;
+        }
+        out[o++] = c;
+    }
+    out[o++] = ':';
+    for (i = 0; i < nh; i++) {
+        unsigned char c = (unsigned char)h[i];
+        if (c <= ' ' || c == 127) {
+            *why = "a social handle holds no spaces or control characters";
+            return -1;
+        }
+        out[o++] = lower((char)c);
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+int
+cc_ident_normalize(enum cc_ident_kind kind, struct cc_str in,
+                   unsigned default_country, char *out, size_t cap,
+                   const char **why) {
+    switch (kind) {
+    case CC_IDENT_PHONE:
+        return norm_phone(in, default_country, out, cap, why);
+    case CC_IDENT_EMAIL:
+        return norm_email(in, out, cap, why);
+    case CC_IDENT_SOCIAL:
+        return norm_social(in, out, cap, why);
+    case CC_IDENT_CHAT:
+    case CC_IDENT_CRM:
+        if (in.n == 0) {
+            *why = "an identifier is empty";
+            return -1;
+        }
+        if ((size_t)in.n + 1 > cap) {
+            *why = "too long";
+            return -1;
+        }
+        memcpy(out, in.p, in.n);
+        out[in.n] = '\0';
+        return (int)in.n;
+    default:
+        *why = "unknown identifier kind";
+        return -1;
+    }
+}
+
+/* ---- the store -------------------------------------------------------- */
+
+int
+cc_identity_init(struct cc_identity *id, const struct cc_identity_config *cfg) {
+    uint64_t nb = 16;
+
+    memset(id, 0, sizeof(*id));
+    id->cfg = *cfg;
+    while (nb < cfg->max_total)
+        nb <<= 1;
+    id->buckets = cc_alloc_table(nb * sizeof(*id->buckets));
+    if (id->buckets == NULL)
+        return CC_ENOMEM;
+    id->mask = nb - 1;
+    cc_pool_init(&id->cust_pool, sizeof(struct cc_customer), 0);
+    cc_pool_init(&id->link_pool, sizeof(struct cc_idlink), 0);
+    cc_blobs_init(&id->blobs);
+    return 0;
+}
+
+static size_t
+node_size(size_t len) {
+    return sizeof(struct cc_idnode) + len + 1;
+}
+
+static void
+link_free(struct cc_identity *id, struct cc_idlink *l) {
+    if (l->event != NULL) {
+        cc_blob_put(&id->blobs, l->event, l->event_len);
+        id->bytes -= l->event_len;
+    }
+    cc_pool_put(&id->link_pool, l);
+    id->links--;
+}
+
+static void
+customer_free(struct cc_identity *id, struct cc_customer *c) {
+    if (c->hist != NULL) {
+        cc_free(c->hist, CC_IDHIST_MAX * sizeof(*c->hist));
+        id->bytes -= CC_IDHIST_MAX * sizeof(*c->hist);
+    }
+    cc_pool_put(&id->cust_pool, c);
+    id->customers--;
+}
+
+void
+cc_identity_fini(struct cc_identity *id) {
+    uint64_t i, k = 0, nlinks = id->links;
+    struct cc_idnode *n, *next;
+    struct cc_idlink *l, **all;
+
+    if (id->buckets == NULL)
+        return;
+    /* A link sits on two lists: gather each once (from its first end),
+     * then free them all. */
+    all = nlinks ? cc_malloc(nlinks * sizeof(*all)) : NULL;
+    CC_ASSERT(nlinks == 0 || all != NULL);
+    for (i = 0; i <= id->mask; i++) {
+        for (n = id->buckets[i]; n != NULL; n = n->hnext) {
+            for (l = n->links; l != NULL; l = l->next[l->end[0] == n ? 0 : 1])
+                if (l->end[0] == n)
+                    all[k++] = l;
+        }
+    }
+    CC_ASSERT(k == nlinks);
+    for (i = 0; i < k; i++)
+        link_free(id, all[i]);
+    cc_free(all, nlinks * sizeof(*all));
+    for (i = 0; i <= id->mask; i++) {
+        for (n = id->buckets[i]; n != NULL; n = next) {
+            next = n->hnext;
+            if (n->cust != NULL && n->cust->members == n)
+                customer_free(id, n->cust);
+            cc_blob_put(&id->blobs, n, node_size(n->len));
+        }
+    }
+    cc_blobs_fini(&id->blobs);
+    cc_pool_fini(&id->link_pool);
+    cc_pool_fini(&id->cust_pool);
+    cc_free_table(id->buckets, (id->mask + 1) * sizeof(*id->buckets));
+    memset(id, 0, sizeof(*id));
+}
+
+static inline uint64_t
+ident_hash(const struct cc_identity *id, unsigned kind, const char *s,
+           size_t n) {
+    return cc_hash(s, n, id->cfg.seed + kind * 0x9e3779b97f4a7c15ULL);
+}
+
+static struct cc_idnode *
+find_hashed(const struct cc_identity *id, unsigned kind, struct cc_str s,
+            uint64_t h) {
+    struct cc_idnode *n;
+    for (n = id->buckets[h & id->mask]; n != NULL; n = n->hnext) {
+        if (n->hash == h && n->kind == kind && n->len == s.n &&
+            memcmp(n->s, s.p, s.n) == 0)
+            return n;
+    }
+    return NULL;
+}
+
+struct cc_idnode *
+cc_identity_find(const struct cc_identity *id, enum cc_ident_kind kind,
+                 struct cc_str norm) {
+    return find_hashed(id, kind, norm, ident_hash(id, kind, norm.p, norm.n));
+}
+
+static struct cc_customer *
+customer_new(struct cc_identity *id) {
+    struct cc_customer *c = cc_pool_get(&id->cust_pool);
+    if (c == NULL)
+        return NULL;
+    c->id = ++id->next_customer;
+    id->customers++;
+    return c;
+}
+
+static void
+customer_add(struct cc_customer *c, struct cc_idnode *n) {
+    n->cust = c;
+    n->cnext = c->members;
+    c->members = n;
+    c->nmembers++;
+}
+
+static void
+record(struct cc_identity *id, struct cc_customer *c, enum cc_idhist_kind k,
+       uint64_t other, struct cc_str event, int64_t ts) {
+    struct cc_idhist *h;
+
+    if (c->hist == NULL) {
+        c->hist = cc_calloc(CC_IDHIST_MAX, sizeof(*c->hist));
+        if (c->hist == NULL)
+            return; /* the merge stands; only its note is lost */
+        id->bytes += CC_IDHIST_MAX * sizeof(*c->hist);
+    }
+    h = &c->hist[c->nhist % CC_IDHIST_MAX];
+    h->ts = ts;
+    h->other = other;
+    h->kind = (uint8_t)k;
+    h->event_len =
+        (uint8_t)(event.n < CC_IDEVENT_MAX ? event.n : CC_IDEVENT_MAX);
+    memcpy(h->event, event.p, h->event_len);
+    c->nhist++;
+}
+
+static struct cc_idlink *
+link_between(const struct cc_idnode *a, const struct cc_idnode *b) {
+    struct cc_idlink *l;
+    for (l = a->links; l != NULL; l = l->next[l->end[0] == a ? 0 : 1]) {
+        if (l->end[0] == b || l->end[1] == b)
+            return l;
+    }
+    return NULL;
+}
+
+static int
+link_new(struct cc_identity *id, struct cc_idnode *a, struct cc_idnode *b,
+         struct cc_str event, int64_t ts) {
+    struct cc_idlink *l = cc_pool_get(&id->link_pool);
+    size_t en = event.n < CC_IDEVENT_MAX ? event.n : CC_IDEVENT_MAX;
+
+    if (l == NULL)
+        return CC_ENOMEM;
+    if (en != 0) {
+        l->event = cc_blob_get(&id->blobs, en);
+        if (l->event == NULL) {
+            cc_pool_put(&id->link_pool, l);
+            return CC_ENOMEM;
+        }
+        memcpy(l->event, event.p, en);
+        id->bytes += en;
+    }
+    l->event_len = (uint16_t)en;
+    l->ts = ts;
+    l->end[0] = a;
+    l->end[1] = b;
+    l->next[0] = a->links;
+    a->links = l;
+    l->next[1] = b->links;
+    b->links = l;
+    id->links++;
+    return 0;
+}
+
+/* Takes l off the list of node n. */
+static void
+link_detach(struct cc_idnode *n, struct cc_idlink *l) {
+    struct cc_idlink **pp = &n->links;
+    while (*pp != l)
+        pp = &(*pp)->next[(*pp)->end[0] == n ? 0 : 1];
+    *pp = l->next[l->end[0] == n ? 0 : 1];
+}
+
+/* Moves every member of from into into and frees from. */
+static void
+merge(struct cc_identity *id, struct cc_customer *into,
+      struct cc_customer *from, struct cc_str event, int64_t ts) {
+    struct cc_idnode *n, *next;
+
+    if (id->on_merge != NULL)
+        id->on_merge(id, into, from, id->arg);
+    for (n = from->members; n != NULL; n = next) {
+        next = n->cnext;
+        customer_add(into, n);
+    }
+    record(id, into, CC_IDH_MERGE, from->id, event, ts);
+    id->merges++;
+    customer_free(id, from);
+}
+
+int
+cc_identity_resolve(struct cc_identity *id, const uint8_t *kinds,
+                    const struct cc_str *norm, uint32_t n, struct cc_str event,
+                    int64_t ts, struct cc_idresult *res) {
+    struct cc_idnode *node[CC_IDENT__COUNT * 2];
+    struct cc_customer *cust[CC_IDENT__COUNT * 2], *into = NULL;
+    uint64_t h[CC_IDENT__COUNT * 2];
+    uint32_t i, j, ncust = 0, fresh = 0, total = 0;
+
+    memset(res, 0, sizeof(*res));
+    if (n == 0)
+        return 0;
+    CC_ASSERT(n <= CC_ARRAY_SIZE(node));
+    for (i = 0; i < n; i++) {
+        h[i] = ident_hash(id, kinds[i], norm[i].p, norm[i].n);
+        node[i] = find_hashed(id, kinds[i], norm[i], h[i]);
+        if (node[i] == NULL) {
+            /* The same identifier twice in one call counts once. */
+            for (j = 0; j < i; j++) {
+                if (kinds[j] == kinds[i] && cc_str_eqn(norm[j], norm[i]))
+                    break;
+            }
+            if (j == i)
+                fresh++;
+            continue;
+        }
+        for (j = 0; j < ncust; j++) {
+            if (cust[j] == node[i]->cust)
+                break;
+        }
+        if (j == ncust) {
+            cust[ncust++] = node[i]->cust;
+            total += node[i]->cust->nmembers;
+        }
+    }
+    if (id->nodes + fresh > id->cfg.max_total)
+        return CC_ELIMIT;
+    total += fresh;
+    if (total > id->cfg.max_identifiers && !(ncust == 1 && fresh == 0)) {
+        /* One bad link must not fuse thousands of customers: keep them
+         * apart, and give the event the first identifier's customer. */
+        res->conflict = true;
+        res->conflict_size = total;
+        id->conflicts++;
+        n = 1;
+        ncust = node[0] != NULL ? 1 : 0;
+        if (ncust)
+            cust[0] = node[0]->cust;
+        fresh = node[0] == NULL;
+    }
+    /* The oldest customer survives a merge. */
+    for (j = 0; j < ncust; j++) {
+        if (into == NULL || cust[j]->id < into->id)
+            into = cust[j];
+    }
+    if (into == NULL) {
+        into = customer_new(id);
+        if (into == NULL)
+            return CC_ENOMEM;
+    }
+    for (i = 0; i < n; i++) {
+        struct cc_idnode *nd;
+        if (node[i] != NULL)
+            continue;
+        /* An identifier named twice in this call was created above. */
+        nd = find_hashed(id, kinds[i], norm[i], h[i]);
+        if (nd != NULL) {
+            node[i] = nd;
+            continue;
+        }
+        nd = cc_blob_get(&id->blobs, node_size(norm[i].n));
+        if (nd == NULL)
+            return CC_ENOMEM; /* what exists is consistent */
+        memset(nd, 0, sizeof(*nd));
+        nd->hash = h[i];
+        nd->kind = kinds[i];
+        nd->len = (uint16_t)norm[i].n;
+        memcpy(nd->s, norm[i].p, norm[i].n);
+        nd->s[norm[i].n] = '\0';
+        nd->hnext = id->buckets[h[i] & id->mask];
+        id->buckets[h[i] & id->mask] = nd;
+        id->nodes++;
+        id->bytes += node_size(nd->len);
+        customer_add(into, nd);
+        node[i] = nd;
+        res->created++;
+    }
+    for (j = 0; j < ncust; j++) {
+        if (cust[j] != into) {
+            merge(id, into, cust[j], event, ts);
+            res->merged++;
+        }
+    }
+    /* A star of links from the first identifier: enough to keep them
+     * connected, and unlink can name any pair. */
+    for (i = 1; i < n; i++) {
+        if (node[i] == node[0] || link_between(node[0], node[i]) != NULL)
+            continue;
+        if (link_new(id, node[0], node[i], event, ts) != 0)
+            return CC_ENOMEM;
+    }
+    res->cust = into;
+    return 0;
+}
+
+/* Marks every node reachable from start through links with mark, and
+ * returns how many. */
+static uint32_t
+walk_mark(struct cc_identity *id, struct cc_idnode *start, uint32_t mark,
+          struct cc_idnode **stack, uint32_t cap) {
+    struct cc_idnode *n, *o;
+    struct cc_idlink *l;
+    uint32_t top = 0, seen = 1;
+
+    (void)id;
+    start->mark = mark;
+    stack[top++] = start;
+    while (top > 0) {
+        n = stack[--top];
+        for (l = n->links; l != NULL; l = l->next[l->end[0] == n ? 0 : 1]) {
+            o = l->end[0] == n ? l->end[1] : l->end[0];
+            if (o->mark == mark)
+                continue;
+            o->mark = mark;
+            CC_ASSERT(top < cap);
+            stack[top++] = o;
+            seen++;
+        }
+    }
+    return seen;
+}
+
+/* After links inside c were removed: splits c into its connected parts.
+ * The part holding keep stays c. Returns how many customers were made. */
+static uint32_t
+split(struct cc_identity *id, struct cc_customer *c, struct cc_idnode *keep,
+      struct cc_str event, int64_t ts) {
+    struct cc_idnode **stack, *n, *next, *rest;
+    uint32_t cap = c->nmembers, made = 0, mark;
+
+    stack = cc_malloc(cap * sizeof(*stack));
+    if (stack == NULL)
+        return 0; /* still one customer; links are already gone */
+    mark = ++id->walk;
+    if (walk_mark(id, keep, mark, stack, cap) == c->nmembers) {
+        cc_free(stack, cap * sizeof(*stack));
+        return 0;
+    }
+    /* Keep the marked members in c; the rest form new customers. */
+    rest = NULL;
+    n = c->members;
+    c->members = NULL;
+    c->nmembers = 0;
+    for (; n != NULL; n = next) {
+        next = n->cnext;
+        if (n->mark == mark) {
+            customer_add(c, n);
+        } else {
+            n->cnext = rest;
+            rest = n;
+        }
+    }
+    while (rest != NULL) {
+        struct cc_customer *f = customer_new(id);
+        struct cc_idnode *left = NULL;
+        if (f == NULL) {
+            /* Out of memory: what remains stays with c. */
+            for (n = rest; n != NULL; n = next) {
+                next = n->cnext;
+                customer_add(c, n);
+            }
+            break;
+        }
+        mark = ++id->walk;
+        walk_mark(id, rest, mark, stack, cap);
+        for (n = rest; n != NULL; n = next) {
+            next = n->cnext;
+            if (n->mark == mark) {
+                customer_add(f, n);
+            } else {
+                n->cnext = left;
+                left = n;
+            }
+        }
+        rest = left;
+        record(id, c, CC_IDH_SPLIT, f->id, event, ts);
+        record(id, f, CC_IDH_SPLIT, c->id, event, ts);
+        id->splits++;
+        made++;
+        if (id->on_split != NULL)
+            id->on_split(id, c, f, id->arg);
+    }
+    cc_free(stack, cap * sizeof(*stack));
+    return made;
+}
+
+uint32_t
+cc_identity_unlink(struct cc_identity *id, const uint8_t *kinds,
+                   const struct cc_str *norm, uint32_t n, struct cc_str event,
+                   int64_t ts, uint32_t *splits) {
+    struct cc_idnode *node[CC_IDENT__COUNT * 2];
+    struct cc_idlink *l;
+    uint32_t i, j, k = 0, removed = 0;
+
+    *splits = 0;
+    CC_ASSERT(n <= CC_ARRAY_SIZE(node));
+    for (i = 0; i < n; i++) {
+        struct cc_idnode *nd = cc_identity_find(id, kinds[i], norm[i]);
+        if (nd != NULL)
+            node[k++] = nd;
+    }
+    for (i = 0; i < k; i++) {
+        for (j = i + 1; j < k; j++) {
+            if (node[i] == node[j])
+                continue;
+            l = link_between(node[i], node[j]);
+            if (l == NULL)
+                continue;
+            link_detach(l->end[0], l);
+            link_detach(l->end[1], l);
+            link_free(id, l);
+            removed++;
+        }
+    }
+    if (removed == 0)
+        return 0;
+    /* Each named identifier's customer may have come apart. */
+    for (i = 0; i < k; i++)
+        *splits += split(id, node[i]->cust, node[i], event, ts);
+    return removed;
+}
+
+uint64_t
+cc_identity_bytes(const struct cc_identity *id) {
+    return (id->mask + 1) * sizeof(*id->buckets) +
+           id->customers * sizeof(struct cc_customer) +
+           id->links * sizeof(struct cc_idlink) + id->bytes;
+}
