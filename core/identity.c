@@ -330,11 +330,21 @@ cc_identity_fini(struct cc_identity *id) {
     for (i = 0; i < k; i++)
         link_free(id, all[i]);
     cc_free(all, nlinks * sizeof(*all));
+    /* Customers, once each: detach all members before freeing. */
+    for (i = 0; i <= id->mask; i++) {
+        for (n = id->buckets[i]; n != NULL; n = n->hnext) {
+            struct cc_customer *c = n->cust;
+            struct cc_idnode *m;
+            if (c == NULL)
+                continue;
+            for (m = c->members; m != NULL; m = m->cnext)
+                m->cust = NULL;
+            customer_free(id, c);
+        }
+    }
     for (i = 0; i <= id->mask; i++) {
         for (n = id->buckets[i]; n != NULL; n = next) {
             next = n->hnext;
-            if (n->cust != NULL && n->cust->members == n)
-                customer_free(id, n->cust);
             cc_blob_put(&id->blobs, n, node_size(n->len));
         }
     }

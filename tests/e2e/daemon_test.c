@@ -239,13 +239,23 @@ Test(daemon, bad_input_gets_a_reason_and_the_daemon_lives_on) {
                  0);
     cr_assert(tmap_get(&u.data, "error", &err));
     msgpack_unpacked_destroy(&u);
+    /* One event cut short: the message is refused as malformed, it is not
+     * taken for an event with a missing key. */
+    tb_event(&t, "cut", T0, "chat", "contact.open", "s9", NULL);
+    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size - 2, &u, 5000), 0);
+    cr_assert(tmap_get(&u.data, "error", &err));
+    cr_assert_eq(err.type, MSGPACK_OBJECT_STR);
+    cr_assert(memmem(err.via.str.ptr, err.via.str.size, "malformed", 9) !=
+              NULL);
+    msgpack_unpacked_destroy(&u);
+    tb_reset(&t);
     /* And valid work still goes through. */
     tb_event(&t, "ok", T0, "chat", "contact.open", "s1", NULL);
     cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
     cr_assert_eq(tmap_int(&u.data, "accepted"), 1);
     msgpack_unpacked_destroy(&u);
     query_stats(&u);
-    cr_assert_eq(tmap_int(&u.data, "engine/events/malformed_messages"), 3);
+    cr_assert_eq(tmap_int(&u.data, "engine/events/malformed_messages"), 4);
     cr_assert_eq(tmap_int(&u.data, "server/oversized_messages"), 1);
     msgpack_unpacked_destroy(&u);
     cr_assert_eq(stop_daemon(), 0);
