@@ -32,8 +32,8 @@
 
 #define T0 1700000000000LL
 
-/* CPU time of this thread: on a shared virtual machine it leaves out the
- * time the hypervisor gave to others, so it is the steadier figure. */
+/* CPU time of this thread, printed beside the wall clock: where the two
+ * part, the thread was waiting for the CPU rather than running. */
 static double
 cpu_s(void) {
     struct timespec ts;

@@ -1102,7 +1102,6 @@ ingest_decode(struct cc_engine *e, struct ingest_src *src,
         if (s->rc == CC_MSG_MALFORMED) {
             /* Counted as a message above; now also as a malformed one. */
             src->reps[src->cur].error = src->it.error;
-            src->reps[src->cur].events = 0;
             e->malformed++;
         }
         src->open = false;

@@ -97,7 +97,6 @@ norm_phone(struct cc_str in, unsigned country, char *out, size_t cap,
     }
     ncc = (size_t)snprintf(ccs, sizeof(ccs), "%u", country);
     if (plus) {
-        skip = 0;
         ncc = 0;
     } else if (nd > 2 && d[0] == '0' && d[1] == '0') {
         skip = 2; /* the ITU international prefix */
@@ -591,13 +590,12 @@ cc_identity_resolve(struct cc_identity *id, const uint8_t *kinds,
 /* Marks every node reachable from start through links with mark, and
  * returns how many. */
 static uint32_t
-walk_mark(struct cc_identity *id, struct cc_idnode *start, uint32_t mark,
-          struct cc_idnode **stack, uint32_t cap) {
+walk_mark(struct cc_idnode *start, uint32_t mark, struct cc_idnode **stack,
+          uint32_t cap) {
     struct cc_idnode *n, *o;
     struct cc_idlink *l;
     uint32_t top = 0, seen = 1;
 
-    (void)id;
     start->mark = mark;
     stack[top++] = start;
     while (top > 0) {
@@ -615,59 +613,75 @@ walk_mark(struct cc_identity *id, struct cc_idnode *start, uint32_t mark,
     return seen;
 }
 
+/* A mark no node carries yet. When the counter wraps, old marks are
+ * cleared so that none can pass for a new one. */
+static uint32_t
+next_mark(struct cc_identity *id) {
+    uint64_t i;
+    struct cc_idnode *n;
+
+    if (++id->walk == 0) {
+        for (i = 0; i <= id->mask; i++)
+            for (n = id->buckets[i]; n != NULL; n = n->hnext)
+                n->mark = 0;
+        id->walk = 1;
+    }
+    return id->walk;
+}
+
+/* Adds the nodes of list that carry mark to into; returns the others, as a
+ * list through cnext. */
+static struct cc_idnode *
+take_marked(struct cc_customer *into, struct cc_idnode *list, uint32_t mark) {
+    struct cc_idnode *n, *next, *left = NULL;
+
+    for (n = list; n != NULL; n = next) {
+        next = n->cnext;
+        if (n->mark == mark) {
+            customer_add(into, n);
+        } else {
+            n->cnext = left;
+            left = n;
+        }
+    }
+    return left;
+}
+
 /* After links inside c were removed: splits c into its connected parts.
  * The part holding keep stays c. Returns how many customers were made. */
 static uint32_t
 split(struct cc_identity *id, struct cc_customer *c, struct cc_idnode *keep,
       struct cc_str event, int64_t ts) {
-    struct cc_idnode **stack, *n, *next, *rest;
+    struct cc_idnode **stack, *rest;
     uint32_t cap = c->nmembers, made = 0, mark;
 
     stack = cc_malloc(cap * sizeof(*stack));
     if (stack == NULL)
         return 0; /* still one customer; links are already gone */
-    mark = ++id->walk;
-    if (walk_mark(id, keep, mark, stack, cap) == c->nmembers) {
+    mark = next_mark(id);
+    if (walk_mark(keep, mark, stack, cap) == c->nmembers) {
         cc_free(stack, cap * sizeof(*stack));
         return 0;
     }
     /* Keep the marked members in c; the rest form new customers. */
-    rest = NULL;
-    n = c->members;
+    rest = c->members;
     c->members = NULL;
     c->nmembers = 0;
-    for (; n != NULL; n = next) {
-        next = n->cnext;
-        if (n->mark == mark) {
-            customer_add(c, n);
-        } else {
-            n->cnext = rest;
-            rest = n;
-        }
-    }
+    rest = take_marked(c, rest, mark);
     while (rest != NULL) {
         struct cc_customer *f = customer_new(id);
-        struct cc_idnode *left = NULL;
         if (f == NULL) {
             /* Out of memory: what remains stays with c. */
-            for (n = rest; n != NULL; n = next) {
-                next = n->cnext;
+            while (rest != NULL) {
+                struct cc_idnode *n = rest;
+                rest = n->cnext;
                 customer_add(c, n);
             }
             break;
         }
-        mark = ++id->walk;
-        walk_mark(id, rest, mark, stack, cap);
-        for (n = rest; n != NULL; n = next) {
-            next = n->cnext;
-            if (n->mark == mark) {
-                customer_add(f, n);
-            } else {
-                n->cnext = left;
-                left = n;
-            }
-        }
-        rest = left;
+        mark = next_mark(id);
+        walk_mark(rest, mark, stack, cap);
+        rest = take_marked(f, rest, mark);
         record(id, c, CC_IDH_SPLIT, f->id, event, ts);
         record(id, f, CC_IDH_SPLIT, c->id, event, ts);
         id->splits++;

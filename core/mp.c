@@ -290,9 +290,9 @@ cc__mp_read_map(struct cc_mp *m, uint32_t *count) {
 }
 
 /*
- * The extent of a value whose size its first bytes fix: header bytes and
- * payload bytes, or 0 for a container. Returns -1 for 0xc1 and for a header
- * cut short.
+ * The extent of a scalar that is not a fixint or fixstr (skip_value()
+ * handles those, and containers, itself): header bytes and payload bytes.
+ * Returns -1 for 0xc1 and for a header cut short.
  */
 static inline int
 value_extent(const uint8_t *p, const uint8_t *end, size_t *hdr,
@@ -300,17 +300,11 @@ value_extent(const uint8_t *p, const uint8_t *end, size_t *hdr,
     uint8_t b = *p;
     size_t left = (size_t)(end - p);
 
-    if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-        *hdr = 1;
-        *payload = 0;
-        return 0;
-    }
-    if (b >= 0xa0 && b <= 0xbf) {
-        *hdr = 1;
-        *payload = b & 0x1f;
-        return 0;
-    }
     *payload = 0;
+    if (b == 0xc0 || b == 0xc2 || b == 0xc3) {
+        *hdr = 1;
+        return 0;
+    }
     switch (b) {
     case 0xcc:
     case 0xd0:

@@ -100,8 +100,8 @@ struct cc_server {
     uint64_t drain_started;
 
     uint64_t wall_base, mono_base, started;
-    struct cc_ingest_report report; /* REP ingest and uv_poll PULL */
-    struct cc_ingest_report rx_reports[RX_GROUP];
+    struct cc_ingest_report report;               /* REP ingest */
+    struct cc_ingest_report rx_reports[RX_GROUP]; /* PULL, per group */
     msgpack_sbuffer reply_sb;
     msgpack_packer reply_pk;
     struct cc_ratelimit rl_bad;
