@@ -11,8 +11,8 @@
 /* How many evictions ahead cc_dedup_add() prefetches. */
 #define DEDUP_AHEAD 8
 
-int
-cc_dedup_init(struct cc_dedup *d, uint64_t window, uint64_t seed) {
+static int
+init(struct cc_dedup *d, uint64_t window, uint64_t seed, bool map) {
     uint64_t slots = 16;
 
     memset(d, 0, sizeof(*d));
@@ -23,7 +23,9 @@ cc_dedup_init(struct cc_dedup *d, uint64_t window, uint64_t seed) {
         slots <<= 1;
     d->set = cc_alloc_table(slots * sizeof(uint64_t));
     d->ring = cc_alloc_table(window * sizeof(uint64_t));
-    if (d->set == NULL || d->ring == NULL) {
+    if (map)
+        d->vals = cc_alloc_table(slots * sizeof(uint64_t));
+    if (d->set == NULL || d->ring == NULL || (map && d->vals == NULL)) {
         cc_dedup_fini(d);
         return CC_ENOMEM;
     }
@@ -32,16 +34,31 @@ cc_dedup_init(struct cc_dedup *d, uint64_t window, uint64_t seed) {
     return 0;
 }
 
+int
+cc_dedup_init(struct cc_dedup *d, uint64_t window, uint64_t seed) {
+    return init(d, window, seed, false);
+}
+
+int
+cc_dedup_init_map(struct cc_dedup *d, uint64_t window, uint64_t seed) {
+    CC_ASSERT(window > 0);
+    return init(d, window, seed, true);
+}
+
 void
 cc_dedup_fini(struct cc_dedup *d) {
     cc_free_table(d->set, (d->mask + 1) * sizeof(uint64_t));
+    cc_free_table(d->vals, (d->mask + 1) * sizeof(uint64_t));
     cc_free_table(d->ring, d->cap * sizeof(uint64_t));
     memset(d, 0, sizeof(*d));
 }
 
 size_t
 cc_dedup_bytes(const struct cc_dedup *d) {
-    return d->cap ? (size_t)((d->mask + 1 + d->cap) * sizeof(uint64_t)) : 0;
+    if (d->cap == 0)
+        return 0;
+    return (size_t)((d->mask + 1) * (d->vals ? 2 : 1) + d->cap) *
+           sizeof(uint64_t);
 }
 
 uint64_t
@@ -77,6 +94,8 @@ set_remove(struct cc_dedup *d, uint64_t f) {
         home = d->set[j] & d->mask;
         if (((j - home) & d->mask) >= ((j - i) & d->mask)) {
             d->set[i] = d->set[j];
+            if (d->vals != NULL)
+                d->vals[i] = d->vals[j];
             i = j;
         }
     }
@@ -89,8 +108,9 @@ ring_wrap(const struct cc_dedup *d, uint64_t x) {
     return x >= d->cap ? x - d->cap : x;
 }
 
-void
-cc_dedup_add(struct cc_dedup *d, uint64_t f) {
+/* Inserts f (with val for maps); a held f keeps its age. */
+static void
+insert(struct cc_dedup *d, uint64_t f, uint64_t val) {
     uint64_t i, slot;
 
     if (d->cap == 0)
@@ -109,10 +129,41 @@ cc_dedup_add(struct cc_dedup *d, uint64_t f) {
         d->count--;
     }
     for (i = f & d->mask; d->set[i] != 0; i = (i + 1) & d->mask) {
-        if (d->set[i] == f)
+        if (d->set[i] == f) {
+            if (d->vals != NULL)
+                d->vals[i] = val;
             return; /* already held: keep its original age */
+        }
     }
     d->set[i] = f;
+    if (d->vals != NULL)
+        d->vals[i] = val;
     d->ring[slot] = f;
     d->count++;
+}
+
+void
+cc_dedup_add(struct cc_dedup *d, uint64_t f) {
+    insert(d, f, 0);
+}
+
+void
+cc_dedup_put(struct cc_dedup *d, uint64_t f, uint64_t val) {
+    CC_ASSERT(d->vals != NULL);
+    insert(d, f, val);
+}
+
+bool
+cc_dedup_get(const struct cc_dedup *d, uint64_t f, uint64_t *val) {
+    uint64_t i;
+
+    if (d->cap == 0)
+        return false;
+    for (i = f & d->mask; d->set[i] != 0; i = (i + 1) & d->mask) {
+        if (d->set[i] == f) {
+            *val = d->vals[i];
+            return true;
+        }
+    }
+    return false;
 }

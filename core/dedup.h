@@ -5,7 +5,12 @@
  * evicts the oldest once N are held: 24 bytes per remembered id whatever the
  * id's length. Two different ids share a fingerprint with probability about
  * N / 2^64 per event (5e-14 for a million), an accepted risk documented in
- * docs/protocol.md. Not thread-safe.
+ * docs/protocol.md.
+ *
+ * The same structure, created with cc_dedup_init_map(), also keeps a 64-bit
+ * value with each fingerprint: a bounded map that forgets its oldest entry
+ * when full (the conversation layer's index of native message ids). Not
+ * thread-safe.
  */
 #ifndef CC_DEDUP_H
 #define CC_DEDUP_H
@@ -17,6 +22,7 @@
 struct cc_dedup {
     uint64_t *set; /* fingerprints, 0 = empty */
     uint64_t mask;
+    uint64_t *vals; /* value per set slot (maps only), else NULL */
     uint64_t *ring; /* insertion order */
     uint64_t cap, head, count;
     uint64_t seed;
@@ -24,6 +30,8 @@ struct cc_dedup {
 
 /* window = 0 disables the check. */
 int cc_dedup_init(struct cc_dedup *d, uint64_t window, uint64_t seed);
+/* A bounded map of window entries (fingerprint -> value); window > 0. */
+int cc_dedup_init_map(struct cc_dedup *d, uint64_t window, uint64_t seed);
 void cc_dedup_fini(struct cc_dedup *d);
 /* The fingerprint under which an id is remembered: compute it once per
  * event and pass it to both calls below. */
@@ -38,6 +46,10 @@ cc_dedup_prefetch(const struct cc_dedup *d, uint64_t fp) {
 }
 /* Remembers fp, forgetting the oldest when full. */
 void cc_dedup_add(struct cc_dedup *d, uint64_t fp);
+/* Maps: remembers fp with val (a held fp keeps its age, takes val). */
+void cc_dedup_put(struct cc_dedup *d, uint64_t fp, uint64_t val);
+/* Maps: the value held for fp, if any. */
+bool cc_dedup_get(const struct cc_dedup *d, uint64_t fp, uint64_t *val);
 size_t cc_dedup_bytes(const struct cc_dedup *d);
 
 #endif

@@ -10,136 +10,14 @@
  * [limits] max_names). After warm-up, opening and closing contacts reuses
  * pooled memory: the hot path does not call malloc.
  */
-#include "engine.h"
+#include "engine_int.h"
 
-#include "dedup.h"
-#include "mem.h"
 #include "mp.h"
-#include "wheel.h"
 
 #include <string.h>
 
-/* ---- names and queues ------------------------------------------------- */
-
-struct cc_queue;
-
-struct cc_name {
-    struct cc_name *hnext;
-    uint64_t hash;
-    struct cc_queue *queue; /* set when the name is used as a queue */
-    uint32_t len;
-    char s[];
-};
-
-struct cc_queue {
-    const struct cc_name *name;
-    struct cc_contact *head, *tail; /* waiting, in join order */
-    uint64_t waiting;
-    uint64_t joined, answered, abandoned, offers, callbacks;
-};
-
-/* ---- contacts --------------------------------------------------------- */
-
-enum cc_cstate {
-    CS_OPEN,      /* known, not queued, no agent */
-    CS_QUEUED,    /* waiting in a queue */
-    CS_CONNECTED, /* with an agent */
-    CS_HELD,      /* with an agent, on hold */
-    CS__COUNT
-};
-
 static const char *const cstate_names[CS__COUNT] = {"open", "queued",
                                                     "connected", "held"};
-
-enum {
-    CF_ANSWERED = 1 << 0, /* an agent answered at least once */
-    CF_OFFERED = 1 << 1,  /* a callback offer is outstanding */
-    CF_ACCEPTED = 1 << 2, /* the customer accepted a callback */
-    CF_PHONE = 1 << 3     /* the customer map has a phone number */
-};
-
-/* Contact ids up to this many bytes live in the record itself, in the same
- * cache line as the hash that finds them: a lookup costs the bucket and the
- * record, not a third miss on a separate string. */
-#define CONTACT_ID_INLINE 40
-
-struct cc_contact {
-    /* First cache line: everything a lookup reads. */
-    struct cc_contact *hnext; /* hash chain */
-    uint64_t hash;
-    uint16_t id_len, cust_len;
-    uint8_t channel, state, flags, transfers;
-    char id[CONTACT_ID_INLINE]; /* the id when it fits */
-    /* The rest. */
-    char *blob; /* the id when it does not fit inline, then the customer
-                   map as received; NULL when both are empty */
-    struct cc_timer state_timer; /* hold.long when held, offer when queued */
-    struct cc_timer idle_timer;
-    struct cc_contact *qnext, *qprev; /* waiting list of queue */
-    struct cc_queue *queue;
-    const struct cc_name *agent;
-    int64_t opened_ts, queued_ts, hold_ts;
-    uint64_t last_seen; /* engine time of the last event */
-    uint64_t hold_total_ms;
-    uint32_t msgs_in, msgs_out;
-};
-
-#define CONTACT_STRIDE ((sizeof(struct cc_contact) + 63) & ~(size_t)63)
-
-static inline size_t
-contact_id_ext(const struct cc_contact *c) {
-    return c->id_len > CONTACT_ID_INLINE ? c->id_len : 0;
-}
-
-static inline const char *
-contact_id(const struct cc_contact *c) {
-    return c->id_len > CONTACT_ID_INLINE ? c->blob : c->id;
-}
-
-static inline const uint8_t *
-contact_customer(const struct cc_contact *c) {
-    return c->cust_len ? (const uint8_t *)c->blob + contact_id_ext(c) : NULL;
-}
-
-static inline size_t
-contact_blob_size(const struct cc_contact *c) {
-    return contact_id_ext(c) + c->cust_len;
-}
-
-/* ---- the engine ------------------------------------------------------- */
-
-struct chan_stats {
-    uint64_t events, open, opened, closed, expired, implicit_opens;
-    uint64_t answered, abandoned, transfers, holds, msgs_in, msgs_out;
-};
-
-struct cc_engine {
-    struct cc_engine_config cfg;
-    struct cc_wheel wheel;
-    struct cc_outbox outbox;
-    struct cc_dedup dedup;
-    struct cc_pool contacts;
-    struct cc_blobs blobs;
-    struct cc_contact **buckets;
-    uint64_t bucket_mask;
-    uint64_t open_contacts;
-    uint64_t blob_bytes;
-    uint64_t by_state[CS__COUNT];
-    /* names */
-    struct cc_name **nbuckets;
-    uint64_t nmask, nnames;
-    struct cc_queue **queues;
-    uint64_t nqueues;
-    /* counters */
-    uint64_t messages, malformed;
-    uint64_t accepted, duplicates, rejected, implicit_opens, expired;
-    uint64_t by_type[CC_EV__COUNT];
-    uint64_t by_reason[CC_R__COUNT];
-    struct chan_stats chan[CC_MAX_CHANNELS];
-    uint64_t alerts_hold_long;
-    uint64_t cb_offers, cb_cancels;
-    uint64_t callback_unknown;
-};
 
 void
 cc_engine_config_defaults(struct cc_engine_config *c) {
@@ -152,6 +30,14 @@ cc_engine_config_defaults(struct cc_engine_config *c) {
     c->max_queues = 1024;
     c->max_names = 100000;
     cc_channels_init(&c->channels);
+    c->default_country = 1;
+    c->max_identifiers = 50;
+    c->max_identities = 4000000;
+    c->reopen_window_ms = 72 * 3600000ULL;
+    c->idle_close_ms = 7 * 86400000ULL;
+    c->repeat_window_ms = 48 * 3600000ULL;
+    c->max_conversations = 2000000;
+    c->thread_index = 1000000;
     c->seed = 0x5eed;
 }
 
@@ -197,9 +83,23 @@ cc_engine_new(struct cc_engine **out, const struct cc_engine_config *cfg,
     e->queues = cc_calloc(cfg->max_queues, sizeof(*e->queues));
     if (e->queues == NULL)
         goto fail_queues;
+    {
+        struct cc_identity_config ic = {.default_country = cfg->default_country,
+                                        .max_identifiers = cfg->max_identifiers,
+                                        .max_total = cfg->max_identities,
+                                        .seed = cfg->seed ^ 0x1de7};
+        if (cc_identity_init(&e->ident, &ic) != 0)
+            goto fail_ident;
+    }
+    if (cc_convs_init(e) != 0)
+        goto fail_convs;
     *out = e;
     return 0;
 
+fail_convs:
+    cc_identity_fini(&e->ident);
+fail_ident:
+    cc_free(e->queues, cfg->max_queues * sizeof(*e->queues));
 fail_queues:
     cc_free(e->nbuckets, (e->nmask + 1) * sizeof(*e->nbuckets));
 fail_names:
@@ -224,6 +124,8 @@ cc_engine_free(struct cc_engine *e) {
 
     if (e == NULL)
         return;
+    cc_convs_fini(e); /* detaches every contact from its conversation */
+    cc_identity_fini(&e->ident);
     for (i = 0; i <= e->bucket_mask; i++) {
         while (e->buckets[i] != NULL)
             contact_free(e, e->buckets[i]);
@@ -251,6 +153,9 @@ cc_engine_reconfigure(struct cc_engine *e, const struct cc_engine_config *cfg) {
     e->cfg.hold_long_ms = cfg->hold_long_ms;
     e->cfg.offer_after_waiting_ms = cfg->offer_after_waiting_ms;
     e->cfg.contact_idle_ms = cfg->contact_idle_ms;
+    e->cfg.reopen_window_ms = cfg->reopen_window_ms;
+    e->cfg.idle_close_ms = cfg->idle_close_ms;
+    e->cfg.repeat_window_ms = cfg->repeat_window_ms;
 }
 
 const struct cc_channels *
@@ -282,8 +187,8 @@ cc_engine_count_bad_message(struct cc_engine *e) {
 
 /* ---- names ------------------------------------------------------------ */
 
-static const struct cc_name *
-name_intern(struct cc_engine *e, struct cc_str s) {
+const struct cc_name *
+cc_name_intern(struct cc_engine *e, struct cc_str s) {
     uint64_t h = cc_hash(s.p, s.n, e->cfg.seed ^ 0x4e41);
     struct cc_name **b = &e->nbuckets[h & e->nmask], *n;
 
@@ -309,7 +214,7 @@ name_intern(struct cc_engine *e, struct cc_str s) {
 
 static struct cc_queue *
 queue_get(struct cc_engine *e, struct cc_str s, struct cc_reject *rej) {
-    struct cc_name *n = (struct cc_name *)name_intern(e, s);
+    struct cc_name *n = (struct cc_name *)cc_name_intern(e, s);
     struct cc_queue *q;
 
     if (n == NULL) {
@@ -341,8 +246,8 @@ queue_get(struct cc_engine *e, struct cc_str s, struct cc_reject *rej) {
 
 /* ---- packing helpers -------------------------------------------------- */
 
-static void
-pack_name_or_nil(msgpack_packer *pk, const struct cc_name *n) {
+void
+cc_pack_name_or_nil(msgpack_packer *pk, const struct cc_name *n) {
     if (n != NULL)
         cc_pack_strn(pk, n->s, n->len);
     else
@@ -351,14 +256,14 @@ pack_name_or_nil(msgpack_packer *pk, const struct cc_name *n) {
 
 /* ---- contacts --------------------------------------------------------- */
 
-static inline uint64_t
-contact_hash(const struct cc_engine *e, unsigned channel, struct cc_str id) {
+uint64_t
+cc_contact_hash(const struct cc_engine *e, unsigned channel, struct cc_str id) {
     return cc_hash(id.p, id.n, e->cfg.seed + channel);
 }
 
-static struct cc_contact *
-contact_find(struct cc_engine *e, unsigned channel, struct cc_str id,
-             uint64_t h) {
+struct cc_contact *
+cc_contact_find(struct cc_engine *e, unsigned channel, struct cc_str id,
+                uint64_t h) {
     struct cc_contact *c;
     for (c = e->buckets[h & e->bucket_mask]; c != NULL; c = c->hnext) {
         if (c->hash == h && c->channel == channel && c->id_len == id.n &&
@@ -548,7 +453,7 @@ static void
 pack_contact_fields(struct cc_engine *e, msgpack_packer *pk,
                     const struct cc_contact *c) {
     cc_pack_str(pk, "conversation");
-    msgpack_pack_nil(pk); /* conversations are not tracked yet */
+    cc_conv_pack_id(pk, c->conv);
     cc_pack_str(pk, "contact");
     cc_pack_strn(pk, contact_id(c), c->id_len);
     cc_pack_str(pk, "channel");
@@ -556,7 +461,7 @@ pack_contact_fields(struct cc_engine *e, msgpack_packer *pk,
     cc_pack_str(pk, "customer");
     pack_customer(pk, c);
     cc_pack_str(pk, "queue");
-    pack_name_or_nil(pk, c->queue ? c->queue->name : NULL);
+    cc_pack_name_or_nil(pk, c->queue ? c->queue->name : NULL);
 }
 
 /* Writes a deterministic id: "<rule>:<channel>:<contact>:<ts>". */
@@ -614,6 +519,7 @@ static void
 contact_free(struct cc_engine *e, struct cc_contact *c) {
     struct cc_contact **pp = &e->buckets[c->hash & e->bucket_mask];
 
+    cc_conv_contact_detach(e, c);
     while (*pp != c)
         pp = &(*pp)->hnext;
     *pp = c->hnext;
@@ -647,7 +553,7 @@ fire_hold_long(struct cc_engine *e, struct cc_contact *c, uint64_t now) {
     msgpack_pack_uint64(pk, now);
     pack_contact_fields(e, pk, c);
     cc_pack_str(pk, "agent");
-    pack_name_or_nil(pk, c->agent);
+    cc_pack_name_or_nil(pk, c->agent);
     cc_pack_kv_u64(pk, "target_ms", e->cfg.hold_long_ms);
     cc_pack_kv_u64(pk, "elapsed_ms",
                    now > (uint64_t)c->hold_ts ? now - (uint64_t)c->hold_ts : 0);
@@ -711,6 +617,7 @@ idle_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
         return;
     }
     leave_queue(e, c, now, "expired");
+    cc_conv_contact_end(e, c, (int64_t)now, true);
     e->expired++;
     e->chan[c->channel].expired++;
     e->chan[c->channel].closed++;
@@ -770,7 +677,7 @@ set_agent(struct cc_engine *e, struct cc_contact *c, struct cc_str agent,
     const struct cc_name *n;
     if (agent.n == 0)
         return 0;
-    n = name_intern(e, agent);
+    n = cc_name_intern(e, agent);
     if (n == NULL) {
         rej->code = CC_R_LIMIT;
         rej->key = "agent";
@@ -922,7 +829,7 @@ static inline void
 event_keys(const struct cc_engine *e, const struct cc_event *ev,
            struct ev_keys *k) {
     k->fp = cc_dedup_fingerprint(&e->dedup, ev->id.p, ev->id.n);
-    k->h = ev->contact.n ? contact_hash(e, ev->channel, ev->contact) : 0;
+    k->h = ev->contact.n ? cc_contact_hash(e, ev->channel, ev->contact) : 0;
 }
 
 static enum cc_verdict apply_keyed(struct cc_engine *e,
@@ -939,51 +846,161 @@ cc_engine_apply(struct cc_engine *e, const struct cc_event *ev, uint64_t now,
     return apply_keyed(e, ev, &k, now, rej);
 }
 
+/* ---- identity ---------------------------------------------------------- */
+
+/* An event's identifiers, normalised. */
+struct ev_idents {
+    uint32_t n;
+    uint8_t kinds[CC_IDENT__COUNT];
+    struct cc_str norm[CC_IDENT__COUNT];
+    char buf[CC_IDENT__COUNT][CC_IDENT_NORM_MAX];
+};
+
+static bool
+has_identifiers(const struct cc_event *ev) {
+    unsigned k;
+    if (!(ev->flags & CC_EVF_CUSTOMER))
+        return false;
+    for (k = 0; k < CC_IDENT__COUNT; k++) {
+        if (ev->ident[k].n != 0)
+            return true;
+    }
+    return false;
+}
+
+/* Whether the event's identifiers need resolving: they are new for the
+ * contact, or the contact has no conversation yet. An event repeating the
+ * customer map its contact already has costs nothing here. */
+static bool
+wants_identity(const struct cc_event *ev, const struct cc_contact *c) {
+    if (!has_identifiers(ev))
+        return false;
+    if (c == NULL || c->conv == NULL)
+        return true;
+    return c->cust_len != ev->customer_len ||
+           memcmp(contact_customer(c), ev->customer, ev->customer_len) != 0;
+}
+
+/* Normalises every identifier of ev; one that cannot be normalised rejects
+ * the event with the reason, before anything changes. */
+static int
+normalize_idents(const struct cc_engine *e, const struct cc_event *ev,
+                 struct ev_idents *ids, struct cc_reject *rej) {
+    unsigned k;
+    int len;
+
+    ids->n = 0;
+    for (k = 0; k < CC_IDENT__COUNT; k++) {
+        if (ev->ident[k].n == 0)
+            continue;
+        len = cc_ident_normalize((enum cc_ident_kind)k, ev->ident[k],
+                                 e->cfg.default_country, ids->buf[ids->n],
+                                 sizeof(ids->buf[0]), &rej->detail);
+        if (len < 0) {
+            rej->code = CC_R_BAD_VALUE;
+            rej->key = cc_ident_key((enum cc_ident_kind)k);
+            return -1;
+        }
+        ids->kinds[ids->n] = (uint8_t)k;
+        ids->norm[ids->n].p = ids->buf[ids->n];
+        ids->norm[ids->n].n = (uint32_t)len;
+        ids->n++;
+    }
+    return 0;
+}
+
+/* Links the event's identifiers and returns their customer (NULL when the
+ * store is full: the event stands, its identity is counted as lost). */
+static struct cc_customer *
+resolve_idents(struct cc_engine *e, const struct cc_contact *c,
+               const struct cc_event *ev, const struct ev_idents *ids) {
+    struct cc_idresult res;
+    uint32_t splits = 0;
+
+    if (ev->type == CC_EV_IDENTITY_UNLINK) {
+        (void)cc_identity_unlink(&e->ident, ids->kinds, ids->norm, ids->n,
+                                 ev->id, ev->ts, &splits);
+        return NULL;
+    }
+    if (cc_identity_resolve(&e->ident, ids->kinds, ids->norm, ids->n, ev->id,
+                            ev->ts, &res) != 0) {
+        e->ident_limit++;
+        return NULL;
+    }
+    if (res.conflict)
+        cc_conv_alert_conflict(e, c, ev, &res, ids->kinds, ids->norm, ids->n);
+    return res.cust;
+}
+
+/* ---- applying one event -------------------------------------------------- */
+
+/* Events with no contact: agent status, identity links, and resolve and
+ * feedback named by customer. */
+static enum cc_verdict
+apply_contactless(struct cc_engine *e, const struct cc_event *ev,
+                  const struct ev_idents *ids, bool resolve, uint64_t fp,
+                  uint64_t now) {
+    struct cc_customer *cust = NULL;
+    struct cc_conv_delta d = {0, 0, false};
+
+    if (resolve)
+        cust = resolve_idents(e, NULL, ev, ids);
+    if (ev->type == CC_EV_CONVERSATION_RESOLVE || ev->type == CC_EV_FEEDBACK)
+        cc_conv_apply(e, NULL, cust, ev, &d, now);
+    count_accepted(e, ev, fp);
+    return CC_ACCEPTED;
+}
+
 static enum cc_verdict
 apply_keyed(struct cc_engine *e, const struct cc_event *ev,
             const struct ev_keys *k, uint64_t now, struct cc_reject *rej) {
-    struct cc_contact *c;
+    struct cc_contact *c = NULL;
+    struct cc_customer *cust = NULL;
+    struct cc_conv_delta d;
+    struct ev_idents ids;
     uint64_t h = k->h, fp = k->fp;
-    bool created = false;
+    bool resolve;
 
     cc_wheel_advance(&e->wheel, now);
     if (cc_dedup_seen(&e->dedup, fp)) {
         e->duplicates++;
         return CC_DUPLICATE;
     }
-    if (ev->contact.n == 0) {
-        /* Agent, identity, feedback and resolve events carry no contact:
-         * counted here, acted on by later modules. */
-        count_accepted(e, ev, fp);
-        return CC_ACCEPTED;
+    if (ev->contact.n != 0)
+        c = cc_contact_find(e, ev->channel, ev->contact, h);
+    resolve = wants_identity(ev, c);
+    if (resolve && normalize_idents(e, ev, &ids, rej) != 0) {
+        e->ident_rejected++;
+        goto rejected;
     }
-    c = contact_find(e, ev->channel, ev->contact, h);
+    if (ev->contact.n == 0)
+        return apply_contactless(e, ev, &ids, resolve, fp, now);
+    d.created = false;
     if (c == NULL) {
         if (ev->type == CC_EV_CONTACT_OPEN || opens_implicitly(ev->type)) {
             c = contact_open(e, ev, h, now, rej);
             if (c == NULL)
                 goto rejected;
-            created = true;
-            if (ev->type == CC_EV_CONTACT_OPEN) {
-                count_accepted(e, ev, fp);
-                return CC_ACCEPTED;
+            d.created = true;
+            if (ev->type != CC_EV_CONTACT_OPEN) {
+                e->implicit_opens++;
+                e->chan[ev->channel].implicit_opens++;
+                /* A hold or transfer implies an agent already answered. */
+                if (ev->type == CC_EV_HOLD_START || ev->type == CC_EV_TRANSFER)
+                    set_state(e, c, CS_CONNECTED);
             }
-            e->implicit_opens++;
-            e->chan[ev->channel].implicit_opens++;
-            /* A hold or transfer implies an agent already answered. */
-            if (ev->type == CC_EV_HOLD_START || ev->type == CC_EV_TRANSFER)
-                set_state(e, c, CS_CONNECTED);
-        } else if (ev->type >= CC_EV_CALLBACK_ACCEPTED &&
-                   ev->type <= CC_EV_CALLBACK_FAILED) {
-            /* Callback outcomes often arrive after the original contact
-             * closed: they are not an error. */
-            e->callback_unknown++;
-            count_accepted(e, ev, fp);
-            return CC_ACCEPTED;
-        } else if (ev->type == CC_EV_CONVERSATION_RESOLVE ||
+        } else if ((ev->type >= CC_EV_CALLBACK_ACCEPTED &&
+                    ev->type <= CC_EV_CALLBACK_FAILED) ||
+                   ev->type == CC_EV_CONVERSATION_RESOLVE ||
                    ev->type == CC_EV_FEEDBACK) {
-            count_accepted(e, ev, fp);
-            return CC_ACCEPTED;
+            /* Callback outcomes often arrive after the original contact
+             * closed, and a resolve or a survey after it too: they are not
+             * an error. A resolve or feedback that names the customer
+             * still reaches the customer's conversation. */
+            if (ev->type >= CC_EV_CALLBACK_ACCEPTED &&
+                ev->type <= CC_EV_CALLBACK_FAILED)
+                e->callback_unknown++;
+            return apply_contactless(e, ev, &ids, resolve, fp, now);
         } else {
             rej->code = CC_R_STATE;
             rej->key = NULL;
@@ -991,7 +1008,10 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
                           "already closed";
             goto rejected;
         }
-    } else if (ev->type == CC_EV_CONTACT_CLOSE) {
+    }
+    d.prev_state = c->state;
+    d.prev_queued_ts = c->queued_ts;
+    if (ev->type == CC_EV_CONTACT_CLOSE) {
         if (c->state == CS_QUEUED) {
             c->queue->abandoned++;
             e->chan[c->channel].abandoned++;
@@ -999,20 +1019,29 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
         leave_queue(e, c, now, "closed");
         if (c->state == CS_HELD)
             end_hold(e, c, ev);
+        if (resolve)
+            cust = resolve_idents(e, c, ev, &ids);
+        cc_conv_apply(e, c, cust, ev, &d, now);
+        cc_conv_contact_end(e, c, ev->ts, false);
         e->chan[c->channel].closed++;
         contact_free(e, c);
         count_accepted(e, ev, fp);
         return CC_ACCEPTED;
     }
-    if (lifecycle(e, c, ev, now, rej) != 0) {
-        if (created)
-            contact_free(e, c);
-        goto rejected;
+    if (ev->type != CC_EV_CONTACT_OPEN || !d.created) {
+        if (lifecycle(e, c, ev, now, rej) != 0) {
+            if (d.created)
+                contact_free(e, c);
+            goto rejected;
+        }
     }
     /* The latest customer map wins; keeping the old one on failure loses
      * only an update of identifiers, never the event. */
-    if (!created && (ev->flags & CC_EVF_CUSTOMER))
+    if (!d.created && (ev->flags & CC_EVF_CUSTOMER))
         (void)contact_set_customer(e, c, ev);
+    if (resolve)
+        cust = resolve_idents(e, c, ev, &ids);
+    cc_conv_apply(e, c, cust, ev, &d, now);
     c->last_seen = now;
     count_accepted(e, ev, fp);
     return CC_ACCEPTED;
@@ -1027,6 +1056,7 @@ rejected:
 void
 cc_ingest_report_fini(struct cc_ingest_report *r) {
     cc_free(r->rej, r->rej_cap * sizeof(*r->rej));
+    msgpack_sbuffer_destroy(&r->ctx);
     memset(r, 0, sizeof(*r));
 }
 
@@ -1056,6 +1086,27 @@ struct ingest_slot {
     struct ev_keys k;
 };
 
+/* Describes the conversation of an accepted contact.open or message.in in
+ * the report, for the ingest_ack reply. */
+static void
+report_context(struct cc_engine *e, struct cc_ingest_report *r,
+               const struct ingest_slot *s) {
+    const struct cc_contact *c;
+    msgpack_packer pk;
+
+    c = cc_contact_find(e, s->ev.channel, s->ev.contact, s->k.h);
+    if (c == NULL || c->conv == NULL)
+        return;
+    msgpack_packer_init(&pk, &r->ctx, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    cc_pack_kv_u64(&pk, "index", s->index);
+    cc_pack_str(&pk, "conversation");
+    cc_conv_pack_id(&pk, c->conv);
+    cc_pack_str(&pk, "context");
+    cc_conv_pack(e, &pk, c->conv, false);
+    r->ncontext++;
+}
+
 /* Walks the events of several messages in order. */
 struct ingest_src {
     const struct cc_msgbuf *msgs;
@@ -1069,6 +1120,8 @@ static void
 report_reset(struct cc_ingest_report *r) {
     r->events = r->accepted = r->duplicates = r->rejected = 0;
     r->error = NULL;
+    r->ncontext = 0;
+    r->ctx.size = 0;
 }
 
 /* Decodes the next event of the call into s and starts loading the memory
@@ -1163,7 +1216,7 @@ ingest_prefetch_links(struct cc_engine *e, const struct ingest_slot *s) {
     default:
         return;
     }
-    c = contact_find(e, s->ev.channel, s->ev.contact, s->k.h);
+    c = cc_contact_find(e, s->ev.channel, s->ev.contact, s->k.h);
     if (c == NULL)
         return;
     prefetch_timer_links(&c->state_timer);
@@ -1209,6 +1262,9 @@ cc_engine_ingest_many(struct cc_engine *e, const struct cc_msgbuf *msgs,
         switch (apply_keyed(e, &s->ev, &s->k, now, &rej)) {
         case CC_ACCEPTED:
             r->accepted++;
+            if (r->want_context && (s->ev.type == CC_EV_CONTACT_OPEN ||
+                                    s->ev.type == CC_EV_MESSAGE_IN))
+                report_context(e, r, s);
             break;
         case CC_DUPLICATE:
             r->duplicates++;
@@ -1242,9 +1298,15 @@ cc_engine_counts(const struct cc_engine *e, struct cc_engine_counts *c) {
     c->duplicates = e->duplicates;
     c->rejected = e->rejected;
     c->implicit_opens = e->implicit_opens;
-    c->alerts = e->alerts_hold_long;
+    c->alerts =
+        e->alerts_hold_long + e->convs.alerts_repeat + e->convs.alerts_conflict;
     c->callbacks = e->cb_offers + e->cb_cancels;
     c->contact_bytes = contact_bytes(e);
+    c->customers = e->ident.customers;
+    c->identifiers = e->ident.nodes;
+    c->conversations = e->convs.open + e->convs.resolved_now;
+    c->identity_bytes = cc_identity_bytes(&e->ident);
+    c->conversation_bytes = cc_convs_bytes(e);
 }
 
 void
@@ -1253,7 +1315,7 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
     uint32_t i;
     int s;
 
-    msgpack_pack_map(pk, 10);
+    msgpack_pack_map(pk, 12);
 
     cc_pack_str(pk, "events");
     msgpack_pack_map(pk, 8);
@@ -1282,7 +1344,7 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
     for (i = 0; i < e->cfg.channels.n; i++) {
         const struct chan_stats *c = &e->chan[i];
         cc_pack_str(pk, e->cfg.channels.names[i]);
-        msgpack_pack_map(pk, 12);
+        msgpack_pack_map(pk, 13);
         cc_pack_kv_u64(pk, "events", c->events);
         cc_pack_kv_u64(pk, "open", c->open);
         cc_pack_kv_u64(pk, "opened", c->opened);
@@ -1295,6 +1357,8 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
         cc_pack_kv_u64(pk, "holds", c->holds);
         cc_pack_kv_u64(pk, "messages_in", c->msgs_in);
         cc_pack_kv_u64(pk, "messages_out", c->msgs_out);
+        cc_pack_str(pk, "conversations");
+        cc_convs_pack_chan_stats(e, pk, i);
     }
 
     cc_pack_str(pk, "contacts");
@@ -1319,9 +1383,26 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
         cc_pack_kv_u64(pk, "callbacks_accepted", q->callbacks);
     }
 
+    cc_pack_str(pk, "identity");
+    msgpack_pack_map(pk, 9);
+    cc_pack_kv_u64(pk, "customers", e->ident.customers);
+    cc_pack_kv_u64(pk, "identifiers", e->ident.nodes);
+    cc_pack_kv_u64(pk, "links", e->ident.links);
+    cc_pack_kv_u64(pk, "merges", e->ident.merges);
+    cc_pack_kv_u64(pk, "splits", e->ident.splits);
+    cc_pack_kv_u64(pk, "conflicts", e->ident.conflicts);
+    cc_pack_kv_u64(pk, "rejected_identifiers", e->ident_rejected);
+    cc_pack_kv_u64(pk, "limit_reached", e->ident_limit);
+    cc_pack_kv_u64(pk, "bytes", cc_identity_bytes(&e->ident));
+
+    cc_pack_str(pk, "conversations");
+    cc_convs_pack_stats(e, pk);
+
     cc_pack_str(pk, "alerts");
-    msgpack_pack_map(pk, 1);
+    msgpack_pack_map(pk, 3);
     cc_pack_kv_u64(pk, "hold.long", e->alerts_hold_long);
+    cc_pack_kv_u64(pk, "continuity.repeat", e->convs.alerts_repeat);
+    cc_pack_kv_u64(pk, "identity.conflict", e->convs.alerts_conflict);
 
     cc_pack_str(pk, "callbacks");
     msgpack_pack_map(pk, 2);

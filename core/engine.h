@@ -5,12 +5,13 @@
  * holds no locks: the same inputs give the same outputs, live, in tests with
  * a manual clock, and in replay.
  *
- * In this version it tracks every open contact per channel through its
- * lifecycle, counts events per channel and per type, ignores repeated event
- * ids within a bounded window, and runs two timed rules on its timing wheel:
- * hold.long (a caller on hold longer than [hold] long) and a callback offer
- * for a caller who has waited in queue longer than
- * [callback] offer_after_waiting. docs/protocol.md describes the rules.
+ * It tracks every open contact per channel through its lifecycle, counts
+ * events per channel and per type, ignores repeated event ids within a
+ * bounded window, resolves the customer identifiers events carry into
+ * customers (identity.h), follows each customer's conversation across
+ * channels with its context, and runs its timed rules on a timing wheel:
+ * hold.long, callback offers, contact expiry, and conversations' idle close
+ * and reopen windows. docs/protocol.md describes the rules.
  *
  * Every function runs on one thread (the loop thread in the daemon).
  */
@@ -33,7 +34,16 @@ struct cc_engine_config {
     uint64_t max_queues;
     uint64_t max_names;
     struct cc_channels channels;
-    uint64_t seed; /* hash seed; does not change any output */
+    /* identity and conversations */
+    unsigned default_country;   /* [identity] default_country */
+    uint32_t max_identifiers;   /* per customer */
+    uint64_t max_identities;    /* identifiers in all */
+    uint64_t reopen_window_ms;  /* [conversation] reopen_window */
+    uint64_t idle_close_ms;     /* [conversation] idle_close */
+    uint64_t repeat_window_ms;  /* [conversation] repeat_window */
+    uint64_t max_conversations; /* open and resolved-in-window */
+    uint64_t thread_index;      /* native message ids remembered */
+    uint64_t seed;              /* hash seed; does not change any output */
 };
 
 void cc_engine_config_defaults(struct cc_engine_config *c);
@@ -90,6 +100,12 @@ struct cc_ingest_report {
     const char *error; /* whole message refused (not MessagePack, ...) */
     struct cc_ingest_rejection *rej;
     uint32_t rej_cap;
+    /* Set want_context to have every accepted contact.open and message.in
+     * that belongs to a conversation described in ctx: ncontext MessagePack
+     * maps {index, conversation, context} packed back to back. */
+    bool want_context;
+    uint32_t ncontext;
+    msgpack_sbuffer ctx;
 };
 
 void cc_ingest_report_fini(struct cc_ingest_report *r);
@@ -109,6 +125,20 @@ void cc_engine_ingest_many(struct cc_engine *e, const struct cc_msgbuf *msgs,
                            uint32_t n, uint64_t now,
                            struct cc_ingest_report *reps);
 
+/*
+ * The conversation of a customer, named by one identifier (kind and value
+ * as received: it is normalised here), or by its id ("cv-12"). Packs the
+ * full context as one map and returns 0, or returns CC_ENOENT (no such
+ * conversation) or CC_EINVAL with *why saying what is wrong with the
+ * identifier.
+ */
+int cc_engine_pack_conversation_by_ident(struct cc_engine *e,
+                                         enum cc_ident_kind kind,
+                                         struct cc_str value,
+                                         msgpack_packer *pk, const char **why);
+int cc_engine_pack_conversation_by_id(struct cc_engine *e, struct cc_str id,
+                                      msgpack_packer *pk, const char **why);
+
 /* Packs the engine's counters and gauges as one MessagePack map. */
 void cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk);
 
@@ -117,6 +147,9 @@ struct cc_engine_counts {
     uint64_t accepted, duplicates, rejected, implicit_opens;
     uint64_t alerts, callbacks;
     uint64_t contact_bytes; /* memory held for open contacts */
+    uint64_t customers, identifiers, conversations;
+    uint64_t identity_bytes;     /* identifiers, links, customers, index */
+    uint64_t conversation_bytes; /* conversations, histories, indexes */
 };
 void cc_engine_counts(const struct cc_engine *e, struct cc_engine_counts *c);
 

@@ -270,6 +270,11 @@ static const char *const ident_keys[CC_IDENT__COUNT] = {
     "customer.phone", "customer.email", "customer.chat", "customer.social",
     "customer.crm"};
 
+const char *
+cc_ident_key(enum cc_ident_kind kind) {
+    return ident_keys[kind];
+}
+
 /* enum cc_ident_kind of a customer map key, or CC_IDENT__COUNT. */
 static int
 ident_of(struct cc_str k) {

@@ -103,6 +103,9 @@ enum cc_ident_kind {
     CC_IDENT__COUNT
 };
 
+/* "customer.phone", ...: the key an identifier arrives under. */
+const char *cc_ident_key(enum cc_ident_kind kind);
+
 enum {
     CC_EVF_PRIORITY = 1 << 0,
     CC_EVF_SENTIMENT = 1 << 1,

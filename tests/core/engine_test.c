@@ -329,7 +329,7 @@ Test(engine, same_inputs_same_outputs, .init = setup, .fini = teardown) {
         snprintf(contact, sizeof(contact), "c%d", i % 7);
         tb_reset(&t);
         tb_event(&t, id, T0 + i * 1000, "phone",
-                 i % 3 ? "hold.start" : "hold.end", contact, "+1555");
+                 i % 3 ? "hold.start" : "hold.end", contact, "+15550001");
         cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)T0 + i * 1000,
                          &rep);
         cc_engine_ingest(e2, t.sb.data, t.sb.size, (uint64_t)T0 + i * 1000,

@@ -1,0 +1,1301 @@
+/*
+ * Conversations: one customer issue across all its contacts and channels,
+ * with the context an agent needs and the continuity measures. Part of the
+ * engine (engine_int.h); docs/protocol.md states the rules and
+ * docs/design.md the memory layout.
+ *
+ * A customer (identity.h) points at its current conversation through
+ * cc_customer.owner; a contact at its conversation through cc_contact.conv;
+ * a conversation lists its open contacts and keeps bounded histories (the
+ * last CONV_CONTACTS contacts with their outcomes, the last CONV_TIMELINE
+ * events). Conversations are found by id through a chained hash table sized
+ * once for [limits] max_conversations. One timer per conversation closes it
+ * when idle past [conversation] idle_close, or when the reopen window of a
+ * resolved one ends.
+ */
+#include "engine_int.h"
+
+#include "mp.h"
+
+#include <string.h>
+
+#define CONV_STRIDE ((sizeof(struct cc_conv) + 63) & ~(size_t)63)
+
+/* Flags of a conversation. */
+enum { CVF_SENTIMENT = 1 << 0 };
+
+static const char *const live_state_names[] = {"open", "queued", "connected",
+                                               "held"};
+
+static void conv_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now);
+static void on_merge(struct cc_identity *id, struct cc_customer *into,
+                     struct cc_customer *from, void *arg);
+
+/* ---- the store --------------------------------------------------------- */
+
+static inline uint64_t
+conv_bucket(const struct cc_convs *cs, uint64_t id) {
+    return (id * 0x9e3779b97f4a7c15ULL >> 17) & cs->mask;
+}
+
+int
+cc_convs_init(struct cc_engine *e) {
+    struct cc_convs *cs = &e->convs;
+    uint64_t nb = 16;
+
+    while (nb < e->cfg.max_conversations)
+        nb <<= 1;
+    cs->buckets = cc_alloc_table(nb * sizeof(*cs->buckets));
+    if (cs->buckets == NULL)
+        return CC_ENOMEM;
+    cs->mask = nb - 1;
+    if (e->cfg.thread_index != 0 &&
+        (cc_dedup_init_map(&cs->threads, e->cfg.thread_index,
+                           e->cfg.seed ^ 0x7ead) != 0 ||
+         cc_dedup_init_map(&cs->forward, e->cfg.thread_index,
+                           e->cfg.seed ^ 0xf0d) != 0)) {
+        cc_dedup_fini(&cs->threads);
+        cc_free_table(cs->buckets, nb * sizeof(*cs->buckets));
+        return CC_ENOMEM;
+    }
+    /* Records on whole cache lines, about 2 MiB per chunk. */
+    cc_pool_init(&cs->pool, CONV_STRIDE, ((size_t)2 << 20) / CONV_STRIDE - 1);
+    cs->email_ch =
+        cc_channels_find(&e->cfg.channels, (struct cc_str){"email", 5});
+    cs->social_ch =
+        cc_channels_find(&e->cfg.channels, (struct cc_str){"social", 6});
+    e->ident.on_merge = on_merge;
+    e->ident.arg = e;
+    return 0;
+}
+
+static void
+entries_free(struct cc_engine *e, struct cc_convct *ce) {
+    struct cc_convct *next;
+    for (; ce != NULL; ce = next) {
+        next = ce->next;
+        if (ce->live != NULL)
+            ce->live->centry = NULL;
+        e->convs.entry_bytes -= sizeof(*ce) + ce->id_len;
+        cc_blob_put(&e->blobs, ce, sizeof(*ce) + ce->id_len);
+    }
+}
+
+/* Closes a conversation: it leaves its customer, its contacts and the
+ * index, and its memory goes back to the pool. */
+static void
+conv_free(struct cc_engine *e, struct cc_conv *v) {
+    struct cc_convs *cs = &e->convs;
+    struct cc_conv **pp = &cs->buckets[conv_bucket(cs, v->id)];
+    struct cc_contact *c, *next;
+
+    while (*pp != v)
+        pp = &(*pp)->hnext;
+    *pp = v->hnext;
+    cc_wheel_cancel(&e->wheel, &v->timer);
+    if (v->cust != NULL && v->cust->owner == v)
+        v->cust->owner = NULL;
+    for (c = v->live; c != NULL; c = next) {
+        next = c->cvnext;
+        c->conv = NULL;
+        c->centry = NULL;
+        c->cvnext = c->cvprev = NULL;
+    }
+    entries_free(e, v->contacts);
+    if (v->state == CV_OPEN)
+        cs->open--;
+    else
+        cs->resolved_now--;
+    cc_pool_put(&cs->pool, v);
+}
+
+void
+cc_convs_fini(struct cc_engine *e) {
+    struct cc_convs *cs = &e->convs;
+    uint64_t i;
+
+    if (cs->buckets == NULL)
+        return;
+    for (i = 0; i <= cs->mask; i++) {
+        while (cs->buckets[i] != NULL)
+            conv_free(e, cs->buckets[i]);
+    }
+    cc_free_table(cs->buckets, (cs->mask + 1) * sizeof(*cs->buckets));
+    cc_dedup_fini(&cs->threads);
+    cc_dedup_fini(&cs->forward);
+    cc_pool_fini(&cs->pool);
+    cs->buckets = NULL;
+}
+
+static struct cc_conv *
+find_direct(const struct cc_convs *cs, uint64_t id) {
+    struct cc_conv *v;
+    for (v = cs->buckets[conv_bucket(cs, id)]; v != NULL; v = v->hnext) {
+        if (v->id == id)
+            return v;
+    }
+    return NULL;
+}
+
+static inline uint64_t
+id_fingerprint(uint64_t id) {
+    uint64_t f = cc_hash(&id, sizeof(id), 0xf0d);
+    return f ? f : 1;
+}
+
+struct cc_conv *
+cc_conv_find(const struct cc_engine *e, uint64_t id) {
+    const struct cc_convs *cs = &e->convs;
+    struct cc_conv *v;
+    int hops;
+
+    /* A merged conversation's id forwards to the survivor's (the
+     * forwarding map is bounded like the thread index). */
+    for (hops = 0; hops < 8; hops++) {
+        v = find_direct(cs, id);
+        if (v != NULL)
+            return v;
+        if (cs->forward.cap == 0 ||
+            !cc_dedup_get(&cs->forward, id_fingerprint(id), &id))
+            return NULL;
+    }
+    return NULL;
+}
+
+uint64_t
+cc_convs_bytes(const struct cc_engine *e) {
+    const struct cc_convs *cs = &e->convs;
+    return (cs->mask + 1) * sizeof(*cs->buckets) +
+           (cs->open + cs->resolved_now) * CONV_STRIDE + cs->entry_bytes +
+           cc_dedup_bytes(&cs->threads) + cc_dedup_bytes(&cs->forward);
+}
+
+static struct cc_conv *
+conv_new(struct cc_engine *e, struct cc_customer *cust, int64_t ts,
+         uint64_t now) {
+    struct cc_convs *cs = &e->convs;
+    struct cc_conv *v;
+    uint64_t b;
+
+    if (cs->open + cs->resolved_now >= e->cfg.max_conversations) {
+        cs->refused++;
+        return NULL;
+    }
+    v = cc_pool_get(&cs->pool);
+    if (v == NULL) {
+        cs->refused++;
+        return NULL;
+    }
+    v->id = ++cs->next_id;
+    b = conv_bucket(cs, v->id);
+    v->hnext = cs->buckets[b];
+    cs->buckets[b] = v;
+    v->started_ts = v->last_ts = ts;
+    v->state = CV_OPEN;
+    v->last_seen = now;
+    cc_timer_init(&v->timer, conv_timer_cb);
+    cc_wheel_arm(&e->wheel, &v->timer, now + e->cfg.idle_close_ms);
+    cs->open++;
+    cs->started++;
+    if (cust != NULL) {
+        /* A resolved conversation past its reopen window stays findable
+         * by id until its timer closes it, but is no longer the
+         * customer's. */
+        if (cust->owner != NULL)
+            ((struct cc_conv *)cust->owner)->cust = NULL;
+        cust->owner = v;
+        v->cust = cust;
+    }
+    return v;
+}
+
+static void
+conv_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
+    struct cc_engine *e = CC_CONTAINER_OF(w, struct cc_engine, wheel);
+    struct cc_conv *v = CC_CONTAINER_OF(t, struct cc_conv, timer);
+
+    if (v->state == CV_OPEN) {
+        /* Re-armed lazily, as contacts' idle timers are. */
+        if (v->last_seen + e->cfg.idle_close_ms > now) {
+            cc_wheel_arm(w, t, v->last_seen + e->cfg.idle_close_ms);
+            return;
+        }
+        e->convs.idle_closed++;
+    }
+    conv_free(e, v);
+}
+
+/* ---- small sets kept by a conversation ---------------------------------- */
+
+/* Puts n first in a most-recent-first set of cap names. */
+static void
+name_set_add(const struct cc_name **set, size_t cap, const struct cc_name *n) {
+    size_t i;
+
+    if (n == NULL)
+        return;
+    for (i = 0; i < cap - 1 && set[i] != NULL && set[i] != n; i++)
+        ;
+    /* i is n's place, the first empty slot, or the last slot. */
+    memmove(&set[1], &set[0], i * sizeof(*set));
+    set[0] = n;
+}
+
+static void
+channel_touch(struct cc_conv *v, unsigned ch, int64_t ts) {
+    unsigned i;
+    for (i = 0; i < v->nchan; i++) {
+        if (v->chan[i] == ch) {
+            if (ts < v->chan_ts[i])
+                v->chan_ts[i] = ts;
+            return;
+        }
+    }
+    if (v->nchan == CONV_CHANNELS)
+        return;
+    v->chan[v->nchan] = (uint8_t)ch;
+    v->chan_ts[v->nchan] = ts;
+    v->nchan++;
+}
+
+static bool
+touched_other_channel(const struct cc_conv *v, unsigned ch) {
+    unsigned i;
+    for (i = 0; i < v->nchan; i++) {
+        if (v->chan[i] != ch)
+            return true;
+    }
+    return false;
+}
+
+static void
+timeline_add(struct cc_conv *v, int64_t ts, unsigned type, unsigned ch,
+             uint32_t contact_n) {
+    struct cc_convtl *t = &v->tl[v->tl_head];
+
+    t->ts = ts;
+    t->type = (uint8_t)type;
+    t->channel = (uint8_t)ch;
+    t->contact_n = contact_n;
+    v->tl_head = (uint8_t)((v->tl_head + 1) % CONV_TIMELINE);
+    if (v->tl_n < CONV_TIMELINE)
+        v->tl_n++;
+}
+
+/* The i-th oldest timeline entry kept. */
+static const struct cc_convtl *
+timeline_at(const struct cc_conv *v, unsigned i) {
+    return &v->tl[(v->tl_head + CONV_TIMELINE - v->tl_n + i) % CONV_TIMELINE];
+}
+
+/* Keeps at most CONV_CONTACTS entries: the oldest go. */
+static void
+entries_trim(struct cc_engine *e, struct cc_conv *v) {
+    struct cc_convct **pp = &v->contacts;
+    unsigned k = 0;
+
+    while (*pp != NULL && k < CONV_CONTACTS) {
+        pp = &(*pp)->next;
+        k++;
+    }
+    entries_free(e, *pp);
+    *pp = NULL;
+}
+
+/* ---- alerts ---------------------------------------------------------------
+ */
+
+static void
+pack_customer_id(msgpack_packer *pk, const struct cc_customer *cust) {
+    char buf[32];
+    int n;
+    if (cust == NULL) {
+        msgpack_pack_nil(pk);
+        return;
+    }
+    n = snprintf(buf, sizeof(buf), "cu-%llu", (unsigned long long)cust->id);
+    cc_pack_strn(pk, buf, (size_t)n);
+}
+
+void
+cc_conv_pack_id(msgpack_packer *pk, const struct cc_conv *v) {
+    char buf[32];
+    int n;
+    if (v == NULL) {
+        msgpack_pack_nil(pk);
+        return;
+    }
+    n = snprintf(buf, sizeof(buf), "cv-%llu", (unsigned long long)v->id);
+    cc_pack_strn(pk, buf, (size_t)n);
+}
+
+static void
+pack_raw_customer(msgpack_packer *pk, const struct cc_contact *c) {
+    if (c == NULL || c->cust_len == 0) {
+        msgpack_pack_nil(pk);
+        return;
+    }
+    msgpack_sbuffer_write(pk->data, (const char *)contact_customer(c),
+                          c->cust_len);
+}
+
+/* "<rule>:<channel>:<contact>" */
+static void
+pack_contact_rule_id(struct cc_engine *e, msgpack_packer *pk, const char *rule,
+                     const struct cc_contact *c) {
+    const char *ch = e->cfg.channels.names[c->channel];
+    size_t rn = strlen(rule), cn = strlen(ch);
+
+    msgpack_pack_str(pk, rn + 1 + cn + 1 + c->id_len);
+    msgpack_pack_str_body(pk, rule, rn);
+    msgpack_pack_str_body(pk, ":", 1);
+    msgpack_pack_str_body(pk, ch, cn);
+    msgpack_pack_str_body(pk, ":", 1);
+    msgpack_pack_str_body(pk, contact_id(c), c->id_len);
+}
+
+static void
+pack_channels(struct cc_engine *e, msgpack_packer *pk,
+              const struct cc_conv *v) {
+    unsigned i;
+    msgpack_pack_array(pk, v->nchan);
+    for (i = 0; i < v->nchan; i++)
+        cc_pack_str(pk, e->cfg.channels.names[v->chan[i]]);
+}
+
+static void
+alert_repeat(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
+             const struct cc_convct *prev, int64_t ts, uint64_t now) {
+    msgpack_packer *pk = &e->outbox.pk;
+    int64_t first = v->chan_ts[0];
+
+    cc_outbox_begin(&e->outbox, CC_OUT_ALERT, "continuity.repeat");
+    msgpack_pack_map(pk, 18);
+    cc_pack_str(pk, "alert");
+    cc_pack_str(pk, "continuity.repeat");
+    cc_pack_str(pk, "id");
+    pack_contact_rule_id(e, pk, "continuity.repeat", c);
+    cc_pack_kv_u64(pk, "ts", now);
+    cc_pack_str(pk, "conversation");
+    cc_conv_pack_id(pk, v);
+    cc_pack_str(pk, "contact");
+    cc_pack_strn(pk, contact_id(c), c->id_len);
+    cc_pack_str(pk, "channel");
+    cc_pack_str(pk, e->cfg.channels.names[c->channel]);
+    cc_pack_str(pk, "customer");
+    pack_raw_customer(pk, c);
+    cc_pack_str(pk, "customer_id");
+    pack_customer_id(pk, v->cust);
+    cc_pack_str(pk, "queue");
+    cc_pack_name_or_nil(pk, c->queue ? c->queue->name : NULL);
+    cc_pack_str(pk, "agent");
+    cc_pack_name_or_nil(pk, c->agent);
+    cc_pack_kv_u64(pk, "repeat", v->repeats);
+    cc_pack_kv_u64(pk, "priority", v->repeats < 9 ? v->repeats : 9);
+    cc_pack_kv_u64(pk, "attempts", v->ncontacts);
+    cc_pack_str(pk, "channels");
+    pack_channels(e, pk, v);
+    cc_pack_kv_u64(pk, "since_first_ms",
+                   ts > first ? (uint64_t)(ts - first) : 0);
+    cc_pack_str(pk, "previous");
+    if (prev != NULL) {
+        msgpack_pack_map(pk, 3);
+        cc_pack_str(pk, "channel");
+        cc_pack_str(pk, e->cfg.channels.names[prev->channel]);
+        cc_pack_str(pk, "contact");
+        cc_pack_strn(pk, prev->id, prev->id_len);
+        cc_pack_kv_u64(pk, "opened_ts", (uint64_t)prev->opened_ts);
+    } else {
+        msgpack_pack_nil(pk);
+    }
+    cc_pack_str(pk, "context");
+    cc_conv_pack(e, pk, v, false);
+    cc_outbox_end(&e->outbox);
+    e->convs.alerts_repeat++;
+}
+
+void
+cc_conv_alert_conflict(struct cc_engine *e, const struct cc_contact *c,
+                       const struct cc_event *ev, const struct cc_idresult *res,
+                       const uint8_t *kinds, const struct cc_str *norm,
+                       uint32_t n) {
+    msgpack_packer *pk = &e->outbox.pk;
+    const char *rule = "identity.conflict";
+    size_t rn = strlen(rule);
+    uint32_t i;
+
+    cc_outbox_begin(&e->outbox, CC_OUT_ALERT, rule);
+    msgpack_pack_map(pk, 13);
+    cc_pack_str(pk, "alert");
+    cc_pack_str(pk, rule);
+    cc_pack_str(pk, "id");
+    msgpack_pack_str(pk, rn + 1 + ev->id.n);
+    msgpack_pack_str_body(pk, rule, rn);
+    msgpack_pack_str_body(pk, ":", 1);
+    msgpack_pack_str_body(pk, ev->id.p, ev->id.n);
+    cc_pack_kv_u64(pk, "ts", e->wheel.now);
+    cc_pack_str(pk, "event");
+    cc_pack_strn(pk, ev->id.p, ev->id.n);
+    cc_pack_str(pk, "conversation");
+    cc_conv_pack_id(pk, c != NULL ? c->conv : NULL);
+    cc_pack_str(pk, "contact");
+    if (c != NULL)
+        cc_pack_strn(pk, contact_id(c), c->id_len);
+    else
+        msgpack_pack_nil(pk);
+    cc_pack_str(pk, "channel");
+    cc_pack_str(pk, e->cfg.channels.names[ev->channel]);
+    cc_pack_str(pk, "customer");
+    if (ev->customer_len != 0)
+        msgpack_sbuffer_write(pk->data, (const char *)ev->customer,
+                              ev->customer_len);
+    else
+        msgpack_pack_nil(pk);
+    cc_pack_str(pk, "customer_id");
+    pack_customer_id(pk, res->cust);
+    cc_pack_str(pk, "identifiers");
+    msgpack_pack_array(pk, n);
+    for (i = 0; i < n; i++) {
+        const char *kn = cc_ident_kind_name((enum cc_ident_kind)kinds[i]);
+        size_t kl = strlen(kn);
+        msgpack_pack_str(pk, kl + 1 + norm[i].n);
+        msgpack_pack_str_body(pk, kn, kl);
+        msgpack_pack_str_body(pk, ":", 1);
+        msgpack_pack_str_body(pk, norm[i].p, norm[i].n);
+    }
+    cc_pack_kv_u64(pk, "size", res->conflict_size);
+    cc_pack_kv_u64(pk, "max_identifiers", e->cfg.max_identifiers);
+    cc_outbox_end(&e->outbox);
+    e->convs.alerts_conflict++;
+}
+
+/* ---- joining ------------------------------------------------------------- */
+
+static inline uint64_t
+thread_fingerprint(const struct cc_engine *e, unsigned ch, struct cc_str id) {
+    uint64_t f = cc_hash(id.p, id.n, e->convs.threads.seed + ch);
+    return f ? f : 1;
+}
+
+static bool
+is_threaded(const struct cc_engine *e, unsigned ch) {
+    return (int)ch == e->convs.email_ch || (int)ch == e->convs.social_ch;
+}
+
+/* The conversation a reply_to names: the open contact it names, or the
+ * conversation of the message it names. */
+static struct cc_conv *
+thread_lookup(struct cc_engine *e, unsigned ch, struct cc_str ref) {
+    struct cc_contact *c;
+    uint64_t id;
+
+    c = cc_contact_find(e, ch, ref, cc_contact_hash(e, ch, ref));
+    if (c != NULL && c->conv != NULL)
+        return c->conv;
+    if (e->convs.threads.cap == 0 ||
+        !cc_dedup_get(&e->convs.threads, thread_fingerprint(e, ch, ref), &id))
+        return NULL;
+    return cc_conv_find(e, id);
+}
+
+static void
+reopen(struct cc_engine *e, struct cc_conv *v, unsigned ch, uint64_t now) {
+    v->state = CV_OPEN;
+    v->reopens++;
+    e->convs.reopens++;
+    e->convs.chan[ch].reopens++;
+    e->convs.resolved_now--;
+    e->convs.open++;
+    v->last_seen = now;
+    cc_wheel_arm(&e->wheel, &v->timer, now + e->cfg.idle_close_ms);
+}
+
+/* Which conversation a contact joins: the one its reply_to threads to,
+ * else its customer's; a resolved one reopens within the reopen window,
+ * otherwise a new one starts. NULL for a contact with neither. */
+static struct cc_conv *
+conv_for_contact(struct cc_engine *e, const struct cc_contact *c,
+                 struct cc_customer *cust, const struct cc_event *ev,
+                 uint64_t now, bool *reopened) {
+    struct cc_conv *v = NULL;
+
+    *reopened = false;
+    if (ev->reply_to.n != 0) {
+        v = thread_lookup(e, c->channel, ev->reply_to);
+        if (v != NULL)
+            e->convs.threaded++;
+    }
+    if (v == NULL && cust != NULL)
+        v = cust->owner;
+    if (v != NULL && v->state == CV_RESOLVED) {
+        if (ev->ts >= v->resolved_ts &&
+            (uint64_t)(ev->ts - v->resolved_ts) <= e->cfg.reopen_window_ms) {
+            reopen(e, v, c->channel, now);
+            *reopened = true;
+        } else {
+            v = NULL;
+        }
+    }
+    if (v == NULL && cust != NULL)
+        v = conv_new(e, cust, ev->ts, now);
+    return v;
+}
+
+static void
+conv_join(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
+          const struct cc_event *ev, bool reopened, uint64_t now) {
+    struct cc_convs *cs = &e->convs;
+    struct cc_convct *prev = v->contacts, *ce;
+    bool repeat = false;
+
+    if (v->ncontacts > 0 && !reopened && v->state == CV_OPEN) {
+        /* Unresolved: another channel while it is open, or any channel
+         * soon after a contact that ended without resolving it. */
+        if (touched_other_channel(v, c->channel))
+            repeat = true;
+        else if (v->last_end_ts != 0 && ev->ts >= v->last_end_ts &&
+                 (uint64_t)(ev->ts - v->last_end_ts) <= e->cfg.repeat_window_ms)
+            repeat = true;
+    }
+    if (prev != NULL && prev->channel != c->channel) {
+        v->switches++;
+        cs->switches++;
+        cs->chan[c->channel].switches++;
+    }
+    if (v->ncontacts == 0)
+        v->first_channel = c->channel;
+    v->ncontacts++;
+    cs->contacts++;
+    cs->chan[c->channel].contacts++;
+    if (v->ncontacts == 1)
+        cs->chan[c->channel].started++;
+    ce = cc_blob_get(&e->blobs, sizeof(*ce) + c->id_len);
+    if (ce != NULL) {
+        memset(ce, 0, sizeof(*ce));
+        ce->live = c;
+        ce->opened_ts = ev->ts;
+        ce->n = v->ncontacts;
+        ce->id_len = c->id_len;
+        ce->channel = c->channel;
+        memcpy(ce->id, contact_id(c), c->id_len);
+        ce->next = v->contacts;
+        v->contacts = ce;
+        cs->entry_bytes += sizeof(*ce) + c->id_len;
+        entries_trim(e, v);
+    }
+    c->centry = ce;
+    c->conv = v;
+    c->cvprev = NULL;
+    c->cvnext = v->live;
+    if (v->live != NULL)
+        v->live->cvprev = c;
+    v->live = c;
+    v->nlive++;
+    channel_touch(v, c->channel, ev->ts);
+    if (repeat) {
+        v->repeats++;
+        cs->repeats++;
+        cs->chan[c->channel].repeats++;
+        alert_repeat(e, v, c, prev, ev->ts, now);
+    }
+}
+
+void
+cc_conv_contact_detach(struct cc_engine *e, struct cc_contact *c) {
+    struct cc_conv *v = c->conv;
+
+    (void)e;
+    if (v == NULL)
+        return;
+    if (c->cvprev != NULL)
+        c->cvprev->cvnext = c->cvnext;
+    else
+        v->live = c->cvnext;
+    if (c->cvnext != NULL)
+        c->cvnext->cvprev = c->cvprev;
+    v->nlive--;
+    if (c->centry != NULL)
+        c->centry->live = NULL;
+    c->conv = NULL;
+    c->centry = NULL;
+    c->cvnext = c->cvprev = NULL;
+}
+
+void
+cc_conv_contact_end(struct cc_engine *e, struct cc_contact *c, int64_t ts,
+                    bool expired) {
+    struct cc_conv *v = c->conv;
+    struct cc_convct *ce = c->centry;
+
+    (void)e;
+    if (v == NULL)
+        return;
+    if (ce != NULL) {
+        ce->ended_ts = ts;
+        ce->outcome |= CO_ENDED | (expired ? CO_EXPIRED : 0);
+        if (c->flags & CF_ANSWERED)
+            ce->outcome |= CO_ANSWERED;
+        ce->agent = c->agent;
+    }
+    v->hold_ms += c->hold_total_ms;
+    if (ts > v->last_end_ts)
+        v->last_end_ts = ts;
+}
+
+/* ---- what events do to a conversation ------------------------------------ */
+
+static void
+note_wait(struct cc_conv *v, int64_t from, int64_t to) {
+    uint64_t w = to > from ? (uint64_t)(to - from) : 0;
+    v->waits++;
+    v->wait_ms += w;
+    if (w > v->max_wait_ms)
+        v->max_wait_ms = w;
+}
+
+static void
+resolve(struct cc_engine *e, struct cc_conv *v, const struct cc_event *ev,
+        uint64_t now) {
+    struct cc_convs *cs = &e->convs;
+
+    if (v->state == CV_RESOLVED)
+        return;
+    v->state = CV_RESOLVED;
+    v->resolved_ts = ev->ts;
+    v->resolves++;
+    cs->open--;
+    cs->resolved_now++;
+    if (v->resolves == 1) {
+        /* Measured once, at the first resolution: a reopened
+         * conversation's later resolution is not a first contact's. */
+        cs->resolved++;
+        cs->chan[v->first_channel].resolved++;
+        if (v->ncontacts <= 1) {
+            cs->fcr++;
+            cs->chan[v->first_channel].fcr++;
+        }
+    }
+    cc_wheel_arm(&e->wheel, &v->timer, now + e->cfg.reopen_window_ms);
+}
+
+static void
+add_tags(struct cc_engine *e, struct cc_conv *v, const struct cc_event *ev) {
+    struct cc_mp m;
+    struct cc_str t;
+    uint32_t n, i;
+
+    cc_mp_init(&m, ev->tags, ev->tags_len);
+    if (cc_mp_read_array(&m, &n) != 0)
+        return;
+    for (i = 0; i < n; i++) {
+        if (cc_mp_read_str(&m, &t) != 0)
+            return;
+        name_set_add(v->tags, CONV_TAGS, cc_name_intern(e, t));
+    }
+}
+
+static void
+index_message(struct cc_engine *e, const struct cc_conv *v,
+              const struct cc_event *ev) {
+    if (e->convs.threads.cap == 0 || !is_threaded(e, ev->channel))
+        return;
+    if (ev->type != CC_EV_CONTACT_OPEN && ev->type != CC_EV_MESSAGE_IN &&
+        ev->type != CC_EV_MESSAGE_OUT)
+        return;
+    cc_dedup_put(&e->convs.threads, thread_fingerprint(e, ev->channel, ev->id),
+                 v->id);
+}
+
+void
+cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
+              struct cc_customer *cust, const struct cc_event *ev,
+              const struct cc_conv_delta *d, uint64_t now) {
+    struct cc_conv *v;
+    struct cc_convct *ce;
+    bool reopened = false;
+
+    if (c != NULL) {
+        v = c->conv;
+        if (v == NULL) {
+            v = conv_for_contact(e, c, cust, ev, now, &reopened);
+            if (v == NULL) {
+                if (d->created)
+                    e->convs.anonymous++;
+                return;
+            }
+            conv_join(e, v, c, ev, reopened, now);
+        } else if (v->cust == NULL && cust != NULL && cust->owner == NULL) {
+            /* A conversation joined by thread learns its customer. */
+            v->cust = cust;
+            cust->owner = v;
+        }
+    } else {
+        v = cust != NULL ? cust->owner : NULL;
+        if (v == NULL) {
+            if (ev->type == CC_EV_CONVERSATION_RESOLVE)
+                e->resolve_unknown++;
+            return;
+        }
+    }
+    ce = c != NULL ? c->centry : NULL;
+    v->last_seen = now;
+    if (ev->ts > v->last_ts)
+        v->last_ts = ev->ts;
+    switch ((enum cc_event_type)ev->type) {
+    case CC_EV_MESSAGE_IN:
+        v->msgs_in++;
+        /* The customer writes again after a resolve: it reopens. */
+        if (v->state == CV_RESOLVED && !reopened)
+            reopen(e, v, ev->channel, now);
+        break;
+    case CC_EV_MESSAGE_OUT:
+        v->msgs_out++;
+        name_set_add(v->agents, CONV_AGENTS, c->agent);
+        break;
+    case CC_EV_QUEUE_JOIN:
+        name_set_add(v->queues, CONV_QUEUES, c->queue->name);
+        break;
+    case CC_EV_QUEUE_LEAVE:
+        note_wait(v, d->prev_queued_ts, ev->ts);
+        if (ce != NULL)
+            ce->outcome |= CO_ABANDONED;
+        break;
+    case CC_EV_AGENT_ANSWER:
+        if (d->prev_state == CS_QUEUED)
+            note_wait(v, d->prev_queued_ts, ev->ts);
+        name_set_add(v->agents, CONV_AGENTS, c->agent);
+        if (ce != NULL) {
+            ce->outcome |= CO_ANSWERED;
+            ce->agent = c->agent;
+        }
+        break;
+    case CC_EV_HOLD_START:
+        v->holds++;
+        break;
+    case CC_EV_TRANSFER:
+        v->transfers++;
+        if (d->prev_state == CS_QUEUED)
+            note_wait(v, d->prev_queued_ts, ev->ts);
+        if (c->state == CS_QUEUED)
+            name_set_add(v->queues, CONV_QUEUES, c->queue->name);
+        name_set_add(v->agents, CONV_AGENTS, c->agent);
+        if (ce != NULL)
+            ce->outcome |= CO_TRANSFERRED;
+        break;
+    case CC_EV_CALLBACK_ACCEPTED:
+        if (d->prev_state == CS_QUEUED)
+            note_wait(v, d->prev_queued_ts, ev->ts);
+        if (ce != NULL)
+            ce->outcome |= CO_CALLBACK;
+        break;
+    case CC_EV_CONTACT_CLOSE:
+        if (d->prev_state == CS_QUEUED) {
+            note_wait(v, d->prev_queued_ts, ev->ts);
+            if (ce != NULL)
+                ce->outcome |= CO_ABANDONED;
+        }
+        break;
+    case CC_EV_CONVERSATION_RESOLVE:
+        resolve(e, v, ev, now);
+        break;
+    case CC_EV_FEEDBACK:
+        v->feedback_n++;
+        v->feedback_score = (int32_t)ev->score;
+        v->feedback_scale = cc_str_eq(ev->scale, "nps") ? 2 : 1;
+        v->feedback_ts = ev->ts;
+        break;
+    default:
+        break;
+    }
+    if (ev->topic.n != 0) {
+        const struct cc_name *t = cc_name_intern(e, ev->topic);
+        if (t != NULL)
+            v->topic = t;
+    }
+    if (ev->ntags != 0)
+        add_tags(e, v, ev);
+    if (ev->flags & CC_EVF_SENTIMENT) {
+        v->sentiment = (float)ev->sentiment;
+        v->flags |= CVF_SENTIMENT;
+    }
+    timeline_add(v, ev->ts, ev->type, ev->channel, ce != NULL ? ce->n : 0);
+    if (c != NULL)
+        index_message(e, v, ev);
+}
+
+/* ---- merging --------------------------------------------------------------
+ */
+
+/* Merges two newest-first contact lists by opening time. */
+static struct cc_convct *
+entries_merge(struct cc_convct *a, struct cc_convct *b) {
+    struct cc_convct head, *t = &head;
+
+    while (a != NULL && b != NULL) {
+        if (a->opened_ts >= b->opened_ts) {
+            t->next = a;
+            a = a->next;
+        } else {
+            t->next = b;
+            b = b->next;
+        }
+        t = t->next;
+    }
+    t->next = a != NULL ? a : b;
+    return head.next;
+}
+
+static void
+timeline_merge(struct cc_conv *v, const struct cc_conv *w, uint32_t offset) {
+    struct cc_convtl all[2 * CONV_TIMELINE];
+    unsigned i = 0, j = 0, k = 0, skip;
+
+    /* Both are in event-time order (arrival order, which producers keep
+     * close to it); combine them by time, oldest first. */
+    while (i < v->tl_n || j < w->tl_n) {
+        const struct cc_convtl *a = i < v->tl_n ? timeline_at(v, i) : NULL;
+        const struct cc_convtl *b = j < w->tl_n ? timeline_at(w, j) : NULL;
+        if (b == NULL || (a != NULL && a->ts <= b->ts)) {
+            all[k++] = *a;
+            i++;
+        } else {
+            all[k] = *b;
+            if (all[k].contact_n != 0)
+                all[k].contact_n += offset;
+            k++;
+            j++;
+        }
+    }
+    skip = k > CONV_TIMELINE ? k - CONV_TIMELINE : 0;
+    v->tl_n = 0;
+    v->tl_head = 0;
+    for (i = skip; i < k; i++)
+        timeline_add(v, all[i].ts, all[i].type, all[i].channel,
+                     all[i].contact_n);
+}
+
+/* Moves everything of w into v and closes w. */
+static void
+conv_merge(struct cc_engine *e, struct cc_conv *v, struct cc_conv *w) {
+    uint32_t offset = v->ncontacts;
+    struct cc_convct *ce;
+    struct cc_contact *c, *next;
+    unsigned i;
+
+    for (ce = w->contacts; ce != NULL; ce = ce->next)
+        ce->n += offset;
+    timeline_merge(v, w, offset);
+    v->contacts = entries_merge(v->contacts, w->contacts);
+    w->contacts = NULL;
+    entries_trim(e, v);
+    for (c = w->live; c != NULL; c = next) {
+        next = c->cvnext;
+        c->conv = v;
+        c->cvprev = NULL;
+        c->cvnext = v->live;
+        if (v->live != NULL)
+            v->live->cvprev = c;
+        v->live = c;
+    }
+    v->nlive += w->nlive;
+    w->live = NULL;
+    w->nlive = 0;
+    for (i = 0; i < w->nchan; i++)
+        channel_touch(v, w->chan[i], w->chan_ts[i]);
+    /* channel_touch appends: restore first-touch order. */
+    for (i = 1; i < v->nchan; i++) {
+        unsigned j = i;
+        while (j > 0 && v->chan_ts[j - 1] > v->chan_ts[j]) {
+            int64_t t = v->chan_ts[j];
+            uint8_t ch = v->chan[j];
+            v->chan_ts[j] = v->chan_ts[j - 1];
+            v->chan[j] = v->chan[j - 1];
+            v->chan_ts[j - 1] = t;
+            v->chan[j - 1] = ch;
+            j--;
+        }
+    }
+    if (v->nchan > 0)
+        v->first_channel = v->chan[0];
+    for (i = CONV_AGENTS; i-- > 0;)
+        name_set_add(w->agents, CONV_AGENTS, v->agents[i]);
+    memcpy(v->agents, w->agents, sizeof(v->agents));
+    for (i = CONV_QUEUES; i-- > 0;)
+        name_set_add(w->queues, CONV_QUEUES, v->queues[i]);
+    memcpy(v->queues, w->queues, sizeof(v->queues));
+    for (i = CONV_TAGS; i-- > 0;)
+        name_set_add(w->tags, CONV_TAGS, v->tags[i]);
+    memcpy(v->tags, w->tags, sizeof(v->tags));
+    if (v->topic == NULL)
+        v->topic = w->topic;
+    if ((w->flags & CVF_SENTIMENT) &&
+        (!(v->flags & CVF_SENTIMENT) || w->last_ts > v->last_ts)) {
+        v->sentiment = w->sentiment;
+        v->flags |= CVF_SENTIMENT;
+    }
+    if (w->feedback_n != 0 && w->feedback_ts >= v->feedback_ts) {
+        v->feedback_score = w->feedback_score;
+        v->feedback_scale = w->feedback_scale;
+        v->feedback_ts = w->feedback_ts;
+    }
+    v->feedback_n += w->feedback_n;
+    v->ncontacts += w->ncontacts;
+    v->msgs_in += w->msgs_in;
+    v->msgs_out += w->msgs_out;
+    v->transfers += w->transfers;
+    v->holds += w->holds;
+    v->hold_ms += w->hold_ms;
+    v->waits += w->waits;
+    v->wait_ms += w->wait_ms;
+    if (w->max_wait_ms > v->max_wait_ms)
+        v->max_wait_ms = w->max_wait_ms;
+    v->switches += w->switches;
+    v->repeats += w->repeats;
+    v->reopens += w->reopens;
+    v->merges += w->merges + 1;
+    if (w->started_ts < v->started_ts)
+        v->started_ts = w->started_ts;
+    if (w->last_ts > v->last_ts)
+        v->last_ts = w->last_ts;
+    if (w->last_end_ts > v->last_end_ts)
+        v->last_end_ts = w->last_end_ts;
+    if (w->last_seen > v->last_seen)
+        v->last_seen = w->last_seen;
+    e->convs.merges++;
+    if (e->convs.forward.cap != 0)
+        cc_dedup_put(&e->convs.forward, id_fingerprint(w->id), v->id);
+    w->cust = NULL;
+    conv_free(e, w);
+}
+
+static void
+on_merge(struct cc_identity *id, struct cc_customer *into,
+         struct cc_customer *from, void *arg) {
+    struct cc_engine *e = arg;
+    struct cc_conv *a = into->owner, *b = from->owner, *keep, *other;
+
+    (void)id;
+    from->owner = NULL;
+    if (b == NULL)
+        return;
+    b->cust = NULL;
+    if (a == NULL) {
+        keep = b;
+    } else if (a->state == CV_OPEN && b->state == CV_OPEN) {
+        /* The older conversation survives. */
+        if (b->started_ts < a->started_ts ||
+            (b->started_ts == a->started_ts && b->id < a->id)) {
+            keep = b;
+            other = a;
+        } else {
+            keep = a;
+            other = b;
+        }
+        other->cust = NULL;
+        conv_merge(e, keep, other);
+    } else if (a->state == CV_OPEN ||
+               (b->state != CV_OPEN && a->resolved_ts >= b->resolved_ts)) {
+        /* An open conversation wins over a resolved one, and of two
+         * resolved ones the later: the other stays findable by id until
+         * its window ends, without a customer. */
+        keep = a;
+    } else {
+        a->cust = NULL;
+        keep = b;
+    }
+    into->owner = keep;
+    keep->cust = into;
+}
+
+/* ---- packing --------------------------------------------------------------
+ */
+
+static void
+pack_name_set(msgpack_packer *pk, const struct cc_name *const *set,
+              size_t cap) {
+    size_t n = 0, i;
+    while (n < cap && set[n] != NULL)
+        n++;
+    msgpack_pack_array(pk, n);
+    for (i = 0; i < n; i++)
+        cc_pack_strn(pk, set[i]->s, set[i]->len);
+}
+
+static const char *
+entry_outcome(const struct cc_convct *ce) {
+    if (ce->outcome & CO_CALLBACK)
+        return "callback";
+    if (ce->outcome & CO_TRANSFERRED)
+        return "transferred";
+    if (ce->outcome & CO_ANSWERED)
+        return "answered";
+    if (ce->outcome & CO_ABANDONED)
+        return "abandoned";
+    if (ce->live != NULL)
+        return live_state_names[ce->live->state];
+    return ce->outcome & CO_EXPIRED ? "expired" : "unanswered";
+}
+
+static void
+pack_entry(struct cc_engine *e, msgpack_packer *pk,
+           const struct cc_convct *ce) {
+    msgpack_pack_map(pk, 7);
+    cc_pack_kv_u64(pk, "n", ce->n);
+    cc_pack_str(pk, "channel");
+    cc_pack_str(pk, e->cfg.channels.names[ce->channel]);
+    cc_pack_str(pk, "contact");
+    cc_pack_strn(pk, ce->id, ce->id_len);
+    cc_pack_kv_u64(pk, "opened_ts", (uint64_t)ce->opened_ts);
+    cc_pack_str(pk, "ended_ts");
+    if (ce->live == NULL && (ce->outcome & CO_ENDED))
+        msgpack_pack_uint64(pk, (uint64_t)ce->ended_ts);
+    else
+        msgpack_pack_nil(pk);
+    cc_pack_str(pk, "outcome");
+    cc_pack_str(pk, entry_outcome(ce));
+    cc_pack_str(pk, "agent");
+    cc_pack_name_or_nil(pk, ce->live != NULL ? ce->live->agent : ce->agent);
+}
+
+static void
+pack_i64_or_nil(msgpack_packer *pk, const char *key, bool have, int64_t v) {
+    cc_pack_str(pk, key);
+    if (have)
+        msgpack_pack_int64(pk, v);
+    else
+        msgpack_pack_nil(pk);
+}
+
+void
+cc_conv_pack(struct cc_engine *e, msgpack_packer *pk, const struct cc_conv *v,
+             bool full) {
+    const struct cc_contact *c;
+    const struct cc_convct *ce;
+    uint64_t hold = v->hold_ms;
+    unsigned i, n;
+
+    for (c = v->live; c != NULL; c = c->cvnext)
+        hold += c->hold_total_ms;
+    msgpack_pack_map(pk, full ? 26 : 23);
+    cc_pack_str(pk, "conversation");
+    cc_conv_pack_id(pk, v);
+    cc_pack_str(pk, "customer");
+    pack_customer_id(pk, v->cust);
+    cc_pack_str(pk, "status");
+    cc_pack_str(pk, v->state == CV_OPEN ? "open" : "resolved");
+    cc_pack_kv_u64(pk, "started_ts", (uint64_t)v->started_ts);
+    cc_pack_kv_u64(pk, "last_ts", (uint64_t)v->last_ts);
+    pack_i64_or_nil(pk, "resolved_ts", v->resolves != 0, v->resolved_ts);
+    cc_pack_str(pk, "channels");
+    pack_channels(e, pk, v);
+    cc_pack_kv_u64(pk, "contacts", v->ncontacts);
+    cc_pack_kv_u64(pk, "open_contacts", v->nlive);
+    cc_pack_str(pk, "last_contact");
+    if (v->contacts != NULL)
+        pack_entry(e, pk, v->contacts);
+    else
+        msgpack_pack_nil(pk);
+    cc_pack_kv_u64(pk, "messages_in", v->msgs_in);
+    cc_pack_kv_u64(pk, "messages_out", v->msgs_out);
+    cc_pack_kv_u64(pk, "transfers", v->transfers);
+    cc_pack_kv_u64(pk, "holds", v->holds);
+    cc_pack_kv_u64(pk, "hold_ms", hold);
+    cc_pack_str(pk, "waits");
+    msgpack_pack_map(pk, 3);
+    cc_pack_kv_u64(pk, "count", v->waits);
+    cc_pack_kv_u64(pk, "total_ms", v->wait_ms);
+    cc_pack_kv_u64(pk, "max_ms", v->max_wait_ms);
+    cc_pack_str(pk, "agents");
+    pack_name_set(pk, v->agents, CONV_AGENTS);
+    cc_pack_str(pk, "queues");
+    pack_name_set(pk, v->queues, CONV_QUEUES);
+    cc_pack_str(pk, "topic");
+    cc_pack_name_or_nil(pk, v->topic);
+    cc_pack_str(pk, "tags");
+    pack_name_set(pk, v->tags, CONV_TAGS);
+    cc_pack_str(pk, "sentiment");
+    if (v->flags & CVF_SENTIMENT)
+        msgpack_pack_double(pk, v->sentiment);
+    else
+        msgpack_pack_nil(pk);
+    cc_pack_str(pk, "feedback");
+    if (v->feedback_n != 0) {
+        msgpack_pack_map(pk, 4);
+        cc_pack_kv_u64(pk, "count", v->feedback_n);
+        cc_pack_str(pk, "score");
+        msgpack_pack_int32(pk, v->feedback_score);
+        cc_pack_str(pk, "scale");
+        cc_pack_str(pk, v->feedback_scale == 2 ? "nps" : "csat");
+        cc_pack_kv_u64(pk, "ts", (uint64_t)v->feedback_ts);
+    } else {
+        msgpack_pack_nil(pk);
+    }
+    cc_pack_str(pk, "measures");
+    msgpack_pack_map(pk, 6);
+    cc_pack_kv_u64(pk, "contacts", v->ncontacts);
+    cc_pack_kv_u64(pk, "switches", v->switches);
+    cc_pack_kv_u64(pk, "repeats", v->repeats);
+    cc_pack_kv_u64(pk, "reopens", v->reopens);
+    cc_pack_kv_u64(pk, "merges", v->merges);
+    cc_pack_str(pk, "first_contact_resolution");
+    if (v->resolves != 0)
+        if (v->ncontacts <= 1 && v->reopens == 0)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+    else
+        msgpack_pack_nil(pk);
+    if (!full)
+        return;
+
+    cc_pack_str(pk, "identifiers");
+    if (v->cust != NULL) {
+        const struct cc_idnode *m;
+        msgpack_pack_array(pk, v->cust->nmembers);
+        for (m = v->cust->members; m != NULL; m = m->cnext) {
+            const char *kn = cc_ident_kind_name((enum cc_ident_kind)m->kind);
+            size_t kl = strlen(kn);
+            msgpack_pack_str(pk, kl + 1 + m->len);
+            msgpack_pack_str_body(pk, kn, kl);
+            msgpack_pack_str_body(pk, ":", 1);
+            msgpack_pack_str_body(pk, m->s, m->len);
+        }
+    } else {
+        msgpack_pack_array(pk, 0);
+    }
+    cc_pack_str(pk, "contact_history");
+    for (n = 0, ce = v->contacts; ce != NULL; ce = ce->next)
+        n++;
+    msgpack_pack_array(pk, n);
+    /* Oldest first: the list is newest first and at most CONV_CONTACTS. */
+    {
+        const struct cc_convct *order[CONV_CONTACTS];
+        for (n = 0, ce = v->contacts; ce != NULL && n < CONV_CONTACTS;
+             ce = ce->next)
+            order[n++] = ce;
+        while (n-- > 0)
+            pack_entry(e, pk, order[n]);
+    }
+    cc_pack_str(pk, "timeline");
+    msgpack_pack_array(pk, v->tl_n);
+    for (i = 0; i < v->tl_n; i++) {
+        const struct cc_convtl *t = timeline_at(v, i);
+        msgpack_pack_map(pk, 4);
+        cc_pack_kv_u64(pk, "ts", (uint64_t)t->ts);
+        cc_pack_str(pk, "type");
+        cc_pack_str(pk, cc_event_type_name((enum cc_event_type)t->type));
+        cc_pack_str(pk, "channel");
+        cc_pack_str(pk, e->cfg.channels.names[t->channel]);
+        cc_pack_str(pk, "contact");
+        if (t->contact_n != 0)
+            msgpack_pack_uint32(pk, t->contact_n);
+        else
+            msgpack_pack_nil(pk);
+    }
+}
+
+/* ---- stats ----------------------------------------------------------------
+ */
+
+void
+cc_convs_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
+    const struct cc_convs *cs = &e->convs;
+
+    msgpack_pack_map(pk, 20);
+    cc_pack_kv_u64(pk, "open", cs->open);
+    cc_pack_kv_u64(pk, "resolved_in_window", cs->resolved_now);
+    cc_pack_kv_u64(pk, "started", cs->started);
+    cc_pack_kv_u64(pk, "contacts", cs->contacts);
+    cc_pack_str(pk, "contacts_per_conversation");
+    msgpack_pack_double(
+        pk, cs->started ? (double)cs->contacts / (double)cs->started : 0.0);
+    cc_pack_kv_u64(pk, "switches", cs->switches);
+    cc_pack_kv_u64(pk, "repeats", cs->repeats);
+    cc_pack_kv_u64(pk, "reopens", cs->reopens);
+    cc_pack_kv_u64(pk, "resolved", cs->resolved);
+    cc_pack_kv_u64(pk, "first_contact_resolutions", cs->fcr);
+    cc_pack_str(pk, "first_contact_resolution_rate");
+    msgpack_pack_double(
+        pk, cs->resolved ? (double)cs->fcr / (double)cs->resolved : 0.0);
+    cc_pack_kv_u64(pk, "merges", cs->merges);
+    cc_pack_kv_u64(pk, "idle_closed", cs->idle_closed);
+    cc_pack_kv_u64(pk, "anonymous_contacts", cs->anonymous);
+    cc_pack_kv_u64(pk, "threaded_contacts", cs->threaded);
+    cc_pack_kv_u64(pk, "refused", cs->refused);
+    cc_pack_kv_u64(pk, "resolve_unknown", e->resolve_unknown);
+    cc_pack_kv_u64(pk, "max", e->cfg.max_conversations);
+    cc_pack_kv_u64(pk, "thread_index", cs->threads.count);
+    cc_pack_kv_u64(pk, "bytes", cc_convs_bytes(e));
+}
+
+void
+cc_convs_pack_chan_stats(const struct cc_engine *e, msgpack_packer *pk,
+                         unsigned ch) {
+    const struct conv_chan_stats *s = &e->convs.chan[ch];
+
+    msgpack_pack_map(pk, 7);
+    cc_pack_kv_u64(pk, "started", s->started);
+    cc_pack_kv_u64(pk, "contacts", s->contacts);
+    cc_pack_kv_u64(pk, "switches", s->switches);
+    cc_pack_kv_u64(pk, "repeats", s->repeats);
+    cc_pack_kv_u64(pk, "reopens", s->reopens);
+    cc_pack_kv_u64(pk, "resolved", s->resolved);
+    cc_pack_kv_u64(pk, "first_contact_resolutions", s->fcr);
+}
+
+/* ---- queries --------------------------------------------------------------
+ */
+
+int
+cc_engine_pack_conversation_by_ident(struct cc_engine *e,
+                                     enum cc_ident_kind kind,
+                                     struct cc_str value, msgpack_packer *pk,
+                                     const char **why) {
+    char buf[CC_IDENT_NORM_MAX];
+    struct cc_idnode *n;
+    struct cc_conv *v;
+    int len;
+
+    len = cc_ident_normalize(kind, value, e->cfg.default_country, buf,
+                             sizeof(buf), why);
+    if (len < 0)
+        return CC_EINVAL;
+    n = cc_identity_find(&e->ident, kind, (struct cc_str){buf, (uint32_t)len});
+    v = n != NULL ? n->cust->owner : NULL;
+    if (v == NULL) {
+        *why = n == NULL ? "no customer has this identifier"
+                         : "the customer has no open or recently resolved "
+                           "conversation";
+        return CC_ENOENT;
+    }
+    cc_conv_pack(e, pk, v, true);
+    return 0;
+}
+
+int
+cc_engine_pack_conversation_by_id(struct cc_engine *e, struct cc_str id,
+                                  msgpack_packer *pk, const char **why) {
+    uint64_t n = 0;
+    uint32_t i;
+    struct cc_conv *v;
+
+    if (id.n < 4 || id.n > 23 || memcmp(id.p, "cv-", 3) != 0) {
+        *why = "a conversation id looks like cv-12";
+        return CC_EINVAL;
+    }
+    for (i = 3; i < id.n; i++) {
+        if (id.p[i] < '0' || id.p[i] > '9') {
+            *why = "a conversation id looks like cv-12";
+            return CC_EINVAL;
+        }
+        n = n * 10 + (uint64_t)(id.p[i] - '0');
+    }
+    v = cc_conv_find(e, n);
+    if (v == NULL) {
+        *why = "no such conversation: unknown, or closed (idle past "
+               "[conversation] idle_close, or past its reopen window)";
+        return CC_ENOENT;
+    }
+    cc_conv_pack(e, pk, v, true);
+    return 0;
+}

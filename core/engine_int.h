@@ -1,0 +1,282 @@
+/*
+ * The engine's internals, shared by the files that make it up (engine.c:
+ * contacts, queues and the ingest path; conversation.c: conversations and
+ * their context). Nothing outside core/engine*.c and core/conversation.c
+ * includes this header: the engine's interface is engine.h.
+ */
+#ifndef CC_ENGINE_INT_H
+#define CC_ENGINE_INT_H
+
+#include "dedup.h"
+#include "engine.h"
+#include "identity.h"
+#include "mem.h"
+#include "wheel.h"
+
+/* ---- names and queues ------------------------------------------------- */
+
+struct cc_queue;
+
+struct cc_name {
+    struct cc_name *hnext;
+    uint64_t hash;
+    struct cc_queue *queue; /* set when the name is used as a queue */
+    uint32_t len;
+    char s[];
+};
+
+struct cc_queue {
+    const struct cc_name *name;
+    struct cc_contact *head, *tail; /* waiting, in join order */
+    uint64_t waiting;
+    uint64_t joined, answered, abandoned, offers, callbacks;
+};
+
+/* ---- contacts --------------------------------------------------------- */
+
+enum cc_cstate {
+    CS_OPEN,      /* known, not queued, no agent */
+    CS_QUEUED,    /* waiting in a queue */
+    CS_CONNECTED, /* with an agent */
+    CS_HELD,      /* with an agent, on hold */
+    CS__COUNT
+};
+
+enum {
+    CF_ANSWERED = 1 << 0, /* an agent answered at least once */
+    CF_OFFERED = 1 << 1,  /* a callback offer is outstanding */
+    CF_ACCEPTED = 1 << 2, /* the customer accepted a callback */
+    CF_PHONE = 1 << 3     /* the customer map has a phone number */
+};
+
+/* Contact ids up to this many bytes live in the record itself, in the same
+ * cache line as the hash that finds them: a lookup costs the bucket and the
+ * record, not a third miss on a separate string. */
+#define CONTACT_ID_INLINE 40
+
+struct cc_contact {
+    /* First cache line: everything a lookup reads. */
+    struct cc_contact *hnext; /* hash chain */
+    uint64_t hash;
+    uint16_t id_len, cust_len;
+    uint8_t channel, state, flags, transfers;
+    char id[CONTACT_ID_INLINE]; /* the id when it fits */
+    /* The rest. */
+    char *blob; /* the id when it does not fit inline, then the customer
+                   map as received; NULL when both are empty */
+    struct cc_timer state_timer; /* hold.long when held, offer when queued */
+    struct cc_timer idle_timer;
+    struct cc_contact *qnext, *qprev; /* waiting list of queue */
+    struct cc_queue *queue;
+    const struct cc_name *agent;
+    int64_t opened_ts, queued_ts, hold_ts;
+    uint64_t last_seen; /* engine time of the last event */
+    uint64_t hold_total_ms;
+    uint32_t msgs_in, msgs_out;
+    /* Its conversation (NULL until its customer or thread is known), the
+     * conversation's other live contacts, and its entry in the
+     * conversation's contact history (NULL once that entry aged out). */
+    struct cc_conv *conv;
+    struct cc_contact *cvnext, *cvprev;
+    struct cc_convct *centry;
+};
+
+#define CONTACT_STRIDE ((sizeof(struct cc_contact) + 63) & ~(size_t)63)
+
+static inline size_t
+contact_id_ext(const struct cc_contact *c) {
+    return c->id_len > CONTACT_ID_INLINE ? c->id_len : 0;
+}
+
+static inline const char *
+contact_id(const struct cc_contact *c) {
+    return c->id_len > CONTACT_ID_INLINE ? c->blob : c->id;
+}
+
+static inline const uint8_t *
+contact_customer(const struct cc_contact *c) {
+    return c->cust_len ? (const uint8_t *)c->blob + contact_id_ext(c) : NULL;
+}
+
+static inline size_t
+contact_blob_size(const struct cc_contact *c) {
+    return contact_id_ext(c) + c->cust_len;
+}
+
+/* ---- conversations ---------------------------------------------------- */
+
+/* Bounds on what one conversation keeps: its context never grows with the
+ * number of events or contacts it has seen, only its counters do. */
+#define CONV_TIMELINE 16 /* last events */
+#define CONV_CONTACTS 16 /* last contacts with their outcomes */
+#define CONV_CHANNELS 8  /* channels touched, in order */
+#define CONV_AGENTS 4    /* most recent distinct agents */
+#define CONV_QUEUES 4    /* most recent distinct queues */
+#define CONV_TAGS 8      /* most recent distinct tags */
+
+enum cc_conv_state { CV_OPEN, CV_RESOLVED };
+
+/* Outcome bits of a contact in a conversation's history. */
+enum {
+    CO_ANSWERED = 1 << 0,
+    CO_ABANDONED = 1 << 1,
+    CO_TRANSFERRED = 1 << 2,
+    CO_CALLBACK = 1 << 3,
+    CO_ENDED = 1 << 4,
+    CO_EXPIRED = 1 << 5
+};
+
+/* One contact as its conversation remembers it (a blob; newest first). */
+struct cc_convct {
+    struct cc_convct *next;
+    struct cc_contact *live; /* the contact while it is open */
+    const struct cc_name *agent;
+    int64_t opened_ts, ended_ts;
+    uint32_t n; /* 1 for the conversation's first contact */
+    uint16_t id_len;
+    uint8_t channel, outcome;
+    char id[];
+};
+
+/* One event of the timeline: no bodies, no strings. */
+struct cc_convtl {
+    int64_t ts;
+    uint32_t contact_n; /* which contact (0: none) */
+    uint8_t type, channel;
+    uint16_t pad;
+};
+
+struct cc_conv {
+    struct cc_conv *hnext; /* by id */
+    uint64_t id;           /* shown as "cv-<id>" */
+    struct cc_customer *cust;
+    struct cc_contact *live; /* open contacts, through cvnext */
+    struct cc_convct *contacts;
+    struct cc_timer timer; /* idle close when open; end of the reopen
+                              window when resolved */
+    int64_t started_ts, last_ts, resolved_ts, last_end_ts;
+    uint64_t last_seen; /* engine time of the last event */
+    uint64_t hold_ms;   /* of contacts that ended */
+    uint64_t wait_ms, max_wait_ms;
+    uint32_t ncontacts, nlive, msgs_in, msgs_out, transfers, holds, waits;
+    uint32_t switches, repeats, reopens, merges, resolves;
+    uint32_t feedback_n;
+    int32_t feedback_score;
+    int64_t feedback_ts;
+    float sentiment;
+    uint8_t state, flags, nchan, tl_n;
+    uint8_t tl_head, feedback_scale, first_channel, pad;
+    const struct cc_name *topic;
+    const struct cc_name *agents[CONV_AGENTS];
+    const struct cc_name *queues[CONV_QUEUES];
+    const struct cc_name *tags[CONV_TAGS];
+    int64_t chan_ts[CONV_CHANNELS];
+    uint8_t chan[CONV_CHANNELS];
+    struct cc_convtl tl[CONV_TIMELINE];
+};
+
+struct conv_chan_stats {
+    uint64_t started, contacts, switches, repeats, reopens, resolved, fcr;
+};
+
+struct cc_convs {
+    struct cc_conv **buckets;
+    uint64_t mask;
+    struct cc_pool pool;
+    struct cc_dedup threads; /* native message id -> conversation id */
+    struct cc_dedup forward; /* merged conversation id -> survivor's */
+    uint64_t next_id;
+    uint64_t open, resolved_now;
+    uint64_t started, contacts, switches, repeats, reopens, resolved, fcr;
+    uint64_t merges, idle_closed, anonymous, threaded, refused;
+    uint64_t entry_bytes;
+    uint64_t alerts_repeat, alerts_conflict;
+    int email_ch, social_ch; /* channels whose messages are threaded */
+    struct conv_chan_stats chan[CC_MAX_CHANNELS];
+};
+
+/* ---- the engine ------------------------------------------------------- */
+
+struct chan_stats {
+    uint64_t events, open, opened, closed, expired, implicit_opens;
+    uint64_t answered, abandoned, transfers, holds, msgs_in, msgs_out;
+};
+
+struct cc_engine {
+    struct cc_engine_config cfg;
+    struct cc_wheel wheel;
+    struct cc_outbox outbox;
+    struct cc_dedup dedup;
+    struct cc_pool contacts;
+    struct cc_blobs blobs;
+    struct cc_contact **buckets;
+    uint64_t bucket_mask;
+    uint64_t open_contacts;
+    uint64_t blob_bytes;
+    uint64_t by_state[CS__COUNT];
+    /* names */
+    struct cc_name **nbuckets;
+    uint64_t nmask, nnames;
+    struct cc_queue **queues;
+    uint64_t nqueues;
+    /* counters */
+    uint64_t messages, malformed;
+    uint64_t accepted, duplicates, rejected, implicit_opens, expired;
+    uint64_t by_type[CC_EV__COUNT];
+    uint64_t by_reason[CC_R__COUNT];
+    struct chan_stats chan[CC_MAX_CHANNELS];
+    uint64_t alerts_hold_long;
+    uint64_t cb_offers, cb_cancels;
+    uint64_t callback_unknown;
+    /* identity and conversations */
+    struct cc_identity ident;
+    struct cc_convs convs;
+    uint64_t ident_rejected, ident_limit, resolve_unknown;
+};
+
+/* ---- shared between engine.c and conversation.c ------------------------ */
+
+const struct cc_name *cc_name_intern(struct cc_engine *e, struct cc_str s);
+void cc_pack_name_or_nil(msgpack_packer *pk, const struct cc_name *n);
+struct cc_contact *cc_contact_find(struct cc_engine *e, unsigned channel,
+                                   struct cc_str id, uint64_t h);
+uint64_t cc_contact_hash(const struct cc_engine *e, unsigned channel,
+                         struct cc_str id);
+
+/* What an event changed on its contact, for the conversation layer. */
+struct cc_conv_delta {
+    int64_t prev_queued_ts; /* when it joined the queue it was in */
+    uint8_t prev_state;     /* its state before the event */
+    bool created;           /* the event opened it */
+};
+
+int cc_convs_init(struct cc_engine *e);
+void cc_convs_fini(struct cc_engine *e);
+/* Applies an accepted event to its conversation: c is the event's contact
+ * (NULL when it has none), cust the customer its identifiers resolved to
+ * (NULL when it named none). */
+void cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
+                   struct cc_customer *cust, const struct cc_event *ev,
+                   const struct cc_conv_delta *d, uint64_t now);
+/* A contact ends (closed or expired): its outcome is final. */
+void cc_conv_contact_end(struct cc_engine *e, struct cc_contact *c, int64_t ts,
+                         bool expired);
+/* A contact's record is about to be freed. */
+void cc_conv_contact_detach(struct cc_engine *e, struct cc_contact *c);
+/* Packs a conversation's context: the summary or everything. */
+void cc_conv_pack(struct cc_engine *e, msgpack_packer *pk,
+                  const struct cc_conv *v, bool full);
+/* "cv-<id>", or nil. */
+void cc_conv_pack_id(msgpack_packer *pk, const struct cc_conv *v);
+struct cc_conv *cc_conv_find(const struct cc_engine *e, uint64_t id);
+void cc_convs_pack_stats(const struct cc_engine *e, msgpack_packer *pk);
+void cc_convs_pack_chan_stats(const struct cc_engine *e, msgpack_packer *pk,
+                              unsigned ch);
+uint64_t cc_convs_bytes(const struct cc_engine *e);
+/* Emits an identity.conflict alert for ev. */
+void cc_conv_alert_conflict(struct cc_engine *e, const struct cc_contact *c,
+                            const struct cc_event *ev,
+                            const struct cc_idresult *res, const uint8_t *kinds,
+                            const struct cc_str *norm, uint32_t n);
+
+#endif
