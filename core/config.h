@@ -45,6 +45,16 @@ struct cc_config {
     uint64_t hold_long_ms;
     /* [callback] */
     uint64_t offer_after_waiting_ms;
+    /* [identity] */
+    uint64_t default_country;
+    uint64_t max_identifiers;
+    uint64_t max_identities;
+    /* [conversation] */
+    uint64_t reopen_window_ms;
+    uint64_t idle_close_ms;
+    uint64_t repeat_window_ms;
+    uint64_t max_conversations;
+    uint64_t thread_index;
     /* [channels] */
     struct cc_channels channels;
 };

@@ -13,6 +13,7 @@
  * usage error.
  */
 #include "config.h"
+#include "outbox.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -38,6 +39,8 @@ struct options {
     const char *file;     /* send --file; "-" is standard input */
     long long timeout_ms; /* -1 when not given */
     unsigned long count;  /* tail: stop after this many; 0 = never */
+    /* conversation: --email, --phone, ... (or --id) and its value */
+    const char *ident_kind, *ident_value;
     int help, version;
     int npos; /* positional arguments, in argv[0..npos) */
 };
@@ -71,11 +74,16 @@ usage(FILE *out) {
           "the\n"
           "                        callback workers' share)\n"
           "  stats                 print the daemon's counters\n"
+          "  conversation --email ADDRESS | --phone NUMBER | --chat ID |\n"
+          "               --social PLATFORM:HANDLE | --crm ID | --id cv-N\n"
+          "                        print the customer's conversation with "
+          "its context\n"
           "\n"
           "Options:\n"
           "  -c, --config FILE   read FILE over the embedded defaults, as "
           "contactd does\n"
-          "      --timeout MS    send, stats: give up after MS milliseconds "
+          "      --timeout MS    send, stats, conversation: give up after MS "
+          "milliseconds "
           "(default\n"
           "                      5000); tail: exit 1 when no message arrives "
           "within MS\n"
@@ -140,6 +148,35 @@ match_value(int argc, char **argv, int *i, const char *lng, const char *shrt,
     return 1;
 }
 
+/* conversation's --email, --phone, --chat, --social, --crm and --id:
+ * returns 1 when argv[*i] is one of them (o->ident_value is NULL when its
+ * value is missing or a second one is given), else 0. */
+static int
+match_ident(int argc, char **argv, int *i, struct options *o) {
+    static const char *const kinds[] = {"phone",  "email", "chat",
+                                        "social", "crm",   "id"};
+    char opt[16];
+    const char *val;
+    size_t k;
+    int m;
+
+    for (k = 0; k < CC_ARRAY_SIZE(kinds); k++) {
+        snprintf(opt, sizeof(opt), "--%s", kinds[k]);
+        m = match_value(argc, argv, i, opt, NULL, &val);
+        if (m == 0)
+            continue;
+        if (m < 0 || o->ident_kind != NULL) {
+            o->ident_kind = kinds[k];
+            o->ident_value = NULL;
+            return 1;
+        }
+        o->ident_kind = kinds[k];
+        o->ident_value = val;
+        return 1;
+    }
+    return 0;
+}
+
 /* Options may come before or after the command; "--" ends them. The
  * positional arguments are moved to the front of argv. */
 static int
@@ -173,6 +210,9 @@ parse_args(int argc, char **argv, struct options *o) {
             if (m < 0)
                 return CC_EINVAL;
             o->file = val;
+        } else if (match_ident(argc, argv, &i, o) != 0) {
+            if (o->ident_value == NULL)
+                return CC_EINVAL;
         } else if ((m = match_value(argc, argv, &i, "--timeout", NULL, &val)) !=
                    0) {
             if (m < 0)
@@ -758,21 +798,21 @@ out:
     return rc != 0 || failed ? EXIT_FAIL : EXIT_OK;
 }
 
-/* ---- stats ------------------------------------------------------------ */
+/* ---- queries ---------------------------------------------------------- */
 
+/* Sends one query and prints the reply as indented JSON. */
 static int
-cmd_stats(const struct cc_config *cfg, const struct options *o) {
+query_print(const struct cc_config *cfg, const struct options *o,
+            const char *query, size_t len) {
     nng_duration timeout =
         (nng_duration)(o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS);
-    /* {"q": "stats"} */
-    static const char query[] = "\x81\xa1q\xa5stats";
     json_t *reply = NULL;
     nng_socket sock;
     int rc;
 
     if (open_dial(&sock, SOCK_REQ, cfg->query, "", timeout) != 0)
         return EXIT_FAIL;
-    rc = request(sock, cfg->query, query, sizeof(query) - 1, &reply);
+    rc = request(sock, cfg->query, query, len, &reply);
     nng_close(sock);
     if (rc != 0)
         return EXIT_FAIL;
@@ -782,6 +822,42 @@ cmd_stats(const struct cc_config *cfg, const struct options *o) {
         rc = CC_EPROTO;
     json_decref(reply);
     return rc != 0 ? EXIT_FAIL : EXIT_OK;
+}
+
+static int
+cmd_stats(const struct cc_config *cfg, const struct options *o) {
+    /* {"q": "stats"} */
+    static const char query[] = "\x81\xa1q\xa5stats";
+    return query_print(cfg, o, query, sizeof(query) - 1);
+}
+
+/* {"q":"conversation","customer":{KIND:VALUE}} or {"q":..., "id":VALUE} */
+static int
+cmd_conversation(const struct cc_config *cfg, const struct options *o) {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    int rc;
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    cc_pack_str(&pk, "q");
+    cc_pack_str(&pk, "conversation");
+    if (strcmp(o->ident_kind, "id") == 0) {
+        cc_pack_str(&pk, "id");
+    } else {
+        cc_pack_str(&pk, "customer");
+        msgpack_pack_map(&pk, 1);
+        cc_pack_str(&pk, o->ident_kind);
+    }
+    cc_pack_str(&pk, o->ident_value);
+    if (sb.data == NULL) {
+        out_of_memory();
+        return EXIT_FAIL;
+    }
+    rc = query_print(cfg, o, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
 }
 
 /* ---- tail ------------------------------------------------------------- */
@@ -889,8 +965,15 @@ main(int argc, char **argv) {
     cmd = argv[0];
 
     if (strcmp(cmd, "send") != 0 && strcmp(cmd, "tail") != 0 &&
-        strcmp(cmd, "stats") != 0)
+        strcmp(cmd, "stats") != 0 && strcmp(cmd, "conversation") != 0)
         return usage_error("unknown command", cmd);
+    if (o.ident_kind != NULL && strcmp(cmd, "conversation") != 0)
+        return usage_error("identifier options belong to conversation", NULL);
+    if (strcmp(cmd, "conversation") == 0 &&
+        (o.ident_kind == NULL || o.npos != 1))
+        return usage_error("conversation takes one of --email, --phone, "
+                           "--chat, --social, --crm or --id",
+                           NULL);
     if (o.file != NULL && strcmp(cmd, "send") != 0)
         return usage_error("--file is an option of send", NULL);
     if (o.file != NULL && o.npos > 1)
@@ -925,6 +1008,8 @@ main(int argc, char **argv) {
         return cmd_send(&cfg, &o, argv + 1, o.npos - 1);
     if (strcmp(cmd, "stats") == 0)
         return cmd_stats(&cfg, &o);
+    if (strcmp(cmd, "conversation") == 0)
+        return cmd_conversation(&cfg, &o);
     if (strcmp(argv[1], "alerts") == 0)
         return cmd_tail(&cfg, &o, 1, o.npos == 3 ? argv[2] : "");
     return cmd_tail(&cfg, &o, 0, NULL);

@@ -370,7 +370,7 @@ alert_repeat(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
     int64_t first = v->chan_ts[0];
 
     cc_outbox_begin(&e->outbox, CC_OUT_ALERT, "continuity.repeat");
-    msgpack_pack_map(pk, 18);
+    msgpack_pack_map(pk, 17);
     cc_pack_str(pk, "alert");
     cc_pack_str(pk, "continuity.repeat");
     cc_pack_str(pk, "id");
@@ -425,7 +425,7 @@ cc_conv_alert_conflict(struct cc_engine *e, const struct cc_contact *c,
     uint32_t i;
 
     cc_outbox_begin(&e->outbox, CC_OUT_ALERT, rule);
-    msgpack_pack_map(pk, 13);
+    msgpack_pack_map(pk, 12);
     cc_pack_str(pk, "alert");
     cc_pack_str(pk, rule);
     cc_pack_str(pk, "id");

@@ -18,6 +18,7 @@
 #include "server.h"
 
 #include "engine.h"
+#include "identity.h"
 #include "log.h"
 #include "mem.h"
 
@@ -414,7 +415,7 @@ reply_ingest(struct cc_server *s, nng_msg *req) {
         pack_error(pk, r->error);
         return;
     }
-    msgpack_pack_map(pk, 3);
+    msgpack_pack_map(pk, 4);
     cc_pack_str(pk, "accepted");
     msgpack_pack_uint32(pk, r->accepted);
     cc_pack_str(pk, "duplicates");
@@ -432,6 +433,11 @@ reply_ingest(struct cc_server *s, nng_msg *req) {
         cc_pack_str(pk, "code");
         cc_pack_str(pk, cc_reason_name(r->rej[i].rej.code));
     }
+    /* The conversation of each contact.open and message.in, so that the
+     * platform can show the agent the history as the customer arrives. */
+    cc_pack_str(pk, "conversations");
+    msgpack_pack_array(pk, r->ncontext);
+    msgpack_sbuffer_write(pk->data, r->ctx.data, r->ctx.size);
 }
 
 static void
@@ -464,11 +470,69 @@ pack_server_stats(struct cc_server *s, msgpack_packer *pk) {
     cc_engine_pack_stats(s->engine, pk);
 }
 
+/* {"q":"conversation","customer":{"email":...}} (the first identifier
+ * named) or {"q":"conversation","id":"cv-12"}. */
+static void
+query_conversation(struct cc_server *s, msgpack_packer *pk, struct cc_str id,
+                   const uint8_t *cust, size_t cust_len) {
+    const char *why = NULL;
+    struct cc_mp m;
+    struct cc_str k, v;
+    uint32_t n, i;
+    int kind, rc;
+
+    if (id.n != 0) {
+        rc = cc_engine_pack_conversation_by_id(s->engine, id, pk, &why);
+        if (rc != 0)
+            pack_error(pk, why);
+        return;
+    }
+    if (cust == NULL) {
+        pack_error(pk, "a conversation query needs 'id' or 'customer' (a map "
+                       "with one identifier, e.g. {\"email\": ...})");
+        return;
+    }
+    cc_mp_init(&m, cust, cust_len);
+    if (cc_mp_read_map(&m, &n) != 0) {
+        pack_error(pk, "key 'customer' must be a map of identifiers");
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        if (cc_mp_read_str(&m, &k) != 0) {
+            pack_error(pk, "key 'customer': keys must be strings");
+            return;
+        }
+        for (kind = 0; kind < CC_IDENT__COUNT; kind++) {
+            if (cc_str_eq(k, cc_ident_kind_name((enum cc_ident_kind)kind)))
+                break;
+        }
+        if (kind == CC_IDENT__COUNT) {
+            if (cc_mp_skip(&m) != 0)
+                break;
+            continue;
+        }
+        if (cc_mp_read_str(&m, &v) != 0 || v.n == 0 || v.n > CC_IDENT_MAX) {
+            pack_error(pk, "key 'customer': an identifier must be a string "
+                           "of 1-256 bytes");
+            return;
+        }
+        rc = cc_engine_pack_conversation_by_ident(
+            s->engine, (enum cc_ident_kind)kind, v, pk, &why);
+        if (rc != 0)
+            pack_error(pk, why);
+        return;
+    }
+    pack_error(pk, "key 'customer' names no identifier: phone, email, chat, "
+                   "social or crm");
+}
+
 static void
 reply_query(struct cc_server *s, nng_msg *req) {
     msgpack_packer *pk = &s->reply_pk;
     struct cc_mp m;
-    struct cc_str k, q = {NULL, 0};
+    struct cc_str k, q = {NULL, 0}, id = {NULL, 0};
+    const uint8_t *cust = NULL;
+    size_t cust_len = 0;
     uint32_t n, i;
 
     s->st.queries++;
@@ -492,6 +556,18 @@ reply_query(struct cc_server *s, nng_msg *req) {
                 pack_error(pk, "key 'q' must be a string");
                 return;
             }
+        } else if (cc_str_eq(k, "id")) {
+            if (cc_mp_read_str(&m, &id) != 0) {
+                pack_error(pk, "key 'id' must be a string such as \"cv-12\"");
+                return;
+            }
+        } else if (cc_str_eq(k, "customer")) {
+            cust = m.p;
+            if (cc_mp_skip(&m) != 0) {
+                pack_error(pk, "malformed MessagePack");
+                return;
+            }
+            cust_len = (size_t)(m.p - cust);
         } else if (cc_mp_skip(&m) != 0) {
             pack_error(pk, "malformed MessagePack");
             return;
@@ -505,7 +581,12 @@ reply_query(struct cc_server *s, nng_msg *req) {
         pack_server_stats(s, pk);
         return;
     }
-    pack_error(pk, "unknown query: this version answers \"stats\"");
+    if (cc_str_eq(q, "conversation")) {
+        query_conversation(s, pk, id, cust, cust_len);
+        return;
+    }
+    pack_error(pk, "unknown query: this version answers \"stats\" and "
+                   "\"conversation\"");
 }
 
 static void
@@ -585,6 +666,14 @@ to_engine_config(const struct cc_config *c, struct cc_engine_config *e) {
     e->max_queues = c->max_queues;
     e->max_names = c->max_names;
     e->channels = c->channels;
+    e->default_country = (unsigned)c->default_country;
+    e->max_identifiers = (uint32_t)c->max_identifiers;
+    e->max_identities = c->max_identities;
+    e->reopen_window_ms = c->reopen_window_ms;
+    e->idle_close_ms = c->idle_close_ms;
+    e->repeat_window_ms = c->repeat_window_ms;
+    e->max_conversations = c->max_conversations;
+    e->thread_index = c->thread_index;
 }
 
 static void
@@ -615,13 +704,22 @@ reload(struct cc_server *s) {
         next.max_contacts != s->cfg.max_contacts ||
         next.max_queues != s->cfg.max_queues ||
         next.max_names != s->cfg.max_names ||
+        next.default_country != s->cfg.default_country ||
+        next.max_identifiers != s->cfg.max_identifiers ||
+        next.max_identities != s->cfg.max_identities ||
+        next.max_conversations != s->cfg.max_conversations ||
+        next.thread_index != s->cfg.thread_index ||
         memcmp(&next.channels, &s->cfg.channels, sizeof(next.channels)))
-        cc_log_warn("SIGHUP: [server], [ingest], [limits] and [channels] "
-                    "changes take effect at the next start");
+        cc_log_warn("SIGHUP: [server], [ingest], [limits], [identity], "
+                    "[channels] and [conversation] limits take effect at the "
+                    "next start");
     /* What can change live: */
     s->cfg.hold_long_ms = next.hold_long_ms;
     s->cfg.offer_after_waiting_ms = next.offer_after_waiting_ms;
     s->cfg.contact_idle_ms = next.contact_idle_ms;
+    s->cfg.reopen_window_ms = next.reopen_window_ms;
+    s->cfg.idle_close_ms = next.idle_close_ms;
+    s->cfg.repeat_window_ms = next.repeat_window_ms;
     s->cfg.log_level = next.log_level;
     cc_log_set_level(next.log_level);
     to_engine_config(&s->cfg, &ec);
@@ -821,6 +919,7 @@ cc_server_new(struct cc_server **out, const struct cc_config *cfg,
         uv_random(NULL, NULL, &seed, sizeof(seed), 0, NULL);
         ec.seed = seed;
     }
+    s->report.want_context = true;
     if (s->cbq == NULL || cc_engine_new(&s->engine, &ec, now_ms(s)) != 0) {
         snprintf(err, errlen, "out of memory creating the engine");
         *out = s;

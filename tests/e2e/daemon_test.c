@@ -406,3 +406,172 @@ Test(daemon, sighup_reloads_and_bad_config_is_refused) {
     cr_assert(WIFEXITED(status));
     cr_assert_eq(WEXITSTATUS(status), 1);
 }
+
+/* One contact.open with a customer map of an email and/or a phone. */
+static void
+send_open(const char *id, int64_t ts, const char *channel, const char *contact,
+          const char *email, const char *phone, msgpack_unpacked *u) {
+    tb_reset(&t);
+    msgpack_pack_map(&t.pk, 6);
+    tb_kv_str(&t, "id", id);
+    tb_kv_int(&t, "ts", ts);
+    tb_kv_str(&t, "channel", channel);
+    tb_kv_str(&t, "type", "contact.open");
+    tb_kv_str(&t, "contact", contact);
+    tb_str(&t, "customer");
+    msgpack_pack_map(&t.pk, (email != NULL) + (phone != NULL));
+    if (email != NULL)
+        tb_kv_str(&t, "email", email);
+    if (phone != NULL)
+        tb_kv_str(&t, "phone", phone);
+    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, u, 5000), 0);
+    cr_assert_eq(tmap_int(&u->data, "accepted"), 1, "%s was not accepted", id);
+}
+
+/* The reply's conversations[0]: its id into conv, its context map. */
+static msgpack_object
+reply_context(const msgpack_unpacked *u, char *conv, size_t n) {
+    msgpack_object a, m, v;
+    cr_assert(tmap_get(&u->data, "conversations", &a));
+    cr_assert_eq(a.type, MSGPACK_OBJECT_ARRAY);
+    cr_assert_eq(a.via.array.size, 1);
+    m = a.via.array.ptr[0];
+    cr_assert(tmap_get(&m, "conversation", &v));
+    cr_assert_eq(v.type, MSGPACK_OBJECT_STR);
+    snprintf(conv, n, "%.*s", (int)v.via.str.size, v.via.str.ptr);
+    cr_assert(tmap_get(&m, "context", &v));
+    return v;
+}
+
+static void
+assert_channels(const msgpack_object *ctx, const char *const *want,
+                uint32_t n) {
+    msgpack_object a;
+    uint32_t i;
+    cr_assert(tmap_get(ctx, "channels", &a));
+    cr_assert_eq(a.type, MSGPACK_OBJECT_ARRAY);
+    cr_assert_eq(a.via.array.size, n);
+    for (i = 0; i < n; i++) {
+        const msgpack_object *s = &a.via.array.ptr[i];
+        cr_assert(s->type == MSGPACK_OBJECT_STR &&
+                      s->via.str.size == strlen(want[i]) &&
+                      memcmp(s->via.str.ptr, want[i], s->via.str.size) == 0,
+                  "channel %u is not %s", i, want[i]);
+    }
+}
+
+Test(daemon, email_then_chat_then_call_is_one_conversation) {
+    static const char *const three[] = {"email", "chat", "phone"};
+    nng_socket sub;
+    msgpack_unpacked u;
+    msgpack_object ctx;
+    char conv[32], conv2[32], *buf, cmd[512], out[8192];
+    size_t len, got;
+    FILE *p;
+    int64_t now = (int64_t)wall_ms();
+
+    start_daemon(NULL);
+    cr_assert_eq(nng_sub0_open(&sub), 0);
+    cr_assert_eq(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "continuity.", 11),
+                 0);
+    nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 5000);
+    cr_assert_eq(nng_dial(sub, d.addr[2], NULL, 0), 0);
+    nng_msleep(200); /* let the subscription reach the publisher */
+
+    /* An email, written as a mail client would put it. */
+    send_open("m1", now, "email", "<1234@mail.example>",
+              "Ann Lee <Ann.Lee@Example.COM>", NULL, &u);
+    ctx = reply_context(&u, conv, sizeof(conv));
+    cr_assert_eq(tmap_int(&ctx, "contacts"), 1);
+    msgpack_unpacked_destroy(&u);
+
+    /* A chat from the same address, which also gives a phone number. */
+    send_open("c1", now + 60000, "chat", "chat-9", "ann.lee@example.com",
+              "(555) 123-4567", &u);
+    reply_context(&u, conv2, sizeof(conv2));
+    cr_assert_str_eq(conv2, conv);
+    msgpack_unpacked_destroy(&u);
+
+    /* A call from that number, written another way. */
+    send_open("p1", now + 120000, "phone", "call-3", NULL, "+1 555-123-4567",
+              &u);
+    ctx = reply_context(&u, conv2, sizeof(conv2));
+    cr_assert_str_eq(conv2, conv);
+    assert_channels(&ctx, three, 3);
+    cr_assert_eq(tmap_int(&ctx, "contacts"), 3);
+    cr_assert_eq(tmap_int(&ctx, "measures/repeats"), 2);
+    cr_assert_eq(tmap_int(&ctx, "measures/switches"), 2);
+    msgpack_unpacked_destroy(&u);
+
+    /* Two repeats: the chat, then the call, each more urgent. */
+    cr_assert_eq(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), 0,
+                 "no continuity.repeat alert for the chat");
+    cr_assert_str_eq(buf, "continuity.repeat");
+    nng_free(buf, len);
+    cr_assert_eq(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), 0,
+                 "no continuity.repeat alert for the call");
+    cr_assert_str_eq(buf, "continuity.repeat");
+    msgpack_unpacked_init(&u);
+    cr_assert_eq(msgpack_unpack_next(&u, buf + 18, len - 18, NULL),
+                 MSGPACK_UNPACK_SUCCESS);
+    cr_assert(tmap_str_is(&u.data, "conversation", conv));
+    cr_assert(tmap_str_is(&u.data, "contact", "call-3"));
+    cr_assert(tmap_str_is(&u.data, "channel", "phone"));
+    cr_assert_eq(tmap_int(&u.data, "repeat"), 2);
+    cr_assert_eq(tmap_int(&u.data, "priority"), 2);
+    cr_assert_eq(tmap_int(&u.data, "attempts"), 3);
+    cr_assert_eq(tmap_int(&u.data, "since_first_ms"), 120000);
+    assert_channels(&u.data, three, 3);
+    msgpack_unpacked_destroy(&u);
+    nng_free(buf, len);
+    nng_close(sub);
+
+    /* The query socket finds it by any identifier, in any form. */
+    {
+        struct tb q;
+        tb_init(&q);
+        msgpack_pack_map(&q.pk, 2);
+        tb_kv_str(&q, "q", "conversation");
+        tb_str(&q, "customer");
+        msgpack_pack_map(&q.pk, 1);
+        tb_kv_str(&q, "email", " ANN.LEE@example.com");
+        cr_assert_eq(req_once(d.addr[4], q.sb.data, q.sb.size, &u, 5000), 0);
+        cr_assert(tmap_str_is(&u.data, "conversation", conv));
+        assert_channels(&u.data, three, 3);
+        msgpack_unpacked_destroy(&u);
+        tb_reset(&q);
+        msgpack_pack_map(&q.pk, 2);
+        tb_kv_str(&q, "q", "conversation");
+        tb_kv_str(&q, "id", "cv-999999");
+        cr_assert_eq(req_once(d.addr[4], q.sb.data, q.sb.size, &u, 5000), 0);
+        cr_assert(tmap_get(&u.data, "error", &ctx));
+        msgpack_unpacked_destroy(&u);
+        tb_fini(&q);
+    }
+
+    /* And contactctl prints it. */
+    snprintf(cmd, sizeof(cmd), "%s --config %s conversation --phone 5551234567",
+             CONTACTCTL_BIN, d.conf);
+    p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    got = fread(out, 1, sizeof(out) - 1, p);
+    out[got] = '\0';
+    cr_assert_eq(pclose(p), 0, "contactctl conversation failed: %s", out);
+    cr_assert_not_null(strstr(out, conv), "no %s in: %s", conv, out);
+    cr_assert_not_null(strstr(out, "\"contact_history\""));
+
+    /* A phone number with letters is refused with the reason. */
+    tb_reset(&t);
+    tb_event(&t, "bad1", now, "phone", "contact.open", "call-x",
+             "555-CALL-NOW");
+    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
+    cr_assert_eq(tmap_int(&u.data, "accepted"), 0);
+    {
+        msgpack_object r;
+        cr_assert(tmap_get(&u.data, "rejected", &r));
+        cr_assert_eq(r.via.array.size, 1);
+        cr_assert(tmap_str_is(&r.via.array.ptr[0], "code", "bad_value"));
+    }
+    msgpack_unpacked_destroy(&u);
+    cr_assert_eq(stop_daemon(), 0);
+}
