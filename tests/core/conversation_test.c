@@ -1,0 +1,593 @@
+/*
+ * Conversations driven with a manual clock: joining across channels, the
+ * reopen and idle windows, merges of conversations when customers merge
+ * (the older survives, timelines combined by event time), reply_to
+ * threading over a real RFC 5322 reply thread, repeat contacts, identity
+ * conflicts and unlinks, measures, and the bounds on a conversation's
+ * context.
+ */
+#include <criterion/criterion.h>
+
+#include "engine.h"
+#include "testutil.h"
+
+#include <stdio.h>
+
+TestSuite(conversation);
+
+#define T0 1700000000000LL
+#define HOUR 3600000LL
+#define DAY (24 * HOUR)
+
+static struct cc_engine *e;
+static struct cc_ingest_report rep;
+static struct tb t;
+static msgpack_sbuffer qsb;
+static msgpack_unpacked qu;
+
+static void
+setup_with(uint32_t max_identifiers) {
+    struct cc_engine_config c;
+    cc_engine_config_defaults(&c);
+    c.dedup_window = 1000;
+    c.max_contacts = 1000;
+    c.max_conversations = 1000;
+    c.max_identities = 10000;
+    c.thread_index = 1000;
+    c.max_identifiers = max_identifiers;
+    cr_assert_eq(cc_engine_new(&e, &c, (uint64_t)T0), 0);
+    tb_init(&t);
+    msgpack_sbuffer_init(&qsb);
+    msgpack_unpacked_init(&qu);
+}
+
+static void
+setup(void) {
+    setup_with(50);
+}
+
+static void
+teardown(void) {
+    cc_engine_free(e);
+    cc_ingest_report_fini(&rep);
+    tb_fini(&t);
+    msgpack_sbuffer_destroy(&qsb);
+    msgpack_unpacked_destroy(&qu);
+}
+
+/* An event; NULL fields are left out. */
+struct ev {
+    const char *id;
+    int64_t ts;
+    const char *channel, *type, *contact;
+    const char *email, *phone, *reply_to;
+};
+
+/* Applies one event with the engine's clock at its ts; returns 'a'
+ * (accepted), 'd' (duplicate) or 'r' (rejected). */
+static char
+apply(const struct ev *v) {
+    uint32_t n = 4 + (v->contact != NULL) + (v->reply_to != NULL) +
+                 (v->email != NULL || v->phone != NULL);
+    tb_reset(&t);
+    msgpack_pack_map(&t.pk, n);
+    tb_kv_str(&t, "id", v->id);
+    tb_kv_int(&t, "ts", v->ts);
+    tb_kv_str(&t, "channel", v->channel);
+    tb_kv_str(&t, "type", v->type);
+    if (v->contact != NULL)
+        tb_kv_str(&t, "contact", v->contact);
+    if (v->reply_to != NULL)
+        tb_kv_str(&t, "reply_to", v->reply_to);
+    if (v->email != NULL || v->phone != NULL) {
+        tb_str(&t, "customer");
+        msgpack_pack_map(&t.pk, (v->email != NULL) + (v->phone != NULL));
+        if (v->email != NULL)
+            tb_kv_str(&t, "email", v->email);
+        if (v->phone != NULL)
+            tb_kv_str(&t, "phone", v->phone);
+    }
+    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)v->ts, &rep);
+    cr_assert_eq(rep.events, 1);
+    return rep.accepted ? 'a' : rep.duplicates ? 'd' : 'r';
+}
+
+/* The full context of the customer with this email (or NULL when the
+ * engine has none), valid until the next query. */
+static const msgpack_object *
+by_email(const char *email) {
+    msgpack_packer pk;
+    const char *why = NULL;
+    struct cc_str v = {email, (uint32_t)strlen(email)};
+
+    msgpack_sbuffer_clear(&qsb);
+    msgpack_packer_init(&pk, &qsb, msgpack_sbuffer_write);
+    if (cc_engine_pack_conversation_by_ident(e, CC_IDENT_EMAIL, v, &pk, &why) !=
+        0)
+        return NULL;
+    cr_assert_eq(msgpack_unpack_next(&qu, qsb.data, qsb.size, NULL),
+                 MSGPACK_UNPACK_SUCCESS);
+    return &qu.data;
+}
+
+static const msgpack_object *
+by_id(const char *id) {
+    msgpack_packer pk;
+    const char *why = NULL;
+    struct cc_str v = {id, (uint32_t)strlen(id)};
+
+    msgpack_sbuffer_clear(&qsb);
+    msgpack_packer_init(&pk, &qsb, msgpack_sbuffer_write);
+    if (cc_engine_pack_conversation_by_id(e, v, &pk, &why) != 0)
+        return NULL;
+    cr_assert_eq(msgpack_unpack_next(&qu, qsb.data, qsb.size, NULL),
+                 MSGPACK_UNPACK_SUCCESS);
+    return &qu.data;
+}
+
+/* Copies a string value out of a map. */
+static void
+str_of(const msgpack_object *m, const char *key, char *out, size_t n) {
+    msgpack_object v;
+    cr_assert(tmap_get(m, key, &v), "no key %s", key);
+    cr_assert_eq(v.type, MSGPACK_OBJECT_STR);
+    snprintf(out, n, "%.*s", (int)v.via.str.size, v.via.str.ptr);
+}
+
+static uint32_t
+array_len(const msgpack_object *m, const char *key) {
+    msgpack_object v;
+    cr_assert(tmap_get(m, key, &v), "no key %s", key);
+    cr_assert_eq(v.type, MSGPACK_OBJECT_ARRAY);
+    return v.via.array.size;
+}
+
+/* Every record in the outbox is exactly one well-formed map; returns how
+ * many alerts with this topic it holds. */
+static uint32_t
+count_alerts(const char *topic, msgpack_unpacked *last) {
+    struct cc_outbox *ob = cc_engine_outbox(e);
+    uint32_t i, n = 0;
+
+    for (i = 0; i < ob->n; i++) {
+        const char *d = cc_outbox_data(ob, &ob->v[i]);
+        size_t len = ob->v[i].len, off = 0, used = 0;
+        msgpack_unpacked u;
+
+        if (ob->v[i].kind == CC_OUT_ALERT) {
+            off = strlen(d) + 1;
+            if (strcmp(d, topic) != 0)
+                continue;
+        } else {
+            continue;
+        }
+        msgpack_unpacked_init(&u);
+        cr_assert_eq(msgpack_unpack_next(&u, d + off, len - off, &used),
+                     MSGPACK_UNPACK_SUCCESS, "alert %u is malformed", i);
+        cr_assert_eq(used, len - off, "alert %u has trailing bytes", i);
+        cr_assert_eq(u.data.type, MSGPACK_OBJECT_MAP);
+        n++;
+        if (last != NULL) {
+            msgpack_unpacked_destroy(last);
+            *last = u;
+        } else {
+            msgpack_unpacked_destroy(&u);
+        }
+    }
+    return n;
+}
+
+Test(conversation, contacts_of_one_customer_join_one_conversation,
+     .init = setup, .fini = teardown) {
+    const msgpack_object *c;
+    char id[32];
+
+    cr_assert_eq(apply(&(struct ev){"1", T0, "email", "contact.open", "m1",
+                                    "Ann@Example.com", NULL, NULL}),
+                 'a');
+    cr_assert_eq(
+        apply(&(struct ev){"2", T0 + 1000, "chat", "contact.open", "s1",
+                           "ann@example.com", "555 010 9999", NULL}),
+        'a');
+    cr_assert_eq(apply(&(struct ev){"3", T0 + 2000, "phone", "contact.open",
+                                    "p1", NULL, "+15550109999", NULL}),
+                 'a');
+    c = by_email("ANN@example.com");
+    cr_assert_not_null(c);
+    str_of(c, "conversation", id, sizeof(id));
+    cr_assert_str_eq(id, "cv-1");
+    cr_assert_eq(tmap_int(c, "contacts"), 3);
+    cr_assert_eq(tmap_int(c, "open_contacts"), 3);
+    cr_assert_eq(array_len(c, "channels"), 3);
+    cr_assert_eq(array_len(c, "identifiers"), 2);
+    cr_assert_eq(tmap_int(c, "measures/switches"), 2);
+    cr_assert_eq(tmap_int(c, "measures/repeats"), 2);
+    cr_assert_eq(count_alerts("continuity.repeat", NULL), 2);
+}
+
+Test(conversation, an_identifier_that_cannot_be_normalised_is_rejected,
+     .init = setup, .fini = teardown) {
+    struct cc_engine_counts n;
+
+    cr_assert_eq(apply(&(struct ev){"1", T0, "email", "contact.open", "m1",
+                                    "ann.example.com", NULL, NULL}),
+                 'r');
+    cr_assert_eq(rep.rej[0].rej.code, CC_R_BAD_VALUE);
+    cr_assert_str_eq(rep.rej[0].rej.key, "customer.email");
+    cr_assert_eq(apply(&(struct ev){"2", T0, "phone", "contact.open", "p1",
+                                    NULL, "555-CALL-ME", NULL}),
+                 'r');
+    cr_assert_str_eq(rep.rej[0].rej.key, "customer.phone");
+    cc_engine_counts(e, &n);
+    cr_assert_eq(n.open_contacts, 0, "a rejected event changed state");
+    cr_assert_eq(n.identifiers, 0);
+    cr_assert_eq(n.conversations, 0);
+}
+
+Test(conversation, reopen_window_then_a_new_conversation, .init = setup,
+     .fini = teardown) {
+    const msgpack_object *c;
+    char first[32], id[32];
+
+    apply(&(struct ev){"1", T0, "chat", "contact.open", "s1", "bo@example.com",
+                       NULL, NULL});
+    apply(&(struct ev){"2", T0 + HOUR, "chat", "contact.close", "s1", NULL,
+                       NULL, NULL});
+    apply(&(struct ev){"3", T0 + HOUR, "chat", "conversation.resolve", "s1",
+                       "bo@example.com", NULL, NULL});
+    c = by_email("bo@example.com");
+    str_of(c, "conversation", first, sizeof(first));
+    str_of(c, "status", id, sizeof(id));
+    cr_assert_str_eq(id, "resolved");
+    cr_assert_eq(tmap_int(c, "resolved_ts"), T0 + HOUR);
+
+    /* 71 hours later: inside the 72-hour window, the same one reopens. */
+    apply(&(struct ev){"4", T0 + 72 * HOUR, "email", "contact.open", "m1",
+                       "bo@example.com", NULL, NULL});
+    c = by_email("bo@example.com");
+    str_of(c, "conversation", id, sizeof(id));
+    cr_assert_str_eq(id, first);
+    str_of(c, "status", id, sizeof(id));
+    cr_assert_str_eq(id, "open");
+    cr_assert_eq(tmap_int(c, "measures/reopens"), 1);
+    cr_assert_eq(tmap_int(c, "contacts"), 2);
+    cr_assert_eq(count_alerts("continuity.repeat", NULL), 0,
+                 "a reopen is not a repeat");
+
+    /* Resolved again; a contact 72 h + 1 ms later starts a new one. */
+    apply(&(struct ev){"5", T0 + 73 * HOUR, "email", "contact.close", "m1",
+                       NULL, NULL, NULL});
+    apply(&(struct ev){"6", T0 + 73 * HOUR, "email", "conversation.resolve",
+                       NULL, "bo@example.com", NULL, NULL});
+    apply(&(struct ev){"7", T0 + 145 * HOUR + 1, "phone", "contact.open", "p1",
+                       "bo@example.com", NULL, NULL});
+    c = by_email("bo@example.com");
+    str_of(c, "conversation", id, sizeof(id));
+    cr_assert_str_neq(id, first);
+    cr_assert_eq(tmap_int(c, "contacts"), 1);
+    cr_assert_eq(tmap_int(c, "measures/reopens"), 0);
+}
+
+Test(conversation, an_idle_conversation_closes_by_itself, .init = setup,
+     .fini = teardown) {
+    char id[32];
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_unpacked u;
+
+    apply(&(struct ev){"1", T0, "email", "contact.open", "m1", "cy@example.com",
+                       NULL, NULL});
+    apply(&(struct ev){"2", T0 + 1000, "email", "contact.close", "m1", NULL,
+                       NULL, NULL});
+    str_of(by_email("cy@example.com"), "conversation", id, sizeof(id));
+    cc_engine_tick(e, (uint64_t)(T0 + 1000 + 7 * DAY - 1));
+    cr_assert_not_null(by_id(id), "closed before idle_close");
+    cc_engine_tick(e, (uint64_t)(T0 + 1000 + 7 * DAY));
+    cr_assert_null(by_id(id), "still open after idle_close");
+    cr_assert_null(by_email("cy@example.com"));
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    cc_engine_pack_stats(e, &pk);
+    msgpack_unpacked_init(&u);
+    cr_assert_eq(msgpack_unpack_next(&u, sb.data, sb.size, NULL),
+                 MSGPACK_UNPACK_SUCCESS);
+    cr_assert_eq(tmap_int(&u.data, "conversations/idle_closed"), 1);
+    cr_assert_eq(tmap_int(&u.data, "conversations/open"), 0);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+Test(conversation, merged_customers_merge_conversations_older_survives,
+     .init = setup, .fini = teardown) {
+    const msgpack_object *c;
+    msgpack_object tl;
+    char a[32], b[32], id[32];
+    int64_t prev = 0;
+    uint32_t i;
+
+    /* Customer A is created first, but B's conversation started earlier
+     * (its events arrive late): B's conversation is the older. */
+    apply(&(struct ev){"a1", T0 + 100, "chat", "contact.open", "s1",
+                       "a@example.com", NULL, NULL});
+    apply(&(struct ev){"b1", T0, "phone", "contact.open", "p1", "b@example.com",
+                       NULL, NULL});
+    apply(&(struct ev){"a2", T0 + 300, "chat", "message.in", "s1", NULL, NULL,
+                       NULL});
+    cr_assert_eq(apply(&(struct ev){"b2", T0 + 200, "phone", "message.in", "p1",
+                                    NULL, NULL, NULL}),
+                 'a');
+    str_of(by_email("a@example.com"), "conversation", a, sizeof(a));
+    str_of(by_email("b@example.com"), "conversation", b, sizeof(b));
+    cr_assert_str_neq(a, b);
+
+    /* One event names both: the customers, and their conversations,
+     * merge. */
+    apply(&(struct ev){"l1", T0 + 400, "chat", "identity.link", NULL,
+                       "a@example.com", NULL, NULL});
+    tb_reset(&t);
+    msgpack_pack_map(&t.pk, 5);
+    tb_kv_str(&t, "id", "l2");
+    tb_kv_int(&t, "ts", T0 + 400);
+    tb_kv_str(&t, "channel", "chat");
+    tb_kv_str(&t, "type", "identity.link");
+    tb_str(&t, "customer");
+    msgpack_pack_map(&t.pk, 2);
+    tb_kv_str(&t, "email", "a@example.com");
+    tb_kv_str(&t, "crm", "b-crm");
+    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)T0 + 400, &rep);
+    cr_assert_eq(rep.accepted, 1);
+    tb_reset(&t);
+    msgpack_pack_map(&t.pk, 5);
+    tb_kv_str(&t, "id", "l3");
+    tb_kv_int(&t, "ts", T0 + 500);
+    tb_kv_str(&t, "channel", "chat");
+    tb_kv_str(&t, "type", "identity.link");
+    tb_str(&t, "customer");
+    msgpack_pack_map(&t.pk, 2);
+    tb_kv_str(&t, "crm", "b-crm");
+    tb_kv_str(&t, "email", "b@example.com");
+    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)T0 + 500, &rep);
+    cr_assert_eq(rep.accepted, 1);
+
+    c = by_email("a@example.com");
+    str_of(c, "conversation", id, sizeof(id));
+    cr_assert_str_eq(id, b, "the older conversation did not survive");
+    cr_assert_eq(tmap_int(c, "started_ts"), T0);
+    cr_assert_eq(tmap_int(c, "contacts"), 2);
+    cr_assert_eq(tmap_int(c, "open_contacts"), 2);
+    cr_assert_eq(tmap_int(c, "measures/merges"), 1);
+    cr_assert_eq(array_len(c, "contact_history"), 2);
+    /* The timeline is in event-time order across both. */
+    cr_assert(tmap_get(c, "timeline", &tl));
+    cr_assert_eq(tl.via.array.size, 4, "timeline of %u", tl.via.array.size);
+    for (i = 0; i < tl.via.array.size; i++) {
+        int64_t ts = tmap_int(&tl.via.array.ptr[i], "ts");
+        cr_assert_geq(ts, prev, "timeline out of order at %u", i);
+        prev = ts;
+    }
+    cr_assert_eq(tmap_int(&tl.via.array.ptr[0], "ts"), T0);
+    cr_assert_eq(tmap_int(&tl.via.array.ptr[3], "ts"), T0 + 300);
+    /* The merged conversation's id still finds the survivor. */
+    c = by_id(a);
+    cr_assert_not_null(c);
+    str_of(c, "conversation", id, sizeof(id));
+    cr_assert_str_eq(id, b);
+    /* Later events on either contact land in the survivor. */
+    apply(&(struct ev){"a3", T0 + 600, "chat", "message.in", "s1", NULL, NULL,
+                       NULL});
+    cr_assert_eq(tmap_int(by_email("b@example.com"), "messages_in"), 3);
+}
+
+Test(conversation, unlink_splits_the_customer_and_the_next_contact_starts_anew,
+     .init = setup, .fini = teardown) {
+    const msgpack_object *c;
+
+    apply(&(struct ev){"1", T0, "chat", "contact.open", "s1", "d@example.com",
+                       "+15550100001", NULL});
+    c = by_email("d@example.com");
+    cr_assert_not_null(c);
+    cr_assert_eq(array_len(c, "identifiers"), 2);
+    cr_assert_eq(
+        apply(&(struct ev){"2", T0 + 10, "chat", "identity.unlink", NULL,
+                           "d@example.com", "+15550100001", NULL}),
+        'a');
+    /* The part holding the event's first identifier (kinds in the order
+     * phone, email, chat, social, crm) keeps the customer and its
+     * conversation: the email is a customer of its own, with none yet. */
+    cr_assert_null(by_email("d@example.com"));
+    apply(&(struct ev){"3", T0 + 20, "email", "contact.open", "m1",
+                       "d@example.com", NULL, NULL});
+    c = by_email("d@example.com");
+    cr_assert_not_null(c);
+    cr_assert_eq(tmap_int(c, "contacts"), 1);
+    cr_assert_eq(array_len(c, "identifiers"), 1);
+    cr_assert_eq(count_alerts("continuity.repeat", NULL), 0);
+}
+
+Test(conversation, repeats_within_the_window_and_priority_rises, .init = setup,
+     .fini = teardown) {
+    msgpack_unpacked last;
+
+    msgpack_unpacked_init(&last);
+    apply(&(struct ev){"1", T0, "phone", "contact.open", "p1", "e@example.com",
+                       NULL, NULL});
+    apply(&(struct ev){"2", T0 + 60000, "phone", "contact.close", "p1", NULL,
+                       NULL, NULL});
+    /* Same channel, an hour after an unresolved contact: a repeat. */
+    apply(&(struct ev){"3", T0 + HOUR, "phone", "contact.open", "p2",
+                       "e@example.com", NULL, NULL});
+    cr_assert_eq(count_alerts("continuity.repeat", &last), 1);
+    cr_assert_eq(tmap_int(&last.data, "priority"), 1);
+    cr_assert_eq(tmap_int(&last.data, "attempts"), 2);
+    apply(&(struct ev){"4", T0 + HOUR + 1000, "phone", "contact.close", "p2",
+                       NULL, NULL, NULL});
+    apply(&(struct ev){"5", T0 + 2 * HOUR, "phone", "contact.open", "p3",
+                       "e@example.com", NULL, NULL});
+    cr_assert_eq(count_alerts("continuity.repeat", &last), 2);
+    cr_assert_eq(tmap_int(&last.data, "priority"), 2);
+    cr_assert(tmap_str_is(&last.data, "contact", "p3"));
+    apply(&(struct ev){"6", T0 + 2 * HOUR + 1000, "phone", "contact.close",
+                       "p3", NULL, NULL, NULL});
+    /* Same channel, past the 48-hour window: not a repeat. */
+    apply(&(struct ev){"7", T0 + 51 * HOUR, "phone", "contact.open", "p4",
+                       "e@example.com", NULL, NULL});
+    cr_assert_eq(count_alerts("continuity.repeat", NULL), 2);
+    msgpack_unpacked_destroy(&last);
+}
+
+Test(conversation, first_contact_resolution_is_measured, .init = setup,
+     .fini = teardown) {
+    const msgpack_object *c;
+    msgpack_object v;
+
+    apply(&(struct ev){"1", T0, "chat", "contact.open", "s1", "f@example.com",
+                       NULL, NULL});
+    apply(&(struct ev){"2", T0 + 1000, "chat", "conversation.resolve", "s1",
+                       NULL, NULL, NULL});
+    c = by_email("f@example.com");
+    cr_assert(tmap_get(c, "measures", &v));
+    cr_assert(tmap_get(&v, "first_contact_resolution", &v));
+    cr_assert(v.type == MSGPACK_OBJECT_BOOLEAN && v.via.boolean);
+    apply(&(struct ev){"3", T0, "chat", "contact.open", "s2", "g@example.com",
+                       NULL, NULL});
+    apply(&(struct ev){"4", T0 + 10, "email", "contact.open", "m2",
+                       "g@example.com", NULL, NULL});
+    apply(&(struct ev){"5", T0 + 20, "email", "conversation.resolve", "m2",
+                       NULL, NULL, NULL});
+    c = by_email("g@example.com");
+    cr_assert(tmap_get(c, "measures", &v));
+    cr_assert(tmap_get(&v, "first_contact_resolution", &v));
+    cr_assert(v.type == MSGPACK_OBJECT_BOOLEAN && !v.via.boolean);
+}
+
+static void
+setup_with_three(void) {
+    setup_with(3);
+}
+
+Test(conversation, a_merge_past_max_identifiers_is_refused_and_alerted,
+     .init = setup_with_three, .fini = teardown) {
+    msgpack_unpacked last;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_unpacked u;
+
+    msgpack_unpacked_init(&last);
+    apply(&(struct ev){"1", T0, "chat", "identity.link", NULL, "x1@example.com",
+                       "+15550100011", NULL});
+    apply(&(struct ev){"2", T0, "chat", "identity.link", NULL, "x2@example.com",
+                       "+15550100022", NULL});
+    /* Four identifiers in one customer would exceed the cap of three. */
+    cr_assert_eq(apply(&(struct ev){"3", T0, "chat", "identity.link", NULL,
+                                    "x1@example.com", "+15550100022", NULL}),
+                 'a');
+    cr_assert_eq(count_alerts("identity.conflict", &last), 1);
+    cr_assert_eq(tmap_int(&last.data, "size"), 4);
+    cr_assert_eq(tmap_int(&last.data, "max_identifiers"), 3);
+    cr_assert(tmap_str_is(&last.data, "event", "3"));
+    msgpack_unpacked_destroy(&last);
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    cc_engine_pack_stats(e, &pk);
+    msgpack_unpacked_init(&u);
+    cr_assert_eq(msgpack_unpack_next(&u, sb.data, sb.size, NULL),
+                 MSGPACK_UNPACK_SUCCESS);
+    cr_assert_eq(tmap_int(&u.data, "identity/customers"), 2,
+                 "the refused merge fused the customers");
+    cr_assert_eq(tmap_int(&u.data, "identity/conflicts"), 1);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* Reads one header of a message file into out ("" when absent). */
+static void
+header(const char *path, const char *name, char *out, size_t n) {
+    char line[512];
+    size_t len = strlen(name);
+    FILE *f = fopen(path, "r");
+
+    cr_assert_not_null(f, "cannot open %s", path);
+    out[0] = '\0';
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *v, *end;
+        if (line[0] == '\r' || line[0] == '\n')
+            break; /* end of the header */
+        if (strncasecmp(line, name, len) != 0 || line[len] != ':')
+            continue;
+        for (v = line + len + 1; *v == ' ' || *v == '\t'; v++)
+            ;
+        end = v + strlen(v);
+        while (end > v &&
+               (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+            *--end = '\0';
+        snprintf(out, n, "%s", v);
+        break;
+    }
+    fclose(f);
+}
+
+Test(conversation, email_replies_follow_reply_to_across_contacts, .init = setup,
+     .fini = teardown) {
+    static const char *const files[] = {"example05.eml", "example06.eml",
+                                        "example07.eml"};
+    char id[3][128], irt[3][128], from[3][128], path[512], conv[32], c2[32];
+    const msgpack_object *c;
+    unsigned i;
+
+    for (i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/email/%s", TEST_DATA_DIR, files[i]);
+        header(path, "Message-ID", id[i], sizeof(id[i]));
+        header(path, "In-Reply-To", irt[i], sizeof(irt[i]));
+        header(path, "From", from[i], sizeof(from[i]));
+        cr_assert_neq(id[i][0], '\0');
+    }
+    cr_assert_str_eq(irt[1], id[0]);
+    cr_assert_str_eq(irt[2], id[1]);
+    /* John writes in; each message is its own contact (an adapter that
+     * does not know thread roots), and the first is closed before the
+     * reply comes. */
+    cr_assert_eq(apply(&(struct ev){id[0], T0, "email", "message.in", id[0],
+                                    from[0], NULL, NULL}),
+                 'a');
+    apply(&(struct ev){"close-0", T0 + 1000, "email", "contact.close", id[0],
+                       NULL, NULL, NULL});
+    str_of(by_email("jdoe@machine.example"), "conversation", conv,
+           sizeof(conv));
+    /* Mary's answer names no customer: only In-Reply-To ties it in. */
+    cr_assert_eq(apply(&(struct ev){id[1], T0 + HOUR, "email", "message.out",
+                                    id[1], NULL, NULL, irt[1]}),
+                 'a');
+    /* John's reply to the answer. */
+    cr_assert_eq(apply(&(struct ev){id[2], T0 + 2 * HOUR, "email", "message.in",
+                                    id[2], from[2], NULL, irt[2]}),
+                 'a');
+    c = by_email("jdoe@machine.example");
+    str_of(c, "conversation", c2, sizeof(c2));
+    cr_assert_str_eq(c2, conv);
+    cr_assert_eq(tmap_int(c, "contacts"), 3);
+    cr_assert_eq(tmap_int(c, "messages_in"), 2);
+    cr_assert_eq(tmap_int(c, "messages_out"), 1);
+    /* Mary's address was never linked to John's. */
+    cr_assert_null(by_email("mary@example.net"));
+}
+
+Test(conversation, context_stays_bounded, .init = setup, .fini = teardown) {
+    const msgpack_object *c;
+    char id[32], contact[32];
+    int i;
+
+    for (i = 0; i < 40; i++) {
+        snprintf(id, sizeof(id), "o%d", i);
+        snprintf(contact, sizeof(contact), "s%d", i);
+        apply(&(struct ev){id, T0 + i * 1000, "chat", "contact.open", contact,
+                           "h@example.com", NULL, NULL});
+        snprintf(id, sizeof(id), "m%d", i);
+        apply(&(struct ev){id, T0 + i * 1000 + 1, "chat", "message.in", contact,
+                           NULL, NULL, NULL});
+    }
+    c = by_email("h@example.com");
+    cr_assert_eq(tmap_int(c, "contacts"), 40);
+    cr_assert_eq(tmap_int(c, "messages_in"), 40);
+    cr_assert_eq(array_len(c, "contact_history"), 16);
+    cr_assert_eq(array_len(c, "timeline"), 16);
+}
