@@ -100,6 +100,8 @@ bench_engine(uint32_t contacts, uint64_t events, uint32_t only_batch,
             continue;
         cc_engine_config_defaults(&cfg);
         cfg.max_contacts = contacts * 2;
+        cfg.max_conversations = (uint64_t)contacts * 4;
+        cfg.max_identities = (uint64_t)contacts * 8;
         cfg.hold_long_ms = 600000;
         if (dedup != 0)
             cfg.dedup_window = dedup;
@@ -168,6 +170,19 @@ bench_engine(uint32_t contacts, uint64_t events, uint32_t only_batch,
                        (double)(m1.bytes_live - m0.bytes_live) /
                            (double)ec.open_contacts,
                        (double)ec.contact_bytes / (double)ec.open_contacts);
+            if (b == 0)
+                printf("           identity and conversations: %llu "
+                       "customers, %llu identifiers, %llu conversations; "
+                       "%.0f bytes per conversation (identity %.0f + "
+                       "conversation %.0f, incl. tables and indexes)\n",
+                       (unsigned long long)ec.customers,
+                       (unsigned long long)ec.identifiers,
+                       (unsigned long long)ec.conversations,
+                       (double)(ec.identity_bytes + ec.conversation_bytes) /
+                           (double)ec.conversations,
+                       (double)ec.identity_bytes / (double)ec.conversations,
+                       (double)ec.conversation_bytes /
+                           (double)ec.conversations);
         }
         cc_engine_free(e);
         for (i = 0; i < BENCH_GROUP; i++)

@@ -38,6 +38,13 @@ conv_bucket(const struct cc_convs *cs, uint64_t id) {
     return (id * 0x9e3779b97f4a7c15ULL >> 17) & cs->mask;
 }
 
+/* Merged conversations' ids are remembered for an eighth as many entries as
+ * message ids: merges are rarer than messages. */
+static uint64_t
+forward_window(uint64_t thread_index) {
+    return thread_index / 8 > 1024 ? thread_index / 8 : 1024;
+}
+
 int
 cc_convs_init(struct cc_engine *e) {
     struct cc_convs *cs = &e->convs;
@@ -52,7 +59,7 @@ cc_convs_init(struct cc_engine *e) {
     if (e->cfg.thread_index != 0 &&
         (cc_dedup_init_map(&cs->threads, e->cfg.thread_index,
                            e->cfg.seed ^ 0x7ead) != 0 ||
-         cc_dedup_init_map(&cs->forward, e->cfg.thread_index,
+         cc_dedup_init_map(&cs->forward, forward_window(e->cfg.thread_index),
                            e->cfg.seed ^ 0xf0d) != 0)) {
         cc_dedup_fini(&cs->threads);
         cc_free_table(cs->buckets, nb * sizeof(*cs->buckets));

@@ -1205,6 +1205,15 @@ ingest_prefetch_links(struct cc_engine *e, const struct ingest_slot *s) {
 
     if (s->rc != 1 || s->ev.contact.n == 0)
         return;
+    c = cc_contact_find(e, s->ev.channel, s->ev.contact, s->k.h);
+    if (c == NULL)
+        return;
+    /* Its conversation: the record's head and the timeline slot the
+     * event will write. */
+    if (c->conv != NULL) {
+        __builtin_prefetch(c->conv, 1);
+        __builtin_prefetch(&c->conv->tl[c->conv->tl_head], 1);
+    }
     switch (s->ev.type) {
     case CC_EV_CONTACT_CLOSE:
     case CC_EV_AGENT_ANSWER:
@@ -1216,9 +1225,6 @@ ingest_prefetch_links(struct cc_engine *e, const struct ingest_slot *s) {
     default:
         return;
     }
-    c = cc_contact_find(e, s->ev.channel, s->ev.contact, s->k.h);
-    if (c == NULL)
-        return;
     prefetch_timer_links(&c->state_timer);
     if (s->ev.type == CC_EV_CONTACT_CLOSE)
         prefetch_timer_links(&c->idle_timer);

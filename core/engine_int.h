@@ -107,7 +107,7 @@ contact_blob_size(const struct cc_contact *c) {
 
 /* Bounds on what one conversation keeps: its context never grows with the
  * number of events or contacts it has seen, only its counters do. */
-#define CONV_TIMELINE 16 /* last events */
+#define CONV_TIMELINE 12 /* last events */
 #define CONV_CONTACTS 16 /* last contacts with their outcomes */
 #define CONV_CHANNELS 8  /* channels touched, in order */
 #define CONV_AGENTS 4    /* most recent distinct agents */

@@ -275,8 +275,11 @@ cc_identity_init(struct cc_identity *id, const struct cc_identity_config *cfg) {
     if (id->buckets == NULL)
         return CC_ENOMEM;
     id->mask = nb - 1;
-    cc_pool_init(&id->cust_pool, sizeof(struct cc_customer), 0);
-    cc_pool_init(&id->link_pool, sizeof(struct cc_idlink), 0);
+    /* About 2 MiB per chunk, like every large pool. */
+    cc_pool_init(&id->cust_pool, sizeof(struct cc_customer),
+                 ((size_t)2 << 20) / sizeof(struct cc_customer) - 1);
+    cc_pool_init(&id->link_pool, sizeof(struct cc_idlink),
+                 ((size_t)2 << 20) / sizeof(struct cc_idlink) - 1);
     cc_blobs_init(&id->blobs);
     return 0;
 }

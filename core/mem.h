@@ -58,7 +58,7 @@ void cc_pool_put(struct cc_pool *p, void *obj);
  * Variable-size blobs (strings kept by the engine) come from a small set of
  * size classes, each a cc_pool; larger ones go to cc_malloc.
  */
-#define CC_BLOB_CLASSES 6
+#define CC_BLOB_CLASSES 9
 struct cc_blobs {
     struct cc_pool cls[CC_BLOB_CLASSES];
 };
