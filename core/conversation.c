@@ -336,29 +336,16 @@ cc_conv_pack_id(msgpack_packer *pk, const struct cc_conv *v) {
     cc_pack_strn(pk, buf, (size_t)n);
 }
 
+/* "kind:value" */
 static void
-pack_raw_customer(msgpack_packer *pk, const struct cc_contact *c) {
-    if (c == NULL || c->cust_len == 0) {
-        msgpack_pack_nil(pk);
-        return;
-    }
-    msgpack_sbuffer_write(pk->data, (const char *)contact_customer(c),
-                          c->cust_len);
-}
+pack_ident(msgpack_packer *pk, unsigned kind, const char *v, size_t n) {
+    const char *kn = cc_ident_kind_name((enum cc_ident_kind)kind);
+    size_t kl = strlen(kn);
 
-/* "<rule>:<channel>:<contact>" */
-static void
-pack_contact_rule_id(struct cc_engine *e, msgpack_packer *pk, const char *rule,
-                     const struct cc_contact *c) {
-    const char *ch = e->cfg.channels.names[c->channel];
-    size_t rn = strlen(rule), cn = strlen(ch);
-
-    msgpack_pack_str(pk, rn + 1 + cn + 1 + c->id_len);
-    msgpack_pack_str_body(pk, rule, rn);
+    msgpack_pack_str(pk, kl + 1 + n);
+    msgpack_pack_str_body(pk, kn, kl);
     msgpack_pack_str_body(pk, ":", 1);
-    msgpack_pack_str_body(pk, ch, cn);
-    msgpack_pack_str_body(pk, ":", 1);
-    msgpack_pack_str_body(pk, contact_id(c), c->id_len);
+    msgpack_pack_str_body(pk, v, n);
 }
 
 static void
@@ -381,7 +368,7 @@ alert_repeat(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
     cc_pack_str(pk, "alert");
     cc_pack_str(pk, "continuity.repeat");
     cc_pack_str(pk, "id");
-    pack_contact_rule_id(e, pk, "continuity.repeat", c);
+    cc_pack_rule_id(e, pk, "continuity.repeat", c, NULL, 0);
     cc_pack_kv_u64(pk, "ts", now);
     cc_pack_str(pk, "conversation");
     cc_conv_pack_id(pk, v);
@@ -390,7 +377,7 @@ alert_repeat(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
     cc_pack_str(pk, "channel");
     cc_pack_str(pk, e->cfg.channels.names[c->channel]);
     cc_pack_str(pk, "customer");
-    pack_raw_customer(pk, c);
+    cc_pack_contact_customer(pk, c);
     cc_pack_str(pk, "customer_id");
     pack_customer_id(pk, v->cust);
     cc_pack_str(pk, "queue");
@@ -462,14 +449,8 @@ cc_conv_alert_conflict(struct cc_engine *e, const struct cc_contact *c,
     pack_customer_id(pk, res->cust);
     cc_pack_str(pk, "identifiers");
     msgpack_pack_array(pk, n);
-    for (i = 0; i < n; i++) {
-        const char *kn = cc_ident_kind_name((enum cc_ident_kind)kinds[i]);
-        size_t kl = strlen(kn);
-        msgpack_pack_str(pk, kl + 1 + norm[i].n);
-        msgpack_pack_str_body(pk, kn, kl);
-        msgpack_pack_str_body(pk, ":", 1);
-        msgpack_pack_str_body(pk, norm[i].p, norm[i].n);
-    }
+    for (i = 0; i < n; i++)
+        pack_ident(pk, kinds[i], norm[i].p, norm[i].n);
     cc_pack_kv_u64(pk, "size", res->conflict_size);
     cc_pack_kv_u64(pk, "max_identifiers", e->cfg.max_identifiers);
     cc_outbox_end(&e->outbox);
@@ -1159,14 +1140,8 @@ cc_conv_pack(struct cc_engine *e, msgpack_packer *pk, const struct cc_conv *v,
     if (v->cust != NULL) {
         const struct cc_idnode *m;
         msgpack_pack_array(pk, v->cust->nmembers);
-        for (m = v->cust->members; m != NULL; m = m->cnext) {
-            const char *kn = cc_ident_kind_name((enum cc_ident_kind)m->kind);
-            size_t kl = strlen(kn);
-            msgpack_pack_str(pk, kl + 1 + m->len);
-            msgpack_pack_str_body(pk, kn, kl);
-            msgpack_pack_str_body(pk, ":", 1);
-            msgpack_pack_str_body(pk, m->s, m->len);
-        }
+        for (m = v->cust->members; m != NULL; m = m->cnext)
+            pack_ident(pk, m->kind, m->s, m->len);
     } else {
         msgpack_pack_array(pk, 0);
     }

@@ -67,17 +67,23 @@ cc_dedup_fingerprint(const struct cc_dedup *d, const void *id, size_t len) {
     return f ? f : 1;
 }
 
-bool
-cc_dedup_seen(const struct cc_dedup *d, uint64_t f) {
+/* The slot holding f, or -1. */
+static inline int64_t
+find(const struct cc_dedup *d, uint64_t f) {
     uint64_t i;
 
     if (d->cap == 0)
-        return false;
+        return -1;
     for (i = f & d->mask; d->set[i] != 0; i = (i + 1) & d->mask) {
         if (d->set[i] == f)
-            return true;
+            return (int64_t)i;
     }
-    return false;
+    return -1;
+}
+
+bool
+cc_dedup_seen(const struct cc_dedup *d, uint64_t f) {
+    return find(d, f) >= 0;
 }
 
 static void
@@ -155,15 +161,10 @@ cc_dedup_put(struct cc_dedup *d, uint64_t f, uint64_t val) {
 
 bool
 cc_dedup_get(const struct cc_dedup *d, uint64_t f, uint64_t *val) {
-    uint64_t i;
+    int64_t i = find(d, f);
 
-    if (d->cap == 0)
+    if (i < 0)
         return false;
-    for (i = f & d->mask; d->set[i] != 0; i = (i + 1) & d->mask) {
-        if (d->set[i] == f) {
-            *val = d->vals[i];
-            return true;
-        }
-    }
-    return false;
+    *val = d->vals[i];
+    return true;
 }

@@ -437,8 +437,8 @@ contact_phone(const struct cc_contact *c) {
     return none;
 }
 
-static void
-pack_customer(msgpack_packer *pk, const struct cc_contact *c) {
+void
+cc_pack_contact_customer(msgpack_packer *pk, const struct cc_contact *c) {
     if (c->cust_len == 0) {
         msgpack_pack_nil(pk);
         return;
@@ -459,27 +459,34 @@ pack_contact_fields(struct cc_engine *e, msgpack_packer *pk,
     cc_pack_str(pk, "channel");
     cc_pack_str(pk, e->cfg.channels.names[c->channel]);
     cc_pack_str(pk, "customer");
-    pack_customer(pk, c);
+    cc_pack_contact_customer(pk, c);
     cc_pack_str(pk, "queue");
     cc_pack_name_or_nil(pk, c->queue ? c->queue->name : NULL);
+}
+
+void
+cc_pack_rule_id(struct cc_engine *e, msgpack_packer *pk, const char *rule,
+                const struct cc_contact *c, const char *tail, size_t tail_n) {
+    const char *ch = e->cfg.channels.names[c->channel];
+    size_t rn = strlen(rule), cn = strlen(ch);
+
+    msgpack_pack_str(pk, rn + 1 + cn + 1 + c->id_len + tail_n);
+    msgpack_pack_str_body(pk, rule, rn);
+    msgpack_pack_str_body(pk, ":", 1);
+    msgpack_pack_str_body(pk, ch, cn);
+    msgpack_pack_str_body(pk, ":", 1);
+    msgpack_pack_str_body(pk, contact_id(c), c->id_len);
+    if (tail_n != 0)
+        msgpack_pack_str_body(pk, tail, tail_n);
 }
 
 /* Writes a deterministic id: "<rule>:<channel>:<contact>:<ts>". */
 static void
 pack_rule_id(struct cc_engine *e, msgpack_packer *pk, const char *rule,
              const struct cc_contact *c, int64_t ts) {
-    char buf[64];
-    const char *ch = e->cfg.channels.names[c->channel];
+    char buf[24];
     int tn = snprintf(buf, sizeof(buf), ":%lld", (long long)ts);
-    size_t rn = strlen(rule), cn = strlen(ch);
-
-    msgpack_pack_str(pk, rn + 1 + cn + 1 + c->id_len + (size_t)tn);
-    msgpack_pack_str_body(pk, rule, rn);
-    msgpack_pack_str_body(pk, ":", 1);
-    msgpack_pack_str_body(pk, ch, cn);
-    msgpack_pack_str_body(pk, ":", 1);
-    msgpack_pack_str_body(pk, contact_id(c), c->id_len);
-    msgpack_pack_str_body(pk, buf, (size_t)tn);
+    cc_pack_rule_id(e, pk, rule, c, buf, (size_t)tn);
 }
 
 static void
@@ -1196,9 +1203,10 @@ prefetch_timer_links(const struct cc_timer *t) {
     __builtin_prefetch(t->pprev, 1);
 }
 
-/* The contact of s was requested an event ago. If s will disarm one of
- * its timers, start loading the timers linked before and after it: they
- * belong to other contacts, armed at about the same time, long since cold. */
+/* The contact of s was requested an event ago: start loading its
+ * conversation, and if s will disarm one of its timers, the timers linked
+ * before and after it (they belong to other contacts, armed at about the
+ * same time, long since cold). */
 static void
 ingest_prefetch_links(struct cc_engine *e, const struct ingest_slot *s) {
     const struct cc_contact *c;

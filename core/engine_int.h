@@ -238,6 +238,12 @@ struct cc_engine {
 
 const struct cc_name *cc_name_intern(struct cc_engine *e, struct cc_str s);
 void cc_pack_name_or_nil(msgpack_packer *pk, const struct cc_name *n);
+/* The contact's customer map as received, or nil. */
+void cc_pack_contact_customer(msgpack_packer *pk, const struct cc_contact *c);
+/* A deterministic id: "<rule>:<channel>:<contact>" and then tail. */
+void cc_pack_rule_id(struct cc_engine *e, msgpack_packer *pk, const char *rule,
+                     const struct cc_contact *c, const char *tail,
+                     size_t tail_n);
 struct cc_contact *cc_contact_find(struct cc_engine *e, unsigned channel,
                                    struct cc_str id, uint64_t h);
 uint64_t cc_contact_hash(const struct cc_engine *e, unsigned channel,

@@ -275,6 +275,13 @@ cc_ident_key(enum cc_ident_kind kind) {
     return ident_keys[kind];
 }
 
+static int ident_of(struct cc_str k);
+
+int
+cc_ident_kind_of(struct cc_str key) {
+    return ident_of(key);
+}
+
 /* enum cc_ident_kind of a customer map key, or CC_IDENT__COUNT. */
 static int
 ident_of(struct cc_str k) {

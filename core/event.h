@@ -105,6 +105,8 @@ enum cc_ident_kind {
 
 /* "customer.phone", ...: the key an identifier arrives under. */
 const char *cc_ident_key(enum cc_ident_kind kind);
+/* The kind a customer map key names ("phone", ...), or CC_IDENT__COUNT. */
+int cc_ident_kind_of(struct cc_str key);
 
 enum {
     CC_EVF_PRIORITY = 1 << 0,

@@ -18,7 +18,6 @@
 #include "server.h"
 
 #include "engine.h"
-#include "identity.h"
 #include "log.h"
 #include "mem.h"
 
@@ -502,10 +501,7 @@ query_conversation(struct cc_server *s, msgpack_packer *pk, struct cc_str id,
             pack_error(pk, "key 'customer': keys must be strings");
             return;
         }
-        for (kind = 0; kind < CC_IDENT__COUNT; kind++) {
-            if (cc_str_eq(k, cc_ident_kind_name((enum cc_ident_kind)kind)))
-                break;
-        }
+        kind = cc_ident_kind_of(k);
         if (kind == CC_IDENT__COUNT) {
             if (cc_mp_skip(&m) != 0)
                 break;

@@ -22,7 +22,7 @@ TestSuite(conversation);
 static struct cc_engine *e;
 static struct cc_ingest_report rep;
 static struct tb t;
-static msgpack_sbuffer qsb;
+static msgpack_sbuffer qsb, ssb;
 static msgpack_unpacked qu;
 
 static void
@@ -38,6 +38,7 @@ setup_with(uint32_t max_identifiers) {
     cr_assert_eq(cc_engine_new(&e, &c, (uint64_t)T0), 0);
     tb_init(&t);
     msgpack_sbuffer_init(&qsb);
+    msgpack_sbuffer_init(&ssb);
     msgpack_unpacked_init(&qu);
 }
 
@@ -52,6 +53,7 @@ teardown(void) {
     cc_ingest_report_fini(&rep);
     tb_fini(&t);
     msgpack_sbuffer_destroy(&qsb);
+    msgpack_sbuffer_destroy(&ssb);
     msgpack_unpacked_destroy(&qu);
 }
 
@@ -67,8 +69,8 @@ struct ev {
  * (accepted), 'd' (duplicate) or 'r' (rejected). */
 static char
 apply(const struct ev *v) {
-    uint32_t n = 4 + (v->contact != NULL) + (v->reply_to != NULL) +
-                 (v->email != NULL || v->phone != NULL);
+    uint32_t nc = (v->email != NULL) + (v->phone != NULL);
+    uint32_t n = 4 + (v->contact != NULL) + (v->reply_to != NULL) + (nc != 0);
     tb_reset(&t);
     msgpack_pack_map(&t.pk, n);
     tb_kv_str(&t, "id", v->id);
@@ -79,9 +81,9 @@ apply(const struct ev *v) {
         tb_kv_str(&t, "contact", v->contact);
     if (v->reply_to != NULL)
         tb_kv_str(&t, "reply_to", v->reply_to);
-    if (v->email != NULL || v->phone != NULL) {
+    if (nc != 0) {
         tb_str(&t, "customer");
-        msgpack_pack_map(&t.pk, (v->email != NULL) + (v->phone != NULL));
+        msgpack_pack_map(&t.pk, nc);
         if (v->email != NULL)
             tb_kv_str(&t, "email", v->email);
         if (v->phone != NULL)
@@ -92,37 +94,54 @@ apply(const struct ev *v) {
     return rep.accepted ? 'a' : rep.duplicates ? 'd' : 'r';
 }
 
-/* The full context of the customer with this email (or NULL when the
- * engine has none), valid until the next query. */
+/* Packs a conversation query's answer with pack (rc != 0: none) and
+ * returns it unpacked, valid until the next query. */
 static const msgpack_object *
-by_email(const char *email) {
+query(int (*pack)(struct cc_engine *, struct cc_str, msgpack_packer *,
+                  const char **),
+      const char *arg) {
     msgpack_packer pk;
     const char *why = NULL;
-    struct cc_str v = {email, (uint32_t)strlen(email)};
 
     msgpack_sbuffer_clear(&qsb);
     msgpack_packer_init(&pk, &qsb, msgpack_sbuffer_write);
-    if (cc_engine_pack_conversation_by_ident(e, CC_IDENT_EMAIL, v, &pk, &why) !=
-        0)
+    if (pack(e, (struct cc_str){arg, (uint32_t)strlen(arg)}, &pk, &why) != 0)
         return NULL;
     cr_assert_eq(msgpack_unpack_next(&qu, qsb.data, qsb.size, NULL),
                  MSGPACK_UNPACK_SUCCESS);
     return &qu.data;
 }
 
+static int
+pack_by_email(struct cc_engine *en, struct cc_str v, msgpack_packer *pk,
+              const char **why) {
+    return cc_engine_pack_conversation_by_ident(en, CC_IDENT_EMAIL, v, pk, why);
+}
+
+/* The full context of the customer with this email, or NULL. */
+static const msgpack_object *
+by_email(const char *email) {
+    return query(pack_by_email, email);
+}
+
+/* The full context of conversation "cv-N", or NULL. */
 static const msgpack_object *
 by_id(const char *id) {
-    msgpack_packer pk;
-    const char *why = NULL;
-    struct cc_str v = {id, (uint32_t)strlen(id)};
+    return query(cc_engine_pack_conversation_by_id, id);
+}
 
-    msgpack_sbuffer_clear(&qsb);
-    msgpack_packer_init(&pk, &qsb, msgpack_sbuffer_write);
-    if (cc_engine_pack_conversation_by_id(e, v, &pk, &why) != 0)
-        return NULL;
-    cr_assert_eq(msgpack_unpack_next(&qu, qsb.data, qsb.size, NULL),
+/* The engine's stats, unpacked into u (destroyed by the caller; its
+ * strings point into ssb until the next call). */
+static void
+stats(msgpack_unpacked *u) {
+    msgpack_packer pk;
+
+    msgpack_sbuffer_clear(&ssb);
+    msgpack_packer_init(&pk, &ssb, msgpack_sbuffer_write);
+    cc_engine_pack_stats(e, &pk);
+    msgpack_unpacked_init(u);
+    cr_assert_eq(msgpack_unpack_next(u, ssb.data, ssb.size, NULL),
                  MSGPACK_UNPACK_SUCCESS);
-    return &qu.data;
 }
 
 /* Copies a string value out of a map. */
@@ -271,8 +290,6 @@ Test(conversation, reopen_window_then_a_new_conversation, .init = setup,
 Test(conversation, an_idle_conversation_closes_by_itself, .init = setup,
      .fini = teardown) {
     char id[32];
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
     msgpack_unpacked u;
 
     apply(&(struct ev){"1", T0, "email", "contact.open", "m1", "cy@example.com",
@@ -285,16 +302,10 @@ Test(conversation, an_idle_conversation_closes_by_itself, .init = setup,
     cc_engine_tick(e, (uint64_t)(T0 + 1000 + 7 * DAY));
     cr_assert_null(by_id(id), "still open after idle_close");
     cr_assert_null(by_email("cy@example.com"));
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    cc_engine_pack_stats(e, &pk);
-    msgpack_unpacked_init(&u);
-    cr_assert_eq(msgpack_unpack_next(&u, sb.data, sb.size, NULL),
-                 MSGPACK_UNPACK_SUCCESS);
+    stats(&u);
     cr_assert_eq(tmap_int(&u.data, "conversations/idle_closed"), 1);
     cr_assert_eq(tmap_int(&u.data, "conversations/open"), 0);
     msgpack_unpacked_destroy(&u);
-    msgpack_sbuffer_destroy(&sb);
 }
 
 Test(conversation, merged_customers_merge_conversations_older_survives,
@@ -320,34 +331,16 @@ Test(conversation, merged_customers_merge_conversations_older_survives,
     str_of(by_email("b@example.com"), "conversation", b, sizeof(b));
     cr_assert_str_neq(a, b);
 
-    /* One event names both: the customers, and their conversations,
-     * merge. */
-    apply(&(struct ev){"l1", T0 + 400, "chat", "identity.link", NULL,
-                       "a@example.com", NULL, NULL});
-    tb_reset(&t);
-    msgpack_pack_map(&t.pk, 5);
-    tb_kv_str(&t, "id", "l2");
-    tb_kv_int(&t, "ts", T0 + 400);
-    tb_kv_str(&t, "channel", "chat");
-    tb_kv_str(&t, "type", "identity.link");
-    tb_str(&t, "customer");
-    msgpack_pack_map(&t.pk, 2);
-    tb_kv_str(&t, "email", "a@example.com");
-    tb_kv_str(&t, "crm", "b-crm");
-    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)T0 + 400, &rep);
-    cr_assert_eq(rep.accepted, 1);
-    tb_reset(&t);
-    msgpack_pack_map(&t.pk, 5);
-    tb_kv_str(&t, "id", "l3");
-    tb_kv_int(&t, "ts", T0 + 500);
-    tb_kv_str(&t, "channel", "chat");
-    tb_kv_str(&t, "type", "identity.link");
-    tb_str(&t, "customer");
-    msgpack_pack_map(&t.pk, 2);
-    tb_kv_str(&t, "crm", "b-crm");
-    tb_kv_str(&t, "email", "b@example.com");
-    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)T0 + 500, &rep);
-    cr_assert_eq(rep.accepted, 1);
+    /* A phone number links to A, then to B: the customers, and their
+     * conversations, merge. */
+    cr_assert_eq(
+        apply(&(struct ev){"l1", T0 + 400, "chat", "identity.link", NULL,
+                           "a@example.com", "+15550100099", NULL}),
+        'a');
+    cr_assert_eq(
+        apply(&(struct ev){"l2", T0 + 500, "chat", "identity.link", NULL,
+                           "b@example.com", "+15550100099", NULL}),
+        'a');
 
     c = by_email("a@example.com");
     str_of(c, "conversation", id, sizeof(id));
@@ -468,8 +461,6 @@ setup_with_three(void) {
 Test(conversation, a_merge_past_max_identifiers_is_refused_and_alerted,
      .init = setup_with_three, .fini = teardown) {
     msgpack_unpacked last;
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
     msgpack_unpacked u;
 
     msgpack_unpacked_init(&last);
@@ -486,17 +477,11 @@ Test(conversation, a_merge_past_max_identifiers_is_refused_and_alerted,
     cr_assert_eq(tmap_int(&last.data, "max_identifiers"), 3);
     cr_assert(tmap_str_is(&last.data, "event", "3"));
     msgpack_unpacked_destroy(&last);
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    cc_engine_pack_stats(e, &pk);
-    msgpack_unpacked_init(&u);
-    cr_assert_eq(msgpack_unpack_next(&u, sb.data, sb.size, NULL),
-                 MSGPACK_UNPACK_SUCCESS);
+    stats(&u);
     cr_assert_eq(tmap_int(&u.data, "identity/customers"), 2,
                  "the refused merge fused the customers");
     cr_assert_eq(tmap_int(&u.data, "identity/conflicts"), 1);
     msgpack_unpacked_destroy(&u);
-    msgpack_sbuffer_destroy(&sb);
 }
 
 /* Reads one header of a message file into out ("" when absent). */
