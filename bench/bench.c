@@ -8,8 +8,11 @@
  *   3. contactd end to end (the real binary), ingest_io = thread and poll;
  * each at batch 1 and batch 100.
  *
- * usage: cc_bench [--contacts N] [--events N] [--msgs1 N] [--only engine|nng]
- *                 [--batch 1|100] [--dedup N]
+ * usage: cc_bench [--contacts N] [--customers N] [--events N] [--msgs1 N]
+ *                 [--only engine|nng] [--batch 1|100] [--dedup N]
+ * --customers: the population contacts are drawn from (default: as many as
+ * --contacts; 0: every contact that is not a channel switch is a new
+ * customer, the load before returning customers were modelled).
  */
 #include "engine.h"
 #include "loadgen.h"
@@ -24,6 +27,8 @@
 #include <nng/supplemental/util/platform.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -49,6 +54,20 @@ now_s(void) {
 }
 
 /* ---- 1. decode + engine ---------------------------------------------- */
+
+/* Profiling the timed run only: with CC_BENCH_PERF_CTL naming perf's
+ * control FIFO (perf record -D -1 --control fifo:PATH), the bench enables
+ * the recording for the timed run and disables it after. */
+static void
+perf_ctl(const char *cmd) {
+    const char *path = getenv("CC_BENCH_PERF_CTL");
+    FILE *f;
+
+    if (path == NULL || (f = fopen(path, "w")) == NULL)
+        return;
+    fprintf(f, "%s\n", cmd);
+    fclose(f);
+}
 
 /* One-event messages go to the engine in groups of up to BENCH_GROUP, as
  * the daemon's receive thread hands them over; batches one message per
@@ -77,8 +96,8 @@ feed(struct cc_engine *e, const struct lg_msgs *msgs, size_t group,
 }
 
 static void
-bench_engine(uint32_t contacts, uint64_t events, uint32_t only_batch,
-             uint64_t dedup) {
+bench_engine(uint32_t contacts, uint64_t customers, uint64_t events,
+             uint32_t only_batch, uint64_t dedup) {
     static struct cc_ingest_report reps[BENCH_GROUP];
     size_t group;
     double tc;
@@ -93,8 +112,12 @@ bench_engine(uint32_t contacts, uint64_t events, uint32_t only_batch,
     double t;
     uint64_t now;
 
-    printf("\n== decode + engine, no sockets (%u contacts in flight)\n",
+    printf("\n== decode + engine, no sockets (%u contacts in flight, ",
            contacts);
+    if (customers != 0)
+        printf("%llu customers)\n", (unsigned long long)customers);
+    else
+        printf("every customer new)\n");
     for (b = 0; b < CC_ARRAY_SIZE(batches); b++) {
         if (only_batch != 0 && batches[b] != only_batch)
             continue;
@@ -105,7 +128,7 @@ bench_engine(uint32_t contacts, uint64_t events, uint32_t only_batch,
         cfg.hold_long_ms = 600000;
         if (dedup != 0)
             cfg.dedup_window = dedup;
-        lg_init(&g, contacts + contacts / 5, 42, T0);
+        lg_init(&g, contacts + contacts / 5, customers, 42, T0);
         /* Untimed warm-up: every slot is touched with probability
          * 1 - e^-4, so about `contacts` contacts are open. */
         lg_messages(&g, (contacts + contacts / 5) * 4ULL, batches[b], &prefill);
@@ -142,11 +165,13 @@ bench_engine(uint32_t contacts, uint64_t events, uint32_t only_batch,
         feed(e, &prefill, group, &now, reps);
         cc_engine_counts(e, &ec);
         cc_mem_stats(&m1);
+        perf_ctl("enable");
         t = now_s();
         tc = cpu_s();
         feed(e, &run, group, &now, reps);
         tc = cpu_s() - tc;
         t = now_s() - t;
+        perf_ctl("disable");
         cc_mem_stats(&m2);
         {
             struct cc_engine_counts ec2;
@@ -158,6 +183,11 @@ bench_engine(uint32_t contacts, uint64_t events, uint32_t only_batch,
                    (unsigned long long)events,
                    (unsigned long long)(ec2.rejected - ec.rejected), t,
                    tc * 1e9 / (double)events);
+            printf("           alerts and triggers in the timed run: %.3f "
+                   "per event\n",
+                   (double)(ec2.alerts + ec2.callbacks - ec.alerts -
+                            ec.callbacks) /
+                       (double)events);
             printf("           open contacts %llu; allocations in the timed "
                    "run: %llu (%.6f per event)\n",
                    (unsigned long long)ec2.open_contacts,
@@ -365,6 +395,7 @@ bench_daemon(const char *bin, const char *io, const struct lg_msgs *msgs) {
 int
 main(int argc, char **argv) {
     uint32_t contacts = 1000000;
+    uint64_t customers = UINT64_MAX;
     uint64_t events = 2000000, msgs1 = 100000;
     const char *only = NULL;
     uint32_t only_batch = 0;
@@ -374,6 +405,8 @@ main(int argc, char **argv) {
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--contacts") && i + 1 < argc)
             contacts = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--customers") && i + 1 < argc)
+            customers = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--events") && i + 1 < argc)
             events = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--msgs1") && i + 1 < argc)
@@ -385,15 +418,17 @@ main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--dedup") && i + 1 < argc)
             dedup = strtoull(argv[++i], NULL, 10);
         else {
-            fprintf(stderr, "usage: cc_bench [--contacts N] [--events N] "
-                            "[--msgs1 N] [--only engine|nng] "
+            fprintf(stderr, "usage: cc_bench [--contacts N] [--customers N] "
+                            "[--events N] [--msgs1 N] [--only engine|nng] "
                             "[--batch 1|100] [--dedup N]\n");
             return 2;
         }
     }
+    if (customers == UINT64_MAX)
+        customers = contacts;
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (only == NULL || !strcmp(only, "engine"))
-        bench_engine(contacts, events, only_batch, dedup);
+        bench_engine(contacts, customers, events, only_batch, dedup);
     if (only == NULL || !strcmp(only, "nng")) {
         static const uint32_t batches[] = {1, 100};
         size_t b;
@@ -410,7 +445,7 @@ main(int argc, char **argv) {
              * behave as in production rather than all being overdue. */
             struct timespec wall;
             clock_gettime(CLOCK_REALTIME, &wall);
-            lg_init(&g, 10000, 7, (int64_t)wall.tv_sec * 1000);
+            lg_init(&g, 10000, 10000, 7, (int64_t)wall.tv_sec * 1000);
             lg_messages(&g, n, batches[b], &msgs);
             raw = bench_raw_nng(&msgs);
             thr = bench_daemon(CONTACTD_BIN, "thread", &msgs);

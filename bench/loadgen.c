@@ -46,6 +46,8 @@ struct lg_slot {
     uint64_t customer;
     uint8_t channel;
     uint8_t step;
+    uint8_t resolve; /* a conversation.resolve is due before the next contact */
+    uint64_t resolved; /* the customer it names */
 };
 
 static uint64_t
@@ -74,15 +76,22 @@ new_contact(struct loadgen *g, struct lg_slot *s, int switch_channel) {
             s->channel = pick_channel(g);
         while (s->channel == old);
     } else {
-        s->customer = g->next_customer++;
+        /* A new customer until the population (if any) is complete, then
+         * a returning one drawn at random. */
+        if (g->customers == 0 || g->next_customer < g->customers)
+            s->customer = g->next_customer++;
+        else
+            s->customer = rnd(g) % g->customers;
         s->channel = pick_channel(g);
     }
 }
 
 int
-lg_init(struct loadgen *g, uint32_t slots, uint64_t seed, int64_t ts0) {
+lg_init(struct loadgen *g, uint32_t slots, uint64_t customers, uint64_t seed,
+        int64_t ts0) {
     uint32_t i;
     memset(g, 0, sizeof(*g));
+    g->customers = customers;
     g->slots = calloc(slots, sizeof(*g->slots));
     if (g->slots == NULL)
         return -1;
@@ -141,12 +150,44 @@ pack_customer(msgpack_packer *pk, unsigned channel, uint64_t customer) {
     pack_str(pk, buf, (size_t)n);
 }
 
+/* The customer's conversation is resolved: named by the phone number, as
+ * a CRM or ticketing system that closes the case would. */
+static void
+lg_resolve(struct loadgen *g, msgpack_packer *pk, struct lg_slot *s) {
+    char buf[64];
+    int n;
+
+    msgpack_pack_map(pk, 5);
+    PACK_LIT(pk, "id");
+    n = snprintf(buf, sizeof(buf), "ev-%012llx",
+                 (unsigned long long)g->next_id++);
+    pack_str(pk, buf, (size_t)n);
+    PACK_LIT(pk, "ts");
+    msgpack_pack_int64(pk, g->ts);
+    PACK_LIT(pk, "channel");
+    pack_str(pk, channel_names[s->channel], strlen(channel_names[s->channel]));
+    PACK_LIT(pk, "type");
+    PACK_LIT(pk, "conversation.resolve");
+    PACK_LIT(pk, "customer");
+    msgpack_pack_map(pk, 1);
+    PACK_LIT(pk, "phone");
+    n = snprintf(buf, sizeof(buf), "+1555%07llu",
+                 (unsigned long long)(s->resolved % 10000000));
+    pack_str(pk, buf, (size_t)n);
+    s->resolve = 0;
+}
+
 void
 lg_event(struct loadgen *g, msgpack_packer *pk) {
     struct lg_slot *s = &g->slots[rnd(g) % g->nslots];
     const struct step *st = &scripts[s->channel].s[s->step];
     char buf[64];
     int n, is_open = s->step == 0;
+
+    if (s->resolve) {
+        lg_resolve(g, pk, s);
+        return;
+    }
 
     msgpack_pack_map(pk, 5 + st->queue + st->agent + is_open);
     PACK_LIT(pk, "id");
@@ -179,8 +220,15 @@ lg_event(struct loadgen *g, msgpack_packer *pk) {
         PACK_LIT(pk, "customer");
         pack_customer(pk, s->channel, s->customer);
     }
-    if (++s->step == scripts[s->channel].n)
-        new_contact(g, s, rnd(g) % 3 == 0);
+    if (++s->step == scripts[s->channel].n) {
+        /* A third of customers come back on another channel: the contact
+         * did not settle it. With a population, the others' conversations
+         * are resolved. */
+        int again = rnd(g) % 3 == 0;
+        s->resolve = g->customers != 0 && !again;
+        s->resolved = s->customer;
+        new_contact(g, s, again);
+    }
 }
 
 void

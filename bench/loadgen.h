@@ -8,7 +8,12 @@
  *   social open, message.in/out x2, close
  * Channels are drawn 40/30/20/10. When a contact closes, the slot's
  * customer comes back on another channel one time in three (a channel
- * switch), otherwise a new customer arrives. Events are packed into
+ * switch), otherwise another customer arrives: with a population of
+ * `customers`, new ones until all of them have come, then one of them
+ * drawn at random (a returning customer), and the
+ * conversation of the contact that ended is resolved first
+ * (conversation.resolve naming the customer's phone); with no population,
+ * always a new customer and nothing is resolved. Events are packed into
  * MessagePack messages of `batch` events each.
  */
 #ifndef CC_LOADGEN_H
@@ -27,6 +32,7 @@ struct loadgen {
     uint64_t next_id;
     uint64_t next_contact;
     uint64_t next_customer;
+    uint64_t customers; /* population; 0: every customer is new */
     int64_t ts;
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -40,7 +46,8 @@ struct lg_msgs {
     uint64_t events;
 };
 
-int lg_init(struct loadgen *g, uint32_t slots, uint64_t seed, int64_t ts0);
+int lg_init(struct loadgen *g, uint32_t slots, uint64_t customers,
+            uint64_t seed, int64_t ts0);
 void lg_fini(struct loadgen *g);
 /* Packs one event into pk. */
 void lg_event(struct loadgen *g, msgpack_packer *pk);
