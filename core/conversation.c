@@ -19,8 +19,6 @@
 
 #include <string.h>
 
-#define CONV_STRIDE ((sizeof(struct cc_conv) + 63) & ~(size_t)63)
-
 /* Flags of a conversation. */
 enum { CVF_SENTIMENT = 1 << 0 };
 
@@ -77,14 +75,19 @@ cc_convs_init(struct cc_engine *e) {
 }
 
 static void
+entry_free(struct cc_engine *e, struct cc_convct *ce) {
+    if (ce->live != NULL)
+        ce->live->centry = NULL;
+    e->convs.entry_bytes -= sizeof(*ce) + ce->id_len;
+    cc_blob_put(&e->blobs, ce, sizeof(*ce) + ce->id_len);
+}
+
+static void
 entries_free(struct cc_engine *e, struct cc_convct *ce) {
     struct cc_convct *next;
     for (; ce != NULL; ce = next) {
         next = ce->next;
-        if (ce->live != NULL)
-            ce->live->centry = NULL;
-        e->convs.entry_bytes -= sizeof(*ce) + ce->id_len;
-        cc_blob_put(&e->blobs, ce, sizeof(*ce) + ce->id_len);
+        entry_free(e, ce);
     }
 }
 
@@ -295,18 +298,20 @@ timeline_at(const struct cc_conv *v, unsigned i) {
     return &v->tl[(v->tl_head + CONV_TIMELINE - v->tl_n + i) % CONV_TIMELINE];
 }
 
-/* Keeps at most CONV_CONTACTS entries: the oldest go. */
+/* Keeps at most CONV_CONTACTS entries: the oldest go, each from the head
+ * of the list, so that a join costs the same however long the history. */
 static void
 entries_trim(struct cc_engine *e, struct cc_conv *v) {
-    struct cc_convct **pp = &v->contacts;
-    unsigned k = 0;
+    struct cc_convct *ce;
 
-    while (*pp != NULL && k < CONV_CONTACTS) {
-        pp = &(*pp)->next;
-        k++;
+    while (v->nentries > CONV_CONTACTS) {
+        ce = v->contacts;
+        v->contacts = ce->next;
+        v->nentries--;
+        entry_free(e, ce);
     }
-    entries_free(e, *pp);
-    *pp = NULL;
+    if (v->contacts == NULL)
+        v->newest = NULL;
 }
 
 /* ---- alerts ---------------------------------------------------------------
@@ -533,7 +538,7 @@ static void
 conv_join(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
           const struct cc_event *ev, bool reopened, uint64_t now) {
     struct cc_convs *cs = &e->convs;
-    struct cc_convct *prev = v->contacts, *ce;
+    struct cc_convct *prev = v->newest, *ce;
     bool repeat = false;
 
     if (v->ncontacts > 0 && !reopened && v->state == CV_OPEN) {
@@ -566,8 +571,12 @@ conv_join(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
         ce->id_len = c->id_len;
         ce->channel = c->channel;
         memcpy(ce->id, contact_id(c), c->id_len);
-        ce->next = v->contacts;
-        v->contacts = ce;
+        if (v->newest != NULL)
+            v->newest->next = ce;
+        else
+            v->contacts = ce;
+        v->newest = ce;
+        v->nentries++;
         cs->entry_bytes += sizeof(*ce) + c->id_len;
         entries_trim(e, v);
     }
@@ -814,13 +823,13 @@ cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
 /* ---- merging --------------------------------------------------------------
  */
 
-/* Merges two newest-first contact lists by opening time. */
+/* Merges two oldest-first contact lists by opening time. */
 static struct cc_convct *
 entries_merge(struct cc_convct *a, struct cc_convct *b) {
     struct cc_convct head, *t = &head;
 
     while (a != NULL && b != NULL) {
-        if (a->opened_ts >= b->opened_ts) {
+        if (a->opened_ts <= b->opened_ts) {
             t->next = a;
             a = a->next;
         } else {
@@ -874,7 +883,12 @@ conv_merge(struct cc_engine *e, struct cc_conv *v, struct cc_conv *w) {
         ce->n += offset;
     timeline_merge(v, w, offset);
     v->contacts = entries_merge(v->contacts, w->contacts);
-    w->contacts = NULL;
+    v->nentries = (uint8_t)(v->nentries + w->nentries);
+    for (ce = v->contacts; ce != NULL && ce->next != NULL; ce = ce->next)
+        ;
+    v->newest = ce;
+    w->contacts = w->newest = NULL;
+    w->nentries = 0;
     entries_trim(e, v);
     for (c = w->live; c != NULL; c = next) {
         next = c->cvnext;
@@ -1060,7 +1074,7 @@ cc_conv_pack(struct cc_engine *e, msgpack_packer *pk, const struct cc_conv *v,
     const struct cc_contact *c;
     const struct cc_convct *ce;
     uint64_t hold = v->hold_ms;
-    unsigned i, n;
+    unsigned i;
 
     for (c = v->live; c != NULL; c = c->cvnext)
         hold += c->hold_total_ms;
@@ -1079,8 +1093,8 @@ cc_conv_pack(struct cc_engine *e, msgpack_packer *pk, const struct cc_conv *v,
     cc_pack_kv_u64(pk, "contacts", v->ncontacts);
     cc_pack_kv_u64(pk, "open_contacts", v->nlive);
     cc_pack_str(pk, "last_contact");
-    if (v->contacts != NULL)
-        pack_entry(e, pk, v->contacts);
+    if (v->newest != NULL)
+        pack_entry(e, pk, v->newest);
     else
         msgpack_pack_nil(pk);
     cc_pack_kv_u64(pk, "messages_in", v->msgs_in);
@@ -1146,18 +1160,9 @@ cc_conv_pack(struct cc_engine *e, msgpack_packer *pk, const struct cc_conv *v,
         msgpack_pack_array(pk, 0);
     }
     cc_pack_str(pk, "contact_history");
-    for (n = 0, ce = v->contacts; ce != NULL; ce = ce->next)
-        n++;
-    msgpack_pack_array(pk, n);
-    /* Oldest first: the list is newest first and at most CONV_CONTACTS. */
-    {
-        const struct cc_convct *order[CONV_CONTACTS];
-        for (n = 0, ce = v->contacts; ce != NULL && n < CONV_CONTACTS;
-             ce = ce->next)
-            order[n++] = ce;
-        while (n-- > 0)
-            pack_entry(e, pk, order[n]);
-    }
+    msgpack_pack_array(pk, v->nentries);
+    for (ce = v->contacts; ce != NULL; ce = ce->next)
+        pack_entry(e, pk, ce);
     cc_pack_str(pk, "timeline");
     msgpack_pack_array(pk, v->tl_n);
     for (i = 0; i < v->tl_n; i++) {

@@ -839,27 +839,25 @@ event_keys(const struct cc_engine *e, const struct cc_event *ev,
     k->h = ev->contact.n ? cc_contact_hash(e, ev->channel, ev->contact) : 0;
 }
 
+struct ev_idents;
 static enum cc_verdict apply_keyed(struct cc_engine *e,
                                    const struct cc_event *ev,
-                                   const struct ev_keys *k, uint64_t now,
+                                   const struct ev_keys *k,
+                                   struct ev_idents *ids, uint64_t now,
                                    struct cc_reject *rej);
-
-enum cc_verdict
-cc_engine_apply(struct cc_engine *e, const struct cc_event *ev, uint64_t now,
-                struct cc_reject *rej) {
-    struct ev_keys k;
-
-    event_keys(e, ev, &k);
-    return apply_keyed(e, ev, &k, now, rej);
-}
 
 /* ---- identity ---------------------------------------------------------- */
 
-/* An event's identifiers, normalised. */
+/* An event's identifiers, normalised and hashed. The ingest pipeline
+ * prepares them ahead of the event's turn (so that their lookups can be
+ * prefetched); otherwise they are prepared when needed. */
 struct ev_idents {
+    int8_t state; /* 0: not prepared, 1: ready, -1: refused (see rej) */
     uint32_t n;
     uint8_t kinds[CC_IDENT__COUNT];
     struct cc_str norm[CC_IDENT__COUNT];
+    uint64_t hash[CC_IDENT__COUNT];
+    struct cc_reject rej;
     char buf[CC_IDENT__COUNT][CC_IDENT_NORM_MAX];
 };
 
@@ -888,32 +886,36 @@ wants_identity(const struct cc_event *ev, const struct cc_contact *c) {
            memcmp(contact_customer(c), ev->customer, ev->customer_len) != 0;
 }
 
-/* Normalises every identifier of ev; one that cannot be normalised rejects
- * the event with the reason, before anything changes. */
-static int
+/* Normalises and hashes every identifier of ev; one that cannot be
+ * normalised refuses them all with the reason (the event will be rejected
+ * before anything changes). */
+static void
 normalize_idents(const struct cc_engine *e, const struct cc_event *ev,
-                 struct ev_idents *ids, struct cc_reject *rej) {
+                 struct ev_idents *ids) {
     unsigned k;
     int len;
 
     ids->n = 0;
+    ids->state = 1;
     for (k = 0; k < CC_IDENT__COUNT; k++) {
         if (ev->ident[k].n == 0)
             continue;
         len = cc_ident_normalize((enum cc_ident_kind)k, ev->ident[k],
                                  e->cfg.default_country, ids->buf[ids->n],
-                                 sizeof(ids->buf[0]), &rej->detail);
+                                 sizeof(ids->buf[0]), &ids->rej.detail);
         if (len < 0) {
-            rej->code = CC_R_BAD_VALUE;
-            rej->key = cc_ident_key((enum cc_ident_kind)k);
-            return -1;
+            ids->rej.code = CC_R_BAD_VALUE;
+            ids->rej.key = cc_ident_key((enum cc_ident_kind)k);
+            ids->state = -1;
+            return;
         }
         ids->kinds[ids->n] = (uint8_t)k;
         ids->norm[ids->n].p = ids->buf[ids->n];
         ids->norm[ids->n].n = (uint32_t)len;
+        ids->hash[ids->n] = cc_identity_hash(&e->ident, (enum cc_ident_kind)k,
+                                             ids->norm[ids->n]);
         ids->n++;
     }
-    return 0;
 }
 
 /* Links the event's identifiers and returns their customer (NULL when the
@@ -929,8 +931,8 @@ resolve_idents(struct cc_engine *e, const struct cc_contact *c,
                                  ev->id, ev->ts, &splits);
         return NULL;
     }
-    if (cc_identity_resolve(&e->ident, ids->kinds, ids->norm, ids->n, ev->id,
-                            ev->ts, &res) != 0) {
+    if (cc_identity_resolve_hashed(&e->ident, ids->kinds, ids->norm, ids->hash,
+                                   ids->n, ev->id, ev->ts, &res) != 0) {
         e->ident_limit++;
         return NULL;
     }
@@ -960,11 +962,11 @@ apply_contactless(struct cc_engine *e, const struct cc_event *ev,
 
 static enum cc_verdict
 apply_keyed(struct cc_engine *e, const struct cc_event *ev,
-            const struct ev_keys *k, uint64_t now, struct cc_reject *rej) {
+            const struct ev_keys *k, struct ev_idents *ids, uint64_t now,
+            struct cc_reject *rej) {
     struct cc_contact *c = NULL;
     struct cc_customer *cust = NULL;
     struct cc_conv_delta d;
-    struct ev_idents ids;
     uint64_t h = k->h, fp = k->fp;
     bool resolve;
 
@@ -976,12 +978,17 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
     if (ev->contact.n != 0)
         c = cc_contact_find(e, ev->channel, ev->contact, h);
     resolve = wants_identity(ev, c);
-    if (resolve && normalize_idents(e, ev, &ids, rej) != 0) {
-        e->ident_rejected++;
-        goto rejected;
+    if (resolve) {
+        if (ids->state == 0)
+            normalize_idents(e, ev, ids);
+        if (ids->state < 0) {
+            *rej = ids->rej;
+            e->ident_rejected++;
+            goto rejected;
+        }
     }
     if (ev->contact.n == 0)
-        return apply_contactless(e, ev, &ids, resolve, fp, now);
+        return apply_contactless(e, ev, ids, resolve, fp, now);
     d.created = false;
     if (c == NULL) {
         if (ev->type == CC_EV_CONTACT_OPEN || opens_implicitly(ev->type)) {
@@ -1007,7 +1014,7 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
             if (ev->type >= CC_EV_CALLBACK_ACCEPTED &&
                 ev->type <= CC_EV_CALLBACK_FAILED)
                 e->callback_unknown++;
-            return apply_contactless(e, ev, &ids, resolve, fp, now);
+            return apply_contactless(e, ev, ids, resolve, fp, now);
         } else {
             rej->code = CC_R_STATE;
             rej->key = NULL;
@@ -1027,7 +1034,7 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
         if (c->state == CS_HELD)
             end_hold(e, c, ev);
         if (resolve)
-            cust = resolve_idents(e, c, ev, &ids);
+            cust = resolve_idents(e, c, ev, ids);
         cc_conv_apply(e, c, cust, ev, &d, now);
         cc_conv_contact_end(e, c, ev->ts, false);
         e->chan[c->channel].closed++;
@@ -1047,7 +1054,7 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
     if (!d.created && (ev->flags & CC_EVF_CUSTOMER))
         (void)contact_set_customer(e, c, ev);
     if (resolve)
-        cust = resolve_idents(e, c, ev, &ids);
+        cust = resolve_idents(e, c, ev, ids);
     cc_conv_apply(e, c, cust, ev, &d, now);
     c->last_seen = now;
     count_accepted(e, ev, fp);
@@ -1056,6 +1063,17 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
 rejected:
     cc_engine_count_reject(e, rej->code);
     return CC_REJECTED;
+}
+
+enum cc_verdict
+cc_engine_apply(struct cc_engine *e, const struct cc_event *ev, uint64_t now,
+                struct cc_reject *rej) {
+    struct ev_keys k;
+    struct ev_idents ids;
+
+    event_keys(e, ev, &k);
+    ids.state = 0;
+    return apply_keyed(e, ev, &k, &ids, now, rej);
 }
 
 /* ---- one message ------------------------------------------------------ */
@@ -1091,6 +1109,7 @@ struct ingest_slot {
     struct cc_event ev;
     struct cc_reject rej;
     struct ev_keys k;
+    struct ev_idents ids; /* prepared when the event will resolve them */
 };
 
 /* Describes the conversation of an accepted contact.open or message.in in
@@ -1176,8 +1195,8 @@ ingest_decode(struct cc_engine *e, struct ingest_src *src,
         __builtin_prefetch(&e->buckets[s->k.h & e->bucket_mask]);
 }
 
-/* The bucket of s was requested two events ago: start loading the first
- * contact on its chain, the one a lookup nearly always wants. */
+/* Stage 2: the bucket of s was requested an event ago; start loading the
+ * first contact on its chain, the one a lookup nearly always wants. */
 static void
 ingest_prefetch_contact(struct cc_engine *e, const struct ingest_slot *s) {
     const struct cc_contact *c;
@@ -1203,25 +1222,33 @@ prefetch_timer_links(const struct cc_timer *t) {
     __builtin_prefetch(t->pprev, 1);
 }
 
-/* The contact of s was requested an event ago: start loading its
- * conversation, and if s will disarm one of its timers, the timers linked
- * before and after it (they belong to other contacts, armed at about the
- * same time, long since cold). */
+/* Stage 3: the contact of s was requested two events ago. Start loading
+ * its conversation and, if s will disarm one of its timers, the timers
+ * linked before and after it (other contacts', long since cold). If s will
+ * resolve identifiers, normalise them now and request their buckets.
+ * Events applied in between may change the contact: everything here is a
+ * hint, and the identifiers' normal form depends on the event alone. */
 static void
-ingest_prefetch_links(struct cc_engine *e, const struct ingest_slot *s) {
-    const struct cc_contact *c;
+ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
+    const struct cc_contact *c = NULL;
+    uint32_t i;
 
-    if (s->rc != 1 || s->ev.contact.n == 0)
+    s->ids.state = 0;
+    if (s->rc != 1)
         return;
-    c = cc_contact_find(e, s->ev.channel, s->ev.contact, s->k.h);
+    if (s->ev.contact.n != 0)
+        c = cc_contact_find(e, s->ev.channel, s->ev.contact, s->k.h);
+    if (wants_identity(&s->ev, c)) {
+        normalize_idents(e, &s->ev, &s->ids);
+        for (i = 0; s->ids.state > 0 && i < s->ids.n; i++)
+            cc_identity_prefetch_bucket(&e->ident, s->ids.hash[i]);
+    }
     if (c == NULL)
         return;
-    /* Its conversation: the record's head and the timeline slot the
-     * event will write. */
-    if (c->conv != NULL) {
-        __builtin_prefetch(c->conv, 1);
-        __builtin_prefetch(&c->conv->tl[c->conv->tl_head], 1);
-    }
+    if (c->conv != NULL)
+        cc_conv_prefetch(c->conv);
+    if (c->centry != NULL)
+        __builtin_prefetch(c->centry, 1);
     switch (s->ev.type) {
     case CC_EV_CONTACT_CLOSE:
     case CC_EV_AGENT_ANSWER:
@@ -1238,15 +1265,60 @@ ingest_prefetch_links(struct cc_engine *e, const struct ingest_slot *s) {
         prefetch_timer_links(&c->idle_timer);
 }
 
+/* Stage 4: the identifiers' buckets are in; request the first identifier
+ * of each chain. */
+static void
+ingest_prefetch_idnodes(struct cc_engine *e, const struct ingest_slot *s) {
+    uint32_t i;
+
+    if (s->rc != 1 || s->ids.state <= 0)
+        return;
+    for (i = 0; i < s->ids.n; i++)
+        cc_identity_prefetch_node(&e->ident, s->ids.hash[i]);
+}
+
+/* Stage 5: the identifiers are in; request their customers. Stage 6: the
+ * customers are in; request the conversation a new contact will join. */
+static void
+ingest_prefetch_customers(struct cc_engine *e, const struct ingest_slot *s,
+                          bool owner) {
+    const struct cc_idnode *n;
+    uint32_t i;
+
+    if (s->rc != 1 || s->ids.state <= 0)
+        return;
+    for (i = 0; i < s->ids.n; i++) {
+        n = cc_identity_find_hashed(&e->ident, s->ids.kinds[i], s->ids.norm[i],
+                                    s->ids.hash[i]);
+        if (n == NULL || n->cust == NULL)
+            continue;
+        if (!owner)
+            __builtin_prefetch(n->cust, 1);
+        else if (n->cust->owner != NULL)
+            cc_conv_prefetch(n->cust->owner);
+    }
+}
+
 /*
- * Events go through a pipeline that runs across message boundaries: while
- * event i is applied, the timers linked to event i+1's contact, event i+2's
- * contact, and event i+4's hash bucket and duplicate slot are already on
- * their way from memory. With a million contacts open each of those is a
- * cache miss; overlapping them is what lets the engine run faster than the
- * memory latency of one event allows.
+ * Events go through a pipeline that runs across message boundaries. With a
+ * million contacts and customers each step of an event's lookups is a cache
+ * miss, and each depends on the one before (bucket, contact, conversation;
+ * identifier bucket, identifier, customer, conversation), so each step is
+ * started one or two events ahead of the event's turn, in the stage that
+ * can compute its address:
+ *
+ *   i+7  decode; duplicate window slot, contact bucket
+ *   i+6  contact record
+ *   i+5  conversation, timer neighbours; identifiers normalised, buckets
+ *   i+3  identifiers
+ *   i+2  customers
+ *   i+1  the customer's conversation
+ *   i    apply
+ *
+ * Overlapping the misses of eight events is what lets the engine run faster
+ * than the memory latency of one event allows.
  */
-#define INGEST_DEPTH 5
+#define INGEST_DEPTH 8
 
 void
 cc_engine_ingest_many(struct cc_engine *e, const struct cc_msgbuf *msgs,
@@ -1257,15 +1329,26 @@ cc_engine_ingest_many(struct cc_engine *e, const struct cc_msgbuf *msgs,
     struct cc_reject rej;
     uint32_t i;
 
+    for (i = 0; i < INGEST_DEPTH; i++) {
+        ring[i].rc = -1;
+        ring[i].ids.state = 0;
+    }
+    /* Fill the pipeline: the stages run on the slots ahead of event 0 as
+     * they will in the loop below. */
     for (i = 0; i < INGEST_DEPTH - 1; i++)
         ingest_decode(e, &src, &ring[i]);
+    for (i = 0; i < 5; i++)
+        ingest_prefetch_links(e, &ring[i]);
     for (i = 0;; i++) {
         s = &ring[i % INGEST_DEPTH];
         if (s->rc < 0)
             break;
-        ingest_decode(e, &src, &ring[(i + INGEST_DEPTH - 1) % INGEST_DEPTH]);
-        ingest_prefetch_contact(e, &ring[(i + 2) % INGEST_DEPTH]);
-        ingest_prefetch_links(e, &ring[(i + 1) % INGEST_DEPTH]);
+        ingest_decode(e, &src, &ring[(i + 7) % INGEST_DEPTH]);
+        ingest_prefetch_contact(e, &ring[(i + 6) % INGEST_DEPTH]);
+        ingest_prefetch_links(e, &ring[(i + 5) % INGEST_DEPTH]);
+        ingest_prefetch_idnodes(e, &ring[(i + 3) % INGEST_DEPTH]);
+        ingest_prefetch_customers(e, &ring[(i + 2) % INGEST_DEPTH], false);
+        ingest_prefetch_customers(e, &ring[(i + 1) % INGEST_DEPTH], true);
         r = &reps[s->msg];
         r->events++;
         if (s->rc == 0) {
@@ -1273,7 +1356,7 @@ cc_engine_ingest_many(struct cc_engine *e, const struct cc_msgbuf *msgs,
             report_reject(r, s->index, &s->rej);
             continue;
         }
-        switch (apply_keyed(e, &s->ev, &s->k, now, &rej)) {
+        switch (apply_keyed(e, &s->ev, &s->k, &s->ids, now, &rej)) {
         case CC_ACCEPTED:
             r->accepted++;
             if (r->want_context && (s->ev.type == CC_EV_CONTACT_OPEN ||

@@ -126,7 +126,7 @@ enum {
     CO_EXPIRED = 1 << 5
 };
 
-/* One contact as its conversation remembers it (a blob; newest first). */
+/* One contact as its conversation remembers it (a blob; oldest first). */
 struct cc_convct {
     struct cc_convct *next;
     struct cc_contact *live; /* the contact while it is open */
@@ -150,8 +150,8 @@ struct cc_conv {
     struct cc_conv *hnext; /* by id */
     uint64_t id;           /* shown as "cv-<id>" */
     struct cc_customer *cust;
-    struct cc_contact *live; /* open contacts, through cvnext */
-    struct cc_convct *contacts;
+    struct cc_contact *live;             /* open contacts, through cvnext */
+    struct cc_convct *contacts, *newest; /* history, oldest first */
     struct cc_timer timer; /* idle close when open; end of the reopen
                               window when resolved */
     int64_t started_ts, last_ts, resolved_ts, last_end_ts;
@@ -165,7 +165,7 @@ struct cc_conv {
     int64_t feedback_ts;
     float sentiment;
     uint8_t state, flags, nchan, tl_n;
-    uint8_t tl_head, feedback_scale, first_channel, pad;
+    uint8_t tl_head, feedback_scale, first_channel, nentries;
     const struct cc_name *topic;
     const struct cc_name *agents[CONV_AGENTS];
     const struct cc_name *queues[CONV_QUEUES];
@@ -174,6 +174,18 @@ struct cc_conv {
     uint8_t chan[CONV_CHANNELS];
     struct cc_convtl tl[CONV_TIMELINE];
 };
+
+/* Records on whole cache lines. */
+#define CONV_STRIDE ((sizeof(struct cc_conv) + 63) & ~(size_t)63)
+
+/* Starts loading a whole conversation record: an event reads its head and
+ * writes counters, sets and a timeline slot all over it. */
+static inline void
+cc_conv_prefetch(const struct cc_conv *v) {
+    size_t off;
+    for (off = 0; off < CONV_STRIDE; off += 64)
+        __builtin_prefetch((const char *)v + off, 1);
+}
 
 struct conv_chan_stats {
     uint64_t started, contacts, switches, repeats, reopens, resolved, fcr;

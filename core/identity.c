@@ -381,6 +381,18 @@ cc_identity_find(const struct cc_identity *id, enum cc_ident_kind kind,
     return find_hashed(id, kind, norm, ident_hash(id, kind, norm.p, norm.n));
 }
 
+uint64_t
+cc_identity_hash(const struct cc_identity *id, enum cc_ident_kind kind,
+                 struct cc_str norm) {
+    return ident_hash(id, kind, norm.p, norm.n);
+}
+
+struct cc_idnode *
+cc_identity_find_hashed(const struct cc_identity *id, enum cc_ident_kind kind,
+                        struct cc_str norm, uint64_t h) {
+    return find_hashed(id, kind, norm, h);
+}
+
 static struct cc_customer *
 customer_new(struct cc_identity *id) {
     struct cc_customer *c = cc_pool_get(&id->cust_pool);
@@ -489,9 +501,22 @@ int
 cc_identity_resolve(struct cc_identity *id, const uint8_t *kinds,
                     const struct cc_str *norm, uint32_t n, struct cc_str event,
                     int64_t ts, struct cc_idresult *res) {
+    uint64_t h[CC_IDENT__COUNT * 2];
+    uint32_t i;
+
+    CC_ASSERT(n <= CC_ARRAY_SIZE(h));
+    for (i = 0; i < n; i++)
+        h[i] = ident_hash(id, kinds[i], norm[i].p, norm[i].n);
+    return cc_identity_resolve_hashed(id, kinds, norm, h, n, event, ts, res);
+}
+
+int
+cc_identity_resolve_hashed(struct cc_identity *id, const uint8_t *kinds,
+                           const struct cc_str *norm, const uint64_t *h,
+                           uint32_t n, struct cc_str event, int64_t ts,
+                           struct cc_idresult *res) {
     struct cc_idnode *node[CC_IDENT__COUNT * 2];
     struct cc_customer *cust[CC_IDENT__COUNT * 2], *into = NULL;
-    uint64_t h[CC_IDENT__COUNT * 2];
     uint32_t i, j, ncust = 0, fresh = 0, total = 0;
 
     memset(res, 0, sizeof(*res));
@@ -499,7 +524,6 @@ cc_identity_resolve(struct cc_identity *id, const uint8_t *kinds,
         return 0;
     CC_ASSERT(n <= CC_ARRAY_SIZE(node));
     for (i = 0; i < n; i++) {
-        h[i] = ident_hash(id, kinds[i], norm[i].p, norm[i].n);
         node[i] = find_hashed(id, kinds[i], norm[i], h[i]);
         if (node[i] == NULL) {
             /* The same identifier twice in one call counts once. */

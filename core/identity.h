@@ -133,6 +133,27 @@ void cc_identity_fini(struct cc_identity *id);
 struct cc_idnode *cc_identity_find(const struct cc_identity *id,
                                    enum cc_ident_kind kind, struct cc_str norm);
 
+/* The hash an identifier is filed under: compute it once, then prefetch
+ * with it and pass it to the _hashed calls. */
+uint64_t cc_identity_hash(const struct cc_identity *id, enum cc_ident_kind kind,
+                          struct cc_str norm);
+struct cc_idnode *cc_identity_find_hashed(const struct cc_identity *id,
+                                          enum cc_ident_kind kind,
+                                          struct cc_str norm, uint64_t h);
+
+/* Start loading what a lookup of hash h reads: its bucket, then (once the
+ * bucket is in cache) the first identifier on the bucket's chain. */
+static inline void
+cc_identity_prefetch_bucket(const struct cc_identity *id, uint64_t h) {
+    __builtin_prefetch(&id->buckets[h & id->mask]);
+}
+static inline void
+cc_identity_prefetch_node(const struct cc_identity *id, uint64_t h) {
+    const struct cc_idnode *n = id->buckets[h & id->mask];
+    if (n != NULL)
+        __builtin_prefetch(n);
+}
+
 /* What cc_identity_resolve() did. */
 struct cc_idresult {
     struct cc_customer *cust; /* the customer the identifiers belong to */
@@ -155,6 +176,12 @@ int cc_identity_resolve(struct cc_identity *id, const uint8_t *kinds,
                         const struct cc_str *norm, uint32_t n,
                         struct cc_str event, int64_t ts,
                         struct cc_idresult *res);
+
+/* The same with each identifier's hash from cc_identity_hash(). */
+int cc_identity_resolve_hashed(struct cc_identity *id, const uint8_t *kinds,
+                               const struct cc_str *norm, const uint64_t *h,
+                               uint32_t n, struct cc_str event, int64_t ts,
+                               struct cc_idresult *res);
 
 /*
  * Removes the direct links between the named identifiers (all pairs among
