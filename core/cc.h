@@ -82,4 +82,10 @@ cc_str_eq(struct cc_str a, const char *lit) {
  * the tables. */
 uint64_t cc_hash(const void *data, size_t len, uint64_t seed);
 
+/* Writes v in decimal at out (room for 20 digits, no NUL) and returns the
+ * length: snprintf's result without its cost on the hot path. */
+size_t cc_fmt_u64(char *out, uint64_t v);
+/* The same for a signed value (room for 20 characters). */
+size_t cc_fmt_i64(char *out, int64_t v);
+
 #endif

@@ -78,7 +78,7 @@ static void
 entry_free(struct cc_engine *e, struct cc_convct *ce) {
     if (ce->live != NULL)
         ce->live->centry = NULL;
-    e->convs.entry_bytes -= sizeof(*ce) + ce->id_len;
+    e->convs.entry_bytes -= cc_blob_size(sizeof(*ce) + ce->id_len);
     cc_blob_put(&e->blobs, ce, sizeof(*ce) + ce->id_len);
 }
 
@@ -237,18 +237,24 @@ conv_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
 
 /* ---- small sets kept by a conversation ---------------------------------- */
 
-/* Puts n first in a most-recent-first set of cap names. */
+/* Puts name number n first in a most-recent-first set of cap names. */
 static void
-name_set_add(const struct cc_name **set, size_t cap, const struct cc_name *n) {
+name_set_put(uint32_t *set, size_t cap, uint32_t n) {
     size_t i;
 
-    if (n == NULL)
+    if (n == 0)
         return;
-    for (i = 0; i < cap - 1 && set[i] != NULL && set[i] != n; i++)
+    for (i = 0; i < cap - 1 && set[i] != 0 && set[i] != n; i++)
         ;
     /* i is n's place, the first empty slot, or the last slot. */
     memmove(&set[1], &set[0], i * sizeof(*set));
     set[0] = n;
+}
+
+static void
+name_set_add(uint32_t *set, size_t cap, const struct cc_name *n) {
+    if (n != NULL)
+        name_set_put(set, cap, n->idx);
 }
 
 static void
@@ -283,10 +289,11 @@ timeline_add(struct cc_conv *v, int64_t ts, unsigned type, unsigned ch,
              uint32_t contact_n) {
     struct cc_convtl *t = &v->tl[v->tl_head];
 
-    t->ts = ts;
+    t->ts_lo = (uint32_t)(uint64_t)ts;
+    t->ts_hi = (uint32_t)((uint64_t)ts >> 32);
     t->type = (uint8_t)type;
     t->channel = (uint8_t)ch;
-    t->contact_n = contact_n;
+    t->contact_n = (uint16_t)(contact_n < UINT16_MAX ? contact_n : UINT16_MAX);
     v->tl_head = (uint8_t)((v->tl_head + 1) % CONV_TIMELINE);
     if (v->tl_n < CONV_TIMELINE)
         v->tl_n++;
@@ -320,25 +327,27 @@ entries_trim(struct cc_engine *e, struct cc_conv *v) {
 static void
 pack_customer_id(msgpack_packer *pk, const struct cc_customer *cust) {
     char buf[32];
-    int n;
+    size_t n;
     if (cust == NULL) {
         msgpack_pack_nil(pk);
         return;
     }
-    n = snprintf(buf, sizeof(buf), "cu-%llu", (unsigned long long)cust->id);
-    cc_pack_strn(pk, buf, (size_t)n);
+    memcpy(buf, "cu-", 3);
+    n = 3 + cc_fmt_u64(buf + 3, cust->id);
+    cc_pack_strn(pk, buf, n);
 }
 
 void
 cc_conv_pack_id(msgpack_packer *pk, const struct cc_conv *v) {
     char buf[32];
-    int n;
+    size_t n;
     if (v == NULL) {
         msgpack_pack_nil(pk);
         return;
     }
-    n = snprintf(buf, sizeof(buf), "cv-%llu", (unsigned long long)v->id);
-    cc_pack_strn(pk, buf, (size_t)n);
+    memcpy(buf, "cv-", 3);
+    n = 3 + cc_fmt_u64(buf + 3, v->id);
+    cc_pack_strn(pk, buf, n);
 }
 
 /* "kind:value" */
@@ -446,8 +455,8 @@ cc_conv_alert_conflict(struct cc_engine *e, const struct cc_contact *c,
     cc_pack_str(pk, e->cfg.channels.names[ev->channel]);
     cc_pack_str(pk, "customer");
     if (ev->customer_len != 0)
-        msgpack_sbuffer_write(pk->data, (const char *)ev->customer,
-                              ev->customer_len);
+        cc_sbuffer_write(pk->data, (const char *)ev->customer,
+                         ev->customer_len);
     else
         msgpack_pack_nil(pk);
     cc_pack_str(pk, "customer_id");
@@ -577,7 +586,7 @@ conv_join(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
             v->contacts = ce;
         v->newest = ce;
         v->nentries++;
-        cs->entry_bytes += sizeof(*ce) + c->id_len;
+        cs->entry_bytes += cc_blob_size(sizeof(*ce) + c->id_len);
         entries_trim(e, v);
     }
     c->centry = ce;
@@ -807,7 +816,7 @@ cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
     if (ev->topic.n != 0) {
         const struct cc_name *t = cc_name_intern(e, ev->topic);
         if (t != NULL)
-            v->topic = t;
+            v->topic = t->idx;
     }
     if (ev->ntags != 0)
         add_tags(e, v, ev);
@@ -852,13 +861,16 @@ timeline_merge(struct cc_conv *v, const struct cc_conv *w, uint32_t offset) {
     while (i < v->tl_n || j < w->tl_n) {
         const struct cc_convtl *a = i < v->tl_n ? timeline_at(v, i) : NULL;
         const struct cc_convtl *b = j < w->tl_n ? timeline_at(w, j) : NULL;
-        if (b == NULL || (a != NULL && a->ts <= b->ts)) {
+        if (b == NULL || (a != NULL && cc_convtl_ts(a) <= cc_convtl_ts(b))) {
             all[k++] = *a;
             i++;
         } else {
             all[k] = *b;
-            if (all[k].contact_n != 0)
-                all[k].contact_n += offset;
+            if (all[k].contact_n != 0) {
+                uint32_t cn = all[k].contact_n + offset;
+                all[k].contact_n =
+                    (uint16_t)(cn < UINT16_MAX ? cn : UINT16_MAX);
+            }
             k++;
             j++;
         }
@@ -867,7 +879,7 @@ timeline_merge(struct cc_conv *v, const struct cc_conv *w, uint32_t offset) {
     v->tl_n = 0;
     v->tl_head = 0;
     for (i = skip; i < k; i++)
-        timeline_add(v, all[i].ts, all[i].type, all[i].channel,
+        timeline_add(v, cc_convtl_ts(&all[i]), all[i].type, all[i].channel,
                      all[i].contact_n);
 }
 
@@ -920,15 +932,15 @@ conv_merge(struct cc_engine *e, struct cc_conv *v, struct cc_conv *w) {
     if (v->nchan > 0)
         v->first_channel = v->chan[0];
     for (i = CONV_AGENTS; i-- > 0;)
-        name_set_add(w->agents, CONV_AGENTS, v->agents[i]);
+        name_set_put(w->agents, CONV_AGENTS, v->agents[i]);
     memcpy(v->agents, w->agents, sizeof(v->agents));
     for (i = CONV_QUEUES; i-- > 0;)
-        name_set_add(w->queues, CONV_QUEUES, v->queues[i]);
+        name_set_put(w->queues, CONV_QUEUES, v->queues[i]);
     memcpy(v->queues, w->queues, sizeof(v->queues));
     for (i = CONV_TAGS; i-- > 0;)
-        name_set_add(w->tags, CONV_TAGS, v->tags[i]);
+        name_set_put(w->tags, CONV_TAGS, v->tags[i]);
     memcpy(v->tags, w->tags, sizeof(v->tags));
-    if (v->topic == NULL)
+    if (v->topic == 0)
         v->topic = w->topic;
     if ((w->flags & CVF_SENTIMENT) &&
         (!(v->flags & CVF_SENTIMENT) || w->last_ts > v->last_ts)) {
@@ -1013,14 +1025,16 @@ on_merge(struct cc_identity *id, struct cc_customer *into,
  */
 
 static void
-pack_name_set(msgpack_packer *pk, const struct cc_name *const *set,
-              size_t cap) {
+pack_name_set(const struct cc_engine *e, msgpack_packer *pk,
+              const uint32_t *set, size_t cap) {
     size_t n = 0, i;
-    while (n < cap && set[n] != NULL)
+    while (n < cap && set[n] != 0)
         n++;
     msgpack_pack_array(pk, n);
-    for (i = 0; i < n; i++)
-        cc_pack_strn(pk, set[i]->s, set[i]->len);
+    for (i = 0; i < n; i++) {
+        const struct cc_name *nm = cc_name_at(e, set[i]);
+        cc_pack_strn(pk, nm->s, nm->len);
+    }
 }
 
 static const char *
@@ -1108,13 +1122,13 @@ cc_conv_pack(struct cc_engine *e, msgpack_packer *pk, const struct cc_conv *v,
     cc_pack_kv_u64(pk, "total_ms", v->wait_ms);
     cc_pack_kv_u64(pk, "max_ms", v->max_wait_ms);
     cc_pack_str(pk, "agents");
-    pack_name_set(pk, v->agents, CONV_AGENTS);
+    pack_name_set(e, pk, v->agents, CONV_AGENTS);
     cc_pack_str(pk, "queues");
-    pack_name_set(pk, v->queues, CONV_QUEUES);
+    pack_name_set(e, pk, v->queues, CONV_QUEUES);
     cc_pack_str(pk, "topic");
-    cc_pack_name_or_nil(pk, v->topic);
+    cc_pack_name_or_nil(pk, cc_name_at(e, v->topic));
     cc_pack_str(pk, "tags");
-    pack_name_set(pk, v->tags, CONV_TAGS);
+    pack_name_set(e, pk, v->tags, CONV_TAGS);
     cc_pack_str(pk, "sentiment");
     if (v->flags & CVF_SENTIMENT)
         msgpack_pack_double(pk, v->sentiment);
@@ -1168,7 +1182,7 @@ cc_conv_pack(struct cc_engine *e, msgpack_packer *pk, const struct cc_conv *v,
     for (i = 0; i < v->tl_n; i++) {
         const struct cc_convtl *t = timeline_at(v, i);
         msgpack_pack_map(pk, 4);
-        cc_pack_kv_u64(pk, "ts", (uint64_t)t->ts);
+        cc_pack_kv_u64(pk, "ts", (uint64_t)cc_convtl_ts(t));
         cc_pack_str(pk, "type");
         cc_pack_str(pk, cc_event_type_name((enum cc_event_type)t->type));
         cc_pack_str(pk, "channel");

@@ -70,7 +70,7 @@ cc_engine_new(struct cc_engine **out, const struct cc_engine_config *cfg,
     rc = cc_dedup_init(&e->dedup, cfg->dedup_window, cfg->seed ^ 0xd1ce);
     if (rc)
         goto fail_dedup;
-    nb = pow2_at_least(cfg->max_contacts);
+    nb = pow2_at_least(cfg->max_contacts * 2);
     e->buckets = cc_alloc_table(nb * sizeof(*e->buckets));
     if (e->buckets == NULL)
         goto fail_buckets;
@@ -140,6 +140,7 @@ cc_engine_free(struct cc_engine *e) {
     }
     cc_free(e->queues, e->cfg.max_queues * sizeof(*e->queues));
     cc_free(e->nbuckets, (e->nmask + 1) * sizeof(*e->nbuckets));
+    cc_free(e->names, e->names_cap * sizeof(*e->names));
     cc_free_table(e->buckets, (e->bucket_mask + 1) * sizeof(*e->buckets));
     cc_dedup_fini(&e->dedup);
     cc_blobs_fini(&e->blobs);
@@ -196,11 +197,23 @@ cc_name_intern(struct cc_engine *e, struct cc_str s) {
         if (n->hash == h && n->len == s.n && memcmp(n->s, s.p, s.n) == 0)
             return n;
     }
-    if (e->nnames >= e->cfg.max_names)
+    if (e->nnames >= e->cfg.max_names || e->nnames >= UINT32_MAX - 1)
         return NULL;
+    if (e->nnames + 1 >= e->names_cap) {
+        uint64_t ncap = e->names_cap ? e->names_cap * 2 : 64;
+        struct cc_name **nv =
+            cc_realloc(e->names, e->names_cap * sizeof(*e->names),
+                       ncap * sizeof(*e->names));
+        if (nv == NULL)
+            return NULL;
+        e->names = nv;
+        e->names_cap = ncap;
+    }
     n = cc_malloc(sizeof(*n) + s.n + 1);
     if (n == NULL)
         return NULL;
+    n->idx = (uint32_t)(e->nnames + 1);
+    e->names[n->idx] = n;
     n->hash = h;
     n->queue = NULL;
     n->len = s.n;
@@ -305,7 +318,7 @@ contact_set_customer(struct cc_engine *e, struct cc_contact *c,
             memcpy(blob, c->blob, ext);
         memcpy(blob + ext, ev->customer, ev->customer_len);
     }
-    e->blob_bytes -= contact_blob_size(c);
+    e->blob_bytes -= cc_blob_size(contact_blob_size(c));
     if (c->blob != NULL)
         cc_blob_put(&e->blobs, c->blob, contact_blob_size(c));
     c->blob = blob;
@@ -314,7 +327,7 @@ contact_set_customer(struct cc_engine *e, struct cc_contact *c,
         c->flags |= CF_PHONE;
     else
         c->flags &= (uint8_t)~CF_PHONE;
-    e->blob_bytes += n;
+    e->blob_bytes += cc_blob_size(n);
     return 0;
 }
 
@@ -370,7 +383,7 @@ contact_open(struct cc_engine *e, const struct cc_event *ev, uint64_t h,
     e->buckets[h & e->bucket_mask] = c;
     e->open_contacts++;
     e->by_state[CS_OPEN]++;
-    e->blob_bytes += n;
+    e->blob_bytes += cc_blob_size(n);
     e->chan[c->channel].open++;
     e->chan[c->channel].opened++;
     c->last_seen = now;
@@ -444,8 +457,7 @@ cc_pack_contact_customer(msgpack_packer *pk, const struct cc_contact *c) {
         return;
     }
     /* Already MessagePack: write the bytes as they came. */
-    msgpack_sbuffer_write(pk->data, (const char *)contact_customer(c),
-                          c->cust_len);
+    cc_sbuffer_write(pk->data, (const char *)contact_customer(c), c->cust_len);
 }
 
 /* The fields every alert and trigger about a contact carries. */
@@ -485,8 +497,11 @@ static void
 pack_rule_id(struct cc_engine *e, msgpack_packer *pk, const char *rule,
              const struct cc_contact *c, int64_t ts) {
     char buf[24];
-    int tn = snprintf(buf, sizeof(buf), ":%lld", (long long)ts);
-    cc_pack_rule_id(e, pk, rule, c, buf, (size_t)tn);
+    size_t tn;
+
+    buf[0] = ':';
+    tn = 1 + cc_fmt_i64(buf + 1, ts);
+    cc_pack_rule_id(e, pk, rule, c, buf, tn);
 }
 
 static void
@@ -537,7 +552,7 @@ contact_free(struct cc_engine *e, struct cc_contact *c) {
     e->by_state[c->state]--;
     e->open_contacts--;
     e->chan[c->channel].open--;
-    e->blob_bytes -= contact_blob_size(c);
+    e->blob_bytes -= cc_blob_size(contact_blob_size(c));
     if (c->blob != NULL)
         cc_blob_put(&e->blobs, c->blob, contact_blob_size(c));
     cc_pool_put(&e->contacts, c);
@@ -1123,7 +1138,7 @@ report_context(struct cc_engine *e, struct cc_ingest_report *r,
     c = cc_contact_find(e, s->ev.channel, s->ev.contact, s->k.h);
     if (c == NULL || c->conv == NULL)
         return;
-    msgpack_packer_init(&pk, &r->ctx, msgpack_sbuffer_write);
+    msgpack_packer_init(&pk, &r->ctx, cc_sbuffer_write);
     msgpack_pack_map(&pk, 3);
     cc_pack_kv_u64(&pk, "index", s->index);
     cc_pack_str(&pk, "conversation");

@@ -22,6 +22,7 @@ struct cc_name {
     uint64_t hash;
     struct cc_queue *queue; /* set when the name is used as a queue */
     uint32_t len;
+    uint32_t idx; /* its number, from 1: what conversations keep */
     char s[];
 };
 
@@ -138,13 +139,18 @@ struct cc_convct {
     char id[];
 };
 
-/* One event of the timeline: no bodies, no strings. */
+/* One event of the timeline: no bodies, no strings. 12 bytes: the time is
+ * kept in two halves so that nothing pads the entry to 16. */
 struct cc_convtl {
-    int64_t ts;
-    uint32_t contact_n; /* which contact (0: none) */
+    uint32_t ts_lo, ts_hi;
+    uint16_t contact_n; /* which contact (0: none; saturates) */
     uint8_t type, channel;
-    uint16_t pad;
 };
+
+static inline int64_t
+cc_convtl_ts(const struct cc_convtl *t) {
+    return (int64_t)(((uint64_t)t->ts_hi << 32) | t->ts_lo);
+}
 
 struct cc_conv {
     struct cc_conv *hnext; /* by id */
@@ -166,10 +172,11 @@ struct cc_conv {
     float sentiment;
     uint8_t state, flags, nchan, tl_n;
     uint8_t tl_head, feedback_scale, first_channel, nentries;
-    const struct cc_name *topic;
-    const struct cc_name *agents[CONV_AGENTS];
-    const struct cc_name *queues[CONV_QUEUES];
-    const struct cc_name *tags[CONV_TAGS];
+    /* Names by number (struct cc_name.idx; 0: none), most recent first. */
+    uint32_t topic;
+    uint32_t agents[CONV_AGENTS];
+    uint32_t queues[CONV_QUEUES];
+    uint32_t tags[CONV_TAGS];
     int64_t chan_ts[CONV_CHANNELS];
     uint8_t chan[CONV_CHANNELS];
     struct cc_convtl tl[CONV_TIMELINE];
@@ -229,6 +236,8 @@ struct cc_engine {
     /* names */
     struct cc_name **nbuckets;
     uint64_t nmask, nnames;
+    struct cc_name **names; /* by number; names[0] unused */
+    uint64_t names_cap;
     struct cc_queue **queues;
     uint64_t nqueues;
     /* counters */
@@ -249,6 +258,11 @@ struct cc_engine {
 /* ---- shared between engine.c and conversation.c ------------------------ */
 
 const struct cc_name *cc_name_intern(struct cc_engine *e, struct cc_str s);
+/* The name numbered idx, or NULL for 0. */
+static inline const struct cc_name *
+cc_name_at(const struct cc_engine *e, uint32_t idx) {
+    return idx != 0 ? e->names[idx] : NULL;
+}
 void cc_pack_name_or_nil(msgpack_packer *pk, const struct cc_name *n);
 /* The contact's customer map as received, or nil. */
 void cc_pack_contact_customer(msgpack_packer *pk, const struct cc_contact *c);

@@ -95,7 +95,11 @@ norm_phone(struct cc_str in, unsigned country, char *out, size_t cap,
         *why = "a phone number needs digits";
         return -1;
     }
-    ncc = (size_t)snprintf(ccs, sizeof(ccs), "%u", country);
+    if (country == 0 || country > 999) {
+        *why = "the default country code is not 1 to 999";
+        return -1;
+    }
+    ncc = cc_fmt_u64(ccs, country);
     if (plus) {
         ncc = 0;
     } else if (nd > 2 && d[0] == '0' && d[1] == '0') {
@@ -293,7 +297,7 @@ static void
 link_free(struct cc_identity *id, struct cc_idlink *l) {
     if (l->event != NULL) {
         cc_blob_put(&id->blobs, l->event, l->event_len);
-        id->bytes -= l->event_len;
+        id->bytes -= cc_blob_size(l->event_len);
     }
     cc_pool_put(&id->link_pool, l);
     id->links--;
@@ -368,8 +372,7 @@ find_hashed(const struct cc_identity *id, unsigned kind, struct cc_str s,
             uint64_t h) {
     struct cc_idnode *n;
     for (n = id->buckets[h & id->mask]; n != NULL; n = n->hnext) {
-        if (n->hash == h && n->kind == kind && n->len == s.n &&
-            memcmp(n->s, s.p, s.n) == 0)
+        if (n->kind == kind && n->len == s.n && memcmp(n->s, s.p, s.n) == 0)
             return n;
     }
     return NULL;
@@ -457,7 +460,7 @@ link_new(struct cc_identity *id, struct cc_idnode *a, struct cc_idnode *b,
             return CC_ENOMEM;
         }
         memcpy(l->event, event.p, en);
-        id->bytes += en;
+        id->bytes += cc_blob_size(en);
     }
     l->event_len = (uint16_t)en;
     l->ts = ts;
@@ -583,7 +586,6 @@ cc_identity_resolve_hashed(struct cc_identity *id, const uint8_t *kinds,
         if (nd == NULL)
             return CC_ENOMEM; /* what exists is consistent */
         memset(nd, 0, sizeof(*nd));
-        nd->hash = h[i];
         nd->kind = kinds[i];
         nd->len = (uint16_t)norm[i].n;
         memcpy(nd->s, norm[i].p, norm[i].n);
@@ -591,7 +593,7 @@ cc_identity_resolve_hashed(struct cc_identity *id, const uint8_t *kinds,
         nd->hnext = id->buckets[h[i] & id->mask];
         id->buckets[h[i] & id->mask] = nd;
         id->nodes++;
-        id->bytes += node_size(nd->len);
+        id->bytes += cc_blob_size(node_size(nd->len));
         customer_add(into, nd);
         node[i] = nd;
         res->created++;

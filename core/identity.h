@@ -78,7 +78,6 @@ struct cc_customer {
 
 struct cc_idnode {
     struct cc_idnode *hnext; /* hash chain */
-    uint64_t hash;
     struct cc_customer *cust;
     struct cc_idnode *cnext; /* next member of cust */
     struct cc_idlink *links; /* links touching this node */

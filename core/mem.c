@@ -220,10 +220,11 @@ cc_pool_put(struct cc_pool *p, void *obj) {
 }
 #endif
 
-/* Steps of a half between powers of two above 32 bytes: a string kept
- * with a small header (identifiers, contact ids) wastes at most a third. */
-static const size_t blob_sizes[CC_BLOB_CLASSES] = {16,  32,  48,  64, 96,
-                                                   128, 192, 256, 512};
+/* Steps of at most a half: a string kept with a small header (identifiers,
+ * contact ids) wastes at most a third, and from 64 to 96 bytes, where most
+ * identifiers and contact entries fall, at most a fifth. */
+static const size_t blob_sizes[CC_BLOB_CLASSES] = {16, 32,  48,  64,  80,
+                                                   96, 128, 192, 256, 512};
 
 void
 cc_blobs_init(struct cc_blobs *b) {
@@ -254,6 +255,14 @@ void *
 cc_blob_get(struct cc_blobs *b, size_t n) {
     int c = blob_class(n);
     return c < 0 ? cc_malloc(n) : cc_pool_get(&b->cls[c]);
+}
+
+size_t
+cc_blob_size(size_t n) {
+    int c = blob_class(n);
+    if (n == 0)
+        return 0;
+    return c < 0 ? n : blob_sizes[c];
 }
 
 void

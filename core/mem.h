@@ -58,7 +58,7 @@ void cc_pool_put(struct cc_pool *p, void *obj);
  * Variable-size blobs (strings kept by the engine) come from a small set of
  * size classes, each a cc_pool; larger ones go to cc_malloc.
  */
-#define CC_BLOB_CLASSES 9
+#define CC_BLOB_CLASSES 10
 struct cc_blobs {
     struct cc_pool cls[CC_BLOB_CLASSES];
 };
@@ -66,5 +66,8 @@ void cc_blobs_init(struct cc_blobs *b);
 void cc_blobs_fini(struct cc_blobs *b);
 void *cc_blob_get(struct cc_blobs *b, size_t n);
 void cc_blob_put(struct cc_blobs *b, void *p, size_t n);
+/* The memory a blob of n bytes really takes: its class's size (n above
+ * the largest class, 0 for 0). For honest accounting. */
+size_t cc_blob_size(size_t n);
 
 #endif

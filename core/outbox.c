@@ -7,11 +7,52 @@
 
 #include <string.h>
 
+#include <stdlib.h>
+
+/* Out of line: rare. Doubles like msgpack's own buffer, with realloc so
+ * that msgpack_sbuffer_destroy() can free the result. */
+static int
+sbuffer_grow(msgpack_sbuffer *sb, size_t len) {
+    size_t ncap = sb->alloc ? sb->alloc : MSGPACK_SBUFFER_INIT_SIZE;
+    char *p;
+
+    while (ncap - sb->size < len) {
+        if (ncap > SIZE_MAX / 2)
+            return -1;
+        ncap *= 2;
+    }
+    p = realloc(sb->data, ncap);
+    if (p == NULL)
+        return -1;
+    sb->data = p;
+    sb->alloc = ncap;
+    return 0;
+}
+
+int
+cc_sbuffer_write(void *data, const char *buf, size_t len) {
+    msgpack_sbuffer *sb = data;
+    char *d;
+
+    if (sb->alloc - sb->size < len && sbuffer_grow(sb, len) != 0)
+        return -1;
+    d = sb->data + sb->size;
+    if (len <= 8) {
+        size_t i;
+        for (i = 0; i < len; i++)
+            d[i] = buf[i];
+    } else {
+        memcpy(d, buf, len);
+    }
+    sb->size += len;
+    return 0;
+}
+
 void
 cc_outbox_init(struct cc_outbox *ob) {
     memset(ob, 0, sizeof(*ob));
     msgpack_sbuffer_init(&ob->sb);
-    msgpack_packer_init(&ob->pk, &ob->sb, msgpack_sbuffer_write);
+    msgpack_packer_init(&ob->pk, &ob->sb, cc_sbuffer_write);
 }
 
 void
@@ -27,7 +68,7 @@ cc_outbox_begin(struct cc_outbox *ob, enum cc_out_kind kind,
     ob->start = ob->sb.size;
     ob->kind = kind;
     if (kind == CC_OUT_ALERT)
-        msgpack_sbuffer_write(&ob->sb, topic, strlen(topic) + 1);
+        cc_sbuffer_write(&ob->sb, topic, strlen(topic) + 1);
 }
 
 void

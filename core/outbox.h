@@ -30,6 +30,15 @@ struct cc_outbox {
     int kind;
 };
 
+/*
+ * A msgpack_packer write callback for a msgpack_sbuffer, with the same
+ * contract as msgpack_sbuffer_write() (the buffer stays one that
+ * msgpack_sbuffer_destroy() frees) but cheaper for the many short pieces a
+ * map is packed from: no call into the library, short pieces copied in
+ * line.
+ */
+int cc_sbuffer_write(void *data, const char *buf, size_t len);
+
 void cc_outbox_init(struct cc_outbox *ob);
 void cc_outbox_fini(struct cc_outbox *ob);
 /* Starts a record; for alerts, writes "topic\0". Pack the map into &ob->pk

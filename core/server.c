@@ -893,7 +893,7 @@ cc_server_new(struct cc_server **out, const struct cc_config *cfg,
     uv_cond_init(&s->rx_cond);
     uv_mutex_init(&s->rep_lock);
     msgpack_sbuffer_init(&s->reply_sb);
-    msgpack_packer_init(&s->reply_pk, &s->reply_sb, msgpack_sbuffer_write);
+    msgpack_packer_init(&s->reply_pk, &s->reply_sb, cc_sbuffer_write);
     uv_timer_init(&s->loop, &s->timer);
     uv_timer_init(&s->loop, &s->drain_timer);
     uv_async_init(&s->loop, &s->rx_async, rx_async_cb);

@@ -93,3 +93,25 @@ cc_hash(const void *data, size_t len, uint64_t seed) {
     }
     return mix64(h ^ w ^ ((uint64_t)len << 56));
 }
+
+size_t
+cc_fmt_u64(char *out, uint64_t v) {
+    char tmp[20];
+    size_t n = 0, i;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+size_t
+cc_fmt_i64(char *out, int64_t v) {
+    if (v >= 0)
+        return cc_fmt_u64(out, (uint64_t)v);
+    out[0] = '-';
+    return 1 + cc_fmt_u64(out + 1, 0 - (uint64_t)v);
+}
