@@ -65,30 +65,36 @@ struct ev {
     const char *email, *phone, *reply_to;
 };
 
+/* Packs one event map into b. */
+static void
+pack_ev(struct tb *b, const struct ev *v) {
+    uint32_t nc = (v->email != NULL) + (v->phone != NULL);
+    uint32_t n = 4 + (v->contact != NULL) + (v->reply_to != NULL) + (nc != 0);
+    msgpack_pack_map(&b->pk, n);
+    tb_kv_str(b, "id", v->id);
+    tb_kv_int(b, "ts", v->ts);
+    tb_kv_str(b, "channel", v->channel);
+    tb_kv_str(b, "type", v->type);
+    if (v->contact != NULL)
+        tb_kv_str(b, "contact", v->contact);
+    if (v->reply_to != NULL)
+        tb_kv_str(b, "reply_to", v->reply_to);
+    if (nc != 0) {
+        tb_str(b, "customer");
+        msgpack_pack_map(&b->pk, nc);
+        if (v->email != NULL)
+            tb_kv_str(b, "email", v->email);
+        if (v->phone != NULL)
+            tb_kv_str(b, "phone", v->phone);
+    }
+}
+
 /* Applies one event with the engine's clock at its ts; returns 'a'
  * (accepted), 'd' (duplicate) or 'r' (rejected). */
 static char
 apply(const struct ev *v) {
-    uint32_t nc = (v->email != NULL) + (v->phone != NULL);
-    uint32_t n = 4 + (v->contact != NULL) + (v->reply_to != NULL) + (nc != 0);
     tb_reset(&t);
-    msgpack_pack_map(&t.pk, n);
-    tb_kv_str(&t, "id", v->id);
-    tb_kv_int(&t, "ts", v->ts);
-    tb_kv_str(&t, "channel", v->channel);
-    tb_kv_str(&t, "type", v->type);
-    if (v->contact != NULL)
-        tb_kv_str(&t, "contact", v->contact);
-    if (v->reply_to != NULL)
-        tb_kv_str(&t, "reply_to", v->reply_to);
-    if (nc != 0) {
-        tb_str(&t, "customer");
-        msgpack_pack_map(&t.pk, nc);
-        if (v->email != NULL)
-            tb_kv_str(&t, "email", v->email);
-        if (v->phone != NULL)
-            tb_kv_str(&t, "phone", v->phone);
-    }
+    pack_ev(&t, v);
     cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)v->ts, &rep);
     cr_assert_eq(rep.events, 1);
     return rep.accepted ? 'a' : rep.duplicates ? 'd' : 'r';
@@ -575,4 +581,128 @@ Test(conversation, context_stays_bounded, .init = setup, .fini = teardown) {
     cr_assert_eq(tmap_int(c, "messages_in"), 40);
     cr_assert_eq(array_len(c, "contact_history"), 16);
     cr_assert_eq(array_len(c, "timeline"), 12);
+    {
+        /* The history keeps the last 16, oldest first; the summary's last
+         * contact is the newest. */
+        msgpack_object h, last;
+        char want[32];
+        cr_assert(tmap_get(c, "contact_history", &h));
+        for (i = 0; i < 16; i++) {
+            snprintf(want, sizeof(want), "s%d", 24 + i);
+            cr_assert(tmap_str_is(&h.via.array.ptr[i], "contact", want),
+                      "history entry %d is not %s", i, want);
+            cr_assert_eq(tmap_int(&h.via.array.ptr[i], "n"), 25 + i);
+        }
+        cr_assert(tmap_get(c, "last_contact", &last));
+        cr_assert(tmap_str_is(&last, "contact", "s39"));
+    }
+}
+
+/*
+ * The ingest pipeline prepares an event's identifiers several events ahead
+ * of its turn, while the events before it have not changed anything yet.
+ * A batch must come out exactly as the same events applied one at a time:
+ * same verdicts (an identifier that cannot be normalised rejected at its
+ * index), same customers, same conversations and contexts.
+ */
+static const struct ev batch_evs[] = {
+    {"b0", T0, "phone", "contact.open", "p1", NULL, "+1 555 000 0001", NULL},
+    {"b1", T0 + 1, "phone", "message.in", "p1", NULL, "555-0BAD-001", NULL},
+    {"b2", T0 + 2, "chat", "contact.open", "c1", NULL, "(555) 000-0001", NULL},
+    {"b3", T0 + 3, "chat", "message.in", "c1", NULL, NULL, NULL},
+    {"b4", T0 + 4, "phone", "contact.open", "p2", NULL, "+15550000002", NULL},
+    {"b5", T0 + 5, "email", "identity.link", NULL, "A@Example.com",
+     "5550000001", NULL},
+    {"b6", T0 + 6, "email", "contact.open", "e1", "a@example.com", NULL, NULL},
+    {"b7", T0 + 7, "email", "message.in", "e1", "a@example.com", NULL, NULL},
+    {"b8", T0 + 8, "phone", "contact.close", "p1", NULL, NULL, NULL},
+    {"b9", T0 + 9, "phone", "contact.open", "p3", NULL, "+1 555 000 0001",
+     NULL},
+    {"b10", T0 + 10, "chat", "message.in", "c1", "bad-address", NULL, NULL},
+    {"b11", T0 + 11, "phone", "contact.open", "p4", "b@example.com",
+     "+15550000002", NULL},
+    {"b12", T0 + 12, "email", "conversation.resolve", NULL, "a@example.com",
+     NULL, NULL},
+    {"b13", T0 + 13, "chat", "contact.open", "c2", NULL, "+15550000001", NULL},
+    {"b14", T0 + 14, "phone", "contact.close", "p2", NULL, NULL, NULL},
+};
+
+static void
+conversation_bytes(struct cc_engine *en, const char *email,
+                   msgpack_sbuffer *out) {
+    msgpack_packer pk;
+    const char *why;
+    msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
+    cr_assert_eq(cc_engine_pack_conversation_by_ident(
+                     en, CC_IDENT_EMAIL,
+                     (struct cc_str){email, (uint32_t)strlen(email)}, &pk,
+                     &why),
+                 0, "no conversation for %s", email);
+}
+
+Test(conversation, a_batch_resolves_identity_as_one_by_one, .init = setup,
+     .fini = teardown) {
+    struct cc_engine_config c;
+    struct cc_engine *one;
+    struct cc_ingest_report r1;
+    msgpack_sbuffer a, b;
+    size_t i, n = sizeof(batch_evs) / sizeof(batch_evs[0]);
+    uint32_t rejected = 0;
+
+    /* e: the whole list as one batch. */
+    tb_reset(&t);
+    msgpack_pack_array(&t.pk, (uint32_t)n);
+    for (i = 0; i < n; i++)
+        pack_ev(&t, &batch_evs[i]);
+    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)T0, &rep);
+    cr_assert_eq(rep.events, n);
+    cr_assert_eq(rep.rejected, 2);
+    cr_assert_eq(rep.rej[0].index, 1);
+    cr_assert_eq(rep.rej[0].rej.code, CC_R_BAD_VALUE);
+    cr_assert_str_eq(rep.rej[0].rej.key, "customer.phone");
+    cr_assert_eq(rep.rej[1].index, 10);
+    cr_assert_str_eq(rep.rej[1].rej.key, "customer.email");
+
+    /* one: the same events one message each. */
+    cc_engine_config_defaults(&c);
+    c.dedup_window = 1000;
+    c.max_contacts = 1000;
+    c.max_conversations = 1000;
+    c.max_identities = 10000;
+    c.thread_index = 1000;
+    cr_assert_eq(cc_engine_new(&one, &c, (uint64_t)T0), 0);
+    memset(&r1, 0, sizeof(r1));
+    for (i = 0; i < n; i++) {
+        tb_reset(&t);
+        pack_ev(&t, &batch_evs[i]);
+        cc_engine_ingest(one, t.sb.data, t.sb.size, (uint64_t)T0, &r1);
+        rejected += r1.rejected;
+    }
+    cr_assert_eq(rejected, 2);
+
+    msgpack_sbuffer_init(&a);
+    msgpack_sbuffer_init(&b);
+    conversation_bytes(e, "a@example.com", &a);
+    conversation_bytes(one, "a@example.com", &b);
+    cr_assert_eq(a.size, b.size);
+    cr_assert(memcmp(a.data, b.data, a.size) == 0,
+              "the batch and one-by-one conversations differ");
+    msgpack_sbuffer_clear(&a);
+    msgpack_sbuffer_clear(&b);
+    conversation_bytes(e, "b@example.com", &a);
+    conversation_bytes(one, "b@example.com", &b);
+    cr_assert_eq(a.size, b.size);
+    cr_assert(memcmp(a.data, b.data, a.size) == 0);
+    /* And what the events mean: p1, c1, e1, p3 and c2 are one customer's
+     * (phone formats and the link joined them), p2 and p4 another's. */
+    {
+        const msgpack_object *o = by_email("a@example.com");
+        cr_assert_eq(tmap_int(o, "contacts"), 5);
+        o = by_email("b@example.com");
+        cr_assert_eq(tmap_int(o, "contacts"), 2);
+    }
+    msgpack_sbuffer_destroy(&a);
+    msgpack_sbuffer_destroy(&b);
+    cc_ingest_report_fini(&r1);
+    cc_engine_free(one);
 }
