@@ -1180,6 +1180,15 @@ ingest_decode(struct cc_engine *e, struct ingest_src *src,
             }
             r = &src->reps[src->cur];
             report_reset(r);
+            /* The messages of a call are anywhere in memory (each its own
+             * receive buffer in the daemon): start loading the head of the
+             * one after next while this one is decoded. */
+            if (src->cur + 2 < src->n) {
+                const char *nx = src->msgs[src->cur + 2].data;
+                __builtin_prefetch(nx);
+                if (src->msgs[src->cur + 2].len > 64)
+                    __builtin_prefetch(nx + 64);
+            }
             if (cc_msg_open(&src->it, src->msgs[src->cur].data,
                             src->msgs[src->cur].len, &r->error) != 0) {
                 cc_engine_count_bad_message(e);
@@ -1334,6 +1343,7 @@ ingest_prefetch_customers(struct cc_engine *e, const struct ingest_slot *s,
  * than the memory latency of one event allows.
  */
 #define INGEST_DEPTH 8
+_Static_assert(INGEST_DEPTH == 8, "the stages below are placed for 8");
 
 void
 cc_engine_ingest_many(struct cc_engine *e, const struct cc_msgbuf *msgs,
@@ -1342,28 +1352,31 @@ cc_engine_ingest_many(struct cc_engine *e, const struct cc_msgbuf *msgs,
     struct ingest_slot ring[INGEST_DEPTH], *s;
     struct cc_ingest_report *r;
     struct cc_reject rej;
-    uint32_t i;
+    int i;
 
     for (i = 0; i < INGEST_DEPTH; i++) {
         ring[i].rc = -1;
         ring[i].ids.state = 0;
     }
-    /* Fill the pipeline: the stages run on the slots ahead of event 0 as
-     * they will in the loop below. */
-    for (i = 0; i < INGEST_DEPTH - 1; i++)
-        ingest_decode(e, &src, &ring[i]);
-    for (i = 0; i < 5; i++)
-        ingest_prefetch_links(e, &ring[i]);
-    for (i = 0;; i++) {
+    /* Step i applies event i and runs each stage on the event it serves;
+     * the first steps only fill the pipeline. */
+    for (i = -(INGEST_DEPTH - 1);; i++) {
+        ingest_decode(e, &src, &ring[(i + 7) % INGEST_DEPTH]);
+        if (i + 6 >= 0)
+            ingest_prefetch_contact(e, &ring[(i + 6) % INGEST_DEPTH]);
+        if (i + 5 >= 0)
+            ingest_prefetch_links(e, &ring[(i + 5) % INGEST_DEPTH]);
+        if (i + 3 >= 0)
+            ingest_prefetch_idnodes(e, &ring[(i + 3) % INGEST_DEPTH]);
+        if (i + 2 >= 0)
+            ingest_prefetch_customers(e, &ring[(i + 2) % INGEST_DEPTH], false);
+        if (i + 1 >= 0)
+            ingest_prefetch_customers(e, &ring[(i + 1) % INGEST_DEPTH], true);
+        if (i < 0)
+            continue;
         s = &ring[i % INGEST_DEPTH];
         if (s->rc < 0)
             break;
-        ingest_decode(e, &src, &ring[(i + 7) % INGEST_DEPTH]);
-        ingest_prefetch_contact(e, &ring[(i + 6) % INGEST_DEPTH]);
-        ingest_prefetch_links(e, &ring[(i + 5) % INGEST_DEPTH]);
-        ingest_prefetch_idnodes(e, &ring[(i + 3) % INGEST_DEPTH]);
-        ingest_prefetch_customers(e, &ring[(i + 2) % INGEST_DEPTH], false);
-        ingest_prefetch_customers(e, &ring[(i + 1) % INGEST_DEPTH], true);
         r = &reps[s->msg];
         r->events++;
         if (s->rc == 0) {
