@@ -484,6 +484,17 @@ is_threaded(const struct cc_engine *e, unsigned ch) {
     return (int)ch == e->convs.email_ch || (int)ch == e->convs.social_ch;
 }
 
+void
+cc_conv_prefetch_thread(const struct cc_engine *e, const struct cc_event *ev) {
+    if (e->convs.threads.cap == 0 || !is_threaded(e, ev->channel))
+        return;
+    if (ev->type != CC_EV_CONTACT_OPEN && ev->type != CC_EV_MESSAGE_IN &&
+        ev->type != CC_EV_MESSAGE_OUT)
+        return;
+    cc_dedup_prefetch_put(&e->convs.threads,
+                          thread_fingerprint(e, ev->channel, ev->id));
+}
+
 /* The conversation a reply_to names: the open contact it names, or the
  * conversation of the message it names. */
 static struct cc_conv *

@@ -126,10 +126,12 @@ insert(struct cc_dedup *d, uint64_t f, uint64_t val) {
         /* The ring says which ids leave next: start loading the slot of
          * one a few evictions ahead so that its removal does not wait on
          * memory. */
-        if (d->cap > DEDUP_AHEAD)
-            __builtin_prefetch(
-                &d->set[d->ring[ring_wrap(d, d->head + DEDUP_AHEAD)] & d->mask],
-                1);
+        if (d->cap > DEDUP_AHEAD) {
+            uint64_t k = d->ring[ring_wrap(d, d->head + DEDUP_AHEAD)] & d->mask;
+            __builtin_prefetch(&d->set[k], 1);
+            if (d->vals != NULL)
+                __builtin_prefetch(&d->vals[k], 1);
+        }
         set_remove(d, d->ring[d->head]);
         d->head = ring_wrap(d, d->head + 1);
         d->count--;

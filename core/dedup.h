@@ -44,6 +44,15 @@ cc_dedup_prefetch(const struct cc_dedup *d, uint64_t fp) {
     if (d->cap != 0)
         __builtin_prefetch(&d->set[fp & d->mask]);
 }
+/* Starts loading the memory cc_dedup_put(fp) will write. */
+static inline void
+cc_dedup_prefetch_put(const struct cc_dedup *d, uint64_t fp) {
+    if (d->cap != 0) {
+        __builtin_prefetch(&d->set[fp & d->mask], 1);
+        if (d->vals != NULL)
+            __builtin_prefetch(&d->vals[fp & d->mask], 1);
+    }
+}
 /* Remembers fp, forgetting the oldest when full. */
 void cc_dedup_add(struct cc_dedup *d, uint64_t fp);
 /* Maps: remembers fp with val (a held fp keeps its age, takes val). */

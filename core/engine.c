@@ -516,7 +516,7 @@ emit_callback_cancel(struct cc_engine *e, struct cc_contact *c, uint64_t now,
     cc_pack_str(pk, "id");
     pack_rule_id(e, pk, "callback.cancel", c, c->queued_ts);
     cc_pack_str(pk, "ts");
-    msgpack_pack_uint64(pk, now);
+    cc_pack_u64(pk, now);
     pack_contact_fields(e, pk, c);
     cc_pack_str(pk, "reason");
     cc_pack_str(pk, why);
@@ -572,7 +572,7 @@ fire_hold_long(struct cc_engine *e, struct cc_contact *c, uint64_t now) {
     cc_pack_str(pk, "id");
     pack_rule_id(e, pk, "hold.long", c, c->hold_ts);
     cc_pack_str(pk, "ts");
-    msgpack_pack_uint64(pk, now);
+    cc_pack_u64(pk, now);
     pack_contact_fields(e, pk, c);
     cc_pack_str(pk, "agent");
     cc_pack_name_or_nil(pk, c->agent);
@@ -599,7 +599,7 @@ fire_offer(struct cc_engine *e, struct cc_contact *c, uint64_t now) {
     cc_pack_str(pk, "id");
     pack_rule_id(e, pk, "callback.offer", c, c->queued_ts);
     cc_pack_str(pk, "ts");
-    msgpack_pack_uint64(pk, now);
+    cc_pack_u64(pk, now);
     pack_contact_fields(e, pk, c);
     cc_pack_str(pk, "number");
     cc_pack_strn(pk, phone.p, phone.n);
@@ -1260,6 +1260,7 @@ ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
     s->ids.state = 0;
     if (s->rc != 1)
         return;
+    cc_conv_prefetch_thread(e, &s->ev);
     if (s->ev.contact.n != 0)
         c = cc_contact_find(e, s->ev.channel, s->ev.contact, s->k.h);
     if (wants_identity(&s->ev, c)) {
@@ -1333,7 +1334,8 @@ ingest_prefetch_customers(struct cc_engine *e, const struct ingest_slot *s,
  *
  *   i+7  decode; duplicate window slot, contact bucket
  *   i+6  contact record
- *   i+5  conversation, timer neighbours; identifiers normalised, buckets
+ *   i+5  conversation, history entry, timer neighbours, thread index
+ *        slot; identifiers normalised, their buckets
  *   i+3  identifiers
  *   i+2  customers
  *   i+1  the customer's conversation

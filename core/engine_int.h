@@ -290,6 +290,10 @@ void cc_convs_fini(struct cc_engine *e);
 void cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
                    struct cc_customer *cust, const struct cc_event *ev,
                    const struct cc_conv_delta *d, uint64_t now);
+/* Starts loading the thread index slot cc_conv_apply() will write for ev
+ * (email and social messages). */
+void cc_conv_prefetch_thread(const struct cc_engine *e,
+                             const struct cc_event *ev);
 /* A contact ends (closed or expired): its outcome is final. */
 void cc_conv_contact_end(struct cc_engine *e, struct cc_contact *c, int64_t ts,
                          bool expired);

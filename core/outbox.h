@@ -52,9 +52,38 @@ cc_outbox_data(const struct cc_outbox *ob, const struct cc_out *o) {
 }
 void cc_outbox_clear(struct cc_outbox *ob);
 
-/* Packing helpers shared by everything that builds maps to send. */
+/*
+ * Packing helpers shared by everything that builds maps to send. A map is
+ * packed from many short pieces, and msgpack-c hands each piece to the
+ * packer's callback through a pointer. When the packer writes into a
+ * msgpack_sbuffer through cc_sbuffer_write() (the outbox, the replies) and
+ * the buffer has room, these write the piece in place instead: a string's
+ * header with its bytes, an integer in its shortest form, exactly as
+ * msgpack-c would encode them. Otherwise they go through the callback.
+ */
+static inline char *
+cc_pack_room(msgpack_packer *pk, size_t n) {
+    msgpack_sbuffer *sb;
+    if (pk->callback != cc_sbuffer_write)
+        return NULL;
+    sb = pk->data;
+    return sb->alloc - sb->size >= n ? sb->data + sb->size : NULL;
+}
+
+static inline void
+cc_pack_commit(msgpack_packer *pk, size_t n) {
+    ((msgpack_sbuffer *)pk->data)->size += n;
+}
+
 static inline void
 cc_pack_strn(msgpack_packer *pk, const char *s, size_t n) {
+    char *d;
+    if (n < 32 && (d = cc_pack_room(pk, n + 1)) != NULL) {
+        d[0] = (char)(0xa0 | n); /* fixstr */
+        memcpy(d + 1, s, n);
+        cc_pack_commit(pk, n + 1);
+        return;
+    }
     msgpack_pack_str(pk, n);
     msgpack_pack_str_body(pk, s, n);
 }
@@ -65,9 +94,41 @@ cc_pack_str(msgpack_packer *pk, const char *s) {
 }
 
 static inline void
+cc_pack_u64(msgpack_packer *pk, uint64_t v) {
+    char *d = cc_pack_room(pk, 9);
+    size_t n, i;
+
+    if (d == NULL) {
+        msgpack_pack_uint64(pk, v);
+        return;
+    }
+    if (v < 128) {
+        d[0] = (char)v; /* positive fixint */
+        cc_pack_commit(pk, 1);
+        return;
+    }
+    if (v <= 0xff) {
+        d[0] = (char)0xcc;
+        n = 1;
+    } else if (v <= 0xffff) {
+        d[0] = (char)0xcd;
+        n = 2;
+    } else if (v <= 0xffffffffULL) {
+        d[0] = (char)0xce;
+        n = 4;
+    } else {
+        d[0] = (char)0xcf;
+        n = 8;
+    }
+    for (i = 0; i < n; i++) /* big-endian */
+        d[1 + i] = (char)(v >> (8 * (n - 1 - i)));
+    cc_pack_commit(pk, 1 + n);
+}
+
+static inline void
 cc_pack_kv_u64(msgpack_packer *pk, const char *key, uint64_t v) {
     cc_pack_str(pk, key);
-    msgpack_pack_uint64(pk, v);
+    cc_pack_u64(pk, v);
 }
 
 #endif

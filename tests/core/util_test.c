@@ -14,10 +14,9 @@
 TestSuite(util);
 
 Test(util, decimal_formatting_matches_printf) {
-    static const uint64_t u[] = {0,          1,          9,
-                                 10,         99,         100,
-                                 4294967295, 4294967296, 1700000000000ULL,
-                                 UINT64_MAX};
+    static const uint64_t u[] = {
+        0,         1, 9, 10, 99, 100, 4294967295, 4294967296, 1700000000000ULL,
+        UINT64_MAX};
     static const int64_t s[] = {0, -1, 7, -10, INT64_MAX, INT64_MIN, -4096};
     char got[24], want[24];
     size_t i, n;
@@ -60,6 +59,46 @@ Test(util, sbuffer_writer_packs_what_msgpack_packs) {
             cc_pack_str(pk[k], "neg");
             msgpack_pack_int64(pk[k], -i);
         }
+    }
+    cr_assert_eq(a.size, b.size);
+    cr_assert(memcmp(a.data, b.data, a.size) == 0);
+    msgpack_sbuffer_destroy(&a);
+    msgpack_sbuffer_destroy(&b);
+}
+
+/* The in-place encodings are msgpack-c's, byte for byte, at every
+ * boundary of the integer forms and of fixstr. */
+Test(util, in_place_packing_matches_msgpack) {
+    static const uint64_t u[] = {0,
+                                 1,
+                                 127,
+                                 128,
+                                 255,
+                                 256,
+                                 65535,
+                                 65536,
+                                 4294967295ULL,
+                                 4294967296ULL,
+                                 1700000000000ULL,
+                                 UINT64_MAX};
+    char str[40];
+    msgpack_sbuffer a, b;
+    msgpack_packer pa, pb;
+    size_t i;
+
+    memset(str, 'k', sizeof(str));
+    msgpack_sbuffer_init(&a);
+    msgpack_sbuffer_init(&b);
+    msgpack_packer_init(&pa, &a, msgpack_sbuffer_write);
+    msgpack_packer_init(&pb, &b, cc_sbuffer_write);
+    for (i = 0; i < sizeof(u) / sizeof(u[0]); i++) {
+        msgpack_pack_uint64(&pa, u[i]);
+        cc_pack_u64(&pb, u[i]);
+    }
+    for (i = 0; i <= sizeof(str); i++) {
+        msgpack_pack_str(&pa, i);
+        msgpack_pack_str_body(&pa, str, i);
+        cc_pack_strn(&pb, str, i);
     }
     cr_assert_eq(a.size, b.size);
     cr_assert(memcmp(a.data, b.data, a.size) == 0);
