@@ -1256,6 +1256,7 @@ static void
 ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
     const struct cc_contact *c = NULL;
     uint32_t i;
+    size_t off;
 
     s->ids.state = 0;
     if (s->rc != 1)
@@ -1270,6 +1271,12 @@ ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
     }
     if (c == NULL)
         return;
+    /* The rest of the record again: the memory system drops a software
+     * prefetch it has no room for rather than queueing it, and of the four
+     * lines asked for two events ago the first is certain to be in (the
+     * lookup just read it), the others not. */
+    for (off = 64; off < CONTACT_STRIDE; off += 64)
+        __builtin_prefetch((const char *)c + off, 1);
     if (c->conv != NULL)
         cc_conv_prefetch(c->conv);
     if (c->centry != NULL)
@@ -1334,7 +1341,8 @@ ingest_prefetch_customers(struct cc_engine *e, const struct ingest_slot *s,
  *
  *   i+7  decode; duplicate window slot, contact bucket
  *   i+6  contact record
- *   i+5  conversation, history entry, timer neighbours, thread index
+ *   i+5  contact record again, conversation, history entry, timer
+ *        neighbours, thread index
  *        slot; identifiers normalised, their buckets
  *   i+3  identifiers
  *   i+2  customers
