@@ -1271,10 +1271,11 @@ ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
     }
     if (c == NULL)
         return;
-    /* The rest of the record again: the memory system drops a software
-     * prefetch it has no room for rather than queueing it, and of the four
-     * lines asked for two events ago the first is certain to be in (the
-     * lookup just read it), the others not. */
+    /* The rest of the record again. Of the four lines asked for an event
+     * ago the first is in (the lookup just read it), the others not
+     * always: software prefetches the memory system has no room for
+     * appear to be dropped rather than queued (asking again made the
+     * engine benchmark about 10% faster on the development machine). */
     for (off = 64; off < CONTACT_STRIDE; off += 64)
         __builtin_prefetch((const char *)c + off, 1);
     if (c->conv != NULL)
