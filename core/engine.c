@@ -1325,9 +1325,10 @@ ingest_prefetch_customers(struct cc_engine *e, const struct ingest_slot *s,
                                     s->ids.hash[i]);
         if (n == NULL || n->cust == NULL)
             continue;
-        if (!owner)
+        if (!owner) {
             __builtin_prefetch(n->cust, 1);
-        else if (n->cust->owner != NULL)
+            cc_identity_prefetch_links(n);
+        } else if (n->cust->owner != NULL)
             cc_conv_prefetch(n->cust->owner);
     }
 }
@@ -1346,7 +1347,7 @@ ingest_prefetch_customers(struct cc_engine *e, const struct ingest_slot *s,
  *        neighbours, thread index
  *        slot; identifiers normalised, their buckets
  *   i+3  identifiers
- *   i+2  customers
+ *   i+2  customers, identifiers' first links
  *   i+1  the customer's conversation
  *   i    apply
  *

@@ -435,9 +435,17 @@ record(struct cc_identity *id, struct cc_customer *c, enum cc_idhist_kind k,
     c->nhist++;
 }
 
+/* The direct link between a and b, found on the shorter of their lists:
+ * each link is a cache miss, and an identifier other than a customer's
+ * first usually has one link. */
 static struct cc_idlink *
 link_between(const struct cc_idnode *a, const struct cc_idnode *b) {
     struct cc_idlink *l;
+    if (b->nlinks < a->nlinks) {
+        const struct cc_idnode *t = a;
+        a = b;
+        b = t;
+    }
     for (l = a->links; l != NULL; l = l->next[l->end[0] == a ? 0 : 1]) {
         if (l->end[0] == b || l->end[1] == b)
             return l;
@@ -470,17 +478,24 @@ link_new(struct cc_identity *id, struct cc_idnode *a, struct cc_idnode *b,
     a->links = l;
     l->next[1] = b->links;
     b->links = l;
+    if (a->nlinks < UINT8_MAX)
+        a->nlinks++;
+    if (b->nlinks < UINT8_MAX)
+        b->nlinks++;
     id->links++;
     return 0;
 }
 
-/* Takes l off the list of node n. */
+/* Takes l off the list of node n. A saturated count stays saturated: it
+ * only chooses which list to search. */
 static void
 link_detach(struct cc_idnode *n, struct cc_idlink *l) {
     struct cc_idlink **pp = &n->links;
     while (*pp != l)
         pp = &(*pp)->next[(*pp)->end[0] == n ? 0 : 1];
     *pp = l->next[l->end[0] == n ? 0 : 1];
+    if (n->nlinks != 0 && n->nlinks < UINT8_MAX)
+        n->nlinks--;
 }
 
 /* Moves every member of from into into and frees from. */

@@ -84,7 +84,8 @@ struct cc_idnode {
     uint32_t mark;           /* scratch for walks */
     uint16_t len;
     uint8_t kind;
-    char s[]; /* normalised value, NUL-terminated */
+    uint8_t nlinks; /* links on the list, saturating at 255 */
+    char s[];       /* normalised value, NUL-terminated */
 };
 
 /* A link between two identifiers, listed on both. */
@@ -145,6 +146,13 @@ struct cc_idnode *cc_identity_find_hashed(const struct cc_identity *id,
 static inline void
 cc_identity_prefetch_bucket(const struct cc_identity *id, uint64_t h) {
     __builtin_prefetch(&id->buckets[h & id->mask]);
+}
+/* Once an identifier is in cache: start loading its first link, the one
+ * cc_identity_resolve() checks first. */
+static inline void
+cc_identity_prefetch_links(const struct cc_idnode *n) {
+    if (n->links != NULL)
+        __builtin_prefetch(n->links);
 }
 static inline void
 cc_identity_prefetch_node(const struct cc_identity *id, uint64_t h) {
