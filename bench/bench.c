@@ -123,9 +123,23 @@ bench_engine(uint32_t contacts, uint64_t customers, uint64_t events,
             continue;
         cc_engine_config_defaults(&cfg);
         cfg.max_contacts = contacts * 2;
-        /* Identity and conversation limits stay at their defaults (4M
-         * identifiers, 2M conversations): their tables are sized by them,
-         * and the defaults fit the 1M-customer load. */
+        /* Identity and conversation limits sized to the load, no larger
+         * (their tables are sized by them): each customer has at most four
+         * identifiers (phone plus email, chat id, social handle) and one
+         * conversation at a time, kept past resolution. At 1M customers
+         * these are the defaults. With no population, every contact may
+         * bring a new customer: at most one per four events. */
+        {
+            uint64_t pop =
+                customers != 0
+                    ? customers
+                    : (uint64_t)(contacts + contacts / 5) +
+                          ((contacts + contacts / 5) * 4ULL + events) / 4;
+            if (pop * 4 > cfg.max_identities)
+                cfg.max_identities = pop * 4;
+            if (pop * 2 > cfg.max_conversations)
+                cfg.max_conversations = pop * 2;
+        }
         cfg.hold_long_ms = 600000;
         if (dedup != 0)
             cfg.dedup_window = dedup;
@@ -184,6 +198,12 @@ bench_engine(uint32_t contacts, uint64_t customers, uint64_t events,
                    (unsigned long long)events,
                    (unsigned long long)(ec2.rejected - ec.rejected), t,
                    tc * 1e9 / (double)events);
+            if (ec2.identity_lost != 0 || ec2.conversations_refused != 0)
+                printf("           WARNING: limits reached, the load is not "
+                       "the one intended: %llu events lost their identity, "
+                       "%llu conversations refused\n",
+                       (unsigned long long)ec2.identity_lost,
+                       (unsigned long long)ec2.conversations_refused);
             printf("           alerts and triggers in the timed run: %.3f "
                    "per event\n",
                    (double)(ec2.alerts + ec2.callbacks - ec.alerts -

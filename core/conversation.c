@@ -290,10 +290,10 @@ timeline_add(struct cc_conv *v, int64_t ts, unsigned type, unsigned ch,
     struct cc_convtl *t = &v->tl[v->tl_head];
 
     t->ts_lo = (uint32_t)(uint64_t)ts;
-    t->ts_hi = (uint32_t)((uint64_t)ts >> 32);
+    t->ts_hi = (uint16_t)((uint64_t)ts >> 32);
     t->type = (uint8_t)type;
     t->channel = (uint8_t)ch;
-    t->contact_n = (uint16_t)(contact_n < UINT16_MAX ? contact_n : UINT16_MAX);
+    t->contact_n = contact_n;
     v->tl_head = (uint8_t)((v->tl_head + 1) % CONV_TIMELINE);
     if (v->tl_n < CONV_TIMELINE)
         v->tl_n++;
@@ -848,8 +848,9 @@ static struct cc_convct *
 entries_merge(struct cc_convct *a, struct cc_convct *b) {
     struct cc_convct head, *t = &head;
 
+    /* On a tie the survivor's entry counts as the newer. */
     while (a != NULL && b != NULL) {
-        if (a->opened_ts <= b->opened_ts) {
+        if (a->opened_ts < b->opened_ts) {
             t->next = a;
             a = a->next;
         } else {
@@ -877,11 +878,8 @@ timeline_merge(struct cc_conv *v, const struct cc_conv *w, uint32_t offset) {
             i++;
         } else {
             all[k] = *b;
-            if (all[k].contact_n != 0) {
-                uint32_t cn = all[k].contact_n + offset;
-                all[k].contact_n =
-                    (uint16_t)(cn < UINT16_MAX ? cn : UINT16_MAX);
-            }
+            if (all[k].contact_n != 0)
+                all[k].contact_n += offset;
             k++;
             j++;
         }

@@ -4,8 +4,9 @@
  *
  * Memory: an open contact is one pooled struct cc_contact (its id inline
  * when short) plus a pooled blob with its customer map as received; contacts
- * are found through a chained hash table sized once for [limits]
- * max_contacts, so the table never rehashes under load. Queue and agent
+ * are found through a chained hash table sized once for twice [limits]
+ * max_contacts (at most half full), so the table never rehashes under
+ * load. Queue and agent
  * names are interned once and never freed (their number is bounded by
  * [limits] max_names). After warm-up, opening and closing contacts reuses
  * pooled memory: the hot path does not call malloc.
@@ -1246,7 +1247,7 @@ prefetch_timer_links(const struct cc_timer *t) {
     __builtin_prefetch(t->pprev, 1);
 }
 
-/* Stage 3: the contact of s was requested two events ago. Start loading
+/* Stage 3: the contact of s was requested an event ago. Start loading
  * its conversation and, if s will disarm one of its timers, the timers
  * linked before and after it (other contacts', long since cold). If s will
  * resolve identifiers, normalise them now and request their buckets.
@@ -1344,8 +1345,8 @@ ingest_prefetch_customers(struct cc_engine *e, const struct ingest_slot *s,
  *   i+7  decode; duplicate window slot, contact bucket
  *   i+6  contact record
  *   i+5  contact record again, conversation, history entry, timer
- *        neighbours, thread index
- *        slot; identifiers normalised, their buckets
+ *        neighbours, thread index slot; identifiers normalised, their
+ *        buckets
  *   i+3  identifiers
  *   i+2  customers, identifiers' first links
  *   i+1  the customer's conversation
@@ -1444,6 +1445,8 @@ cc_engine_counts(const struct cc_engine *e, struct cc_engine_counts *c) {
     c->conversations = e->convs.open + e->convs.resolved_now;
     c->identity_bytes = cc_identity_bytes(&e->ident);
     c->conversation_bytes = cc_convs_bytes(e);
+    c->identity_lost = e->ident_limit;
+    c->conversations_refused = e->convs.refused;
 }
 
 void

@@ -150,6 +150,10 @@ struct cc_engine_counts {
     uint64_t customers, identifiers, conversations;
     uint64_t identity_bytes;     /* identifiers, links, customers, index */
     uint64_t conversation_bytes; /* conversations, histories, indexes */
+    /* Events whose identifiers found the identity store full, and
+     * conversations not started for want of room: both lose context,
+     * never the event. */
+    uint64_t identity_lost, conversations_refused;
 };
 void cc_engine_counts(const struct cc_engine *e, struct cc_engine_counts *c);
 

@@ -139,13 +139,17 @@ struct cc_convct {
     char id[];
 };
 
-/* One event of the timeline: no bodies, no strings. 12 bytes: the time is
- * kept in two halves so that nothing pads the entry to 16. */
+/* One event of the timeline: no bodies, no strings. 12 bytes: an event's
+ * time fits in 48 bits (the protocol caps it at year 9999), kept in two
+ * parts so that nothing pads the entry to 16. */
 struct cc_convtl {
-    uint32_t ts_lo, ts_hi;
-    uint16_t contact_n; /* which contact (0: none; saturates) */
+    uint32_t ts_lo;
+    uint16_t ts_hi;
     uint8_t type, channel;
+    uint32_t contact_n; /* which contact (0: none), as cc_convct.n */
 };
+
+_Static_assert(CC_TS_MAX < (1LL << 48), "event times fit in 48 bits");
 
 static inline int64_t
 cc_convtl_ts(const struct cc_convtl *t) {

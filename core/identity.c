@@ -95,11 +95,9 @@ norm_phone(struct cc_str in, unsigned country, char *out, size_t cap,
         *why = "a phone number needs digits";
         return -1;
     }
-    if (country == 0 || country > 999) {
-        *why = "the default country code is not 1 to 999";
-        return -1;
-    }
-    ncc = cc_fmt_u64(ccs, country);
+    /* ncc: the length of the default country code the number needs, 0 for
+     * an international number; ccs is filled only when it is used. */
+    ncc = 1;
     if (plus) {
         ncc = 0;
     } else if (nd > 2 && d[0] == '0' && d[1] == '0') {
@@ -118,6 +116,14 @@ norm_phone(struct cc_str in, unsigned country, char *out, size_t cap,
         }
     } else if (d[0] == '0') {
         skip = 1; /* the trunk prefix of a national number */
+    }
+    if (ncc != 0) {
+        if (country == 0 || country > 999) {
+            *why = "a national number needs a default country code of 1 to "
+                   "999";
+            return -1;
+        }
+        ncc = cc_fmt_u64(ccs, country);
     }
     if (ncc + nd - skip < E164_MIN || ncc + nd - skip > E164_MAX) {
         *why = "an E.164 number has 7 to 15 digits with its country code";

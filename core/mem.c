@@ -220,9 +220,10 @@ cc_pool_put(struct cc_pool *p, void *obj) {
 }
 #endif
 
-/* Steps of at most a half: a string kept with a small header (identifiers,
- * contact ids) wastes at most a third, and from 64 to 96 bytes, where most
- * identifiers and contact entries fall, at most a fifth. */
+/* Small steps where the engine's strings with their headers fall (up to
+ * 256 bytes: a blob wastes at most a third of its class, and from 48 to 96
+ * bytes, where most identifiers and contact entries are, at most a fifth);
+ * one class of 512 above, where a blob can waste up to half. */
 static const size_t blob_sizes[CC_BLOB_CLASSES] = {16, 32,  48,  64,  80,
                                                    96, 128, 192, 256, 512};
 

@@ -22,6 +22,13 @@ struct norm_case {
 };
 
 static const struct norm_case norm_cases[] = {
+    /* No usable default country: international numbers still normalise,
+     * national ones are refused. */
+    {CC_IDENT_PHONE, 0, "+44 20 7946 0958", "+442079460958"},
+    {CC_IDENT_PHONE, 1000, "+1 555 123 4567", "+15551234567"},
+    {CC_IDENT_PHONE, 0, "0044 20 7946 0958", "+442079460958"},
+    {CC_IDENT_PHONE, 0, "020 7946 0958", NULL},
+    {CC_IDENT_PHONE, 1000, "555 123 4567", NULL},
     /* North American forms, default country 1. */
     {CC_IDENT_PHONE, 1, "+1 (555) 123-4567", "+15551234567"},
     {CC_IDENT_PHONE, 1, "(555) 123-4567", "+15551234567"},
