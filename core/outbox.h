@@ -60,8 +60,10 @@ void cc_outbox_clear(struct cc_outbox *ob);
  * the buffer has room, these write the piece in place instead: a string's
  * header with its bytes, an integer in its shortest form, exactly as
  * msgpack-c would encode them. Otherwise they go through the callback.
+ * Always inlined, so that a literal key's length is known when compiling.
  */
-static inline char *
+#define CC_PACK_INLINE static inline __attribute__((always_inline))
+CC_PACK_INLINE char *
 cc_pack_room(msgpack_packer *pk, size_t n) {
     msgpack_sbuffer *sb;
     if (pk->callback != cc_sbuffer_write)
@@ -70,12 +72,12 @@ cc_pack_room(msgpack_packer *pk, size_t n) {
     return sb->alloc - sb->size >= n ? sb->data + sb->size : NULL;
 }
 
-static inline void
+CC_PACK_INLINE void
 cc_pack_commit(msgpack_packer *pk, size_t n) {
     ((msgpack_sbuffer *)pk->data)->size += n;
 }
 
-static inline void
+CC_PACK_INLINE void
 cc_pack_strn(msgpack_packer *pk, const char *s, size_t n) {
     char *d;
     if (n < 32 && (d = cc_pack_room(pk, n + 1)) != NULL) {
@@ -88,12 +90,12 @@ cc_pack_strn(msgpack_packer *pk, const char *s, size_t n) {
     msgpack_pack_str_body(pk, s, n);
 }
 
-static inline void
+CC_PACK_INLINE void
 cc_pack_str(msgpack_packer *pk, const char *s) {
     cc_pack_strn(pk, s, strlen(s));
 }
 
-static inline void
+CC_PACK_INLINE void
 cc_pack_u64(msgpack_packer *pk, uint64_t v) {
     char *d = cc_pack_room(pk, 9);
     size_t n, i;
@@ -125,7 +127,7 @@ cc_pack_u64(msgpack_packer *pk, uint64_t v) {
     cc_pack_commit(pk, 1 + n);
 }
 
-static inline void
+CC_PACK_INLINE void
 cc_pack_kv_u64(msgpack_packer *pk, const char *key, uint64_t v) {
     cc_pack_str(pk, key);
     cc_pack_u64(pk, v);
