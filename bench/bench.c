@@ -223,12 +223,14 @@ bench_engine(uint32_t contacts, uint64_t customers, uint64_t events,
                        (double)ec.contact_bytes / (double)ec.open_contacts);
             if (b == 0)
                 printf("           identity and conversations: %llu "
-                       "customers, %llu identifiers, %llu conversations; "
+                       "customers, %llu identifiers, %llu conversations "
+                       "(%llu open); "
                        "%.0f bytes per conversation (identity %.0f + "
                        "conversation %.0f, incl. tables and indexes)\n",
                        (unsigned long long)ec.customers,
                        (unsigned long long)ec.identifiers,
                        (unsigned long long)ec.conversations,
+                       (unsigned long long)ec.conversations_open,
                        (double)(ec.identity_bytes + ec.conversation_bytes) /
                            (double)ec.conversations,
                        (double)ec.identity_bytes / (double)ec.conversations,

@@ -1443,6 +1443,7 @@ cc_engine_counts(const struct cc_engine *e, struct cc_engine_counts *c) {
     c->customers = e->ident.customers;
     c->identifiers = e->ident.nodes;
     c->conversations = e->convs.open + e->convs.resolved_now;
+    c->conversations_open = e->convs.open;
     c->identity_bytes = cc_identity_bytes(&e->ident);
     c->conversation_bytes = cc_convs_bytes(e);
     c->identity_lost = e->ident_limit;

@@ -148,6 +148,7 @@ struct cc_engine_counts {
     uint64_t alerts, callbacks;
     uint64_t contact_bytes; /* memory held for open contacts */
     uint64_t customers, identifiers, conversations;
+    uint64_t conversations_open; /* of conversations, not resolved */
     uint64_t identity_bytes;     /* identifiers, links, customers, index */
     uint64_t conversation_bytes; /* conversations, histories, indexes */
     /* Events whose identifiers found the identity store full, and
