@@ -484,15 +484,14 @@ is_threaded(const struct cc_engine *e, unsigned ch) {
     return (int)ch == e->convs.email_ch || (int)ch == e->convs.social_ch;
 }
 
-void
-cc_conv_prefetch_thread(const struct cc_engine *e, const struct cc_event *ev) {
+uint64_t
+cc_conv_thread_key(const struct cc_engine *e, const struct cc_event *ev) {
     if (e->convs.threads.cap == 0 || !is_threaded(e, ev->channel))
-        return;
+        return 0;
     if (ev->type != CC_EV_CONTACT_OPEN && ev->type != CC_EV_MESSAGE_IN &&
         ev->type != CC_EV_MESSAGE_OUT)
-        return;
-    cc_dedup_prefetch_put(&e->convs.threads,
-                          thread_fingerprint(e, ev->channel, ev->id));
+        return 0;
+    return thread_fingerprint(e, ev->channel, ev->id);
 }
 
 /* The conversation a reply_to names: the open contact it names, or the
@@ -711,16 +710,12 @@ add_tags(struct cc_engine *e, struct cc_conv *v, const struct cc_event *ev) {
     }
 }
 
+/* Remembers which conversation a message belongs to, under the key
+ * cc_conv_thread_key() gave it (0: not indexed). */
 static void
-index_message(struct cc_engine *e, const struct cc_conv *v,
-              const struct cc_event *ev) {
-    if (e->convs.threads.cap == 0 || !is_threaded(e, ev->channel))
-        return;
-    if (ev->type != CC_EV_CONTACT_OPEN && ev->type != CC_EV_MESSAGE_IN &&
-        ev->type != CC_EV_MESSAGE_OUT)
-        return;
-    cc_dedup_put(&e->convs.threads, thread_fingerprint(e, ev->channel, ev->id),
-                 v->id);
+index_message(struct cc_engine *e, const struct cc_conv *v, uint64_t key) {
+    if (key != 0)
+        cc_dedup_put(&e->convs.threads, key, v->id);
 }
 
 void
@@ -837,7 +832,7 @@ cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
     }
     timeline_add(v, ev->ts, ev->type, ev->channel, ce != NULL ? ce->n : 0);
     if (c != NULL)
-        index_message(e, v, ev);
+        index_message(e, v, d->thread_key);
 }
 
 /* ---- merging --------------------------------------------------------------

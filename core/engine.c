@@ -842,10 +842,11 @@ count_accepted(struct cc_engine *e, const struct cc_event *ev, uint64_t fp) {
     cc_dedup_add(&e->dedup, fp);
 }
 
-/* The two hashes an event is looked up by, computed once. */
+/* The hashes an event is looked up by, computed once. */
 struct ev_keys {
-    uint64_t fp; /* duplicate window fingerprint of the id */
-    uint64_t h;  /* contact hash, when the event names a contact */
+    uint64_t fp;     /* duplicate window fingerprint of the id */
+    uint64_t h;      /* contact hash, when the event names a contact */
+    uint64_t thread; /* thread index key of an email or social message */
 };
 
 static inline void
@@ -853,6 +854,7 @@ event_keys(const struct cc_engine *e, const struct cc_event *ev,
            struct ev_keys *k) {
     k->fp = cc_dedup_fingerprint(&e->dedup, ev->id.p, ev->id.n);
     k->h = ev->contact.n ? cc_contact_hash(e, ev->channel, ev->contact) : 0;
+    k->thread = cc_conv_thread_key(e, ev);
 }
 
 struct ev_idents;
@@ -966,7 +968,7 @@ apply_contactless(struct cc_engine *e, const struct cc_event *ev,
                   const struct ev_idents *ids, bool resolve, uint64_t fp,
                   uint64_t now) {
     struct cc_customer *cust = NULL;
-    struct cc_conv_delta d = {0, 0, false};
+    struct cc_conv_delta d = {0, 0, 0, false};
 
     if (resolve)
         cust = resolve_idents(e, NULL, ev, ids);
@@ -1006,6 +1008,7 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
     if (ev->contact.n == 0)
         return apply_contactless(e, ev, ids, resolve, fp, now);
     d.created = false;
+    d.thread_key = k->thread;
     if (c == NULL) {
         if (ev->type == CC_EV_CONTACT_OPEN || opens_implicitly(ev->type)) {
             c = contact_open(e, ev, h, now, rej);
@@ -1262,7 +1265,8 @@ ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
     s->ids.state = 0;
     if (s->rc != 1)
         return;
-    cc_conv_prefetch_thread(e, &s->ev);
+    if (s->k.thread != 0)
+        cc_dedup_prefetch_put(&e->convs.threads, s->k.thread);
     if (s->ev.contact.n != 0)
         c = cc_contact_find(e, s->ev.channel, s->ev.contact, s->k.h);
     if (wants_identity(&s->ev, c)) {

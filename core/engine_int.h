@@ -282,6 +282,7 @@ uint64_t cc_contact_hash(const struct cc_engine *e, unsigned channel,
 /* What an event changed on its contact, for the conversation layer. */
 struct cc_conv_delta {
     int64_t prev_queued_ts; /* when it joined the queue it was in */
+    uint64_t thread_key;    /* cc_conv_thread_key() of the event */
     uint8_t prev_state;     /* its state before the event */
     bool created;           /* the event opened it */
 };
@@ -294,10 +295,10 @@ void cc_convs_fini(struct cc_engine *e);
 void cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
                    struct cc_customer *cust, const struct cc_event *ev,
                    const struct cc_conv_delta *d, uint64_t now);
-/* Starts loading the thread index slot cc_conv_apply() will write for ev
- * (email and social messages). */
-void cc_conv_prefetch_thread(const struct cc_engine *e,
-                             const struct cc_event *ev);
+/* The key under which an email or social message event is remembered in
+ * the thread index (0: none), computed once with the event's other keys. */
+uint64_t cc_conv_thread_key(const struct cc_engine *e,
+                            const struct cc_event *ev);
 /* A contact ends (closed or expired): its outcome is final. */
 void cc_conv_contact_end(struct cc_engine *e, struct cc_contact *c, int64_t ts,
                          bool expired);
