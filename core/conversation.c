@@ -324,30 +324,45 @@ entries_trim(struct cc_engine *e, struct cc_conv *v) {
 /* ---- alerts ---------------------------------------------------------------
  */
 
+/* "cu-<n>", or nil. */
+static inline char *
+w_customer_id(char *d, const struct cc_customer *cust) {
+    if (cust == NULL)
+        return cc_w_nil(d);
+    return cc_w_prefixed_u64(d, "cu-", 3, cust->id);
+}
+
+/* "cv-<n>", or nil. */
+static inline char *
+w_conv_id(char *d, const struct cc_conv *v) {
+    if (v == NULL)
+        return cc_w_nil(d);
+    return cc_w_prefixed_u64(d, "cv-", 3, v->id);
+}
+
+#define ID_MAX (1 + 3 + 20) /* "cv-" or "cu-" and a number */
+
 static void
 pack_customer_id(msgpack_packer *pk, const struct cc_customer *cust) {
-    char buf[32];
-    size_t n;
-    if (cust == NULL) {
-        msgpack_pack_nil(pk);
-        return;
-    }
-    memcpy(buf, "cu-", 3);
-    n = 3 + cc_fmt_u64(buf + 3, cust->id);
-    cc_pack_strn(pk, buf, n);
+    cc_pack_finish(pk, w_customer_id(cc_pack_reserve(pk, ID_MAX), cust));
 }
 
 void
 cc_conv_pack_id(msgpack_packer *pk, const struct cc_conv *v) {
-    char buf[32];
-    size_t n;
-    if (v == NULL) {
-        msgpack_pack_nil(pk);
-        return;
-    }
-    memcpy(buf, "cv-", 3);
-    n = 3 + cc_fmt_u64(buf + 3, v->id);
-    cc_pack_strn(pk, buf, n);
+    cc_pack_finish(pk, w_conv_id(cc_pack_reserve(pk, ID_MAX), v));
+}
+
+static inline char *
+w_channel(char *d, const struct cc_engine *e, unsigned ch) {
+    return cc_w_str(d, e->cfg.channels.names[ch], e->cfg.channels.len[ch]);
+}
+
+#define CHANNEL_MAX CC_W_STR_MAX(CC_CHANNEL_NAME_MAX)
+#define NAME_MAX_W CC_W_STR_MAX(CC_NAME_MAX)
+
+static inline char *
+w_name_or_nil(char *d, const struct cc_name *n) {
+    return n != NULL ? cc_w_str(d, n->s, n->len) : cc_w_nil(d);
 }
 
 /* "kind:value" */
@@ -362,62 +377,78 @@ pack_ident(msgpack_packer *pk, unsigned kind, const char *v, size_t n) {
     msgpack_pack_str_body(pk, v, n);
 }
 
-static void
-pack_channels(struct cc_engine *e, msgpack_packer *pk,
-              const struct cc_conv *v) {
+static char *
+w_channels(char *d, const struct cc_engine *e, const struct cc_conv *v) {
     unsigned i;
-    msgpack_pack_array(pk, v->nchan);
+    d = cc_w_array(d, v->nchan);
     for (i = 0; i < v->nchan; i++)
-        cc_pack_str(pk, e->cfg.channels.names[v->chan[i]]);
+        d = w_channel(d, e, v->chan[i]);
+    return d;
 }
+
+static size_t conv_pack_max(const struct cc_conv *v, bool full);
+static char *w_conv(char *d, struct cc_engine *e, const struct cc_conv *v,
+                    bool full);
 
 static void
 alert_repeat(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
              const struct cc_convct *prev, int64_t ts, uint64_t now) {
     msgpack_packer *pk = &e->outbox.pk;
     int64_t first = v->chan_ts[0];
+    const struct cc_name *queue = c->queue ? c->queue->name : NULL;
+    size_t max;
+    char *start, *d;
 
     cc_outbox_begin(&e->outbox, CC_OUT_ALERT, "continuity.repeat");
-    msgpack_pack_map(pk, 17);
-    cc_pack_str(pk, "alert");
-    cc_pack_str(pk, "continuity.repeat");
-    cc_pack_str(pk, "id");
-    cc_pack_rule_id(e, pk, "continuity.repeat", c, NULL, 0);
-    cc_pack_kv_u64(pk, "ts", now);
-    cc_pack_str(pk, "conversation");
-    cc_conv_pack_id(pk, v);
-    cc_pack_str(pk, "contact");
-    cc_pack_strn(pk, contact_id(c), c->id_len);
-    cc_pack_str(pk, "channel");
-    cc_pack_str(pk, e->cfg.channels.names[c->channel]);
-    cc_pack_str(pk, "customer");
-    cc_pack_contact_customer(pk, c);
-    cc_pack_str(pk, "customer_id");
-    pack_customer_id(pk, v->cust);
-    cc_pack_str(pk, "queue");
-    cc_pack_name_or_nil(pk, c->queue ? c->queue->name : NULL);
-    cc_pack_str(pk, "agent");
-    cc_pack_name_or_nil(pk, c->agent);
-    cc_pack_kv_u64(pk, "repeat", v->repeats);
-    cc_pack_kv_u64(pk, "priority", v->repeats < 9 ? v->repeats : 9);
-    cc_pack_kv_u64(pk, "attempts", v->ncontacts);
-    cc_pack_str(pk, "channels");
-    pack_channels(e, pk, v);
-    cc_pack_kv_u64(pk, "since_first_ms",
-                   ts > first ? (uint64_t)(ts - first) : 0);
-    cc_pack_str(pk, "previous");
+    /* Keys and small values; the id, contact (twice, the previous one
+     * included) and customer as long as they can be; the context. */
+    max = 400 + 2 * CHANNEL_MAX + 2 * CC_W_STR_MAX(CC_CONTACT_MAX) +
+          CC_W_STR_MAX(32 + CC_CHANNEL_NAME_MAX + CC_CONTACT_MAX) +
+          c->cust_len + 2 * ID_MAX + 2 * NAME_MAX_W +
+          CONV_CHANNELS * CHANNEL_MAX + conv_pack_max(v, false);
+    d = start = cc_pack_reserve(pk, max);
+    d = cc_w_map(d, 17);
+    d = cc_w_lit(d, "alert");
+    d = cc_w_lit(d, "continuity.repeat");
+    d = cc_w_lit(d, "id");
+    d = cc_w_rule_id(d, e, "continuity.repeat", c);
+    d = cc_w_kv_u64(d, "ts", now);
+    d = cc_w_lit(d, "conversation");
+    d = w_conv_id(d, v);
+    d = cc_w_lit(d, "contact");
+    d = cc_w_str(d, contact_id(c), c->id_len);
+    d = cc_w_lit(d, "channel");
+    d = w_channel(d, e, c->channel);
+    d = cc_w_lit(d, "customer");
+    d = cc_w_contact_customer(d, c);
+    d = cc_w_lit(d, "customer_id");
+    d = w_customer_id(d, v->cust);
+    d = cc_w_lit(d, "queue");
+    d = w_name_or_nil(d, queue);
+    d = cc_w_lit(d, "agent");
+    d = w_name_or_nil(d, c->agent);
+    d = cc_w_kv_u64(d, "repeat", v->repeats);
+    d = cc_w_kv_u64(d, "priority", v->repeats < 9 ? v->repeats : 9);
+    d = cc_w_kv_u64(d, "attempts", v->ncontacts);
+    d = cc_w_lit(d, "channels");
+    d = w_channels(d, e, v);
+    d = cc_w_kv_u64(d, "since_first_ms",
+                    ts > first ? (uint64_t)(ts - first) : 0);
+    d = cc_w_lit(d, "previous");
     if (prev != NULL) {
-        msgpack_pack_map(pk, 3);
-        cc_pack_str(pk, "channel");
-        cc_pack_str(pk, e->cfg.channels.names[prev->channel]);
-        cc_pack_str(pk, "contact");
-        cc_pack_strn(pk, prev->id, prev->id_len);
-        cc_pack_kv_u64(pk, "opened_ts", (uint64_t)prev->opened_ts);
+        d = cc_w_map(d, 3);
+        d = cc_w_lit(d, "channel");
+        d = w_channel(d, e, prev->channel);
+        d = cc_w_lit(d, "contact");
+        d = cc_w_str(d, prev->id, prev->id_len);
+        d = cc_w_kv_u64(d, "opened_ts", (uint64_t)prev->opened_ts);
     } else {
-        msgpack_pack_nil(pk);
+        d = cc_w_nil(d);
     }
-    cc_pack_str(pk, "context");
-    cc_conv_pack(e, pk, v, false);
+    d = cc_w_lit(d, "context");
+    d = w_conv(d, e, v, false);
+    CC_ASSERT((size_t)(d - start) <= max);
+    cc_pack_finish(pk, d);
     cc_outbox_end(&e->outbox);
     e->convs.alerts_repeat++;
 }
@@ -1028,17 +1059,18 @@ on_merge(struct cc_identity *id, struct cc_customer *into,
 /* ---- packing --------------------------------------------------------------
  */
 
-static void
-pack_name_set(const struct cc_engine *e, msgpack_packer *pk,
-              const uint32_t *set, size_t cap) {
+static char *
+w_name_set(char *d, const struct cc_engine *e, const uint32_t *set,
+           size_t cap) {
     size_t n = 0, i;
     while (n < cap && set[n] != 0)
         n++;
-    msgpack_pack_array(pk, n);
+    d = cc_w_array(d, (uint32_t)n);
     for (i = 0; i < n; i++) {
         const struct cc_name *nm = cc_name_at(e, set[i]);
-        cc_pack_strn(pk, nm->s, nm->len);
+        d = cc_w_str(d, nm->s, nm->len);
     }
+    return d;
 }
 
 static const char *
@@ -1056,39 +1088,53 @@ entry_outcome(const struct cc_convct *ce) {
     return ce->outcome & CO_EXPIRED ? "expired" : "unanswered";
 }
 
-static void
-pack_entry(struct cc_engine *e, msgpack_packer *pk,
-           const struct cc_convct *ce) {
-    msgpack_pack_map(pk, 7);
-    cc_pack_kv_u64(pk, "n", ce->n);
-    cc_pack_str(pk, "channel");
-    cc_pack_str(pk, e->cfg.channels.names[ce->channel]);
-    cc_pack_str(pk, "contact");
-    cc_pack_strn(pk, ce->id, ce->id_len);
-    cc_pack_kv_u64(pk, "opened_ts", (uint64_t)ce->opened_ts);
-    cc_pack_str(pk, "ended_ts");
+/* Keys, numbers and an outcome; the contact, channel and agent. */
+#define ENTRY_MAX (96 + CC_W_STR_MAX(CC_CONTACT_MAX) + CHANNEL_MAX + NAME_MAX_W)
+
+static char *
+w_entry(char *d, const struct cc_engine *e, const struct cc_convct *ce) {
+    const char *outcome = entry_outcome(ce);
+
+    d = cc_w_map(d, 7);
+    d = cc_w_kv_u64(d, "n", ce->n);
+    d = cc_w_lit(d, "channel");
+    d = w_channel(d, e, ce->channel);
+    d = cc_w_lit(d, "contact");
+    d = cc_w_str(d, ce->id, ce->id_len);
+    d = cc_w_kv_u64(d, "opened_ts", (uint64_t)ce->opened_ts);
+    d = cc_w_lit(d, "ended_ts");
     if (ce->live == NULL && (ce->outcome & CO_ENDED))
-        msgpack_pack_uint64(pk, (uint64_t)ce->ended_ts);
+        d = cc_w_u64(d, (uint64_t)ce->ended_ts);
     else
-        msgpack_pack_nil(pk);
-    cc_pack_str(pk, "outcome");
-    cc_pack_str(pk, entry_outcome(ce));
-    cc_pack_str(pk, "agent");
-    cc_pack_name_or_nil(pk, ce->live != NULL ? ce->live->agent : ce->agent);
+        d = cc_w_nil(d);
+    d = cc_w_lit(d, "outcome");
+    d = cc_w_str(d, outcome, strlen(outcome));
+    d = cc_w_lit(d, "agent");
+    return w_name_or_nil(d, ce->live != NULL ? ce->live->agent : ce->agent);
 }
 
-static void
-pack_i64_or_nil(msgpack_packer *pk, const char *key, bool have, int64_t v) {
-    cc_pack_str(pk, key);
-    if (have)
-        msgpack_pack_int64(pk, v);
-    else
-        msgpack_pack_nil(pk);
+static char *
+w_i64_or_nil(char *d, bool have, int64_t v) {
+    return have ? cc_w_i64(d, v) : cc_w_nil(d);
 }
 
-void
-cc_conv_pack(struct cc_engine *e, msgpack_packer *pk, const struct cc_conv *v,
-             bool full) {
+/* The most w_conv writes for v: the summary has a fixed bound; the full
+ * context adds identifiers, history and timeline, bounded by their counts. */
+static size_t
+conv_pack_max(const struct cc_conv *v, bool full) {
+    size_t n = 700 + 2 * ID_MAX + CONV_CHANNELS * CHANNEL_MAX + ENTRY_MAX +
+               (CONV_AGENTS + CONV_QUEUES + CONV_TAGS + 1) * NAME_MAX_W;
+    if (!full)
+        return n;
+    n += 64 + (size_t)v->nentries * ENTRY_MAX +
+         (size_t)v->tl_n * (48 + CHANNEL_MAX + 2 * CC_W_NUM_MAX);
+    if (v->cust != NULL)
+        n += (size_t)v->cust->nmembers * CC_W_STR_MAX(16 + CC_IDENT_MAX);
+    return n;
+}
+
+static char *
+w_conv(char *d, struct cc_engine *e, const struct cc_conv *v, bool full) {
     const struct cc_contact *c;
     const struct cc_convct *ce;
     uint64_t hold = v->hold_ms;
@@ -1096,107 +1142,119 @@ cc_conv_pack(struct cc_engine *e, msgpack_packer *pk, const struct cc_conv *v,
 
     for (c = v->live; c != NULL; c = c->cvnext)
         hold += c->hold_total_ms;
-    msgpack_pack_map(pk, full ? 26 : 23);
-    cc_pack_str(pk, "conversation");
-    cc_conv_pack_id(pk, v);
-    cc_pack_str(pk, "customer");
-    pack_customer_id(pk, v->cust);
-    cc_pack_str(pk, "status");
-    cc_pack_str(pk, v->state == CV_OPEN ? "open" : "resolved");
-    cc_pack_kv_u64(pk, "started_ts", (uint64_t)v->started_ts);
-    cc_pack_kv_u64(pk, "last_ts", (uint64_t)v->last_ts);
-    pack_i64_or_nil(pk, "resolved_ts", v->resolves != 0, v->resolved_ts);
-    cc_pack_str(pk, "channels");
-    pack_channels(e, pk, v);
-    cc_pack_kv_u64(pk, "contacts", v->ncontacts);
-    cc_pack_kv_u64(pk, "open_contacts", v->nlive);
-    cc_pack_str(pk, "last_contact");
-    if (v->newest != NULL)
-        pack_entry(e, pk, v->newest);
-    else
-        msgpack_pack_nil(pk);
-    cc_pack_kv_u64(pk, "messages_in", v->msgs_in);
-    cc_pack_kv_u64(pk, "messages_out", v->msgs_out);
-    cc_pack_kv_u64(pk, "transfers", v->transfers);
-    cc_pack_kv_u64(pk, "holds", v->holds);
-    cc_pack_kv_u64(pk, "hold_ms", hold);
-    cc_pack_str(pk, "waits");
-    msgpack_pack_map(pk, 3);
-    cc_pack_kv_u64(pk, "count", v->waits);
-    cc_pack_kv_u64(pk, "total_ms", v->wait_ms);
-    cc_pack_kv_u64(pk, "max_ms", v->max_wait_ms);
-    cc_pack_str(pk, "agents");
-    pack_name_set(e, pk, v->agents, CONV_AGENTS);
-    cc_pack_str(pk, "queues");
-    pack_name_set(e, pk, v->queues, CONV_QUEUES);
-    cc_pack_str(pk, "topic");
-    cc_pack_name_or_nil(pk, cc_name_at(e, v->topic));
-    cc_pack_str(pk, "tags");
-    pack_name_set(e, pk, v->tags, CONV_TAGS);
-    cc_pack_str(pk, "sentiment");
+    d = cc_w_map(d, full ? 26 : 23);
+    d = cc_w_lit(d, "conversation");
+    d = w_conv_id(d, v);
+    d = cc_w_lit(d, "customer");
+    d = w_customer_id(d, v->cust);
+    d = cc_w_lit(d, "status");
+    d = v->state == CV_OPEN ? cc_w_lit(d, "open") : cc_w_lit(d, "resolved");
+    d = cc_w_kv_u64(d, "started_ts", (uint64_t)v->started_ts);
+    d = cc_w_kv_u64(d, "last_ts", (uint64_t)v->last_ts);
+    d = cc_w_lit(d, "resolved_ts");
+    d = w_i64_or_nil(d, v->resolves != 0, v->resolved_ts);
+    d = cc_w_lit(d, "channels");
+    d = w_channels(d, e, v);
+    d = cc_w_kv_u64(d, "contacts", v->ncontacts);
+    d = cc_w_kv_u64(d, "open_contacts", v->nlive);
+    d = cc_w_lit(d, "last_contact");
+    d = v->newest != NULL ? w_entry(d, e, v->newest) : cc_w_nil(d);
+    d = cc_w_kv_u64(d, "messages_in", v->msgs_in);
+    d = cc_w_kv_u64(d, "messages_out", v->msgs_out);
+    d = cc_w_kv_u64(d, "transfers", v->transfers);
+    d = cc_w_kv_u64(d, "holds", v->holds);
+    d = cc_w_kv_u64(d, "hold_ms", hold);
+    d = cc_w_lit(d, "waits");
+    d = cc_w_map(d, 3);
+    d = cc_w_kv_u64(d, "count", v->waits);
+    d = cc_w_kv_u64(d, "total_ms", v->wait_ms);
+    d = cc_w_kv_u64(d, "max_ms", v->max_wait_ms);
+    d = cc_w_lit(d, "agents");
+    d = w_name_set(d, e, v->agents, CONV_AGENTS);
+    d = cc_w_lit(d, "queues");
+    d = w_name_set(d, e, v->queues, CONV_QUEUES);
+    d = cc_w_lit(d, "topic");
+    d = w_name_or_nil(d, cc_name_at(e, v->topic));
+    d = cc_w_lit(d, "tags");
+    d = w_name_set(d, e, v->tags, CONV_TAGS);
+    d = cc_w_lit(d, "sentiment");
     if (v->flags & CVF_SENTIMENT)
-        msgpack_pack_double(pk, v->sentiment);
+        d = cc_w_double(d, v->sentiment);
     else
-        msgpack_pack_nil(pk);
-    cc_pack_str(pk, "feedback");
+        d = cc_w_nil(d);
+    d = cc_w_lit(d, "feedback");
     if (v->feedback_n != 0) {
-        msgpack_pack_map(pk, 4);
-        cc_pack_kv_u64(pk, "count", v->feedback_n);
-        cc_pack_str(pk, "score");
-        msgpack_pack_int32(pk, v->feedback_score);
-        cc_pack_str(pk, "scale");
-        cc_pack_str(pk, v->feedback_scale == 2 ? "nps" : "csat");
-        cc_pack_kv_u64(pk, "ts", (uint64_t)v->feedback_ts);
+        d = cc_w_map(d, 4);
+        d = cc_w_kv_u64(d, "count", v->feedback_n);
+        d = cc_w_lit(d, "score");
+        d = cc_w_i64(d, v->feedback_score);
+        d = cc_w_lit(d, "scale");
+        d = v->feedback_scale == 2 ? cc_w_lit(d, "nps") : cc_w_lit(d, "csat");
+        d = cc_w_kv_u64(d, "ts", (uint64_t)v->feedback_ts);
     } else {
-        msgpack_pack_nil(pk);
+        d = cc_w_nil(d);
     }
-    cc_pack_str(pk, "measures");
-    msgpack_pack_map(pk, 6);
-    cc_pack_kv_u64(pk, "contacts", v->ncontacts);
-    cc_pack_kv_u64(pk, "switches", v->switches);
-    cc_pack_kv_u64(pk, "repeats", v->repeats);
-    cc_pack_kv_u64(pk, "reopens", v->reopens);
-    cc_pack_kv_u64(pk, "merges", v->merges);
-    cc_pack_str(pk, "first_contact_resolution");
+    d = cc_w_lit(d, "measures");
+    d = cc_w_map(d, 6);
+    d = cc_w_kv_u64(d, "contacts", v->ncontacts);
+    d = cc_w_kv_u64(d, "switches", v->switches);
+    d = cc_w_kv_u64(d, "repeats", v->repeats);
+    d = cc_w_kv_u64(d, "reopens", v->reopens);
+    d = cc_w_kv_u64(d, "merges", v->merges);
+    d = cc_w_lit(d, "first_contact_resolution");
     if (v->resolves != 0)
-        if (v->ncontacts <= 1 && v->reopens == 0)
-            msgpack_pack_true(pk);
-        else
-            msgpack_pack_false(pk);
+        d = cc_w_bool(d, v->ncontacts <= 1 && v->reopens == 0);
     else
-        msgpack_pack_nil(pk);
+        d = cc_w_nil(d);
     if (!full)
-        return;
+        return d;
 
-    cc_pack_str(pk, "identifiers");
+    d = cc_w_lit(d, "identifiers");
     if (v->cust != NULL) {
         const struct cc_idnode *m;
-        msgpack_pack_array(pk, v->cust->nmembers);
-        for (m = v->cust->members; m != NULL; m = m->cnext)
-            pack_ident(pk, m->kind, m->s, m->len);
+        d = cc_w_array(d, v->cust->nmembers);
+        for (m = v->cust->members; m != NULL; m = m->cnext) {
+            const char *kn = cc_ident_kind_name((enum cc_ident_kind)m->kind);
+            size_t kl = strlen(kn);
+            d = cc_w_strhdr(d, kl + 1 + m->len);
+            memcpy(d, kn, kl);
+            d[kl] = ':';
+            memcpy(d + kl + 1, m->s, m->len);
+            d += kl + 1 + m->len;
+        }
     } else {
-        msgpack_pack_array(pk, 0);
+        d = cc_w_array(d, 0);
     }
-    cc_pack_str(pk, "contact_history");
-    msgpack_pack_array(pk, v->nentries);
+    d = cc_w_lit(d, "contact_history");
+    d = cc_w_array(d, v->nentries);
     for (ce = v->contacts; ce != NULL; ce = ce->next)
-        pack_entry(e, pk, ce);
-    cc_pack_str(pk, "timeline");
-    msgpack_pack_array(pk, v->tl_n);
+        d = w_entry(d, e, ce);
+    d = cc_w_lit(d, "timeline");
+    d = cc_w_array(d, v->tl_n);
     for (i = 0; i < v->tl_n; i++) {
         const struct cc_convtl *t = timeline_at(v, i);
-        msgpack_pack_map(pk, 4);
-        cc_pack_kv_u64(pk, "ts", (uint64_t)cc_convtl_ts(t));
-        cc_pack_str(pk, "type");
-        cc_pack_str(pk, cc_event_type_name((enum cc_event_type)t->type));
-        cc_pack_str(pk, "channel");
-        cc_pack_str(pk, e->cfg.channels.names[t->channel]);
-        cc_pack_str(pk, "contact");
-        if (t->contact_n != 0)
-            msgpack_pack_uint32(pk, t->contact_n);
-        else
-            msgpack_pack_nil(pk);
+        const char *tn = cc_event_type_name((enum cc_event_type)t->type);
+        d = cc_w_map(d, 4);
+        d = cc_w_kv_u64(d, "ts", (uint64_t)cc_convtl_ts(t));
+        d = cc_w_lit(d, "type");
+        d = cc_w_str(d, tn, strlen(tn));
+        d = cc_w_lit(d, "channel");
+        d = w_channel(d, e, t->channel);
+        d = cc_w_lit(d, "contact");
+        d = t->contact_n != 0 ? cc_w_u64(d, t->contact_n) : cc_w_nil(d);
     }
+    return d;
+}
+
+void
+cc_conv_pack(struct cc_engine *e, msgpack_packer *pk, const struct cc_conv *v,
+             bool full) {
+    size_t max = conv_pack_max(v, full);
+    char *start = cc_pack_reserve(pk, max), *d;
+
+    d = w_conv(start, e, v, full);
+    CC_ASSERT((size_t)(d - start) <= max);
+    cc_pack_finish(pk, d);
 }
 
 /* ---- stats ----------------------------------------------------------------

@@ -11,6 +11,7 @@
 #include "engine.h"
 #include "identity.h"
 #include "mem.h"
+#include "outbox.h"
 #include "wheel.h"
 
 /* ---- names and queues ------------------------------------------------- */
@@ -274,6 +275,34 @@ void cc_pack_contact_customer(msgpack_packer *pk, const struct cc_contact *c);
 void cc_pack_rule_id(struct cc_engine *e, msgpack_packer *pk, const char *rule,
                      const struct cc_contact *c, const char *tail,
                      size_t tail_n);
+/* The same two, into room reserved with cc_pack_reserve(): at most
+ * c->cust_len + 1 bytes, and CC_W_STR_MAX(strlen(rule) + 1 +
+ * CC_CHANNEL_NAME_MAX + CC_CONTACT_MAX) with no tail. */
+static inline char *
+cc_w_contact_customer(char *d, const struct cc_contact *c) {
+    if (c->cust_len == 0)
+        return cc_w_nil(d);
+    memcpy(d, contact_customer(c), c->cust_len);
+    return d + c->cust_len;
+}
+
+#define cc_w_rule_id(d, e, rule, c)                                            \
+    cc_w_rule_idn((d), (e), "" rule, sizeof(rule) - 1, (c))
+static inline char *
+cc_w_rule_idn(char *d, const struct cc_engine *e, const char *rule, size_t rn,
+              const struct cc_contact *c) {
+    size_t cn = e->cfg.channels.len[c->channel];
+
+    d = cc_w_strhdr(d, rn + 1 + cn + 1 + c->id_len);
+    memcpy(d, rule, rn);
+    d += rn;
+    *d++ = ':';
+    cc_w_copy(d, e->cfg.channels.names[c->channel], cn);
+    d += cn;
+    *d++ = ':';
+    cc_w_copy(d, contact_id(c), c->id_len);
+    return d + c->id_len;
+}
 struct cc_contact *cc_contact_find(struct cc_engine *e, unsigned channel,
                                    struct cc_str id, uint64_t h);
 uint64_t cc_contact_hash(const struct cc_engine *e, unsigned channel,

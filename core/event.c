@@ -34,10 +34,35 @@ static const struct {
 };
 
 /* Equality of short byte strings, inline: for the few bytes of a type or
- * channel name a call to memcmp costs more than the comparison. */
+ * channel name a call to memcmp costs more than the comparison. Whole
+ * words are compared, the last one ending at the last byte (overlapping
+ * the one before when n is not a multiple of the word). */
 static inline bool
 short_eq(const char *a, const char *b, size_t n) {
+    uint64_t x, y;
+    uint32_t u, v;
     size_t i;
+
+    if (n >= 8) {
+        for (i = 0; i + 8 < n; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            if (x != y)
+                return false;
+        }
+        memcpy(&x, a + n - 8, 8);
+        memcpy(&y, b + n - 8, 8);
+        return x == y;
+    }
+    if (n >= 4) {
+        memcpy(&u, a, 4);
+        memcpy(&v, b, 4);
+        if (u != v)
+            return false;
+        memcpy(&u, a + n - 4, 4);
+        memcpy(&v, b + n - 4, 4);
+        return u == v;
+    }
     for (i = 0; i < n; i++) {
         if (a[i] != b[i])
             return false;
@@ -119,8 +144,10 @@ cc_channels_init(struct cc_channels *c) {
     static const char *const builtin[] = {"phone", "chat", "email", "social"};
     size_t i;
     memset(c, 0, sizeof(*c));
-    for (i = 0; i < CC_ARRAY_SIZE(builtin); i++)
+    for (i = 0; i < CC_ARRAY_SIZE(builtin); i++) {
+        c->len[c->n] = (uint8_t)strlen(builtin[i]);
         strcpy(c->names[c->n++], builtin[i]);
+    }
 }
 
 int
@@ -154,6 +181,7 @@ cc_channels_add(struct cc_channels *c, const char *name) {
         return CC_EEXIST;
     if (c->n >= CC_MAX_CHANNELS)
         return CC_ELIMIT;
+    c->len[c->n] = (uint8_t)n;
     memcpy(c->names[c->n++], name, n + 1);
     return 0;
 }

@@ -46,6 +46,7 @@ const char *cc_event_type_name(enum cc_event_type t);
 struct cc_channels {
     uint32_t n;
     char names[CC_MAX_CHANNELS][CC_CHANNEL_NAME_MAX];
+    uint8_t len[CC_MAX_CHANNELS]; /* strlen of each name */
 };
 
 /* Fills in phone, chat, email, social (indexes 0-3). */

@@ -48,6 +48,31 @@ cc_sbuffer_write(void *data, const char *buf, size_t len) {
     return 0;
 }
 
+/* Where packers that do not write with cc_sbuffer_write (msgpack-c's own
+ * sbuffer writer, say) get their room; cc__pack_finish_other() then hands
+ * what was written to their callback. One per thread, reused. */
+static _Thread_local msgpack_sbuffer scratch;
+
+char *
+cc_pack_reserve(msgpack_packer *pk, size_t max) {
+    msgpack_sbuffer *sb = pk->data;
+
+    if (pk->callback != cc_sbuffer_write) {
+        sb = &scratch;
+        sb->size = 0;
+    }
+    if (sb->alloc - sb->size < max && sbuffer_grow(sb, max) != 0)
+        cc__assert_fail("room to pack a record (out of memory)", __FILE__,
+                        __LINE__);
+    return sb->data + sb->size;
+}
+
+void
+cc__pack_finish_other(msgpack_packer *pk, char *end) {
+    CC_ASSERT(end >= scratch.data && end <= scratch.data + scratch.alloc);
+    (void)pk->callback(pk->data, scratch.data, (size_t)(end - scratch.data));
+}
+
 void
 cc_outbox_init(struct cc_outbox *ob) {
     memset(ob, 0, sizeof(*ob));

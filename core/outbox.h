@@ -133,4 +133,214 @@ cc_pack_kv_u64(msgpack_packer *pk, const char *key, uint64_t v) {
     cc_pack_u64(pk, v);
 }
 
+/* ---- packing into reserved room -------------------------------------------
+ * The records written on every few events (an alert with a conversation's
+ * context) hold dozens of values: one checked packer call per value costs
+ * more than its bytes. Such a record reserves, once, room for the most it
+ * can take, writes with the unchecked cc_w_* helpers (each returns the
+ * position after what it wrote) and commits what it wrote. The bytes are
+ * those msgpack-c writes for the same values (tests/core/util_test.c). */
+
+/* Room for max bytes at the end of pk's buffer, grown if need be (failing
+ * to is fatal, as everywhere the engine packs). Packers that write with
+ * another callback get room in a scratch buffer of the thread's, handed to
+ * their callback by cc_pack_finish(). */
+char *cc_pack_reserve(msgpack_packer *pk, size_t max);
+void cc__pack_finish_other(msgpack_packer *pk, char *end);
+
+/* Ends a reserved write at end, at most max bytes after the start. */
+CC_PACK_INLINE void
+cc_pack_finish(msgpack_packer *pk, char *end) {
+    msgpack_sbuffer *sb = pk->data;
+    if (pk->callback != cc_sbuffer_write) {
+        cc__pack_finish_other(pk, end);
+        return;
+    }
+    CC_ASSERT(end >= sb->data + sb->size && end <= sb->data + sb->alloc);
+    sb->size = (size_t)(end - sb->data);
+}
+
+/* Copies n bytes, n known small, without a call: two overlapping words. */
+CC_PACK_INLINE void
+cc_w_copy(char *d, const char *s, size_t n) {
+    uint64_t a, b;
+    uint32_t x, y;
+
+    if (n >= 16) {
+        memcpy(d, s, n);
+    } else if (n >= 8) {
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4) {
+        memcpy(&x, s, 4);
+        memcpy(&y, s + n - 4, 4);
+        memcpy(d, &x, 4);
+        memcpy(d + n - 4, &y, 4);
+    } else if (n != 0) {
+        d[0] = s[0];
+        d[n >> 1] = s[n >> 1];
+        d[n - 1] = s[n - 1];
+    }
+}
+
+/* Writes v big-endian in n bytes. */
+CC_PACK_INLINE char *
+cc_w_be(char *d, uint64_t v, unsigned n) {
+    unsigned i;
+    for (i = 0; i < n; i++)
+        d[i] = (char)(v >> (8 * (n - 1 - i)));
+    return d + n;
+}
+
+CC_PACK_INLINE char *
+cc_w_strhdr(char *d, size_t n) {
+    if (n < 32) {
+        *d = (char)(0xa0 | n);
+        return d + 1;
+    }
+    if (n < 256) {
+        *d = (char)0xd9;
+        return cc_w_be(d + 1, n, 1);
+    }
+    if (n < 65536) {
+        *d = (char)0xda;
+        return cc_w_be(d + 1, n, 2);
+    }
+    *d = (char)0xdb;
+    return cc_w_be(d + 1, n, 4);
+}
+
+/* The most a string of n bytes takes. */
+#define CC_W_STR_MAX(n) ((size_t)(n) + 5)
+
+CC_PACK_INLINE char *
+cc_w_str(char *d, const char *s, size_t n) {
+    d = cc_w_strhdr(d, n);
+    cc_w_copy(d, s, n);
+    return d + n;
+}
+
+/* A string literal, such as a key: its length is known when compiled. */
+#define cc_w_lit(d, lit) cc_w_litn((d), "" lit, sizeof(lit) - 1)
+CC_PACK_INLINE char *
+cc_w_litn(char *d, const char *s, size_t n) {
+    d = cc_w_strhdr(d, n);
+    memcpy(d, s, n);
+    return d + n;
+}
+
+CC_PACK_INLINE char *
+cc_w_nil(char *d) {
+    *d = (char)0xc0;
+    return d + 1;
+}
+
+CC_PACK_INLINE char *
+cc_w_bool(char *d, bool v) {
+    *d = v ? (char)0xc3 : (char)0xc2;
+    return d + 1;
+}
+
+/* The most any number takes. */
+#define CC_W_NUM_MAX 9
+
+CC_PACK_INLINE char *
+cc_w_u64(char *d, uint64_t v) {
+    if (v < 128) {
+        *d = (char)v; /* positive fixint */
+        return d + 1;
+    }
+    if (v <= 0xff) {
+        *d = (char)0xcc;
+        return cc_w_be(d + 1, v, 1);
+    }
+    if (v <= 0xffff) {
+        *d = (char)0xcd;
+        return cc_w_be(d + 1, v, 2);
+    }
+    if (v <= 0xffffffffULL) {
+        *d = (char)0xce;
+        return cc_w_be(d + 1, v, 4);
+    }
+    *d = (char)0xcf;
+    return cc_w_be(d + 1, v, 8);
+}
+
+CC_PACK_INLINE char *
+cc_w_i64(char *d, int64_t v) {
+    if (v >= 0)
+        return cc_w_u64(d, (uint64_t)v);
+    if (v >= -32) {
+        *d = (char)(uint8_t)(int8_t)v; /* negative fixint */
+        return d + 1;
+    }
+    if (v >= INT8_MIN) {
+        *d = (char)0xd0;
+        return cc_w_be(d + 1, (uint64_t)v, 1);
+    }
+    if (v >= INT16_MIN) {
+        *d = (char)0xd1;
+        return cc_w_be(d + 1, (uint64_t)v, 2);
+    }
+    if (v >= INT32_MIN) {
+        *d = (char)0xd2;
+        return cc_w_be(d + 1, (uint64_t)v, 4);
+    }
+    *d = (char)0xd3;
+    return cc_w_be(d + 1, (uint64_t)v, 8);
+}
+
+CC_PACK_INLINE char *
+cc_w_double(char *d, double v) {
+    uint64_t bits;
+    memcpy(&bits, &v, 8);
+    *d = (char)0xcb;
+    return cc_w_be(d + 1, bits, 8);
+}
+
+/* Map and array headers: n pairs or n values follow. */
+CC_PACK_INLINE char *
+cc_w_map(char *d, uint32_t n) {
+    if (n < 16) {
+        *d = (char)(0x80 | n);
+        return d + 1;
+    }
+    if (n < 65536) {
+        *d = (char)0xde;
+        return cc_w_be(d + 1, n, 2);
+    }
+    *d = (char)0xdf;
+    return cc_w_be(d + 1, n, 4);
+}
+
+CC_PACK_INLINE char *
+cc_w_array(char *d, uint32_t n) {
+    if (n < 16) {
+        *d = (char)(0x90 | n);
+        return d + 1;
+    }
+    if (n < 65536) {
+        *d = (char)0xdc;
+        return cc_w_be(d + 1, n, 2);
+    }
+    *d = (char)0xdd;
+    return cc_w_be(d + 1, n, 4);
+}
+
+/* A literal key and an unsigned value. */
+#define cc_w_kv_u64(d, lit, v) cc_w_u64(cc_w_lit((d), lit), (v))
+
+/* A prefix and a decimal number as one string ("cv-17"). */
+CC_PACK_INLINE char *
+cc_w_prefixed_u64(char *d, const char *prefix, size_t pn, uint64_t v) {
+    char *p = d + 1;
+    size_t n;
+    memcpy(p, prefix, pn);
+    n = pn + cc_fmt_u64(p + pn, v);
+    *d = (char)(0xa0 | n); /* at most 3 + 20 bytes: a fixstr */
+    return p + n;
+}
+
 #endif
