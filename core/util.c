@@ -54,57 +54,100 @@ mix64(uint64_t x) {
     return x;
 }
 
+static inline uint64_t
+load64(const unsigned char *p) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+static inline uint64_t
+load32(const unsigned char *p) {
+    uint32_t w;
+    memcpy(&w, p, 4);
+    return w;
+}
+
+/* The full 128-bit product of a and b, its halves folded together: one
+ * multiplication mixes 16 bytes of input. */
+static inline uint64_t
+fold(uint64_t a, uint64_t b) {
+#ifdef __SIZEOF_INT128__
+    unsigned __int128 r = (unsigned __int128)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+#else
+    return mix64(a) ^ mix64(b + 0x9e3779b97f4a7c15ULL);
+#endif
+}
+
+/* Keys here are short (ids, phone numbers, addresses): up to 16 bytes are
+ * read as two overlapping words with no loop and no byte-wise tail; longer
+ * keys take 16 bytes per multiplication, and their last 16 bytes are read
+ * as two words ending at the last byte. The length goes into the final
+ * mix, so overlapping reads of different lengths do not collide. */
 uint64_t
 cc_hash(const void *data, size_t len, uint64_t seed) {
     const unsigned char *p = data;
-    uint64_t h = seed ^ (0x9e3779b97f4a7c15ULL * (len + 1));
-    uint64_t w;
+    const uint64_t s = seed ^ 0x9e3779b97f4a7c15ULL;
+    uint64_t a, b, h = mix64(seed) ^ 0xc2b2ae3d27d4eb4fULL;
+    size_t n = len;
 
-    while (len >= 8) {
-        memcpy(&w, p, 8);
-        h = mix64(h ^ w) + 0x9e3779b97f4a7c15ULL;
-        p += 8;
-        len -= 8;
+    if (n <= 16) {
+        if (n >= 8) {
+            a = load64(p);
+            b = load64(p + n - 8);
+        } else if (n >= 4) {
+            a = load32(p);
+            b = load32(p + n - 4);
+        } else if (n > 0) {
+            a = ((uint64_t)p[0] << 16) | ((uint64_t)p[n >> 1] << 8) | p[n - 1];
+            b = 0;
+        } else {
+            a = b = 0;
+        }
+    } else {
+        while (n > 16) {
+            h = fold(load64(p) ^ s, load64(p + 8) ^ h);
+            p += 16;
+            n -= 16;
+        }
+        a = load64(p + n - 16);
+        b = load64(p + n - 8);
     }
-    /* The tail, little-endian, without a call to memcpy of a variable
-     * length. */
-    w = 0;
-    switch (len) {
-    case 7:
-        w |= (uint64_t)p[6] << 48;
-        /* fall through */
-    case 6:
-        w |= (uint64_t)p[5] << 40;
-        /* fall through */
-    case 5:
-        w |= (uint64_t)p[4] << 32;
-        /* fall through */
-    case 4:
-        w |= (uint64_t)p[3] << 24;
-        /* fall through */
-    case 3:
-        w |= (uint64_t)p[2] << 16;
-        /* fall through */
-    case 2:
-        w |= (uint64_t)p[1] << 8;
-        /* fall through */
-    case 1:
-        w |= p[0];
-    }
-    return mix64(h ^ w ^ ((uint64_t)len << 56));
+    return mix64(fold(a ^ s, b ^ h) ^ len);
 }
 
 size_t
 cc_fmt_u64(char *out, uint64_t v) {
-    char tmp[20];
-    size_t n = 0, i;
+    static const char pairs[201] = "00010203040506070809"
+                                   "10111213141516171819"
+                                   "20212223242526272829"
+                                   "30313233343536373839"
+                                   "40414243444546474849"
+                                   "50515253545556575859"
+                                   "60616263646566676869"
+                                   "70717273747576777879"
+                                   "80818283848586878889"
+                                   "90919293949596979899";
+    size_t n = 1, i;
+    uint64_t t;
 
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
+    for (t = v; t >= 10; t /= 10)
+        n++;
+    /* Two digits a division, from the last. */
+    i = n;
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        out[--i] = pairs[2 * r + 1];
+        out[--i] = pairs[2 * r];
+    }
+    if (v >= 10) {
+        out[--i] = pairs[2 * v + 1];
+        out[--i] = pairs[2 * v];
+    } else {
+        out[--i] = (char)('0' + v);
+    }
     return n;
 }
 

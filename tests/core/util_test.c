@@ -106,6 +106,92 @@ Test(util, in_place_packing_matches_msgpack) {
     msgpack_sbuffer_destroy(&b);
 }
 
+/* The writers into reserved room (cc_w_*) are msgpack-c's encodings too,
+ * at every boundary of every form they write, through both kinds of
+ * packer: one writing with cc_sbuffer_write (in place) and one with
+ * msgpack-c's own writer (through the scratch buffer). */
+Test(util, reserved_room_writers_match_msgpack) {
+    static const uint64_t u[] = {
+        0,     1,     127,           128,           255,       256,
+        65535, 65536, 4294967295ULL, 4294967296ULL, UINT64_MAX};
+    static const int64_t s[] = {
+        0,         -1,     -32,    -33,       -128,
+        -129,      -32768, -32769, INT32_MIN, (int64_t)INT32_MIN - 1,
+        INT64_MIN, 127,    65536,  INT64_MAX};
+    static const size_t lens[] = {0,  1,  2,  3,  4,   7,   8,     9,    15,
+                                  16, 17, 31, 32, 255, 256, 65535, 65536};
+    static const uint32_t counts[] = {0, 15, 16, 65535, 65536};
+    static char str[65536 + 32]; /* lens[i] bytes from str + i */
+    msgpack_sbuffer want, got_in, got_cb;
+    msgpack_packer pw, pin, pcb;
+    int round;
+    size_t i;
+
+    for (i = 0; i < sizeof(str); i++)
+        str[i] = (char)('a' + i % 26);
+    msgpack_sbuffer_init(&want);
+    msgpack_sbuffer_init(&got_in);
+    msgpack_sbuffer_init(&got_cb);
+    msgpack_packer_init(&pw, &want, msgpack_sbuffer_write);
+    msgpack_packer_init(&pin, &got_in, cc_sbuffer_write);
+    msgpack_packer_init(&pcb, &got_cb, msgpack_sbuffer_write);
+
+    for (i = 0; i < sizeof(u) / sizeof(u[0]); i++)
+        msgpack_pack_uint64(&pw, u[i]);
+    for (i = 0; i < sizeof(s) / sizeof(s[0]); i++)
+        msgpack_pack_int64(&pw, s[i]);
+    for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        msgpack_pack_str(&pw, lens[i]);
+        msgpack_pack_str_body(&pw, str + i, lens[i]);
+    }
+    for (i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        msgpack_pack_map(&pw, counts[i]);
+        msgpack_pack_array(&pw, counts[i]);
+    }
+    msgpack_pack_double(&pw, -0.25);
+    msgpack_pack_double(&pw, 0.8f);
+    msgpack_pack_nil(&pw);
+    msgpack_pack_true(&pw);
+    msgpack_pack_false(&pw);
+    msgpack_pack_str(&pw, 5);
+    msgpack_pack_str_body(&pw, "cv-17", 5);
+    msgpack_pack_str(&pw, 3 + 20);
+    msgpack_pack_str_body(&pw, "cu-18446744073709551615", 23);
+    msgpack_pack_str(&pw, 4);
+    msgpack_pack_str_body(&pw, "topic", 4);
+
+    for (round = 0; round < 2; round++) {
+        msgpack_packer *pk = round == 0 ? &pin : &pcb;
+        char *d = cc_pack_reserve(pk, 4 * sizeof(str));
+        for (i = 0; i < sizeof(u) / sizeof(u[0]); i++)
+            d = cc_w_u64(d, u[i]);
+        for (i = 0; i < sizeof(s) / sizeof(s[0]); i++)
+            d = cc_w_i64(d, s[i]);
+        for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+            d = cc_w_str(d, str + i, lens[i]);
+        for (i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+            d = cc_w_map(d, counts[i]);
+            d = cc_w_array(d, counts[i]);
+        }
+        d = cc_w_double(d, -0.25);
+        d = cc_w_double(d, 0.8f);
+        d = cc_w_nil(d);
+        d = cc_w_bool(d, true);
+        d = cc_w_bool(d, false);
+        d = cc_w_prefixed_u64(d, "cv-", 3, 17);
+        d = cc_w_prefixed_u64(d, "cu-", 3, UINT64_MAX);
+        d = cc_w_litn(d, "topic", 4);
+        cc_pack_finish(pk, d);
+    }
+    cr_assert_eq(got_in.size, want.size);
+    cr_assert(memcmp(got_in.data, want.data, want.size) == 0);
+    cr_assert_eq(got_cb.size, want.size);
+    cr_assert(memcmp(got_cb.data, want.data, want.size) == 0);
+    msgpack_sbuffer_destroy(&want);
+    msgpack_sbuffer_destroy(&got_in);
+    msgpack_sbuffer_destroy(&got_cb);
+}
+
 Test(util, blobs_are_accounted_at_their_class_size) {
     cr_assert_eq(cc_blob_size(0), 0);
     cr_assert_eq(cc_blob_size(1), 16);
@@ -114,4 +200,55 @@ Test(util, blobs_are_accounted_at_their_class_size) {
     cr_assert_eq(cc_blob_size(81), 96);
     cr_assert_eq(cc_blob_size(512), 512);
     cr_assert_eq(cc_blob_size(513), 513); /* malloc'd as asked */
+}
+
+/* Every byte of a key counts, whatever the key's length: the hash reads
+ * keys as overlapping words, so flip each bit of keys of every length from
+ * 0 to 40 bytes and check the hash changes, in about half its bits. */
+Test(util, hash_depends_on_every_bit) {
+    unsigned char key[40];
+    size_t len, bit, i;
+    uint64_t total = 0, flips = 0;
+
+    for (i = 0; i < sizeof(key); i++)
+        key[i] = (unsigned char)(i * 37 + 11);
+    for (len = 0; len <= sizeof(key); len++) {
+        uint64_t h = cc_hash(key, len, 0x5eed);
+        for (bit = 0; bit < len * 8; bit++) {
+            uint64_t g;
+            key[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+            g = cc_hash(key, len, 0x5eed);
+            key[bit / 8] ^= (unsigned char)(1u << (bit % 8));
+            cr_assert_neq(g, h, "length %zu, bit %zu", len, bit);
+            total += (uint64_t)__builtin_popcountll(g ^ h);
+            flips++;
+        }
+        /* Keys that are prefixes of each other, or zero-padded, differ. */
+        if (len > 0)
+            cr_assert_neq(h, cc_hash(key, len - 1, 0x5eed), "length %zu", len);
+        cr_assert_neq(h, cc_hash(key, len, 0x5eee), "seed, length %zu", len);
+    }
+    /* An average near 32 of 64 output bits changed. */
+    cr_assert(total > flips * 30 && total < flips * 34, "%.2f bits",
+              (double)total / (double)flips);
+}
+
+/* Sequential ids, the commonest keys, spread evenly over buckets. */
+Test(util, hash_spreads_sequential_ids) {
+    enum { BUCKETS = 1024, KEYS = 1024 * 64 };
+    static unsigned count[BUCKETS];
+    char id[32];
+    double chi = 0;
+    unsigned i;
+
+    for (i = 0; i < KEYS; i++) {
+        int n = snprintf(id, sizeof(id), "ev-%u", i);
+        count[cc_hash(id, (size_t)n, 1) & (BUCKETS - 1)]++;
+    }
+    for (i = 0; i < BUCKETS; i++) {
+        double d = (double)count[i] - KEYS / BUCKETS;
+        chi += d * d / (KEYS / BUCKETS);
+    }
+    /* 1023 degrees of freedom: the 99.99th percentile is near 1200. */
+    cr_assert(chi < 1200, "chi-square %.1f", chi);
 }
