@@ -375,3 +375,92 @@ Test(event, reject_reasons_read_well) {
     cc_reject_format(&r, buf, sizeof(buf));
     cr_assert_str_eq(buf, "key 'ts' must be an integer");
 }
+
+/* Every type name decodes to its type; names one byte off (length, first
+ * or last byte, case) do not. */
+Test(event, every_type_name_and_no_near_miss, .init = setup) {
+    struct tb t;
+    struct cc_event ev;
+    struct cc_reject rej;
+    char name[64];
+    int ty, v;
+
+    tb_init(&t);
+    for (ty = 0; ty < CC_EV__COUNT; ty++) {
+        const char *tn = cc_event_type_name((enum cc_event_type)ty);
+        size_t n = strlen(tn);
+        for (v = 0; v < 5; v++) {
+            memcpy(name, tn, n + 1);
+            if (v == 1)
+                name[n - 1] = '\0'; /* one byte short */
+            else if (v == 2)
+                memcpy(name + n, "s", 2); /* one byte long */
+            else if (v == 3)
+                name[0] = (char)(name[0] ^ 1);
+            else if (v == 4)
+                name[n - 1] = (char)(name[n - 1] - 'a' + 'A');
+            tb_reset(&t);
+            msgpack_pack_map(&t.pk, 5);
+            tb_kv_str(&t, "id", "ev-1");
+            tb_kv_int(&t, "ts", 1700000000000LL);
+            tb_kv_str(&t, "channel", "phone");
+            tb_kv_str(&t, "type", name);
+            tb_kv_str(&t, "contact", "call-1");
+            if (v == 0) {
+                /* Decodes, or is rejected for what the type needs. */
+                if (decode(&t, &ev, &rej) == 1)
+                    cr_assert_eq(ev.type, ty, "%s", tn);
+                else
+                    cr_assert_neq(rej.code, CC_R_UNKNOWN_TYPE, "%s", tn);
+            } else {
+                cr_assert_eq(decode(&t, &ev, &rej), 0, "%s", name);
+                cr_assert_eq(rej.code, CC_R_UNKNOWN_TYPE, "%s", name);
+            }
+        }
+    }
+    tb_fini(&t);
+}
+
+/* Keys are recognised at the very end of a message too, and keys that
+ * differ from a known one by a byte, or are longer, are ignored like any
+ * unknown key. */
+Test(event, keys_are_read_exactly_at_any_position, .init = setup) {
+    static const char *const near[] = {
+        "i",        "idd",       "tss",   "typ",     "channe",
+        "contactt", "customers", "Queue", "priorit", "reply_tO"};
+    struct tb t;
+    struct cc_event ev;
+    struct cc_reject rej;
+    size_t i;
+
+    tb_init(&t);
+    /* The last key of the message, with its value, in fewer than 9 bytes:
+     * "ts" then a fixint; "tags" then an empty array. */
+    tb_reset(&t);
+    msgpack_pack_map(&t.pk, 6);
+    tb_kv_str(&t, "id", "ev-1");
+    tb_kv_str(&t, "channel", "phone");
+    tb_kv_str(&t, "type", "contact.open");
+    tb_kv_str(&t, "contact", "c");
+    tb_str(&t, "tags");
+    msgpack_pack_array(&t.pk, 0);
+    tb_kv_int(&t, "ts", 5);
+    cr_assert_eq(decode(&t, &ev, &rej), 1);
+    cr_assert_eq(ev.ts, 5);
+    cr_assert(cc_str_eq(ev.contact, "c"));
+    for (i = 0; i < CC_ARRAY_SIZE(near); i++) {
+        tb_reset(&t);
+        msgpack_pack_map(&t.pk, 6);
+        tb_kv_str(&t, near[i], "x");
+        tb_kv_str(&t, "id", "ev-1");
+        tb_kv_int(&t, "ts", 1700000000000LL);
+        tb_kv_str(&t, "channel", "phone");
+        tb_kv_str(&t, "type", "contact.open");
+        tb_kv_str(&t, "contact", "call-1");
+        cr_assert_eq(decode(&t, &ev, &rej), 1, "%s", near[i]);
+        cr_assert(cc_str_eq(ev.contact, "call-1"), "%s", near[i]);
+        cr_assert_eq(ev.queue.n, 0, "%s", near[i]);
+        cr_assert_eq(ev.flags, 0, "%s", near[i]);
+    }
+    tb_fini(&t);
+}
