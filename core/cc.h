@@ -82,6 +82,19 @@ cc_str_eq(struct cc_str a, const char *lit) {
  * the tables. */
 uint64_t cc_hash(const void *data, size_t len, uint64_t seed);
 
+/* The finaliser of the SplitMix64 generator: a bijection of 64-bit values
+ * that spreads every input bit over the output (distinct inputs, distinct
+ * outputs: usable as a fingerprint of a 64-bit number). */
+static inline uint64_t
+cc_mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
 /* Writes v in decimal at out (room for 20 digits, no NUL) and returns the
  * length: snprintf's result without its cost on the hot path. */
 size_t cc_fmt_u64(char *out, uint64_t v);

@@ -155,9 +155,9 @@ cc_channels_find(const struct cc_channels *c, struct cc_str name) {
     uint32_t i;
     if (name.n >= CC_CHANNEL_NAME_MAX)
         return -1;
-    /* names[i] is NUL-padded and name.n is below its size. */
+    /* A name with a NUL in it ("sms\0") matches no channel. */
     for (i = 0; i < c->n; i++) {
-        if (c->names[i][name.n] == '\0' && name.n != 0 &&
+        if (c->len[i] == name.n && name.n != 0 &&
             short_eq(c->names[i], name.p, name.n))
             return (int)i;
     }
@@ -415,7 +415,8 @@ find_type(struct cc_str s) {
     if (s.n >= CC_ARRAY_SIZE(types_by_len))
         return -1;
     for (t = types_by_len[s.n]; *t != 0; t++) {
-        if (short_eq(type_names[*t - 1].s, s.p, s.n))
+        if (type_names[*t - 1].n == s.n &&
+            short_eq(type_names[*t - 1].s, s.p, s.n))
             return *t - 1;
     }
     return -1;

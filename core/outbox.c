@@ -49,8 +49,11 @@ cc_sbuffer_write(void *data, const char *buf, size_t len) {
 }
 
 /* Where packers that do not write with cc_sbuffer_write (msgpack-c's own
- * sbuffer writer, say) get their room; cc__pack_finish_other() then hands
- * what was written to their callback. One per thread, reused. */
+ * sbuffer writer, say: queries from tests and contactctl) get their room;
+ * cc__pack_finish_other() then hands what was written to their callback.
+ * One per thread, reused, as large as the largest record it took (a full
+ * conversation context: tens of kilobytes) and kept until the process
+ * ends. Not re-entrant: no callback may pack through it. */
 static _Thread_local msgpack_sbuffer scratch;
 
 char *

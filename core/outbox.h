@@ -332,11 +332,13 @@ cc_w_array(char *d, uint32_t n) {
 /* A literal key and an unsigned value. */
 #define cc_w_kv_u64(d, lit, v) cc_w_u64(cc_w_lit((d), lit), (v))
 
-/* A prefix and a decimal number as one string ("cv-17"). */
+/* A prefix of at most 11 bytes and a decimal number as one string
+ * ("cv-17"): at most 31 bytes, a fixstr. */
 CC_PACK_INLINE char *
 cc_w_prefixed_u64(char *d, const char *prefix, size_t pn, uint64_t v) {
     char *p = d + 1;
     size_t n;
+    CC_ASSERT(pn <= 11);
     memcpy(p, prefix, pn);
     n = pn + cc_fmt_u64(p + pn, v);
     *d = (char)(0xa0 | n); /* at most 3 + 20 bytes: a fixstr */

@@ -43,18 +43,6 @@ cc__assert_fail(const char *expr, const char *file, int line) {
 }
 
 static inline uint64_t
-mix64(uint64_t x) {
-    /* The finaliser of the SplitMix64 generator: a bijection that spreads
-     * every input bit over the output. */
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
-static inline uint64_t
 load64(const unsigned char *p) {
     uint64_t w;
     memcpy(&w, p, 8);
@@ -76,7 +64,7 @@ fold(uint64_t a, uint64_t b) {
     unsigned __int128 r = (unsigned __int128)a * b;
     return (uint64_t)r ^ (uint64_t)(r >> 64);
 #else
-    return mix64(a) ^ mix64(b + 0x9e3779b97f4a7c15ULL);
+    return cc_mix64(a) ^ cc_mix64(b + 0x9e3779b97f4a7c15ULL);
 #endif
 }
 
@@ -89,7 +77,7 @@ uint64_t
 cc_hash(const void *data, size_t len, uint64_t seed) {
     const unsigned char *p = data;
     const uint64_t s = seed ^ 0x9e3779b97f4a7c15ULL;
-    uint64_t a, b, h = mix64(seed) ^ 0xc2b2ae3d27d4eb4fULL;
+    uint64_t a, b, h = cc_mix64(seed) ^ 0xc2b2ae3d27d4eb4fULL;
     size_t n = len;
 
     if (n <= 16) {
@@ -114,7 +102,7 @@ cc_hash(const void *data, size_t len, uint64_t seed) {
         a = load64(p + n - 16);
         b = load64(p + n - 8);
     }
-    return mix64(fold(a ^ s, b ^ h) ^ len);
+    return cc_mix64(fold(a ^ s, b ^ h) ^ len);
 }
 
 size_t

@@ -706,3 +706,137 @@ Test(conversation, a_batch_resolves_identity_as_one_by_one, .init = setup,
     cc_ingest_report_fini(&r1);
     cc_engine_free(one);
 }
+
+/*
+ * The repeat alert and the context are written into room reserved for the
+ * most they can take (core/outbox.h), and the engine aborts if a write
+ * passes its bound. Here every part is as long as the protocol allows:
+ * 31-byte channel names on eight channels, 512-byte contact ids, 128-byte
+ * queue, agent, topic and tag names in every slot, a customer map of 20 KB,
+ * 16 history entries and 50 identifiers of 250 bytes. Every alert and the
+ * full context must come out whole and well-formed.
+ */
+static void
+fill(char *buf, size_t n, char tag, int i) {
+    int k = snprintf(buf, n + 1, "%c%d-", tag, i);
+    memset(buf + k, 'x', n - (size_t)k);
+    buf[n] = '\0';
+}
+
+Test(conversation, the_largest_alert_and_context_fit_their_bounds) {
+    static char contact[513], queue[129], agent[129], topic[129], tag[129],
+        big[20001], email[251], id[32];
+    struct cc_engine_config c;
+    msgpack_unpacked last;
+    const msgpack_object *ctx;
+    int i, k;
+
+    cc_engine_config_defaults(&c);
+    c.max_contacts = c.max_conversations = 1000;
+    c.max_identities = 10000;
+    c.dedup_window = c.thread_index = 1000;
+    c.max_identifiers = 50;
+    for (i = 0; i < 4; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "channel%d", i);
+        memset(name + 8, 'z', 23);
+        name[31] = '\0';
+        cr_assert_eq(cc_channels_add(&c.channels, name), 0);
+    }
+    cr_assert_eq(cc_engine_new(&e, &c, (uint64_t)T0), 0);
+    tb_init(&t);
+    msgpack_sbuffer_init(&qsb);
+    msgpack_sbuffer_init(&ssb);
+    msgpack_unpacked_init(&qu);
+    msgpack_unpacked_init(&last);
+    memset(big, 'b', sizeof(big) - 1);
+
+    /* 49 more identifiers for the customer: one link each. */
+    for (i = 0; i < 49; i++) {
+        snprintf(id, sizeof(id), "l%d", i);
+        fill(email, 240, 'e', i);
+        memcpy(email + 240, "@example.c", 11);
+        tb_reset(&t);
+        msgpack_pack_map(&t.pk, 5);
+        tb_kv_str(&t, "id", id);
+        tb_kv_int(&t, "ts", T0 + i);
+        tb_kv_str(&t, "channel", "email");
+        tb_kv_str(&t, "type", "identity.link");
+        tb_str(&t, "customer");
+        msgpack_pack_map(&t.pk, 2);
+        tb_kv_str(&t, "crm", "the-customer");
+        tb_kv_str(&t, "email", email);
+        cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)(T0 + i), &rep);
+        cr_assert_eq(rep.accepted, 1, "link %d", i);
+    }
+    /* 20 contacts across the eight channels, each with every field at its
+     * longest; each after the first is a repeat. */
+    for (i = 0; i < 20; i++) {
+        int64_t ts = T0 + HOUR + i * 1000;
+        const char *ch = i % 8 < 4 ? (const char *[]){"phone", "chat", "email",
+                                                      "social"}[i % 8]
+                                   : NULL;
+        char chname[32];
+        if (ch == NULL) {
+            snprintf(chname, sizeof(chname), "channel%d", i % 8 - 4);
+            memset(chname + 8, 'z', 23);
+            chname[31] = '\0';
+            ch = chname;
+        }
+        fill(contact, 512, 'c', i);
+        fill(queue, 128, 'q', i % 5);
+        fill(agent, 128, 'a', i % 5);
+        fill(topic, 128, 't', i);
+        for (k = 0; k < 3; k++) {
+            snprintf(id, sizeof(id), "x%d-%d", i, k);
+            tb_reset(&t);
+            msgpack_pack_map(&t.pk, k == 0 ? 9 : 7);
+            tb_kv_str(&t, "id", id);
+            tb_kv_int(&t, "ts", ts + k);
+            tb_kv_str(&t, "channel", ch);
+            tb_kv_str(&t, "type",
+                      k == 0   ? "contact.open"
+                      : k == 1 ? "queue.join"
+                               : "agent.answer");
+            tb_kv_str(&t, "contact", contact);
+            tb_kv_str(&t, "topic", topic);
+            if (k == 2)
+                tb_kv_str(&t, "agent", agent);
+            else
+                tb_kv_str(&t, "queue", queue);
+            if (k == 0) {
+                tb_str(&t, "tags");
+                msgpack_pack_array(&t.pk, 8);
+                for (int j = 0; j < 8; j++) {
+                    fill(tag, 128, 'g', i * 8 + j);
+                    tb_str(&t, tag);
+                }
+                tb_str(&t, "customer");
+                msgpack_pack_map(&t.pk, 2);
+                tb_kv_str(&t, "crm", "the-customer");
+                tb_kv_str(&t, "notes", big); /* unknown: kept as received */
+            }
+            cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)(ts + k), &rep);
+            cr_assert_eq(rep.accepted, 1, "contact %d event %d: %s", i, k,
+                         rep.error ? rep.error : "rejected");
+        }
+        /* Each repeat alert is whole and well-formed. */
+        if (i > 0) {
+            cr_assert_eq(count_alerts("continuity.repeat", &last), 1,
+                         "contact %d", i);
+            cr_assert(tmap_str_is(&last.data, "contact", contact));
+        }
+        cc_outbox_clear(cc_engine_outbox(e));
+    }
+    ctx = query(cc_engine_pack_conversation_by_id, "cv-1");
+    cr_assert(ctx != NULL);
+    cr_assert_eq(array_len(ctx, "identifiers"), 50);
+    cr_assert_eq(array_len(ctx, "contact_history"), 16);
+    cr_assert_eq(array_len(ctx, "channels"), 8);
+    cr_assert_eq(array_len(ctx, "tags"), 8);
+    cr_assert_eq(array_len(ctx, "agents"), 4);
+    cr_assert_eq(array_len(ctx, "queues"), 4);
+    cr_assert(tmap_str_is(ctx, "topic", topic));
+    msgpack_unpacked_destroy(&last);
+    teardown();
+}

@@ -376,29 +376,28 @@ Test(event, reject_reasons_read_well) {
     cr_assert_str_eq(buf, "key 'ts' must be an integer");
 }
 
-/* Every type name decodes to its type; names one byte off (length, first
- * or last byte, case) do not. */
+/* Every type name decodes to its type; names one byte off (one short, one
+ * long, or any one byte changed) do not. */
 Test(event, every_type_name_and_no_near_miss, .init = setup) {
     struct tb t;
     struct cc_event ev;
     struct cc_reject rej;
     char name[64];
-    int ty, v;
+    int ty;
+    size_t v;
 
     tb_init(&t);
     for (ty = 0; ty < CC_EV__COUNT; ty++) {
         const char *tn = cc_event_type_name((enum cc_event_type)ty);
         size_t n = strlen(tn);
-        for (v = 0; v < 5; v++) {
+        for (v = 0; v < n + 3; v++) {
             memcpy(name, tn, n + 1);
             if (v == 1)
                 name[n - 1] = '\0'; /* one byte short */
             else if (v == 2)
                 memcpy(name + n, "s", 2); /* one byte long */
-            else if (v == 3)
-                name[0] = (char)(name[0] ^ 1);
-            else if (v == 4)
-                name[n - 1] = (char)(name[n - 1] - 'a' + 'A');
+            else if (v >= 3)
+                name[v - 3] = (char)(name[v - 3] ^ 0x20); /* case, '.' */
             tb_reset(&t);
             msgpack_pack_map(&t.pk, 5);
             tb_kv_str(&t, "id", "ev-1");
@@ -419,6 +418,46 @@ Test(event, every_type_name_and_no_near_miss, .init = setup) {
         }
     }
     tb_fini(&t);
+}
+
+/* Channel names of every length up to the longest (31 bytes) are found;
+ * the same names with any one byte changed, one byte short or with a NUL
+ * appended are not. */
+Test(event, channel_names_are_matched_exactly) {
+    struct cc_channels ch;
+    struct cc_str s;
+    char names[28][32], probe[40];
+    size_t len, i;
+
+    cc_channels_init(&ch);
+    for (len = 4; len < 32; len++) {
+        for (i = 0; i < len; i++)
+            names[len - 4][i] = (char)('a' + (len + i) % 26);
+        names[len - 4][len] = '\0';
+        cr_assert_eq(cc_channels_add(&ch, names[len - 4]), 0, "%zu", len);
+    }
+    for (len = 4; len < 32; len++) {
+        const char *nm = names[len - 4];
+        s = (struct cc_str){nm, (uint32_t)len};
+        cr_assert_eq(cc_channels_find(&ch, s), (int)(len - 4 + 4), "%s", nm);
+        for (i = 0; i < len; i++) {
+            memcpy(probe, nm, len);
+            probe[i] = (char)(probe[i] ^ 0x20);
+            s = (struct cc_str){probe, (uint32_t)len};
+            cr_assert_lt(cc_channels_find(&ch, s), 0, "%zu %zu", len, i);
+        }
+        memcpy(probe, nm, len);
+        probe[len] = '\0';
+        s = (struct cc_str){probe, (uint32_t)(len + 1)};
+        cr_assert_lt(cc_channels_find(&ch, s), 0, "%s with a NUL", nm);
+        s = (struct cc_str){nm, (uint32_t)(len - 1)};
+        if (len > 4)
+            cr_assert_lt(cc_channels_find(&ch, s), 0, "%s short", nm);
+    }
+    s = (struct cc_str){"chat\0", 5};
+    cr_assert_lt(cc_channels_find(&ch, s), 0);
+    s = (struct cc_str){"chat", 4};
+    cr_assert_eq(cc_channels_find(&ch, s), 1);
 }
 
 /* Keys are recognised at the very end of a message too, and keys that
