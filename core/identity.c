@@ -62,6 +62,18 @@ norm_phone(struct cc_str in, unsigned country, char *out, size_t cap,
     size_t nd = 0, i, skip = 0, ncc;
     bool plus = false;
 
+    /* The commonest form, already E.164 ('+' and 7 to 15 digits, nothing
+     * else), is its own normal form: one pass to check it. */
+    if (in.n >= 1 + E164_MIN && in.n <= 1 + E164_MAX && in.p[0] == '+' &&
+        in.n + 1 <= cap) {
+        for (i = 1; i < in.n && in.p[i] >= '0' && in.p[i] <= '9'; i++)
+            ;
+        if (i == in.n) {
+            memcpy(out, in.p, in.n);
+            out[in.n] = '\0';
+            return (int)in.n;
+        }
+    }
     in = trim(drop_prefix(trim(in), "tel:"));
     for (i = 0; i < in.n; i++) {
         char c = in.p[i];
@@ -145,6 +157,28 @@ norm_email(struct cc_str in, char *out, size_t cap, const char **why) {
     const char *lt, *gt;
     size_t i, at = 0, nat = 0;
 
+    /* The commonest form, a bare address: checked and lower-cased in one
+     * pass. Anything else (spaces, brackets, a display name, "mailto:",
+     * not exactly one '@' with text on both sides) takes the full path
+     * below, which also says what is wrong. */
+    if (in.n != 0 && in.n + 1 <= cap) {
+        for (i = 0; i < in.n; i++) {
+            unsigned char c = (unsigned char)in.p[i];
+            if (c == '@') {
+                at = i;
+                nat++;
+            } else if (c <= ' ' || c == '<' || c == '>' || c == ',' ||
+                       c == 127 || c == ':') {
+                break;
+            }
+            out[i] = lower((char)c);
+        }
+        if (i == in.n && nat == 1 && at != 0 && at != in.n - 1) {
+            out[in.n] = '\0';
+            return (int)in.n;
+        }
+        at = nat = 0;
+    }
     in = trim(in);
     lt = memchr(in.p, '<', in.n);
     if (lt != NULL) {
