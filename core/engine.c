@@ -195,7 +195,7 @@ cc_name_intern(struct cc_engine *e, struct cc_str s) {
     struct cc_name **b = &e->nbuckets[h & e->nmask], *n;
 
     for (n = *b; n != NULL; n = n->hnext) {
-        if (n->hash == h && n->len == s.n && memcmp(n->s, s.p, s.n) == 0)
+        if (n->hash == h && n->len == s.n && cc_bytes_eq(n->s, s.p, s.n))
             return n;
     }
     if (e->nnames >= e->cfg.max_names || e->nnames >= UINT32_MAX - 1)
@@ -281,7 +281,7 @@ cc_contact_find(struct cc_engine *e, unsigned channel, struct cc_str id,
     struct cc_contact *c;
     for (c = e->buckets[h & e->bucket_mask]; c != NULL; c = c->hnext) {
         if (c->hash == h && c->channel == channel && c->id_len == id.n &&
-            memcmp(contact_id(c), id.p, id.n) == 0)
+            cc_bytes_eq(contact_id(c), id.p, id.n))
             return c;
     }
     return NULL;
@@ -309,7 +309,7 @@ contact_set_customer(struct cc_engine *e, struct cc_contact *c,
         return CC_ETOOBIG;
     if (c->cust_len == ev->customer_len &&
         (c->cust_len == 0 ||
-         memcmp(contact_customer(c), ev->customer, ev->customer_len) == 0))
+         cc_bytes_eq(contact_customer(c), ev->customer, ev->customer_len)))
         return 0;
     if (n != 0) {
         blob = cc_blob_get(&e->blobs, n);
@@ -901,7 +901,7 @@ wants_identity(const struct cc_event *ev, const struct cc_contact *c) {
     if (c == NULL || c->conv == NULL)
         return true;
     return c->cust_len != ev->customer_len ||
-           memcmp(contact_customer(c), ev->customer, ev->customer_len) != 0;
+           !cc_bytes_eq(contact_customer(c), ev->customer, ev->customer_len);
 }
 
 /* Normalises and hashes every identifier of ev; one that cannot be
@@ -988,7 +988,10 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
     uint64_t h = k->h, fp = k->fp;
     bool resolve;
 
-    cc_wheel_advance(&e->wheel, now);
+    /* Events of one call share their time: the wheel has work only when
+     * time moved or a timer armed at or before now waits. */
+    if (now > e->wheel.now || e->wheel.expired != NULL)
+        cc_wheel_advance(&e->wheel, now);
     if (cc_dedup_seen(&e->dedup, fp)) {
         e->duplicates++;
         return CC_DUPLICATE;

@@ -33,43 +33,6 @@ static const struct {
     TYPE_NAME("callback.failed"),
 };
 
-/* Equality of short byte strings, inline: for the few bytes of a type or
- * channel name a call to memcmp costs more than the comparison. Whole
- * words are compared, the last one ending at the last byte (overlapping
- * the one before when n is not a multiple of the word). */
-static inline bool
-short_eq(const char *a, const char *b, size_t n) {
-    uint64_t x, y;
-    uint32_t u, v;
-    size_t i;
-
-    if (n >= 8) {
-        for (i = 0; i + 8 < n; i += 8) {
-            memcpy(&x, a + i, 8);
-            memcpy(&y, b + i, 8);
-            if (x != y)
-                return false;
-        }
-        memcpy(&x, a + n - 8, 8);
-        memcpy(&y, b + n - 8, 8);
-        return x == y;
-    }
-    if (n >= 4) {
-        memcpy(&u, a, 4);
-        memcpy(&v, b, 4);
-        if (u != v)
-            return false;
-        memcpy(&u, a + n - 4, 4);
-        memcpy(&v, b + n - 4, 4);
-        return u == v;
-    }
-    for (i = 0; i < n; i++) {
-        if (a[i] != b[i])
-            return false;
-    }
-    return true;
-}
-
 const char *
 cc_event_type_name(enum cc_event_type t) {
     return (unsigned)t < CC_EV__COUNT ? type_names[t].s : "unknown";
@@ -158,7 +121,7 @@ cc_channels_find(const struct cc_channels *c, struct cc_str name) {
     /* A name with a NUL in it ("sms\0") matches no channel. */
     for (i = 0; i < c->n; i++) {
         if (c->len[i] == name.n && name.n != 0 &&
-            short_eq(c->names[i], name.p, name.n))
+            cc_bytes_eq(c->names[i], name.p, name.n))
             return (int)i;
     }
     return -1;
@@ -208,22 +171,25 @@ msg_validate(const void *buf, size_t len, const char **err) {
 int
 cc_msg_open(struct cc_msg_iter *it, const void *buf, size_t len,
             const char **err) {
-    struct cc_mp probe;
-    enum cc_mp_type t;
+    uint8_t b;
+    bool map;
 
-    memset(it, 0, sizeof(*it));
-    cc_mp_init(&probe, buf, len);
+    it->count = it->index = 0;
+    it->batch = it->lazy = false;
+    it->error = NULL;
+    cc_mp_init(&it->mp, buf, len);
     if (len == 0) {
         *err = "empty message";
         return CC_EPROTO;
     }
-    t = cc_mp_peek(&probe);
-    if (t != CC_MP_MAP && t != CC_MP_ARRAY) {
+    /* fixmap, map 16, map 32; fixarray, array 16, array 32. */
+    b = *(const uint8_t *)buf;
+    map = (b & 0xf0) == 0x80 || b == 0xde || b == 0xdf;
+    if (!map && (b & 0xf0) != 0x90 && b != 0xdc && b != 0xdd) {
         *err = "not MessagePack: expected an event map or an array of them";
         return CC_EPROTO;
     }
-    cc_mp_init(&it->mp, buf, len);
-    if (t == CC_MP_MAP) {
+    if (map) {
         /* One event: decoding it reads every byte through checked readers,
          * so the separate validation pass runs only if decoding fails or
          * leaves bytes over (see cc_msg_next). */
@@ -315,15 +281,16 @@ static int
 ident_of(struct cc_str k) {
     switch (k.n) {
     case 3:
-        return short_eq(k.p, "crm", 3) ? CC_IDENT_CRM : CC_IDENT__COUNT;
+        return cc_bytes_eq(k.p, "crm", 3) ? CC_IDENT_CRM : CC_IDENT__COUNT;
     case 4:
-        return short_eq(k.p, "chat", 4) ? CC_IDENT_CHAT : CC_IDENT__COUNT;
+        return cc_bytes_eq(k.p, "chat", 4) ? CC_IDENT_CHAT : CC_IDENT__COUNT;
     case 5:
-        return short_eq(k.p, "phone", 5)   ? CC_IDENT_PHONE
-               : short_eq(k.p, "email", 5) ? CC_IDENT_EMAIL
-                                           : CC_IDENT__COUNT;
+        return cc_bytes_eq(k.p, "phone", 5)   ? CC_IDENT_PHONE
+               : cc_bytes_eq(k.p, "email", 5) ? CC_IDENT_EMAIL
+                                              : CC_IDENT__COUNT;
     case 6:
-        return short_eq(k.p, "social", 6) ? CC_IDENT_SOCIAL : CC_IDENT__COUNT;
+        return cc_bytes_eq(k.p, "social", 6) ? CC_IDENT_SOCIAL
+                                             : CC_IDENT__COUNT;
     }
     return CC_IDENT__COUNT;
 }
@@ -416,7 +383,7 @@ find_type(struct cc_str s) {
         return -1;
     for (t = types_by_len[s.n]; *t != 0; t++) {
         if (type_names[*t - 1].n == s.n &&
-            short_eq(type_names[*t - 1].s, s.p, s.n))
+            cc_bytes_eq(type_names[*t - 1].s, s.p, s.n))
             return *t - 1;
     }
     return -1;

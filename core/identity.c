@@ -412,7 +412,7 @@ find_hashed(const struct cc_identity *id, unsigned kind, struct cc_str s,
             uint64_t h) {
     struct cc_idnode *n;
     for (n = id->buckets[h & id->mask]; n != NULL; n = n->hnext) {
-        if (n->kind == kind && n->len == s.n && memcmp(n->s, s.p, s.n) == 0)
+        if (n->kind == kind && n->len == s.n && cc_bytes_eq(n->s, s.p, s.n))
             return n;
     }
     return NULL;

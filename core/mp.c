@@ -120,7 +120,7 @@ cc_mp_read_bool(struct cc_mp *m, bool *out) {
 }
 
 int
-cc_mp_read_int(struct cc_mp *m, int64_t *out) {
+cc__mp_read_int(struct cc_mp *m, int64_t *out) {
     const uint8_t *p = m->p;
     uint8_t b;
     uint64_t u;

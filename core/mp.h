@@ -67,7 +67,7 @@ const char *cc_mp_type_name(enum cc_mp_type t);
  */
 int cc_mp_read_nil(struct cc_mp *m);
 int cc_mp_read_bool(struct cc_mp *m, bool *out);
-int cc_mp_read_int(struct cc_mp *m, int64_t *out);
+static inline int cc_mp_read_int(struct cc_mp *m, int64_t *out);
 /* Accepts integers and floats. */
 int cc_mp_read_double(struct cc_mp *m, double *out);
 static inline int cc_mp_read_str(struct cc_mp *m, struct cc_str *out);
@@ -81,6 +81,29 @@ int cc_mp_skip(struct cc_mp *m);
 /* The general cases of the two inline readers below. */
 int cc__mp_read_str(struct cc_mp *m, struct cc_str *out);
 int cc__mp_read_map(struct cc_mp *m, uint32_t *count);
+int cc__mp_read_int(struct cc_mp *m, int64_t *out);
+
+/* Event times are uint 64 (0xcf) and small numbers positive fixints: read
+ * those in line, the rest through cc__mp_read_int(). */
+static inline int
+cc_mp_read_int(struct cc_mp *m, int64_t *out) {
+    if (m->p < m->end && *m->p <= 0x7f) {
+        *out = *m->p++;
+        return 0;
+    }
+    if (m->end - m->p >= 9 && *m->p == 0xcf) {
+        uint64_t u = 0;
+        int i;
+        for (i = 1; i <= 8; i++)
+            u = u << 8 | m->p[i];
+        if (u > (uint64_t)INT64_MAX)
+            return CC_EINVAL;
+        *out = (int64_t)u;
+        m->p += 9;
+        return 0;
+    }
+    return cc__mp_read_int(m, out);
+}
 
 /* Keys and most values are short strings and events are small maps: those
  * one-byte headers are read inline, everything else out of line. */

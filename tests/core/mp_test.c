@@ -174,3 +174,29 @@ Test(mp, wrong_type_consumes_nothing) {
     cr_assert_eq(cc_mp_read_int(&m, &v), 0);
     tb_fini(&t);
 }
+
+/* The in-line integer paths (positive fixint, uint 64) check the bytes
+ * present like the others: a uint 64 cut short fails without moving, one
+ * above INT64_MAX is refused, a fixint as the last byte reads. */
+Test(mp, inline_integer_paths_check_bounds) {
+    static const uint8_t cut[] = {0xcf, 0, 0, 1, 0x8b, 0xfc};
+    static const uint8_t big[] = {0xcf, 0x80, 0, 0, 0, 0, 0, 0, 0};
+    static const uint8_t max[] = {0xcf, 0x7f, 0xff, 0xff, 0xff,
+                                  0xff, 0xff, 0xff, 0xff, 0x05};
+    struct cc_mp m;
+    int64_t v;
+
+    cc_mp_init(&m, cut, sizeof(cut));
+    cr_assert_neq(cc_mp_read_int(&m, &v), 0);
+    cr_assert_eq(cc_mp_offset(&m), 0);
+    cc_mp_init(&m, big, sizeof(big));
+    cr_assert_eq(cc_mp_read_int(&m, &v), CC_EINVAL);
+    cr_assert_eq(cc_mp_offset(&m), 0);
+    cc_mp_init(&m, max, sizeof(max));
+    cr_assert_eq(cc_mp_read_int(&m, &v), 0);
+    cr_assert_eq(v, INT64_MAX);
+    cr_assert_eq(cc_mp_read_int(&m, &v), 0);
+    cr_assert_eq(v, 5);
+    cr_assert_eq(cc_mp_left(&m), 0);
+    cr_assert_neq(cc_mp_read_int(&m, &v), 0);
+}

@@ -260,3 +260,27 @@ Test(util, hash_spreads_sequential_ids) {
     /* 1023 degrees of freedom: the 99.99th percentile is near 1200. */
     cr_assert(chi < 1200, "chi-square %.1f", chi);
 }
+
+/* cc_bytes_eq agrees with memcmp for every length from 0 to 40 and a
+ * difference at every position, read from unaligned addresses. */
+Test(util, bytes_eq_agrees_with_memcmp) {
+    unsigned char a[48], b[48];
+    size_t len, pos, off;
+
+    for (off = 0; off < 3; off++) {
+        for (len = 0; len <= 40; len++) {
+            memset(a, 'q', sizeof(a));
+            memset(b, 'q', sizeof(b));
+            cr_assert(cc_bytes_eq(a + off, b + 1, len), "length %zu", len);
+            for (pos = 0; pos < len; pos++) {
+                b[1 + pos] = 'r';
+                cr_assert_not(cc_bytes_eq(a + off, b + 1, len),
+                              "length %zu, byte %zu", len, pos);
+                b[1 + pos] = 'q';
+            }
+            /* Bytes beyond n do not count. */
+            b[1 + len] = 'z';
+            cr_assert(cc_bytes_eq(a + off, b + 1, len), "length %zu", len);
+        }
+    }
+}
