@@ -77,7 +77,7 @@ uint64_t
 cc_hash(const void *data, size_t len, uint64_t seed) {
     const unsigned char *p = data;
     const uint64_t s = seed ^ 0x9e3779b97f4a7c15ULL;
-    uint64_t a, b, h = cc_mix64(seed) ^ 0xc2b2ae3d27d4eb4fULL;
+    uint64_t a, b, h = seed * 0xc2b2ae3d27d4eb4fULL;
     size_t n = len;
 
     if (n <= 16) {
