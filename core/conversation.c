@@ -367,16 +367,23 @@ w_name_or_nil(char *d, const struct cc_name *n) {
     return n != NULL ? cc_w_str(d, n->s, n->len) : cc_w_nil(d);
 }
 
-/* "kind:value" */
-static void
-pack_ident(msgpack_packer *pk, unsigned kind, const char *v, size_t n) {
+/* "kind:value": at most CC_W_STR_MAX(16 + n) bytes. */
+static char *
+w_ident(char *d, unsigned kind, const char *v, size_t n) {
     const char *kn = cc_ident_kind_name((enum cc_ident_kind)kind);
     size_t kl = strlen(kn);
 
-    msgpack_pack_str(pk, kl + 1 + n);
-    msgpack_pack_str_body(pk, kn, kl);
-    msgpack_pack_str_body(pk, ":", 1);
-    msgpack_pack_str_body(pk, v, n);
+    d = cc_w_strhdr(d, kl + 1 + n);
+    memcpy(d, kn, kl);
+    d[kl] = ':';
+    memcpy(d + kl + 1, v, n);
+    return d + kl + 1 + n;
+}
+
+static void
+pack_ident(msgpack_packer *pk, unsigned kind, const char *v, size_t n) {
+    cc_pack_finish(
+        pk, w_ident(cc_pack_reserve(pk, CC_W_STR_MAX(16 + n)), kind, v, n));
 }
 
 static char *
@@ -1215,15 +1222,8 @@ w_conv(char *d, struct cc_engine *e, const struct cc_conv *v, bool full) {
     if (v->cust != NULL) {
         const struct cc_idnode *m;
         d = cc_w_array(d, v->cust->nmembers);
-        for (m = v->cust->members; m != NULL; m = m->cnext) {
-            const char *kn = cc_ident_kind_name((enum cc_ident_kind)m->kind);
-            size_t kl = strlen(kn);
-            d = cc_w_strhdr(d, kl + 1 + m->len);
-            memcpy(d, kn, kl);
-            d[kl] = ':';
-            memcpy(d + kl + 1, m->s, m->len);
-            d += kl + 1 + m->len;
-        }
+        for (m = v->cust->members; m != NULL; m = m->cnext)
+            d = w_ident(d, m->kind, m->s, m->len);
     } else {
         d = cc_w_array(d, 0);
     }

@@ -453,12 +453,9 @@ contact_phone(const struct cc_contact *c) {
 
 void
 cc_pack_contact_customer(msgpack_packer *pk, const struct cc_contact *c) {
-    if (c->cust_len == 0) {
-        msgpack_pack_nil(pk);
-        return;
-    }
-    /* Already MessagePack: write the bytes as they came. */
-    cc_sbuffer_write(pk->data, (const char *)contact_customer(c), c->cust_len);
+    /* Already MessagePack: the bytes as they came. */
+    cc_pack_finish(pk, cc_w_contact_customer(
+                           cc_pack_reserve(pk, (size_t)c->cust_len + 1), c));
 }
 
 /* The fields every alert and trigger about a contact carries. */
@@ -480,17 +477,12 @@ pack_contact_fields(struct cc_engine *e, msgpack_packer *pk,
 void
 cc_pack_rule_id(struct cc_engine *e, msgpack_packer *pk, const char *rule,
                 const struct cc_contact *c, const char *tail, size_t tail_n) {
-    const char *ch = e->cfg.channels.names[c->channel];
-    size_t rn = strlen(rule), cn = strlen(ch);
+    size_t rn = strlen(rule);
+    size_t max = CC_W_STR_MAX(rn + 1 + CC_CHANNEL_NAME_MAX + 1 +
+                              CC_CONTACT_MAX + tail_n);
 
-    msgpack_pack_str(pk, rn + 1 + cn + 1 + c->id_len + tail_n);
-    msgpack_pack_str_body(pk, rule, rn);
-    msgpack_pack_str_body(pk, ":", 1);
-    msgpack_pack_str_body(pk, ch, cn);
-    msgpack_pack_str_body(pk, ":", 1);
-    msgpack_pack_str_body(pk, contact_id(c), c->id_len);
-    if (tail_n != 0)
-        msgpack_pack_str_body(pk, tail, tail_n);
+    cc_pack_finish(pk, cc_w_rule_idn(cc_pack_reserve(pk, max), e, rule, rn, c,
+                                     tail, tail_n));
 }
 
 /* Writes a deterministic id: "<rule>:<channel>:<contact>:<ts>". */

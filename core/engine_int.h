@@ -277,7 +277,7 @@ void cc_pack_rule_id(struct cc_engine *e, msgpack_packer *pk, const char *rule,
                      size_t tail_n);
 /* The same two, into room reserved with cc_pack_reserve(): at most
  * c->cust_len + 1 bytes, and CC_W_STR_MAX(strlen(rule) + 1 +
- * CC_CHANNEL_NAME_MAX + CC_CONTACT_MAX) with no tail. */
+ * CC_CHANNEL_NAME_MAX + 1 + CC_CONTACT_MAX + tail_n). */
 static inline char *
 cc_w_contact_customer(char *d, const struct cc_contact *c) {
     if (c->cust_len == 0)
@@ -287,13 +287,13 @@ cc_w_contact_customer(char *d, const struct cc_contact *c) {
 }
 
 #define cc_w_rule_id(d, e, rule, c)                                            \
-    cc_w_rule_idn((d), (e), "" rule, sizeof(rule) - 1, (c))
+    cc_w_rule_idn((d), (e), "" rule, sizeof(rule) - 1, (c), NULL, 0)
 static inline char *
 cc_w_rule_idn(char *d, const struct cc_engine *e, const char *rule, size_t rn,
-              const struct cc_contact *c) {
+              const struct cc_contact *c, const char *tail, size_t tail_n) {
     size_t cn = e->cfg.channels.len[c->channel];
 
-    d = cc_w_strhdr(d, rn + 1 + cn + 1 + c->id_len);
+    d = cc_w_strhdr(d, rn + 1 + cn + 1 + c->id_len + tail_n);
     memcpy(d, rule, rn);
     d += rn;
     *d++ = ':';
@@ -301,7 +301,9 @@ cc_w_rule_idn(char *d, const struct cc_engine *e, const char *rule, size_t rn,
     d += cn;
     *d++ = ':';
     cc_w_copy(d, contact_id(c), c->id_len);
-    return d + c->id_len;
+    d += c->id_len;
+    cc_w_copy(d, tail, tail_n);
+    return d + tail_n;
 }
 struct cc_contact *cc_contact_find(struct cc_engine *e, unsigned channel,
                                    struct cc_str id, uint64_t h);

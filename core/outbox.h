@@ -52,87 +52,9 @@ cc_outbox_data(const struct cc_outbox *ob, const struct cc_out *o) {
 }
 void cc_outbox_clear(struct cc_outbox *ob);
 
-/*
- * Packing helpers shared by everything that builds maps to send. A map is
- * packed from many short pieces, and msgpack-c hands each piece to the
- * packer's callback through a pointer. When the packer writes into a
- * msgpack_sbuffer through cc_sbuffer_write() (the outbox, the replies) and
- * the buffer has room, these write the piece in place instead: a string's
- * header with its bytes, an integer in its shortest form, exactly as
- * msgpack-c would encode them. Otherwise they go through the callback.
- * Always inlined, so that a literal key's length is known when compiling.
- */
+/* The packing helpers are always inlined, so that a literal key's length
+ * is known when compiling. */
 #define CC_PACK_INLINE static inline __attribute__((always_inline))
-CC_PACK_INLINE char *
-cc_pack_room(msgpack_packer *pk, size_t n) {
-    msgpack_sbuffer *sb;
-    if (pk->callback != cc_sbuffer_write)
-        return NULL;
-    sb = pk->data;
-    return sb->alloc - sb->size >= n ? sb->data + sb->size : NULL;
-}
-
-CC_PACK_INLINE void
-cc_pack_commit(msgpack_packer *pk, size_t n) {
-    ((msgpack_sbuffer *)pk->data)->size += n;
-}
-
-CC_PACK_INLINE void
-cc_pack_strn(msgpack_packer *pk, const char *s, size_t n) {
-    char *d;
-    if (n < 32 && (d = cc_pack_room(pk, n + 1)) != NULL) {
-        d[0] = (char)(0xa0 | n); /* fixstr */
-        memcpy(d + 1, s, n);
-        cc_pack_commit(pk, n + 1);
-        return;
-    }
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
-CC_PACK_INLINE void
-cc_pack_str(msgpack_packer *pk, const char *s) {
-    cc_pack_strn(pk, s, strlen(s));
-}
-
-CC_PACK_INLINE void
-cc_pack_u64(msgpack_packer *pk, uint64_t v) {
-    char *d = cc_pack_room(pk, 9);
-    size_t n, i;
-
-    if (d == NULL) {
-        msgpack_pack_uint64(pk, v);
-        return;
-    }
-    if (v < 128) {
-        d[0] = (char)v; /* positive fixint */
-        cc_pack_commit(pk, 1);
-        return;
-    }
-    if (v <= 0xff) {
-        d[0] = (char)0xcc;
-        n = 1;
-    } else if (v <= 0xffff) {
-        d[0] = (char)0xcd;
-        n = 2;
-    } else if (v <= 0xffffffffULL) {
-        d[0] = (char)0xce;
-        n = 4;
-    } else {
-        d[0] = (char)0xcf;
-        n = 8;
-    }
-    for (i = 0; i < n; i++) /* big-endian */
-        d[1 + i] = (char)(v >> (8 * (n - 1 - i)));
-    cc_pack_commit(pk, 1 + n);
-}
-
-CC_PACK_INLINE void
-cc_pack_kv_u64(msgpack_packer *pk, const char *key, uint64_t v) {
-    cc_pack_str(pk, key);
-    cc_pack_u64(pk, v);
-}
-
 /* ---- packing into reserved room -------------------------------------------
  * The records written on every few events (an alert with a conversation's
  * context) hold dozens of values: one checked packer call per value costs
@@ -300,33 +222,30 @@ cc_w_double(char *d, double v) {
     return cc_w_be(d + 1, bits, 8);
 }
 
-/* Map and array headers: n pairs or n values follow. */
+/* Map and array headers: n pairs or n values follow. fix is the fixmap or
+ * fixarray base; code16 the 16-bit form, code16 + 1 the 32-bit one. */
 CC_PACK_INLINE char *
-cc_w_map(char *d, uint32_t n) {
+cc_w_count(char *d, uint32_t n, unsigned fix, unsigned code16) {
     if (n < 16) {
-        *d = (char)(0x80 | n);
+        *d = (char)(fix | n);
         return d + 1;
     }
     if (n < 65536) {
-        *d = (char)0xde;
+        *d = (char)code16;
         return cc_w_be(d + 1, n, 2);
     }
-    *d = (char)0xdf;
+    *d = (char)(code16 + 1);
     return cc_w_be(d + 1, n, 4);
 }
 
 CC_PACK_INLINE char *
+cc_w_map(char *d, uint32_t n) {
+    return cc_w_count(d, n, 0x80, 0xde);
+}
+
+CC_PACK_INLINE char *
 cc_w_array(char *d, uint32_t n) {
-    if (n < 16) {
-        *d = (char)(0x90 | n);
-        return d + 1;
-    }
-    if (n < 65536) {
-        *d = (char)0xdc;
-        return cc_w_be(d + 1, n, 2);
-    }
-    *d = (char)0xdd;
-    return cc_w_be(d + 1, n, 4);
+    return cc_w_count(d, n, 0x90, 0xdc);
 }
 
 /* A literal key and an unsigned value. */
@@ -343,6 +262,64 @@ cc_w_prefixed_u64(char *d, const char *prefix, size_t pn, uint64_t v) {
     n = pn + cc_fmt_u64(p + pn, v);
     *d = (char)(0xa0 | n); /* at most 3 + 20 bytes: a fixstr */
     return p + n;
+}
+
+/*
+ * Packing helpers shared by everything that builds maps to send. A map is
+ * packed from many short pieces, and msgpack-c hands each piece to the
+ * packer's callback through a pointer. When the packer writes into a
+ * msgpack_sbuffer through cc_sbuffer_write() (the outbox, the replies) and
+ * the buffer has room, these write the piece in place instead: a string's
+ * header with its bytes, an integer in its shortest form, exactly as
+ * msgpack-c would encode them. Otherwise they go through the callback.
+ * Always inlined, so that a literal key's length is known when compiling.
+ */
+CC_PACK_INLINE char *
+cc_pack_room(msgpack_packer *pk, size_t n) {
+    msgpack_sbuffer *sb;
+    if (pk->callback != cc_sbuffer_write)
+        return NULL;
+    sb = pk->data;
+    return sb->alloc - sb->size >= n ? sb->data + sb->size : NULL;
+}
+
+CC_PACK_INLINE void
+cc_pack_commit(msgpack_packer *pk, size_t n) {
+    ((msgpack_sbuffer *)pk->data)->size += n;
+}
+
+CC_PACK_INLINE void
+cc_pack_strn(msgpack_packer *pk, const char *s, size_t n) {
+    char *d;
+    if (n < 32 && (d = cc_pack_room(pk, n + 1)) != NULL) {
+        cc_w_str(d, s, n);
+        cc_pack_commit(pk, n + 1);
+        return;
+    }
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+CC_PACK_INLINE void
+cc_pack_str(msgpack_packer *pk, const char *s) {
+    cc_pack_strn(pk, s, strlen(s));
+}
+
+CC_PACK_INLINE void
+cc_pack_u64(msgpack_packer *pk, uint64_t v) {
+    char *d = cc_pack_room(pk, CC_W_NUM_MAX);
+
+    if (d == NULL) {
+        msgpack_pack_uint64(pk, v);
+        return;
+    }
+    cc_pack_commit(pk, (size_t)(cc_w_u64(d, v) - d));
+}
+
+CC_PACK_INLINE void
+cc_pack_kv_u64(msgpack_packer *pk, const char *key, uint64_t v) {
+    cc_pack_str(pk, key);
+    cc_pack_u64(pk, v);
 }
 
 #endif

@@ -25,21 +25,32 @@ static struct tb t;
 static msgpack_sbuffer qsb, ssb;
 static msgpack_unpacked qu;
 
+/* The small limits every test here runs with. */
 static void
-setup_with(uint32_t max_identifiers) {
-    struct cc_engine_config c;
-    cc_engine_config_defaults(&c);
-    c.dedup_window = 1000;
-    c.max_contacts = 1000;
-    c.max_conversations = 1000;
-    c.max_identities = 10000;
-    c.thread_index = 1000;
-    c.max_identifiers = max_identifiers;
-    cr_assert_eq(cc_engine_new(&e, &c, (uint64_t)T0), 0);
+test_config(struct cc_engine_config *c, uint32_t max_identifiers) {
+    cc_engine_config_defaults(c);
+    c->dedup_window = 1000;
+    c->max_contacts = 1000;
+    c->max_conversations = 1000;
+    c->max_identities = 10000;
+    c->thread_index = 1000;
+    c->max_identifiers = max_identifiers;
+}
+
+static void
+start(const struct cc_engine_config *c) {
+    cr_assert_eq(cc_engine_new(&e, c, (uint64_t)T0), 0);
     tb_init(&t);
     msgpack_sbuffer_init(&qsb);
     msgpack_sbuffer_init(&ssb);
     msgpack_unpacked_init(&qu);
+}
+
+static void
+setup_with(uint32_t max_identifiers) {
+    struct cc_engine_config c;
+    test_config(&c, max_identifiers);
+    start(&c);
 }
 
 static void
@@ -723,6 +734,15 @@ fill(char *buf, size_t n, char tag, int i) {
     buf[n] = '\0';
 }
 
+/* Configured channel i's name, the longest allowed (31 bytes). */
+static const char *
+wide_channel(char name[32], int i) {
+    snprintf(name, 32, "channel%d", i);
+    memset(name + 8, 'z', 23);
+    name[31] = '\0';
+    return name;
+}
+
 Test(conversation, the_largest_alert_and_context_fit_their_bounds) {
     static char contact[513], queue[129], agent[129], topic[129], tag[129],
         big[20001], email[251], id[32];
@@ -731,23 +751,12 @@ Test(conversation, the_largest_alert_and_context_fit_their_bounds) {
     const msgpack_object *ctx;
     int i, k;
 
-    cc_engine_config_defaults(&c);
-    c.max_contacts = c.max_conversations = 1000;
-    c.max_identities = 10000;
-    c.dedup_window = c.thread_index = 1000;
-    c.max_identifiers = 50;
+    test_config(&c, 50);
     for (i = 0; i < 4; i++) {
         char name[32];
-        snprintf(name, sizeof(name), "channel%d", i);
-        memset(name + 8, 'z', 23);
-        name[31] = '\0';
-        cr_assert_eq(cc_channels_add(&c.channels, name), 0);
+        cr_assert_eq(cc_channels_add(&c.channels, wide_channel(name, i)), 0);
     }
-    cr_assert_eq(cc_engine_new(&e, &c, (uint64_t)T0), 0);
-    tb_init(&t);
-    msgpack_sbuffer_init(&qsb);
-    msgpack_sbuffer_init(&ssb);
-    msgpack_unpacked_init(&qu);
+    start(&c);
     msgpack_unpacked_init(&last);
     memset(big, 'b', sizeof(big) - 1);
 
@@ -777,12 +786,8 @@ Test(conversation, the_largest_alert_and_context_fit_their_bounds) {
                                                       "social"}[i % 8]
                                    : NULL;
         char chname[32];
-        if (ch == NULL) {
-            snprintf(chname, sizeof(chname), "channel%d", i % 8 - 4);
-            memset(chname + 8, 'z', 23);
-            chname[31] = '\0';
-            ch = chname;
-        }
+        if (ch == NULL)
+            ch = wide_channel(chname, i % 8 - 4);
         fill(contact, 512, 'c', i);
         fill(queue, 128, 'q', i % 5);
         fill(agent, 128, 'a', i % 5);
