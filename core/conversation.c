@@ -76,8 +76,10 @@ cc_convs_init(struct cc_engine *e) {
 
 static void
 entry_free(struct cc_engine *e, struct cc_convct *ce) {
-    if (ce->live != NULL)
+    if (ce->live != NULL) {
         ce->live->centry = NULL;
+        ce->live->conv_n = 0;
+    }
     e->convs.entry_bytes -= cc_blob_size(sizeof(*ce) + ce->id_len);
     cc_blob_put(&e->blobs, ce, sizeof(*ce) + ce->id_len);
 }
@@ -109,6 +111,7 @@ conv_free(struct cc_engine *e, struct cc_conv *v) {
         next = c->cvnext;
         c->conv = NULL;
         c->centry = NULL;
+        c->conv_n = 0;
         c->cvnext = c->cvprev = NULL;
     }
     entries_free(e, v->contacts);
@@ -640,6 +643,7 @@ conv_join(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
         entries_trim(e, v);
     }
     c->centry = ce;
+    c->conv_n = ce != NULL ? ce->n : 0;
     c->conv = v;
     c->cvprev = NULL;
     c->cvnext = v->live;
@@ -674,6 +678,7 @@ cc_conv_contact_detach(struct cc_engine *e, struct cc_contact *c) {
         c->centry->live = NULL;
     c->conv = NULL;
     c->centry = NULL;
+    c->conv_n = 0;
     c->cvnext = c->cvprev = NULL;
 }
 
@@ -870,7 +875,7 @@ cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
         v->sentiment = (float)ev->sentiment;
         v->flags |= CVF_SENTIMENT;
     }
-    timeline_add(v, ev->ts, ev->type, ev->channel, ce != NULL ? ce->n : 0);
+    timeline_add(v, ev->ts, ev->type, ev->channel, c != NULL ? c->conv_n : 0);
     if (c != NULL)
         index_message(e, v, d->thread_key);
 }
@@ -935,8 +940,11 @@ conv_merge(struct cc_engine *e, struct cc_conv *v, struct cc_conv *w) {
     struct cc_contact *c, *next;
     unsigned i;
 
-    for (ce = w->contacts; ce != NULL; ce = ce->next)
+    for (ce = w->contacts; ce != NULL; ce = ce->next) {
         ce->n += offset;
+        if (ce->live != NULL)
+            ce->live->conv_n = ce->n;
+    }
     timeline_merge(v, w, offset);
     v->contacts = entries_merge(v->contacts, w->contacts);
     v->nentries = (uint8_t)(v->nentries + w->nentries);

@@ -1280,15 +1280,19 @@ ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
         __builtin_prefetch((const char *)c + off, 1);
     if (c->conv != NULL)
         cc_conv_prefetch(c->conv);
-    if (c->centry != NULL)
-        __builtin_prefetch(c->centry, 1);
     switch (s->ev.type) {
     case CC_EV_CONTACT_CLOSE:
     case CC_EV_AGENT_ANSWER:
     case CC_EV_QUEUE_LEAVE:
-    case CC_EV_HOLD_END:
     case CC_EV_TRANSFER:
     case CC_EV_CALLBACK_ACCEPTED:
+        /* The events that write an outcome into the contact's history
+         * entry; the others leave it alone (its number is in the
+         * contact). */
+        if (c->centry != NULL)
+            __builtin_prefetch(c->centry, 1);
+        break;
+    case CC_EV_HOLD_END:
         break;
     default:
         return;

@@ -81,6 +81,9 @@ struct cc_contact {
     struct cc_conv *conv;
     struct cc_contact *cvnext, *cvprev;
     struct cc_convct *centry;
+    /* centry's number (cc_convct.n), kept here so that the events that
+     * change nothing in the entry need not load it; 0 without one. */
+    uint32_t conv_n;
 };
 
 #define CONTACT_STRIDE ((sizeof(struct cc_contact) + 63) & ~(size_t)63)

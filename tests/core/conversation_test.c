@@ -178,6 +178,18 @@ array_len(const msgpack_object *m, const char *key) {
     return v.via.array.size;
 }
 
+/* The "contact" of the newest timeline entry: the number of the contact's
+ * history entry, or nil. */
+static msgpack_object
+last_timeline_contact(const msgpack_object *m) {
+    msgpack_object tl, n;
+    cr_assert(tmap_get(m, "timeline", &tl));
+    cr_assert_gt(tl.via.array.size, 0);
+    cr_assert(
+        tmap_get(&tl.via.array.ptr[tl.via.array.size - 1], "contact", &n));
+    return n;
+}
+
 /* Every record in the outbox is exactly one well-formed map; returns how
  * many alerts with this topic it holds. */
 static uint32_t
@@ -385,7 +397,15 @@ Test(conversation, merged_customers_merge_conversations_older_survives,
     /* Later events on either contact land in the survivor. */
     apply(&(struct ev){"a3", T0 + 600, "chat", "message.in", "s1", NULL, NULL,
                        NULL});
-    cr_assert_eq(tmap_int(by_email("b@example.com"), "messages_in"), 3);
+    c = by_email("b@example.com");
+    cr_assert_eq(tmap_int(c, "messages_in"), 3);
+    /* The merged-in contact was renumbered after the survivor's: its
+     * later events name its new number. */
+    {
+        msgpack_object n = last_timeline_contact(c);
+        cr_assert_eq(n.type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+        cr_assert_eq(n.via.u64, 2);
+    }
 }
 
 Test(conversation, unlink_splits_the_customer_and_the_next_contact_starts_anew,
@@ -606,6 +626,20 @@ Test(conversation, context_stays_bounded, .init = setup, .fini = teardown) {
         }
         cr_assert(tmap_get(c, "last_contact", &last));
         cr_assert(tmap_str_is(&last, "contact", "s39"));
+    }
+    {
+        /* Events on a contact still open name its entry while it is kept,
+         * and no entry once it has aged out. */
+        msgpack_object n;
+        apply(&(struct ev){"x39", T0 + 50000, "chat", "message.in", "s39", NULL,
+                           NULL, NULL});
+        n = last_timeline_contact(by_email("h@example.com"));
+        cr_assert_eq(n.type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+        cr_assert_eq(n.via.u64, 40);
+        apply(&(struct ev){"x0", T0 + 50001, "chat", "message.in", "s0", NULL,
+                           NULL, NULL});
+        n = last_timeline_contact(by_email("h@example.com"));
+        cr_assert_eq(n.type, MSGPACK_OBJECT_NIL);
     }
 }
 
