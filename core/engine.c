@@ -42,6 +42,8 @@ cc_engine_config_defaults(struct cc_engine_config *c) {
     c->seed = 0x5eed;
 }
 
+#define NAMES_MIN_BUCKETS 64
+
 static uint64_t
 pow2_at_least(uint64_t n) {
     uint64_t p = 16;
@@ -76,7 +78,10 @@ cc_engine_new(struct cc_engine **out, const struct cc_engine_config *cfg,
     if (e->buckets == NULL)
         goto fail_buckets;
     e->bucket_mask = nb - 1;
-    nb = pow2_at_least(cfg->max_names * 2);
+    /* The name table grows with the names (see cc_name_intern): sized
+     * for max_names up front, its few live buckets would be spread over
+     * megabytes, and every lookup would touch a page of its own. */
+    nb = NAMES_MIN_BUCKETS;
     e->nbuckets = cc_calloc(nb, sizeof(*e->nbuckets));
     if (e->nbuckets == NULL)
         goto fail_names;
@@ -189,6 +194,28 @@ cc_engine_count_bad_message(struct cc_engine *e) {
 
 /* ---- names ------------------------------------------------------------ */
 
+/* Doubles the name table. Names are never removed, so the table only
+ * grows, about as many times as the count of names doubles; failing to
+ * grow leaves a fuller table that still works. */
+static void
+names_grow(struct cc_engine *e) {
+    uint64_t nb = (e->nmask + 1) * 2, i;
+    struct cc_name **t = cc_calloc(nb, sizeof(*t)), *n, *next;
+
+    if (t == NULL)
+        return;
+    for (i = 0; i <= e->nmask; i++) {
+        for (n = e->nbuckets[i]; n != NULL; n = next) {
+            next = n->hnext;
+            n->hnext = t[n->hash & (nb - 1)];
+            t[n->hash & (nb - 1)] = n;
+        }
+    }
+    cc_free(e->nbuckets, (e->nmask + 1) * sizeof(*e->nbuckets));
+    e->nbuckets = t;
+    e->nmask = nb - 1;
+}
+
 const struct cc_name *
 cc_name_intern(struct cc_engine *e, struct cc_str s) {
     uint64_t h = cc_hash(s.p, s.n, e->cfg.seed ^ 0x4e41);
@@ -200,6 +227,11 @@ cc_name_intern(struct cc_engine *e, struct cc_str s) {
     }
     if (e->nnames >= e->cfg.max_names || e->nnames >= UINT32_MAX - 1)
         return NULL;
+    /* At most one name per two buckets. */
+    if ((e->nnames + 1) * 2 > e->nmask + 1) {
+        names_grow(e);
+        b = &e->nbuckets[h & e->nmask];
+    }
     if (e->nnames + 1 >= e->names_cap) {
         uint64_t ncap = e->names_cap ? e->names_cap * 2 : 64;
         struct cc_name **nv =

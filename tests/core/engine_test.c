@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 
 #include "engine.h"
+#include "engine_int.h"
 #include "testutil.h"
 
 TestSuite(engine);
@@ -308,6 +309,40 @@ Test(engine, contact_limit_rejects_with_reason, .init = setup,
     }
     cr_assert_eq(SEND("over", T0, "chat", "contact.open", "c-over"), 'r');
     cr_assert_eq(rep.rej[0].rej.code, CC_R_LIMIT);
+}
+
+/* The name table starts small and doubles as names arrive: every name is
+ * found again, as the same record, across the growths, and the limit
+ * still holds. */
+Test(engine, names_survive_the_table_growing) {
+    static const struct cc_name *got[3000];
+    struct cc_engine_config c;
+    struct cc_engine *ne;
+    char buf[32];
+    struct cc_str s;
+    int i, round;
+
+    cc_engine_config_defaults(&c);
+    c.max_names = 3000;
+    cr_assert_eq(cc_engine_new(&ne, &c, (uint64_t)T0), 0);
+    for (round = 0; round < 2; round++) {
+        for (i = 0; i < 3000; i++) {
+            s.n = (uint32_t)snprintf(buf, sizeof(buf), "agent-%d", i);
+            s.p = buf;
+            if (round == 0) {
+                got[i] = cc_name_intern(ne, s);
+                cr_assert_not_null(got[i], "name %d refused", i);
+                cr_assert_eq(got[i]->idx, (uint32_t)i + 1);
+            } else {
+                cr_assert_eq(cc_name_intern(ne, s), got[i],
+                             "name %d not found again", i);
+            }
+        }
+    }
+    s.n = (uint32_t)snprintf(buf, sizeof(buf), "one-too-many");
+    s.p = buf;
+    cr_assert_null(cc_name_intern(ne, s));
+    cc_engine_free(ne);
 }
 
 Test(engine, same_inputs_same_outputs, .init = setup, .fini = teardown) {
