@@ -20,9 +20,12 @@
 #include <stdbool.h>
 
 struct cc_dedup {
-    uint64_t *set; /* fingerprints, 0 = empty */
+    /* Slot i's fingerprint (0 = empty) is set[i << shift]; a map (shift 1)
+     * keeps the slot's value right after it, in the same cache line, so
+     * that a put touches one line, not two in two tables. */
+    uint64_t *set;
     uint64_t mask;
-    uint64_t *vals; /* value per set slot (maps only), else NULL */
+    unsigned shift; /* 0: a set, 1: a map */
     uint64_t *ring; /* insertion order */
     uint64_t cap, head, count;
     uint64_t seed;
@@ -42,16 +45,13 @@ bool cc_dedup_seen(const struct cc_dedup *d, uint64_t fp);
 static inline void
 cc_dedup_prefetch(const struct cc_dedup *d, uint64_t fp) {
     if (d->cap != 0)
-        __builtin_prefetch(&d->set[fp & d->mask]);
+        __builtin_prefetch(&d->set[(fp & d->mask) << d->shift]);
 }
 /* Starts loading the memory cc_dedup_put(fp) will write. */
 static inline void
 cc_dedup_prefetch_put(const struct cc_dedup *d, uint64_t fp) {
-    if (d->cap != 0) {
-        __builtin_prefetch(&d->set[fp & d->mask], 1);
-        if (d->vals != NULL)
-            __builtin_prefetch(&d->vals[fp & d->mask], 1);
-    }
+    if (d->cap != 0)
+        __builtin_prefetch(&d->set[(fp & d->mask) << d->shift], 1);
 }
 /* Remembers fp, forgetting the oldest when full. */
 void cc_dedup_add(struct cc_dedup *d, uint64_t fp);

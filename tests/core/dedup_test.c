@@ -36,3 +36,63 @@ Test(dedup, zero_window_disables) {
     cr_assert(!cc_dedup_seen(&d, cc_dedup_fingerprint(&d, "a", 1)));
     cc_dedup_fini(&d);
 }
+
+/*
+ * The map form. Fingerprints are chosen so that many share a home slot
+ * (the window of 100 has 256 slots: fingerprints equal modulo 256 collide),
+ * so that evictions shift whole probe runs back: every value must stay with
+ * its fingerprint through the shifts.
+ */
+static uint64_t
+colliding_fp(int i) {
+    /* Four home slots, about 25 fingerprints each at any time. */
+    return ((uint64_t)(i + 1) << 8) | (uint64_t)(i % 4) * 64;
+}
+
+Test(dedup, map_keeps_each_value_with_its_key_through_evictions) {
+    struct cc_dedup d;
+    uint64_t v;
+    int i, j;
+
+    cr_assert_eq(cc_dedup_init_map(&d, 100, 7), 0);
+    for (i = 0; i < 1000; i++) {
+        cc_dedup_put(&d, colliding_fp(i), 1000000 + (uint64_t)i);
+        /* Everything in the window is there with its own value; what left
+         * it is gone. */
+        for (j = i - 120; j <= i; j++) {
+            if (j < 0)
+                continue;
+            if (j > i - 100) {
+                cr_assert(cc_dedup_get(&d, colliding_fp(j), &v),
+                          "key %d lost after put %d", j, i);
+                cr_assert_eq(v, 1000000 + (uint64_t)j,
+                             "key %d has value %llu after put %d", j,
+                             (unsigned long long)v, i);
+            } else {
+                cr_assert(!cc_dedup_get(&d, colliding_fp(j), &v),
+                          "key %d still held after put %d", j, i);
+            }
+        }
+    }
+    cc_dedup_fini(&d);
+}
+
+Test(dedup, map_put_of_a_held_key_takes_the_value_and_keeps_the_age) {
+    struct cc_dedup d;
+    uint64_t v;
+    int i;
+
+    cr_assert_eq(cc_dedup_init_map(&d, 10, 7), 0);
+    for (i = 0; i < 10; i++)
+        cc_dedup_put(&d, colliding_fp(i), (uint64_t)i);
+    /* The oldest takes a new value but stays the oldest. */
+    cc_dedup_put(&d, colliding_fp(0), 99);
+    cr_assert(cc_dedup_get(&d, colliding_fp(0), &v));
+    cr_assert_eq(v, 99);
+    cc_dedup_put(&d, colliding_fp(10), 10);
+    cr_assert(!cc_dedup_get(&d, colliding_fp(0), &v));
+    cr_assert(cc_dedup_get(&d, colliding_fp(1), &v));
+    cr_assert_eq(v, 1);
+    cr_assert_eq(cc_dedup_bytes(&d), (32 * 2 + 10) * sizeof(uint64_t));
+    cc_dedup_fini(&d);
+}
