@@ -24,12 +24,13 @@ init(struct cc_dedup *d, uint64_t window, uint64_t seed, bool map) {
     d->shift = map ? 1 : 0;
     d->set = cc_alloc_table((slots << d->shift) * sizeof(uint64_t));
     d->ring = cc_alloc_table(window * sizeof(uint64_t));
+    /* Both before the check: cc_dedup_fini() frees by them. */
     d->mask = slots - 1;
+    d->cap = window;
     if (d->set == NULL || d->ring == NULL) {
         cc_dedup_fini(d);
         return CC_ENOMEM;
     }
-    d->cap = window;
     return 0;
 }
 
@@ -156,11 +157,10 @@ insert(struct cc_dedup *d, uint64_t f, uint64_t val, unsigned sh) {
         d->count--;
     }
     for (i = f & d->mask; *slot(d, i, sh) != 0; i = (i + 1) & d->mask) {
-        if (*slot(d, i, sh) == f) {
-            if (sh)
-                slot(d, i, sh)[1] = val;
-            return; /* already held: keep its original age */
-        }
+        /* Only a set can get here with f held, against the rule of
+         * cc_dedup_add(): never hold it twice. */
+        if (*slot(d, i, sh) == f)
+            return;
     }
     *slot(d, i, sh) = f;
     if (sh)

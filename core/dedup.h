@@ -3,9 +3,9 @@
  * that a producer's retry is ignored instead of applied twice. Ids are kept
  * as 64-bit seeded fingerprints in an open-addressing set, with a ring that
  * evicts the oldest once N are held: 24 bytes per remembered id whatever the
- * id's length. Two different ids share a fingerprint with probability about
- * N / 2^64 per event (5e-14 for a million), an accepted risk documented in
- * docs/protocol.md.
+ * id's length (40 for a map). Two different ids share a fingerprint with
+ * probability about N / 2^64 per event (5e-14 for a million), an accepted risk
+ * documented in docs/protocol.md.
  *
  * The same structure, created with cc_dedup_init_map(), also keeps a 64-bit
  * value with each fingerprint: a bounded map that forgets its oldest entry
@@ -53,7 +53,9 @@ cc_dedup_prefetch_put(const struct cc_dedup *d, uint64_t fp) {
     if (d->cap != 0)
         __builtin_prefetch(&d->set[(fp & d->mask) << d->shift], 1);
 }
-/* Remembers fp, forgetting the oldest when full. */
+/* Remembers fp, forgetting the oldest when full. fp must not be held
+ * already (ask cc_dedup_seen() first, as ingest does): a held fp is not
+ * added twice, but on a full set the oldest id is forgotten anyway. */
 void cc_dedup_add(struct cc_dedup *d, uint64_t fp);
 /* Maps: remembers fp with val (a held fp keeps its age, takes val). */
 void cc_dedup_put(struct cc_dedup *d, uint64_t fp, uint64_t val);

@@ -39,42 +39,53 @@ Test(dedup, zero_window_disables) {
 
 /*
  * The map form. Fingerprints are chosen so that many share a home slot
- * (the window of 100 has 256 slots: fingerprints equal modulo 256 collide),
- * so that evictions shift whole probe runs back: every value must stay with
- * its fingerprint through the shifts.
+ * (the window of 100 has 256 slots: a fingerprint's home is its low byte),
+ * so that evictions shift probe runs back: every value must stay with its
+ * fingerprint through the shifts. Three layouts of four home slots: apart
+ * (runs that never meet), adjacent across the end of the table (runs that
+ * merge and wrap, so that a removal leaves some later entries in place and
+ * moves others), and adjacent in the middle.
  */
+static const unsigned homes[][4] = {
+    {0, 64, 128, 192}, {254, 255, 0, 1}, {100, 101, 102, 103}};
+
 static uint64_t
-colliding_fp(int i) {
-    /* Four home slots, about 25 fingerprints each at any time. */
-    return ((uint64_t)(i + 1) << 8) | (uint64_t)(i % 4) * 64;
+colliding_fp(int i, unsigned layout) {
+    return ((uint64_t)(i + 1) << 8) | homes[layout][i % 4];
 }
 
 Test(dedup, map_keeps_each_value_with_its_key_through_evictions) {
     struct cc_dedup d;
     uint64_t v;
+    unsigned lay;
     int i, j;
 
-    cr_assert_eq(cc_dedup_init_map(&d, 100, 7), 0);
-    for (i = 0; i < 1000; i++) {
-        cc_dedup_put(&d, colliding_fp(i), 1000000 + (uint64_t)i);
-        /* Everything in the window is there with its own value; what left
-         * it is gone. */
-        for (j = i - 120; j <= i; j++) {
-            if (j < 0)
-                continue;
-            if (j > i - 100) {
-                cr_assert(cc_dedup_get(&d, colliding_fp(j), &v),
-                          "key %d lost after put %d", j, i);
-                cr_assert_eq(v, 1000000 + (uint64_t)j,
-                             "key %d has value %llu after put %d", j,
-                             (unsigned long long)v, i);
-            } else {
-                cr_assert(!cc_dedup_get(&d, colliding_fp(j), &v),
-                          "key %d still held after put %d", j, i);
+    for (lay = 0; lay < sizeof(homes) / sizeof(homes[0]); lay++) {
+        cr_assert_eq(cc_dedup_init_map(&d, 100, 7), 0);
+        cr_assert_eq(d.mask, 255);
+        for (i = 0; i < 1000; i++) {
+            cc_dedup_put(&d, colliding_fp(i, lay), 1000000 + (uint64_t)i);
+            /* Everything in the window is there with its own value; what
+             * left it is gone. */
+            for (j = i - 120; j <= i; j++) {
+                if (j < 0)
+                    continue;
+                if (j > i - 100) {
+                    cr_assert(cc_dedup_get(&d, colliding_fp(j, lay), &v),
+                              "layout %u: key %d lost after put %d", lay, j, i);
+                    cr_assert_eq(v, 1000000 + (uint64_t)j,
+                                 "layout %u: key %d has value %llu after put "
+                                 "%d",
+                                 lay, j, (unsigned long long)v, i);
+                } else {
+                    cr_assert(!cc_dedup_get(&d, colliding_fp(j, lay), &v),
+                              "layout %u: key %d still held after put %d", lay,
+                              j, i);
+                }
             }
         }
+        cc_dedup_fini(&d);
     }
-    cc_dedup_fini(&d);
 }
 
 Test(dedup, map_put_of_a_held_key_takes_the_value_and_keeps_the_age) {
@@ -84,14 +95,14 @@ Test(dedup, map_put_of_a_held_key_takes_the_value_and_keeps_the_age) {
 
     cr_assert_eq(cc_dedup_init_map(&d, 10, 7), 0);
     for (i = 0; i < 10; i++)
-        cc_dedup_put(&d, colliding_fp(i), (uint64_t)i);
+        cc_dedup_put(&d, colliding_fp(i, 0), (uint64_t)i);
     /* The oldest takes a new value but stays the oldest. */
-    cc_dedup_put(&d, colliding_fp(0), 99);
-    cr_assert(cc_dedup_get(&d, colliding_fp(0), &v));
+    cc_dedup_put(&d, colliding_fp(0, 0), 99);
+    cr_assert(cc_dedup_get(&d, colliding_fp(0, 0), &v));
     cr_assert_eq(v, 99);
-    cc_dedup_put(&d, colliding_fp(10), 10);
-    cr_assert(!cc_dedup_get(&d, colliding_fp(0), &v));
-    cr_assert(cc_dedup_get(&d, colliding_fp(1), &v));
+    cc_dedup_put(&d, colliding_fp(10, 0), 10);
+    cr_assert(!cc_dedup_get(&d, colliding_fp(0, 0), &v));
+    cr_assert(cc_dedup_get(&d, colliding_fp(1, 0), &v));
     cr_assert_eq(v, 1);
     cr_assert_eq(cc_dedup_bytes(&d), (32 * 2 + 10) * sizeof(uint64_t));
     cc_dedup_fini(&d);
