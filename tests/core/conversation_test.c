@@ -76,11 +76,13 @@ struct ev {
     const char *email, *phone, *reply_to;
 };
 
-/* Packs one event map into b. */
+/* Packs one event map into b, with a queue and an agent when not NULL. */
 static void
-pack_ev(struct tb *b, const struct ev *v) {
+pack_ev_qa(struct tb *b, const struct ev *v, const char *queue,
+           const char *agent) {
     uint32_t nc = (v->email != NULL) + (v->phone != NULL);
-    uint32_t n = 4 + (v->contact != NULL) + (v->reply_to != NULL) + (nc != 0);
+    uint32_t n = 4 + (v->contact != NULL) + (v->reply_to != NULL) + (nc != 0) +
+                 (queue != NULL) + (agent != NULL);
     msgpack_pack_map(&b->pk, n);
     tb_kv_str(b, "id", v->id);
     tb_kv_int(b, "ts", v->ts);
@@ -90,6 +92,10 @@ pack_ev(struct tb *b, const struct ev *v) {
         tb_kv_str(b, "contact", v->contact);
     if (v->reply_to != NULL)
         tb_kv_str(b, "reply_to", v->reply_to);
+    if (queue != NULL)
+        tb_kv_str(b, "queue", queue);
+    if (agent != NULL)
+        tb_kv_str(b, "agent", agent);
     if (nc != 0) {
         tb_str(b, "customer");
         msgpack_pack_map(&b->pk, nc);
@@ -100,15 +106,25 @@ pack_ev(struct tb *b, const struct ev *v) {
     }
 }
 
+static void
+pack_ev(struct tb *b, const struct ev *v) {
+    pack_ev_qa(b, v, NULL, NULL);
+}
+
 /* Applies one event with the engine's clock at its ts; returns 'a'
  * (accepted), 'd' (duplicate) or 'r' (rejected). */
 static char
-apply(const struct ev *v) {
+apply_qa(const struct ev *v, const char *queue, const char *agent) {
     tb_reset(&t);
-    pack_ev(&t, v);
+    pack_ev_qa(&t, v, queue, agent);
     cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)v->ts, &rep);
     cr_assert_eq(rep.events, 1);
     return rep.accepted ? 'a' : rep.duplicates ? 'd' : 'r';
+}
+
+static char
+apply(const struct ev *v) {
+    return apply_qa(v, NULL, NULL);
 }
 
 /* Packs a conversation query's answer with pack (rc != 0: none) and
@@ -176,6 +192,29 @@ array_len(const msgpack_object *m, const char *key) {
     cr_assert(tmap_get(m, key, &v), "no key %s", key);
     cr_assert_eq(v.type, MSGPACK_OBJECT_ARRAY);
     return v.via.array.size;
+}
+
+/* The outcome the customer's contact history gives contact n (from 1). */
+static void
+outcome_is(const char *email, uint32_t n, const char *want) {
+    const msgpack_object *c = by_email(email);
+    msgpack_object h, o;
+    uint32_t i;
+
+    cr_assert_not_null(c);
+    cr_assert(tmap_get(c, "contact_history", &h));
+    for (i = 0; i < h.via.array.size; i++) {
+        if (tmap_int(&h.via.array.ptr[i], "n") != n)
+            continue;
+        cr_assert(tmap_get(&h.via.array.ptr[i], "outcome", &o));
+        cr_assert(o.type == MSGPACK_OBJECT_STR &&
+                      o.via.str.size == strlen(want) &&
+                      memcmp(o.via.str.ptr, want, o.via.str.size) == 0,
+                  "contact %u: outcome %.*s, not %s", n, (int)o.via.str.size,
+                  o.via.str.ptr, want);
+        return;
+    }
+    cr_assert_fail("no history entry %u", n);
 }
 
 /* The "contact" of the newest timeline entry: the number of the contact's
@@ -641,6 +680,82 @@ Test(conversation, context_stays_bounded, .init = setup, .fini = teardown) {
         n = last_timeline_contact(by_email("h@example.com"));
         cr_assert_eq(n.type, MSGPACK_OBJECT_NIL);
     }
+}
+
+/* Each contact of a conversation is remembered with its outcome, while it
+ * is open and after it ended; the strongest wins (callback, transferred,
+ * answered, abandoned), else its state while open, else unanswered or
+ * expired. */
+Test(conversation, history_entries_carry_their_contacts_outcomes, .init = setup,
+     .fini = teardown) {
+    static const char em[] = "o@example.com";
+    int64_t ts = T0;
+    int i;
+    static const struct {
+        const char *contact, *channel;
+        const char *steps[5]; /* after contact.open; NULL ends */
+        const char *outcome;
+    } script[] = {
+        {"p1",
+         "phone",
+         {"queue.join", "agent.answer", "contact.close"},
+         "answered"},
+        {"p2",
+         "phone",
+         {"queue.join", "queue.leave", "contact.close"},
+         "abandoned"},
+        {"p3",
+         "phone",
+         {"queue.join", "agent.answer", "transfer", "contact.close"},
+         "transferred"},
+        {"p4",
+         "phone",
+         {"queue.join", "callback.accepted", "contact.close"},
+         "callback"},
+        {"c1", "chat", {"contact.close"}, "unanswered"},
+        {"p5",
+         "phone",
+         {"queue.join", "queue.leave", "queue.join"},
+         "abandoned"},
+        {"p6", "phone", {"queue.join"}, "queued"},
+        {"p7", "phone", {"queue.join", "agent.answer"}, "answered"},
+        {"p8",
+         "phone",
+         {"queue.join", "agent.answer", "transfer"},
+         "transferred"},
+        {"p9", "phone", {"queue.join", "callback.accepted"}, "callback"},
+    };
+    char id[32];
+    size_t k, j;
+
+    for (k = 0; k < sizeof(script) / sizeof(script[0]); k++) {
+        snprintf(id, sizeof(id), "o-%zu", k);
+        cr_assert_eq(
+            apply(&(struct ev){id, ts++, script[k].channel, "contact.open",
+                               script[k].contact, em, NULL, NULL}),
+            'a');
+        for (j = 0; j < 5 && script[k].steps[j] != NULL; j++) {
+            const char *st = script[k].steps[j];
+            int q =
+                strcmp(st, "queue.join") == 0 || strcmp(st, "transfer") == 0;
+            int a = strcmp(st, "agent.answer") == 0;
+            snprintf(id, sizeof(id), "o-%zu-%zu", k, j);
+            cr_assert_eq(
+                apply_qa(&(struct ev){id, ts++, script[k].channel, st,
+                                      script[k].contact, NULL, NULL, NULL},
+                         q ? "sales" : NULL, a ? "agent-1" : NULL),
+                'a', "%s of %s refused", st, script[k].contact);
+        }
+    }
+    for (i = 0; i < (int)(sizeof(script) / sizeof(script[0])); i++)
+        outcome_is(em, (uint32_t)i + 1, script[i].outcome);
+    /* A contact still open takes its outcome at the end the same way. */
+    apply(&(struct ev){"o-end-7", ts++, "phone", "contact.close", "p7", NULL,
+                       NULL, NULL});
+    apply(&(struct ev){"o-end-6", ts++, "phone", "contact.close", "p6", NULL,
+                       NULL, NULL});
+    outcome_is(em, 8, "answered");  /* p7 */
+    outcome_is(em, 7, "abandoned"); /* p6, closed while queued */
 }
 
 /*
