@@ -660,6 +660,24 @@ conv_join(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
     }
 }
 
+/* A contact's outcome bits so far. While it is open they live in the
+ * contact (its flags), so that the events that make them need not load
+ * its history entry; its end copies them there. */
+static uint8_t
+contact_outcome(const struct cc_contact *c) {
+    uint8_t o = 0;
+
+    if (c->flags & CF_ANSWERED)
+        o |= CO_ANSWERED;
+    if (c->flags & CF_ABANDONED)
+        o |= CO_ABANDONED;
+    if (c->flags & CF_TRANSFERRED)
+        o |= CO_TRANSFERRED;
+    if (c->flags & CF_CALLBACK)
+        o |= CO_CALLBACK;
+    return o;
+}
+
 void
 cc_conv_contact_detach(struct cc_engine *e, struct cc_contact *c) {
     struct cc_conv *v = c->conv;
@@ -693,9 +711,8 @@ cc_conv_contact_end(struct cc_engine *e, struct cc_contact *c, int64_t ts,
         return;
     if (ce != NULL) {
         ce->ended_ts = ts;
-        ce->outcome |= CO_ENDED | (expired ? CO_EXPIRED : 0);
-        if (c->flags & CF_ANSWERED)
-            ce->outcome |= CO_ANSWERED;
+        ce->outcome |=
+            CO_ENDED | (expired ? CO_EXPIRED : 0) | contact_outcome(c);
         ce->agent = c->agent;
     }
     v->hold_ms += c->hold_total_ms;
@@ -768,7 +785,6 @@ cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
               struct cc_customer *cust, const struct cc_event *ev,
               const struct cc_conv_delta *d, uint64_t now) {
     struct cc_conv *v;
-    struct cc_convct *ce;
     bool reopened = false;
 
     if (c != NULL) {
@@ -794,7 +810,6 @@ cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
             return;
         }
     }
-    ce = c != NULL ? c->centry : NULL;
     v->last_seen = now;
     if (ev->ts > v->last_ts)
         v->last_ts = ev->ts;
@@ -814,17 +829,11 @@ cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
         break;
     case CC_EV_QUEUE_LEAVE:
         note_wait(v, d->prev_queued_ts, ev->ts);
-        if (ce != NULL)
-            ce->outcome |= CO_ABANDONED;
         break;
     case CC_EV_AGENT_ANSWER:
         if (d->prev_state == CS_QUEUED)
             note_wait(v, d->prev_queued_ts, ev->ts);
         name_set_add(v->agents, CONV_AGENTS, c->agent);
-        if (ce != NULL) {
-            ce->outcome |= CO_ANSWERED;
-            ce->agent = c->agent;
-        }
         break;
     case CC_EV_HOLD_START:
         v->holds++;
@@ -836,21 +845,14 @@ cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
         if (c->state == CS_QUEUED)
             name_set_add(v->queues, CONV_QUEUES, c->queue->name);
         name_set_add(v->agents, CONV_AGENTS, c->agent);
-        if (ce != NULL)
-            ce->outcome |= CO_TRANSFERRED;
         break;
     case CC_EV_CALLBACK_ACCEPTED:
         if (d->prev_state == CS_QUEUED)
             note_wait(v, d->prev_queued_ts, ev->ts);
-        if (ce != NULL)
-            ce->outcome |= CO_CALLBACK;
         break;
     case CC_EV_CONTACT_CLOSE:
-        if (d->prev_state == CS_QUEUED) {
+        if (d->prev_state == CS_QUEUED)
             note_wait(v, d->prev_queued_ts, ev->ts);
-            if (ce != NULL)
-                ce->outcome |= CO_ABANDONED;
-        }
         break;
     case CC_EV_CONVERSATION_RESOLVE:
         resolve(e, v, ev, now);
@@ -1092,13 +1094,15 @@ w_name_set(char *d, const struct cc_engine *e, const uint32_t *set,
 
 static const char *
 entry_outcome(const struct cc_convct *ce) {
-    if (ce->outcome & CO_CALLBACK)
+    uint8_t o = ce->outcome | (ce->live ? contact_outcome(ce->live) : 0);
+
+    if (o & CO_CALLBACK)
         return "callback";
-    if (ce->outcome & CO_TRANSFERRED)
+    if (o & CO_TRANSFERRED)
         return "transferred";
-    if (ce->outcome & CO_ANSWERED)
+    if (o & CO_ANSWERED)
         return "answered";
-    if (ce->outcome & CO_ABANDONED)
+    if (o & CO_ABANDONED)
         return "abandoned";
     if (ce->live != NULL)
         return live_state_names[ce->live->state];

@@ -778,6 +778,7 @@ lifecycle(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
             STATE_REJECT("contact is not queued");
         c->queue->abandoned++;
         cs->abandoned++;
+        c->flags |= CF_ABANDONED;
         leave_queue(e, c, now, "abandoned");
         set_state(e, c, CS_OPEN);
         return 0;
@@ -835,6 +836,7 @@ lifecycle(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
             set_state(e, c, CS_CONNECTED);
         }
         c->transfers++;
+        c->flags |= CF_TRANSFERRED;
         cs->transfers++;
         if (q != NULL) {
             leave_queue(e, c, now, "transferred");
@@ -843,7 +845,7 @@ lifecycle(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
         }
         return 0;
     case CC_EV_CALLBACK_ACCEPTED:
-        c->flags |= CF_ACCEPTED;
+        c->flags |= CF_ACCEPTED | CF_CALLBACK;
         if (c->state == CS_QUEUED) {
             c->queue->callbacks++;
             leave_queue(e, c, now, "accepted");
@@ -1075,6 +1077,7 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
         if (c->state == CS_QUEUED) {
             c->queue->abandoned++;
             e->chan[c->channel].abandoned++;
+            c->flags |= CF_ABANDONED;
         }
         leave_queue(e, c, now, "closed");
         if (c->state == CS_HELD)
@@ -1314,16 +1317,16 @@ ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
         cc_conv_prefetch(c->conv);
     switch (s->ev.type) {
     case CC_EV_CONTACT_CLOSE:
+        /* The one event that writes into the contact's history entry (its
+         * end and outcome); the others leave it alone: its number and its
+         * outcome so far are in the contact. */
+        if (c->centry != NULL)
+            __builtin_prefetch(c->centry, 1);
+        break;
     case CC_EV_AGENT_ANSWER:
     case CC_EV_QUEUE_LEAVE:
     case CC_EV_TRANSFER:
     case CC_EV_CALLBACK_ACCEPTED:
-        /* The events that write an outcome into the contact's history
-         * entry; the others leave it alone (its number is in the
-         * contact). */
-        if (c->centry != NULL)
-            __builtin_prefetch(c->centry, 1);
-        break;
     case CC_EV_HOLD_END:
         break;
     default:

@@ -48,7 +48,11 @@ enum {
     CF_ANSWERED = 1 << 0, /* an agent answered at least once */
     CF_OFFERED = 1 << 1,  /* a callback offer is outstanding */
     CF_ACCEPTED = 1 << 2, /* the customer accepted a callback */
-    CF_PHONE = 1 << 3     /* the customer map has a phone number */
+    CF_PHONE = 1 << 3,    /* the customer map has a phone number */
+    /* Outcomes, never cleared: what its conversation's history shows. */
+    CF_ABANDONED = 1 << 4,   /* left a queue unanswered (or closed in one) */
+    CF_TRANSFERRED = 1 << 5, /* transferred at least once */
+    CF_CALLBACK = 1 << 6     /* accepted a callback at least once */
 };
 
 /* Contact ids up to this many bytes live in the record itself, in the same

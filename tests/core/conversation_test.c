@@ -724,6 +724,11 @@ Test(conversation, history_entries_carry_their_contacts_outcomes, .init = setup,
          {"queue.join", "agent.answer", "transfer"},
          "transferred"},
         {"p9", "phone", {"queue.join", "callback.accepted"}, "callback"},
+        /* A new queue clears the pending offer, not the outcome. */
+        {"p10",
+         "phone",
+         {"queue.join", "callback.accepted", "queue.join"},
+         "callback"},
     };
     char id[32];
     size_t k, j;
