@@ -10,9 +10,12 @@
  *
  * usage: cc_bench [--contacts N] [--customers N] [--events N] [--msgs1 N]
  *                 [--only engine|nng] [--batch 1|100] [--dedup N]
+ *                 [--anonymous]
  * --customers: the population contacts are drawn from (default: as many as
  * --contacts; 0: every contact that is not a channel switch is a new
  * customer, the load before returning customers were modelled).
+ * --anonymous: the same mix naming no customer (contact lifecycles only:
+ * identity resolution and conversations stay idle).
  */
 #include "engine.h"
 #include "loadgen.h"
@@ -105,8 +108,8 @@ feed_timed(struct cc_engine *e, const struct lg_msgs *msgs, size_t group,
 }
 
 static void
-bench_engine(uint32_t contacts, uint64_t customers, uint64_t events,
-             uint32_t only_batch, uint64_t dedup) {
+bench_engine(uint32_t contacts, uint64_t customers, int anonymous,
+             uint64_t events, uint32_t only_batch, uint64_t dedup) {
     static struct cc_ingest_report reps[BENCH_GROUP];
     size_t group;
     double tc;
@@ -123,7 +126,9 @@ bench_engine(uint32_t contacts, uint64_t customers, uint64_t events,
 
     printf("\n== decode + engine, no sockets (%u contacts in flight, ",
            contacts);
-    if (customers != 0)
+    if (anonymous)
+        printf("no customers named)\n");
+    else if (customers != 0)
         printf("%llu customers)\n", (unsigned long long)customers);
     else
         printf("every customer new)\n");
@@ -153,6 +158,7 @@ bench_engine(uint32_t contacts, uint64_t customers, uint64_t events,
         if (dedup != 0)
             cfg.dedup_window = dedup;
         lg_init(&g, contacts + contacts / 5, customers, 42, T0);
+        g.anonymous = anonymous;
         /* Untimed warm-up: every slot is touched with probability
          * 1 - e^-4, so about `contacts` contacts are open. */
         lg_messages(&g, (contacts + contacts / 5) * 4ULL, batches[b], &prefill);
@@ -230,7 +236,7 @@ bench_engine(uint32_t contacts, uint64_t customers, uint64_t events,
                        (double)(m1.bytes_live - m0.bytes_live) /
                            (double)ec.open_contacts,
                        (double)ec.contact_bytes / (double)ec.open_contacts);
-            if (b == 0)
+            if (b == 0 && ec.conversations != 0)
                 printf("           identity and conversations: %llu "
                        "customers, %llu identifiers, %llu conversations "
                        "(%llu open); "
@@ -432,7 +438,7 @@ main(int argc, char **argv) {
     const char *only = NULL;
     uint32_t only_batch = 0;
     uint64_t dedup = 0;
-    int i;
+    int i, anonymous = 0;
 
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--contacts") && i + 1 < argc)
@@ -449,10 +455,12 @@ main(int argc, char **argv) {
             only_batch = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--dedup") && i + 1 < argc)
             dedup = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--anonymous"))
+            anonymous = 1;
         else {
             fprintf(stderr, "usage: cc_bench [--contacts N] [--customers N] "
                             "[--events N] [--msgs1 N] [--only engine|nng] "
-                            "[--batch 1|100] [--dedup N]\n");
+                            "[--batch 1|100] [--dedup N] [--anonymous]\n");
             return 2;
         }
     }
@@ -460,7 +468,7 @@ main(int argc, char **argv) {
         customers = contacts;
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (only == NULL || !strcmp(only, "engine"))
-        bench_engine(contacts, customers, events, only_batch, dedup);
+        bench_engine(contacts, customers, anonymous, events, only_batch, dedup);
     if (only == NULL || !strcmp(only, "nng")) {
         static const uint32_t batches[] = {1, 100};
         size_t b;
@@ -478,6 +486,7 @@ main(int argc, char **argv) {
             struct timespec wall;
             clock_gettime(CLOCK_REALTIME, &wall);
             lg_init(&g, 10000, 10000, 7, (int64_t)wall.tv_sec * 1000);
+            g.anonymous = anonymous;
             lg_messages(&g, n, batches[b], &msgs);
             raw = bench_raw_nng(&msgs);
             thr = bench_daemon(CONTACTD_BIN, "thread", &msgs);

@@ -189,7 +189,8 @@ lg_event(struct loadgen *g, msgpack_packer *pk) {
         return;
     }
 
-    msgpack_pack_map(pk, 5 + st->queue + st->agent + is_open);
+    msgpack_pack_map(pk,
+                     5 + st->queue + st->agent + (is_open && !g->anonymous));
     PACK_LIT(pk, "id");
     n = snprintf(buf, sizeof(buf), "ev-%012llx",
                  (unsigned long long)g->next_id++);
@@ -216,7 +217,7 @@ lg_event(struct loadgen *g, msgpack_packer *pk) {
                      (unsigned long long)(s->contact % 500));
         pack_str(pk, buf, (size_t)n);
     }
-    if (is_open) {
+    if (is_open && !g->anonymous) {
         PACK_LIT(pk, "customer");
         pack_customer(pk, s->channel, s->customer);
     }
@@ -225,7 +226,7 @@ lg_event(struct loadgen *g, msgpack_packer *pk) {
          * did not settle it. With a population, the others' conversations
          * are resolved. */
         int again = rnd(g) % 3 == 0;
-        s->resolve = g->customers != 0 && !again;
+        s->resolve = g->customers != 0 && !g->anonymous && !again;
         s->resolved = s->customer;
         new_contact(g, s, again);
     }

@@ -13,8 +13,9 @@
  * drawn at random (a returning customer), and the
  * conversation of the contact that ended is resolved first
  * (conversation.resolve naming the customer's phone); with no population,
- * always a new customer and nothing is resolved. Events are packed into
- * MessagePack messages of `batch` events each.
+ * always a new customer and nothing is resolved. An anonymous load names
+ * no customer at all (contacts only: identity and conversations idle).
+ * Events are packed into MessagePack messages of `batch` events each.
  */
 #ifndef CC_LOADGEN_H
 #define CC_LOADGEN_H
@@ -33,6 +34,7 @@ struct loadgen {
     uint64_t next_contact;
     uint64_t next_customer;
     uint64_t customers; /* population; 0: every customer is new */
+    int anonymous;      /* no customer identifiers, nothing resolved */
     int64_t ts;
     msgpack_sbuffer sb;
     msgpack_packer pk;
