@@ -1158,7 +1158,8 @@ struct ingest_slot {
     struct cc_event ev;
     struct cc_reject rej;
     struct ev_keys k;
-    struct ev_idents ids; /* prepared when the event will resolve them */
+    struct ev_idents ids;       /* prepared when the event will resolve them */
+    const struct cc_conv *conv; /* its contact's, when looked up (a hint) */
 };
 
 /* Describes the conversation of an accepted contact.open or message.in in
@@ -1293,6 +1294,7 @@ ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
     size_t off;
 
     s->ids.state = 0;
+    s->conv = NULL;
     if (s->rc != 1)
         return;
     if (s->k.thread != 0)
@@ -1313,8 +1315,29 @@ ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
      * engine benchmark about 10% faster on the development machine). */
     for (off = 64; off < CONTACT_STRIDE; off += 64)
         __builtin_prefetch((const char *)c + off, 1);
-    if (c->conv != NULL)
-        cc_conv_prefetch(c->conv);
+    if (c->conv != NULL) {
+        /* Only the lines the event will touch (see struct cc_conv); its
+         * timeline slot is asked for later, once the first line is in. */
+        switch (s->ev.type) {
+        case CC_EV_MESSAGE_IN:
+        case CC_EV_MESSAGE_OUT:
+        case CC_EV_HOLD_START:
+        case CC_EV_HOLD_END:
+            cc_conv_prefetch_head(c->conv, 1);
+            break;
+        case CC_EV_QUEUE_JOIN:
+        case CC_EV_QUEUE_LEAVE:
+        case CC_EV_AGENT_ANSWER:
+        case CC_EV_TRANSFER:
+        case CC_EV_CALLBACK_ACCEPTED:
+            cc_conv_prefetch_head(c->conv, 2);
+            break;
+        default:
+            cc_conv_prefetch(c->conv);
+            break;
+        }
+        s->conv = c->conv;
+    }
     switch (s->ev.type) {
     case CC_EV_CONTACT_CLOSE:
         /* The one event that writes into the contact's history entry (its
@@ -1372,6 +1395,14 @@ ingest_prefetch_customers(struct cc_engine *e, const struct ingest_slot *s,
     }
 }
 
+/* Also stage 6: the first line of the contact's conversation is in;
+ * request the timeline slot the event will write. */
+static void
+ingest_prefetch_timeline(const struct ingest_slot *s) {
+    if (s->rc == 1 && s->conv != NULL)
+        cc_conv_prefetch_timeline(s->conv);
+}
+
 /*
  * Events go through a pipeline that runs across message boundaries. With a
  * million contacts and customers each step of an event's lookups is a cache
@@ -1382,12 +1413,12 @@ ingest_prefetch_customers(struct cc_engine *e, const struct ingest_slot *s,
  *
  *   i+7  decode; duplicate window slot, contact bucket
  *   i+6  contact record
- *   i+5  contact record again, conversation, history entry, timer
- *        neighbours, thread index slot; identifiers normalised, their
- *        buckets
+ *   i+5  contact record again, the conversation lines the event needs,
+ *        history entry, timer neighbours, thread index slot;
+ *        identifiers normalised, their buckets
  *   i+3  identifiers
  *   i+2  customers, identifiers' first links
- *   i+1  the customer's conversation
+ *   i+1  the customer's conversation; the conversation's timeline slot
  *   i    apply
  *
  * Overlapping the misses of eight events is what lets the engine run faster
@@ -1408,6 +1439,7 @@ cc_engine_ingest_many(struct cc_engine *e, const struct cc_msgbuf *msgs,
     for (i = 0; i < INGEST_DEPTH; i++) {
         ring[i].rc = -1;
         ring[i].ids.state = 0;
+        ring[i].conv = NULL;
     }
     /* Step i applies event i and runs each stage on the event it serves;
      * the first steps only fill the pipeline. */
@@ -1421,8 +1453,10 @@ cc_engine_ingest_many(struct cc_engine *e, const struct cc_msgbuf *msgs,
             ingest_prefetch_idnodes(e, &ring[(i + 3) % INGEST_DEPTH]);
         if (i + 2 >= 0)
             ingest_prefetch_customers(e, &ring[(i + 2) % INGEST_DEPTH], false);
-        if (i + 1 >= 0)
+        if (i + 1 >= 0) {
             ingest_prefetch_customers(e, &ring[(i + 1) % INGEST_DEPTH], true);
+            ingest_prefetch_timeline(&ring[(i + 1) % INGEST_DEPTH]);
+        }
         if (i < 0)
             continue;
         s = &ring[i % INGEST_DEPTH];

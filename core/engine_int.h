@@ -14,6 +14,8 @@
 #include "outbox.h"
 #include "wheel.h"
 
+#include <stddef.h>
+
 /* ---- names and queues ------------------------------------------------- */
 
 struct cc_queue;
@@ -164,46 +166,80 @@ cc_convtl_ts(const struct cc_convtl *t) {
     return (int64_t)(((uint64_t)t->ts_hi << 32) | t->ts_lo);
 }
 
+/* Laid out by what events touch, a cache line at a time (the record is
+ * line-aligned): a message, a hold or an answer reads and writes the first
+ * line and one timeline slot, queue events the second line too, and only
+ * joins, closes, resolves and merges the rest. With a million conversations
+ * each line an event needs is a miss. */
 struct cc_conv {
-    struct cc_conv *hnext; /* by id */
-    uint64_t id;           /* shown as "cv-<id>" */
+    /* line 0: every event */
     struct cc_customer *cust;
+    uint64_t id;        /* shown as "cv-<id>" */
+    uint64_t last_seen; /* engine time of the last event */
+    int64_t last_ts;
+    uint32_t msgs_in, msgs_out, holds;
+    /* Names by number (struct cc_name.idx; 0: none), most recent first. */
+    uint32_t agents[CONV_AGENTS];
+    uint8_t state, flags, tl_n, tl_head;
+    /* line 1: queue events */
+    uint64_t wait_ms, max_wait_ms;
+    uint32_t waits, transfers;
+    uint32_t queues[CONV_QUEUES];
     struct cc_contact *live;             /* open contacts, through cvnext */
     struct cc_convct *contacts, *newest; /* history, oldest first */
+    /* line 2: joins, closes, resolves */
     struct cc_timer timer; /* idle close when open; end of the reopen
                               window when resolved */
-    int64_t started_ts, last_ts, resolved_ts, last_end_ts;
-    uint64_t last_seen; /* engine time of the last event */
-    uint64_t hold_ms;   /* of contacts that ended */
-    uint64_t wait_ms, max_wait_ms;
-    uint32_t ncontacts, nlive, msgs_in, msgs_out, transfers, holds, waits;
+    int64_t started_ts, resolved_ts, last_end_ts;
+    uint64_t hold_ms; /* of contacts that ended */
+    /* line 3 */
+    uint32_t ncontacts, nlive;
     uint32_t switches, repeats, reopens, merges, resolves;
     uint32_t feedback_n;
     int32_t feedback_score;
-    int64_t feedback_ts;
     float sentiment;
-    uint8_t state, flags, nchan, tl_n;
-    uint8_t tl_head, feedback_scale, first_channel, nentries;
-    /* Names by number (struct cc_name.idx; 0: none), most recent first. */
+    int64_t feedback_ts;
+    uint8_t nchan, feedback_scale, first_channel, nentries;
     uint32_t topic;
-    uint32_t agents[CONV_AGENTS];
-    uint32_t queues[CONV_QUEUES];
+    struct cc_conv *hnext; /* by id */
+    /* lines 4 to 6: the timeline, one slot written per event */
+    struct cc_convtl tl[CONV_TIMELINE];
     uint32_t tags[CONV_TAGS];
     int64_t chan_ts[CONV_CHANNELS];
     uint8_t chan[CONV_CHANNELS];
-    struct cc_convtl tl[CONV_TIMELINE];
 };
+
+_Static_assert(offsetof(struct cc_conv, wait_ms) == 64 &&
+                   offsetof(struct cc_conv, timer) == 128 &&
+                   offsetof(struct cc_conv, ncontacts) == 192 &&
+                   offsetof(struct cc_conv, tl) == 256,
+               "struct cc_conv: the lines as laid out above");
 
 /* Records on whole cache lines. */
 #define CONV_STRIDE ((sizeof(struct cc_conv) + 63) & ~(size_t)63)
 
-/* Starts loading a whole conversation record: an event reads its head and
- * writes counters, sets and a timeline slot all over it. */
+/* Starts loading a whole conversation record, for the events that touch
+ * most of it (joins, closes, resolves). */
 static inline void
 cc_conv_prefetch(const struct cc_conv *v) {
     size_t off;
     for (off = 0; off < CONV_STRIDE; off += 64)
         __builtin_prefetch((const char *)v + off, 1);
+}
+
+/* Starts loading the first `lines` lines of a conversation record. */
+static inline void
+cc_conv_prefetch_head(const struct cc_conv *v, unsigned lines) {
+    unsigned i;
+    for (i = 0; i < lines; i++)
+        __builtin_prefetch((const char *)v + 64 * i, 1);
+}
+
+/* Starts loading the timeline slot the conversation's next event writes
+ * (reads the record's first line). */
+static inline void
+cc_conv_prefetch_timeline(const struct cc_conv *v) {
+    __builtin_prefetch(&v->tl[v->tl_head], 1);
 }
 
 struct conv_chan_stats {
