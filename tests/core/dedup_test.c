@@ -5,6 +5,8 @@
 
 #include "dedup.h"
 
+#include <string.h>
+
 TestSuite(dedup);
 
 Test(dedup, remembers_the_window_and_forgets_the_oldest) {
@@ -106,4 +108,66 @@ Test(dedup, map_put_of_a_held_key_takes_the_value_and_keeps_the_age) {
     cr_assert_eq(v, 1);
     cr_assert_eq(cc_dedup_bytes(&d), (32 * 2 + 10) * sizeof(uint64_t));
     cc_dedup_fini(&d);
+}
+
+/*
+ * Against a reference that remembers each key's last insertion: random keys
+ * from a universe four times the window, their fingerprints crowded onto 64
+ * home slots so that probe runs are long, merge and wrap, and evictions
+ * shift them back. Every answer must be the reference's, and the table must
+ * hold exactly the window's entries (no leftovers from shifts).
+ */
+static void
+check_against_reference(bool map) {
+    enum { N = 1000, KEYS = 4000 };
+    static uint64_t last[KEYS], val[KEYS];
+    struct cc_dedup d;
+    uint64_t rng = 12345, ins = 0, v, i, used;
+    int step, k;
+
+    memset(last, 0, sizeof(last));
+    cr_assert_eq(map ? cc_dedup_init_map(&d, N, 1) : cc_dedup_init(&d, N, 1),
+                 0);
+    cr_assert_eq(d.mask, 2047);
+    for (step = 0; step < 200000; step++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        k = (int)((rng >> 33) % KEYS);
+        /* Home slots 32 apart, one of them 8 before the end. */
+        uint64_t fp = ((uint64_t)(k + 1) << 11) |
+                      (((uint64_t)(k % 64) * 32 + 2040) & 2047);
+        bool held = last[k] != 0 && last[k] + N > ins;
+        if (!map) {
+            cr_assert_eq(cc_dedup_seen(&d, fp), held, "step %d key %d", step,
+                         k);
+            if (!held) {
+                cc_dedup_add(&d, fp);
+                last[k] = ++ins;
+            }
+        } else {
+            cr_assert_eq(cc_dedup_get(&d, fp, &v), held, "step %d key %d", step,
+                         k);
+            if (held)
+                cr_assert_eq(v, val[k], "step %d key %d", step, k);
+            if (!held)
+                last[k] = ++ins;
+            val[k] = (uint64_t)step;
+            cc_dedup_put(&d, fp, val[k]);
+        }
+        cr_assert_eq(d.count, ins < N ? ins : N);
+        if (step % 997 == 0) {
+            for (i = used = 0; i <= d.mask; i++)
+                used += d.set[i << d.shift] != 0;
+            cr_assert_eq(used, d.count, "step %d: %llu slots used", step,
+                         (unsigned long long)used);
+        }
+    }
+    cc_dedup_fini(&d);
+}
+
+Test(dedup, set_matches_a_reference_of_the_last_n_ids) {
+    check_against_reference(false);
+}
+
+Test(dedup, map_matches_a_reference_of_the_last_n_keys) {
+    check_against_reference(true);
 }
