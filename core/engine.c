@@ -1072,7 +1072,9 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
         }
     }
     d.prev_state = c->state;
-    d.prev_queued_ts = c->queued_ts;
+    /* Read only when it means something: the line it is on is not loaded
+     * for messages (see struct cc_contact). */
+    d.prev_queued_ts = c->state == CS_QUEUED ? c->queued_ts : 0;
     if (ev->type == CC_EV_CONTACT_CLOSE) {
         if (c->state == CS_QUEUED) {
             c->queue->abandoned++;
@@ -1254,6 +1256,13 @@ ingest_decode(struct cc_engine *e, struct ingest_src *src,
         __builtin_prefetch(&e->buckets[s->k.h & e->bucket_mask]);
 }
 
+/* The lines of a contact record an event of type t touches, as a mask. */
+static inline unsigned
+contact_lines(unsigned t) {
+    _Static_assert(CONTACT_STRIDE == 256, "four lines");
+    return t == CC_EV_MESSAGE_IN || t == CC_EV_MESSAGE_OUT ? 0x9 : 0xf;
+}
+
 /* Stage 2: the bucket of s was requested an event ago; start loading the
  * first contact on its chain, the one a lookup nearly always wants. */
 static void
@@ -1264,11 +1273,13 @@ ingest_prefetch_contact(struct cc_engine *e, const struct ingest_slot *s) {
         return;
     c = e->buckets[s->k.h & e->bucket_mask];
     if (c != NULL) {
-        /* The whole record: an event reads the first line to find it and
-         * then writes counters, times and timers all over it. */
-        size_t off;
-        for (off = 0; off < CONTACT_STRIDE; off += 64)
-            __builtin_prefetch((const char *)c + off, 1);
+        /* The lines the event touches: an event reads the first line to
+         * find the record; a message then writes only the last one, other
+         * events counters, times and timers all over it. */
+        unsigned lines = contact_lines(s->ev.type), i;
+        for (i = 0; i < CONTACT_STRIDE / 64; i++)
+            if (lines & (1u << i))
+                __builtin_prefetch((const char *)c + 64 * i, 1);
     }
 }
 
@@ -1291,7 +1302,6 @@ static void
 ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
     const struct cc_contact *c = NULL;
     uint32_t i;
-    size_t off;
 
     s->ids.state = 0;
     s->conv = NULL;
@@ -1313,8 +1323,9 @@ ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
      * always: software prefetches the memory system has no room for
      * appear to be dropped rather than queued (asking again made the
      * engine benchmark about 10% faster on the development machine). */
-    for (off = 64; off < CONTACT_STRIDE; off += 64)
-        __builtin_prefetch((const char *)c + off, 1);
+    for (i = 1; i < CONTACT_STRIDE / 64; i++)
+        if (contact_lines(s->ev.type) & (1u << i))
+            __builtin_prefetch((const char *)c + 64 * i, 1);
     if (c->conv != NULL) {
         /* Only the lines the event will touch (see struct cc_conv); its
          * timeline slot is asked for later, once the first line is in. */

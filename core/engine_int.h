@@ -76,10 +76,11 @@ struct cc_contact {
     struct cc_timer idle_timer;
     struct cc_contact *qnext, *qprev; /* waiting list of queue */
     struct cc_queue *queue;
-    const struct cc_name *agent;
-    int64_t opened_ts, queued_ts, hold_ts;
-    uint64_t last_seen; /* engine time of the last event */
     uint64_t hold_total_ms;
+    int64_t opened_ts, queued_ts, hold_ts;
+    /* Last line: with the first, all that a message touches. */
+    uint64_t last_seen; /* engine time of the last event */
+    const struct cc_name *agent;
     uint32_t msgs_in, msgs_out;
     /* Its conversation (NULL until its customer or thread is known), the
      * conversation's other live contacts, and its entry in the
@@ -91,6 +92,9 @@ struct cc_contact {
      * change nothing in the entry need not load it; 0 without one. */
     uint32_t conv_n;
 };
+
+_Static_assert(offsetof(struct cc_contact, last_seen) == 192,
+               "struct cc_contact: a message's fields on the last line");
 
 #define CONTACT_STRIDE ((sizeof(struct cc_contact) + 63) & ~(size_t)63)
 
