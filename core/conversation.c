@@ -119,6 +119,7 @@ conv_free(struct cc_engine *e, struct cc_conv *v) {
         cs->open--;
     else
         cs->resolved_now--;
+    cs->frees++;
     cc_pool_put(&cs->pool, v);
 }
 

@@ -1160,8 +1160,11 @@ struct ingest_slot {
     struct cc_event ev;
     struct cc_reject rej;
     struct ev_keys k;
-    struct ev_idents ids;       /* prepared when the event will resolve them */
-    const struct cc_conv *conv; /* its contact's, when looked up (a hint) */
+    struct ev_idents ids; /* prepared when the event will resolve them */
+    /* Its contact's conversation when looked up, while no conversation
+     * was freed since (convs.frees was conv_frees). */
+    const struct cc_conv *conv;
+    uint64_t conv_frees;
 };
 
 /* Describes the conversation of an accepted contact.open or message.in in
@@ -1348,6 +1351,7 @@ ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
             break;
         }
         s->conv = c->conv;
+        s->conv_frees = e->convs.frees;
     }
     switch (s->ev.type) {
     case CC_EV_CONTACT_CLOSE:
@@ -1409,8 +1413,10 @@ ingest_prefetch_customers(struct cc_engine *e, const struct ingest_slot *s,
 /* Also stage 6: the first line of the contact's conversation is in;
  * request the timeline slot the event will write. */
 static void
-ingest_prefetch_timeline(const struct ingest_slot *s) {
-    if (s->rc == 1 && s->conv != NULL)
+ingest_prefetch_timeline(const struct cc_engine *e,
+                         const struct ingest_slot *s) {
+    /* The events applied since the lookup may have merged it away. */
+    if (s->rc == 1 && s->conv != NULL && s->conv_frees == e->convs.frees)
         cc_conv_prefetch_timeline(s->conv);
 }
 
@@ -1466,7 +1472,7 @@ cc_engine_ingest_many(struct cc_engine *e, const struct cc_msgbuf *msgs,
             ingest_prefetch_customers(e, &ring[(i + 2) % INGEST_DEPTH], false);
         if (i + 1 >= 0) {
             ingest_prefetch_customers(e, &ring[(i + 1) % INGEST_DEPTH], true);
-            ingest_prefetch_timeline(&ring[(i + 1) % INGEST_DEPTH]);
+            ingest_prefetch_timeline(e, &ring[(i + 1) % INGEST_DEPTH]);
         }
         if (i < 0)
             continue;

@@ -171,9 +171,10 @@ cc_convtl_ts(const struct cc_convtl *t) {
 }
 
 /* Laid out by what events touch, a cache line at a time (the record is
- * line-aligned): a message, a hold or an answer reads and writes the first
- * line and one timeline slot, queue events the second line too, and only
- * joins, closes, resolves and merges the rest. With a million conversations
+ * line-aligned): a message or a hold reads and writes the first line and
+ * one timeline slot, queue events (answers and transfers among them) the
+ * second line too, and only joins, closes, resolves, merges and events
+ * with a topic, tags or a sentiment the rest. With a million conversations
  * each line an event needs is a miss. */
 struct cc_conv {
     /* line 0: every event */
@@ -206,7 +207,8 @@ struct cc_conv {
     uint8_t nchan, feedback_scale, first_channel, nentries;
     uint32_t topic;
     struct cc_conv *hnext; /* by id */
-    /* lines 4 to 6: the timeline, one slot written per event */
+    /* lines 4 to 6: the timeline, one slot written per event (slots 5
+     * and 10 straddle two lines); then tags, channel times and channels */
     struct cc_convtl tl[CONV_TIMELINE];
     uint32_t tags[CONV_TAGS];
     int64_t chan_ts[CONV_CHANNELS];
@@ -243,7 +245,9 @@ cc_conv_prefetch_head(const struct cc_conv *v, unsigned lines) {
  * (reads the record's first line). */
 static inline void
 cc_conv_prefetch_timeline(const struct cc_conv *v) {
-    __builtin_prefetch(&v->tl[v->tl_head], 1);
+    const char *t = (const char *)&v->tl[v->tl_head];
+    __builtin_prefetch(t, 1);
+    __builtin_prefetch(t + sizeof(struct cc_convtl) - 1, 1);
 }
 
 struct conv_chan_stats {
@@ -257,6 +261,8 @@ struct cc_convs {
     struct cc_dedup threads; /* native message id -> conversation id */
     struct cc_dedup forward; /* merged conversation id -> survivor's */
     uint64_t next_id;
+    uint64_t frees; /* conversations freed so far: pointers kept across
+                       events are valid while it has not moved */
     uint64_t open, resolved_now;
     uint64_t started, contacts, switches, repeats, reopens, resolved, fcr;
     uint64_t merges, idle_closed, anonymous, threaded, refused;

@@ -792,6 +792,48 @@ static const struct ev batch_evs[] = {
     {"b14", T0 + 14, "phone", "contact.close", "p2", NULL, NULL, NULL},
 };
 
+/*
+ * The pipeline looks an event's conversation up several events ahead; a
+ * merge applied in between may free it. A message right after the merge
+ * that took its conversation away must land in the survivor (and, under
+ * the sanitizers, the pipeline must not read the freed record).
+ */
+Test(conversation, a_message_just_after_its_conversation_merged_away,
+     .init = setup, .fini = teardown) {
+    static const struct ev evs[] = {
+        {"m2", T0 + 2, "chat", "identity.link", NULL, "a@example.com",
+         "+15550000001", NULL},
+        {"m3", T0 + 3, "phone", "contact.open", "p9", NULL, "+15550000009",
+         NULL},
+        {"m4", T0 + 4, "chat", "message.in", "c1", NULL, NULL, NULL},
+    };
+    const msgpack_object *c;
+    msgpack_object tl;
+    size_t i, n = sizeof(evs) / sizeof(evs[0]);
+
+    /* Two customers, two conversations; then, in one batch, the link that
+     * merges them, another event, and a message on the contact whose
+     * conversation the merge took away (looked up before the merge). */
+    cr_assert_eq(apply(&(struct ev){"m0", T0, "phone", "contact.open", "p1",
+                                    NULL, "+15550000001", NULL}),
+                 'a');
+    cr_assert_eq(apply(&(struct ev){"m1", T0 + 1, "chat", "contact.open", "c1",
+                                    "a@example.com", NULL, NULL}),
+                 'a');
+    tb_reset(&t);
+    msgpack_pack_array(&t.pk, (uint32_t)n);
+    for (i = 0; i < n; i++)
+        pack_ev(&t, &evs[i]);
+    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)T0, &rep);
+    cr_assert_eq(rep.accepted, n);
+    c = by_email("a@example.com");
+    cr_assert_eq(tmap_int(c, "measures/merges"), 1);
+    cr_assert_eq(tmap_int(c, "messages_in"), 1);
+    cr_assert_eq(tmap_int(c, "started_ts"), T0);
+    cr_assert(tmap_get(c, "timeline", &tl));
+    cr_assert_eq(tl.via.array.size, 3, "timeline of %u", tl.via.array.size);
+}
+
 static void
 conversation_bytes(struct cc_engine *en, const char *email,
                    msgpack_sbuffer *out) {
