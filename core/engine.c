@@ -1259,11 +1259,42 @@ ingest_decode(struct cc_engine *e, struct ingest_src *src,
         __builtin_prefetch(&e->buckets[s->k.h & e->bucket_mask]);
 }
 
+/* Starts loading the lines of a record of `size` bytes at p that mask
+ * names (bit i: line i). Inlined with a constant size: no loop is left. */
+static inline __attribute__((always_inline)) void
+prefetch_lines(const void *p, size_t size, unsigned mask) {
+    size_t i;
+    for (i = 0; i < size / 64; i++)
+        if (mask & (1u << i))
+            __builtin_prefetch((const char *)p + 64 * i, 1);
+}
+
 /* The lines of a contact record an event of type t touches, as a mask. */
 static inline unsigned
 contact_lines(unsigned t) {
     _Static_assert(CONTACT_STRIDE == 256, "four lines");
     return t == CC_EV_MESSAGE_IN || t == CC_EV_MESSAGE_OUT ? 0x9 : 0xf;
+}
+
+/* The lines of a conversation record an event of type t touches (see
+ * struct cc_conv), as a mask; its timeline slot is asked for apart. */
+static inline unsigned
+conv_lines(unsigned t) {
+    switch (t) {
+    case CC_EV_MESSAGE_IN:
+    case CC_EV_MESSAGE_OUT:
+    case CC_EV_HOLD_START:
+    case CC_EV_HOLD_END:
+        return 0x1;
+    case CC_EV_QUEUE_JOIN:
+    case CC_EV_QUEUE_LEAVE:
+    case CC_EV_AGENT_ANSWER:
+    case CC_EV_TRANSFER:
+    case CC_EV_CALLBACK_ACCEPTED:
+        return 0x3;
+    default:
+        return (1u << (CONV_STRIDE / 64)) - 1;
+    }
 }
 
 /* Stage 2: the bucket of s was requested an event ago; start loading the
@@ -1279,10 +1310,7 @@ ingest_prefetch_contact(struct cc_engine *e, const struct ingest_slot *s) {
         /* The lines the event touches: an event reads the first line to
          * find the record; a message then writes only the last one, other
          * events counters, times and timers all over it. */
-        unsigned lines = contact_lines(s->ev.type), i;
-        for (i = 0; i < CONTACT_STRIDE / 64; i++)
-            if (lines & (1u << i))
-                __builtin_prefetch((const char *)c + 64 * i, 1);
+        prefetch_lines(c, CONTACT_STRIDE, contact_lines(s->ev.type));
     }
 }
 
@@ -1326,30 +1354,11 @@ ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
      * always: software prefetches the memory system has no room for
      * appear to be dropped rather than queued (asking again made the
      * engine benchmark about 10% faster on the development machine). */
-    for (i = 1; i < CONTACT_STRIDE / 64; i++)
-        if (contact_lines(s->ev.type) & (1u << i))
-            __builtin_prefetch((const char *)c + 64 * i, 1);
+    prefetch_lines(c, CONTACT_STRIDE, contact_lines(s->ev.type) & ~1u);
     if (c->conv != NULL) {
-        /* Only the lines the event will touch (see struct cc_conv); its
-         * timeline slot is asked for later, once the first line is in. */
-        switch (s->ev.type) {
-        case CC_EV_MESSAGE_IN:
-        case CC_EV_MESSAGE_OUT:
-        case CC_EV_HOLD_START:
-        case CC_EV_HOLD_END:
-            cc_conv_prefetch_head(c->conv, 1);
-            break;
-        case CC_EV_QUEUE_JOIN:
-        case CC_EV_QUEUE_LEAVE:
-        case CC_EV_AGENT_ANSWER:
-        case CC_EV_TRANSFER:
-        case CC_EV_CALLBACK_ACCEPTED:
-            cc_conv_prefetch_head(c->conv, 2);
-            break;
-        default:
-            cc_conv_prefetch(c->conv);
-            break;
-        }
+        /* Its timeline slot is asked for later, once the first line is
+         * in. */
+        prefetch_lines(c->conv, CONV_STRIDE, conv_lines(s->ev.type));
         s->conv = c->conv;
         s->conv_frees = e->convs.frees;
     }

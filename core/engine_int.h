@@ -233,14 +233,6 @@ cc_conv_prefetch(const struct cc_conv *v) {
         __builtin_prefetch((const char *)v + off, 1);
 }
 
-/* Starts loading the first `lines` lines of a conversation record. */
-static inline void
-cc_conv_prefetch_head(const struct cc_conv *v, unsigned lines) {
-    unsigned i;
-    for (i = 0; i < lines; i++)
-        __builtin_prefetch((const char *)v + 64 * i, 1);
-}
-
 /* Starts loading the timeline slot the conversation's next event writes
  * (reads the record's first line). */
 static inline void

@@ -127,6 +127,18 @@ apply(const struct ev *v) {
     return apply_qa(v, NULL, NULL);
 }
 
+/* Applies n events as one batch message with the engine's clock at T0. */
+static void
+apply_batch(const struct ev *evs, size_t n) {
+    size_t i;
+
+    tb_reset(&t);
+    msgpack_pack_array(&t.pk, (uint32_t)n);
+    for (i = 0; i < n; i++)
+        pack_ev(&t, &evs[i]);
+    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)T0, &rep);
+}
+
 /* Packs a conversation query's answer with pack (rc != 0: none) and
  * returns it unpacked, valid until the next query. */
 static const msgpack_object *
@@ -809,7 +821,7 @@ Test(conversation, a_message_just_after_its_conversation_merged_away,
     };
     const msgpack_object *c;
     msgpack_object tl;
-    size_t i, n = sizeof(evs) / sizeof(evs[0]);
+    size_t n = sizeof(evs) / sizeof(evs[0]);
 
     /* Two customers, two conversations; then, in one batch, the link that
      * merges them, another event, and a message on the contact whose
@@ -820,11 +832,7 @@ Test(conversation, a_message_just_after_its_conversation_merged_away,
     cr_assert_eq(apply(&(struct ev){"m1", T0 + 1, "chat", "contact.open", "c1",
                                     "a@example.com", NULL, NULL}),
                  'a');
-    tb_reset(&t);
-    msgpack_pack_array(&t.pk, (uint32_t)n);
-    for (i = 0; i < n; i++)
-        pack_ev(&t, &evs[i]);
-    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)T0, &rep);
+    apply_batch(evs, n);
     cr_assert_eq(rep.accepted, n);
     c = by_email("a@example.com");
     cr_assert_eq(tmap_int(c, "measures/merges"), 1);
@@ -857,11 +865,7 @@ Test(conversation, a_batch_resolves_identity_as_one_by_one, .init = setup,
     uint32_t rejected = 0;
 
     /* e: the whole list as one batch. */
-    tb_reset(&t);
-    msgpack_pack_array(&t.pk, (uint32_t)n);
-    for (i = 0; i < n; i++)
-        pack_ev(&t, &batch_evs[i]);
-    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)T0, &rep);
+    apply_batch(batch_evs, n);
     cr_assert_eq(rep.events, n);
     cr_assert_eq(rep.rejected, 2);
     cr_assert_eq(rep.rej[0].index, 1);
