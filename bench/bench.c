@@ -20,6 +20,7 @@
 #include "engine.h"
 #include "loadgen.h"
 #include "mem.h"
+#include "memlat.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -219,6 +220,18 @@ bench_engine(uint32_t contacts, uint64_t customers, int anonymous,
                        "%llu conversations refused\n",
                        (unsigned long long)ec2.identity_lost,
                        (unsigned long long)ec2.conversations_refused);
+            {
+                /* Measured at once, while the engine's memory is held:
+                 * the machine's latency of the minute. */
+                struct memlat ml;
+                if (memlat_measure((size_t)512 << 20, &ml) == 0)
+                    printf("           memory baseline (now, 512 MiB): a "
+                           "random line %.0f ns, %.0f ns/line with 8 in "
+                           "flight; the engine took %.1f dependent line "
+                           "latencies per event\n",
+                           ml.dependent_ns, ml.parallel_ns,
+                           t * 1e9 / (double)events / ml.dependent_ns);
+            }
             printf("           alerts and triggers in the timed run: %.3f "
                    "per event\n",
                    (double)(ec2.alerts + ec2.callbacks - ec.alerts -
