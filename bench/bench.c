@@ -2,7 +2,8 @@
  * cc_bench: contactd's throughput in one run, each figure beside its
  * baseline.
  *   1. decode + engine, no sockets, with 1M open contacts: events/s,
- *      ns/event, allocations per event, memory per open contact;
+ *      ns/event, allocations per event, memory per open contact, and the
+ *      machine's random-line latency measured beside each run;
  *   2. raw NNG push/pull over TCP loopback with the same messages: the
  *      ceiling any NNG-based daemon on this machine can reach;
  *   3. contactd end to end (the real binary), ingest_io = thread and poll;
