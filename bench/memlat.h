@@ -20,7 +20,7 @@ struct memlat {
 };
 
 /* Measures over `bytes` of memory (rounded down to whole lines); returns
- * -1 if the memory cannot be had. Takes about a second per GiB. */
+ * -1 if the memory cannot be had. */
 int memlat_measure(size_t bytes, struct memlat *out);
 
 #endif
