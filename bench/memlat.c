@@ -4,17 +4,10 @@
 
 #include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
+#include <uv.h>
 
 #define LINE 64
 #define CHAINS 8
-
-static double
-mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static uint64_t
 xorshift(uint64_t *s) {
@@ -32,20 +25,20 @@ static volatile uint64_t memlat_sink;
 static double
 chase(const char *m, const uint32_t *start, int k, size_t steps) {
     uint32_t at[CHAINS];
-    double t;
+    uint64_t t;
     size_t i;
     int c;
 
     for (c = 0; c < k; c++)
         at[c] = start[c];
-    t = mono_s();
+    t = uv_hrtime();
     for (i = 0; i < steps; i++)
         for (c = 0; c < k; c++)
             at[c] = *(const volatile uint32_t *)(m + (size_t)at[c] * LINE);
-    t = mono_s() - t;
+    t = uv_hrtime() - t;
     for (c = 0; c < k; c++)
         memlat_sink += at[c];
-    return t;
+    return (double)t / 1e9;
 }
 
 int
