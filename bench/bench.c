@@ -11,12 +11,15 @@
  *
  * usage: cc_bench [--contacts N] [--customers N] [--events N] [--msgs1 N]
  *                 [--only engine|nng] [--batch 1|100] [--dedup N]
- *                 [--anonymous]
+ *                 [--anonymous] [--reserve PAGES]
  * --customers: the population contacts are drawn from (default: as many as
  * --contacts; 0: every contact that is not a channel switch is a new
  * customer, the load before returning customers were modelled).
  * --anonymous: the same mix naming no customer (contact lifecycles only:
  * identity resolution and conversations stay idle).
+ * --reserve: huge pages kept faulted in by a second thread for the engine's
+ * pool growth, as the daemon's [server] memory_reserve does (default 8,
+ * the daemon's 16 MiB; 0: the engine maps and faults in its own).
  */
 #include "engine.h"
 #include "loadgen.h"
@@ -32,6 +35,7 @@
 #include <nng/supplemental/util/platform.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +104,47 @@ feed(struct cc_engine *e, const struct lg_msgs *msgs, size_t group,
     }
 }
 
+/* The daemon refills its memory reserve on libuv's thread pool after a
+ * batch that used it; here a thread polls for the same. */
+struct refiller {
+    pthread_t thread;
+    atomic_int stop;
+};
+
+static void *
+refill_main(void *arg) {
+    struct refiller *r = arg;
+
+    while (!atomic_load(&r->stop)) {
+        if (cc_mem_reserve_wanted())
+            (void)cc_mem_reserve_fill();
+        else
+            usleep(200);
+    }
+    return NULL;
+}
+
+static double
+thread_cpu_s(pthread_t t) {
+    clockid_t id;
+    struct timespec ts;
+
+    if (pthread_getcpuclockid(t, &id) != 0 || clock_gettime(id, &ts) != 0)
+        return 0;
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Engine memory: what the process holds less the reserve's idle pages. */
+static uint64_t
+engine_bytes(void) {
+    struct cc_mem_stats m;
+    struct cc_mem_reserve_stats r;
+
+    cc_mem_stats(&m);
+    cc_mem_reserve_stats(&r);
+    return m.bytes_live - r.held * CC_HUGE_PAGE;
+}
+
 /* The timed run's feed under its own name, so that a profiler can count
  * it alone (valgrind --toggle-collect=feed_timed) while the warm-up still
  * fills the simulated caches. */
@@ -111,7 +156,8 @@ feed_timed(struct cc_engine *e, const struct lg_msgs *msgs, size_t group,
 
 static void
 bench_engine(uint32_t contacts, uint64_t customers, int anonymous,
-             uint64_t events, uint32_t only_batch, uint64_t dedup) {
+             uint64_t events, uint32_t only_batch, uint64_t dedup,
+             unsigned reserve) {
     static struct cc_ingest_report reps[BENCH_GROUP];
     size_t group;
     double tc;
@@ -119,7 +165,11 @@ bench_engine(uint32_t contacts, uint64_t customers, int anonymous,
     struct cc_engine_config cfg;
     struct cc_engine *e;
     struct cc_engine_counts ec;
-    struct cc_mem_stats m0, m1, m2;
+    struct cc_mem_stats m1, m2;
+    struct cc_mem_reserve_stats r1, r2;
+    struct refiller rf;
+    uint64_t b0, b1;
+    double trf;
     struct loadgen g;
     struct lg_msgs prefill, run;
     size_t i, b;
@@ -187,7 +237,14 @@ bench_engine(uint32_t contacts, uint64_t customers, int anonymous,
             printf("batch %3u: decode only %10.0f events/s  %6.0f ns/event\n",
                    batches[b], (double)nev / t, t * 1e9 / (double)nev);
         }
-        cc_mem_stats(&m0);
+        cc_mem_reserve_target(reserve);
+        atomic_init(&rf.stop, 0);
+        if (reserve != 0 &&
+            pthread_create(&rf.thread, NULL, refill_main, &rf) != 0) {
+            printf("engine: cannot start the reserve thread\n");
+            return;
+        }
+        b0 = engine_bytes();
         if (cc_engine_new(&e, &cfg, (uint64_t)T0) != 0) {
             printf("engine: out of memory\n");
             return;
@@ -197,6 +254,9 @@ bench_engine(uint32_t contacts, uint64_t customers, int anonymous,
         feed(e, &prefill, group, &now, reps);
         cc_engine_counts(e, &ec);
         cc_mem_stats(&m1);
+        cc_mem_reserve_stats(&r1);
+        b1 = engine_bytes();
+        trf = reserve != 0 ? thread_cpu_s(rf.thread) : 0;
         perf_ctl("enable");
         t = now_s();
         tc = cpu_s();
@@ -205,6 +265,9 @@ bench_engine(uint32_t contacts, uint64_t customers, int anonymous,
         t = now_s() - t;
         perf_ctl("disable");
         cc_mem_stats(&m2);
+        cc_mem_reserve_stats(&r2);
+        if (reserve != 0)
+            trf = thread_cpu_s(rf.thread) - trf;
         {
             struct cc_engine_counts ec2;
             cc_engine_counts(e, &ec2);
@@ -243,12 +306,17 @@ bench_engine(uint32_t contacts, uint64_t customers, int anonymous,
                    (unsigned long long)ec2.open_contacts,
                    (unsigned long long)(m2.allocs - m1.allocs),
                    (double)(m2.allocs - m1.allocs) / (double)events);
+            if (reserve != 0)
+                printf("           pool chunks in the timed run: %llu from "
+                       "the reserve, %llu faulted in on the spot; the "
+                       "reserve thread's CPU time %.1f ms\n",
+                       (unsigned long long)(r2.taken - r1.taken),
+                       (unsigned long long)(r2.missed - r1.missed), trf * 1e3);
             if (b == 0)
                 printf("           memory: %.0f bytes per open contact "
                        "(all engine memory incl. table and id window / "
                        "open), %.0f in contact records\n",
-                       (double)(m1.bytes_live - m0.bytes_live) /
-                           (double)ec.open_contacts,
+                       (double)(b1 - b0) / (double)ec.open_contacts,
                        (double)ec.contact_bytes / (double)ec.open_contacts);
             if (b == 0 && ec.conversations != 0)
                 printf("           identity and conversations: %llu "
@@ -266,6 +334,11 @@ bench_engine(uint32_t contacts, uint64_t customers, int anonymous,
                        (double)ec.conversation_bytes /
                            (double)ec.conversations);
         }
+        if (reserve != 0) {
+            atomic_store(&rf.stop, 1);
+            pthread_join(rf.thread, NULL);
+        }
+        cc_mem_reserve_release();
         cc_engine_free(e);
         for (i = 0; i < BENCH_GROUP; i++)
             cc_ingest_report_fini(&reps[i]);
@@ -452,6 +525,7 @@ main(int argc, char **argv) {
     const char *only = NULL;
     uint32_t only_batch = 0;
     uint64_t dedup = 0;
+    unsigned reserve = 8;
     int i, anonymous = 0;
 
     for (i = 1; i < argc; i++) {
@@ -471,10 +545,13 @@ main(int argc, char **argv) {
             dedup = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--anonymous"))
             anonymous = 1;
+        else if (!strcmp(argv[i], "--reserve") && i + 1 < argc)
+            reserve = (unsigned)strtoul(argv[++i], NULL, 10);
         else {
             fprintf(stderr, "usage: cc_bench [--contacts N] [--customers N] "
                             "[--events N] [--msgs1 N] [--only engine|nng] "
-                            "[--batch 1|100] [--dedup N] [--anonymous]\n");
+                            "[--batch 1|100] [--dedup N] [--anonymous] "
+                            "[--reserve PAGES]\n");
             return 2;
         }
     }
@@ -482,7 +559,8 @@ main(int argc, char **argv) {
         customers = contacts;
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (only == NULL || !strcmp(only, "engine"))
-        bench_engine(contacts, customers, anonymous, events, only_batch, dedup);
+        bench_engine(contacts, customers, anonymous, events, only_batch, dedup,
+                     reserve);
     if (only == NULL || !strcmp(only, "nng")) {
         static const uint32_t batches[] = {1, 100};
         size_t b;

@@ -47,6 +47,8 @@ static const struct key keys[] = {
      level_choices},
     {"server", "callback_backlog", K_UINT, OFF(callback_backlog), "100000", 1,
      10000000, NULL},
+    {"server", "memory_reserve", K_SIZE, OFF(memory_reserve), "16MiB", 0,
+     1024 * MIB, NULL},
     {"ingest", "dedup_window", K_UINT, OFF(dedup_window), "1000000", 0,
      100000000, NULL},
     {"limits", "max_contacts", K_UINT, OFF(max_contacts), "2000000", 1,

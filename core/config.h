@@ -34,6 +34,7 @@ struct cc_config {
     int ingest_io;
     int log_level;
     uint64_t callback_backlog;
+    uint64_t memory_reserve;
     /* [ingest] */
     uint64_t dedup_window;
     /* [limits] */

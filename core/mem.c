@@ -3,6 +3,7 @@
  */
 #include "mem.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -66,7 +67,7 @@ cc_strndup(const char *s, size_t n) {
     return d;
 }
 
-#define HUGE_PAGE ((size_t)2 << 20)
+#define HUGE_PAGE CC_HUGE_PAGE
 /* From this size up a table gets its own mapping, rounded up to whole
  * huge pages: pool chunks are sized just under 2 MiB to fill one. */
 #define TABLE_MAP_MIN ((size_t)1 << 20)
@@ -76,14 +77,13 @@ table_bytes(size_t n) {
     return (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
 }
 
-void *
-cc_alloc_table(size_t n) {
+/* Maps n bytes (whole huge pages) on a 2 MiB boundary, marked for
+ * transparent huge pages, or returns NULL. Counts nothing. */
+static void *
+map_huge(size_t n) {
     char *p, *aligned;
     size_t head, tail;
 
-    if (n < TABLE_MAP_MIN)
-        return cc_calloc(1, n);
-    n = table_bytes(n);
     /* Map one huge page more than needed and trim, so the table starts on
      * a 2 MiB boundary where the kernel can back it with huge pages. */
     p = mmap(NULL, n + HUGE_PAGE, PROT_READ | PROT_WRITE,
@@ -99,9 +99,151 @@ cc_alloc_table(size_t n) {
         munmap(aligned + n, tail);
     /* Advice only: without transparent huge pages it still works. */
     (void)madvise(aligned, n, MADV_HUGEPAGE);
+    return aligned;
+}
+
+/* The reserve (see mem.h): a stack of faulted-in huge pages, each page's
+ * first word linking to the next. */
+static struct {
+    pthread_mutex_t lock;
+    void *top;
+    uint64_t held, target, taken, missed;
+    bool filling;
+} reserve = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void *
+reserve_take(void) {
+    void *p;
+
+    pthread_mutex_lock(&reserve.lock);
+    p = reserve.top;
+    if (p != NULL) {
+        reserve.top = *(void **)p;
+        reserve.held--;
+        reserve.taken++;
+    } else if (reserve.target != 0) {
+        reserve.missed++;
+    }
+    pthread_mutex_unlock(&reserve.lock);
+    if (p != NULL)
+        *(void **)p = NULL; /* zeroed, as a fresh mapping is */
+    return p;
+}
+
+/* Unmaps held pages beyond keep; called with the lock held. */
+static void
+reserve_trim(uint64_t keep) {
+    void *p;
+
+    while (reserve.held > keep) {
+        p = reserve.top;
+        reserve.top = *(void **)p;
+        reserve.held--;
+        munmap(p, HUGE_PAGE);
+        atomic_fetch_add_explicit(&mem_frees, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&mem_live, HUGE_PAGE, memory_order_relaxed);
+    }
+}
+
+void
+cc_mem_reserve_target(unsigned pages) {
+    pthread_mutex_lock(&reserve.lock);
+    reserve.target = pages;
+    reserve_trim(pages);
+    pthread_mutex_unlock(&reserve.lock);
+}
+
+bool
+cc_mem_reserve_wanted(void) {
+    bool want;
+
+    pthread_mutex_lock(&reserve.lock);
+    want = !reserve.filling && reserve.held < reserve.target;
+    if (want)
+        reserve.filling = true;
+    pthread_mutex_unlock(&reserve.lock);
+    return want;
+}
+
+/* Faults in the pages of a fresh mapping, so that the kernel does the
+ * finding and zeroing now, in the calling thread. */
+static void
+populate(void *p, size_t n) {
+    volatile char *c = p;
+    size_t i;
+
+#ifdef MADV_POPULATE_WRITE
+    if (madvise(p, n, MADV_POPULATE_WRITE) == 0)
+        return;
+#endif
+    /* Older kernels: a write to each page (a huge page faults once). */
+    for (i = 0; i < n; i += 4096)
+        c[i] = 0;
+}
+
+int
+cc_mem_reserve_fill(void) {
+    int rc = 0;
+    void *p;
+
+    for (;;) {
+        pthread_mutex_lock(&reserve.lock);
+        if (reserve.held >= reserve.target) {
+            reserve.filling = false;
+            pthread_mutex_unlock(&reserve.lock);
+            return rc;
+        }
+        pthread_mutex_unlock(&reserve.lock);
+        p = map_huge(HUGE_PAGE);
+        if (p == NULL) {
+            rc = CC_ENOMEM;
+            pthread_mutex_lock(&reserve.lock);
+            reserve.filling = false;
+            pthread_mutex_unlock(&reserve.lock);
+            return rc;
+        }
+        populate(p, HUGE_PAGE);
+        atomic_fetch_add_explicit(&mem_allocs, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&mem_live, HUGE_PAGE, memory_order_relaxed);
+        pthread_mutex_lock(&reserve.lock);
+        *(void **)p = reserve.top;
+        reserve.top = p;
+        reserve.held++;
+        pthread_mutex_unlock(&reserve.lock);
+    }
+}
+
+void
+cc_mem_reserve_stats(struct cc_mem_reserve_stats *out) {
+    pthread_mutex_lock(&reserve.lock);
+    out->target = reserve.target;
+    out->held = reserve.held;
+    out->taken = reserve.taken;
+    out->missed = reserve.missed;
+    pthread_mutex_unlock(&reserve.lock);
+}
+
+void
+cc_mem_reserve_release(void) {
+    cc_mem_reserve_target(0);
+}
+
+void *
+cc_alloc_table(size_t n) {
+    void *p;
+
+    if (n < TABLE_MAP_MIN)
+        return cc_calloc(1, n);
+    n = table_bytes(n);
+    /* A single huge page (a pool chunk) comes from the reserve when it
+     * has one; the reserve already counted it. */
+    if (n == HUGE_PAGE && (p = reserve_take()) != NULL)
+        return p;
+    if ((p = map_huge(n)) == NULL)
+        return NULL;
     atomic_fetch_add_explicit(&mem_allocs, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&mem_live, n, memory_order_relaxed);
-    return aligned;
+    return p;
 }
 
 void

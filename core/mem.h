@@ -36,6 +36,38 @@ void *cc_alloc_table(size_t n);
 void cc_free_table(void *p, size_t n);
 void cc_mem_stats(struct cc_mem_stats *out);
 
+/*
+ * The reserve: huge pages mapped and faulted in ahead of need. A pool that
+ * grows takes its chunk from here, so the thread that grows it does not
+ * wait while the kernel (and, in a virtual machine, the host) finds and
+ * zeroes 2 MiB: several milliseconds on a fresh VM. cc_mem_reserve_fill()
+ * does that work and is meant for another thread (the daemon runs it on
+ * libuv's thread pool when cc_mem_reserve_wanted() says so after a batch);
+ * without it the reserve stays empty and growth maps memory on the spot,
+ * as before. Thread-safe. The reserve is zero-sized until a target is set.
+ */
+#define CC_HUGE_PAGE ((size_t)2 << 20)
+
+struct cc_mem_reserve_stats {
+    uint64_t target; /* pages the reserve is kept at */
+    uint64_t held;   /* pages ready now */
+    uint64_t taken;  /* chunks served from the reserve */
+    uint64_t missed; /* huge-page chunks mapped on the spot: it was empty */
+};
+
+/* Sets the pages to keep; held pages beyond it are unmapped. */
+void cc_mem_reserve_target(unsigned pages);
+/* True when the reserve holds fewer pages than its target and no fill is
+ * already under way (a true answer claims the fill: call
+ * cc_mem_reserve_fill() next, exactly once). */
+bool cc_mem_reserve_wanted(void);
+/* Maps and faults in pages until the reserve reaches its target; ends the
+ * fill cc_mem_reserve_wanted() claimed. Returns 0 or CC_ENOMEM. */
+int cc_mem_reserve_fill(void);
+void cc_mem_reserve_stats(struct cc_mem_reserve_stats *out);
+/* Unmaps what the reserve holds and sets its target to 0. */
+void cc_mem_reserve_release(void);
+
 struct cc_pool_chunk;
 
 struct cc_pool {

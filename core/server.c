@@ -91,6 +91,10 @@ struct cc_server {
     uv_poll_t push_poll;
     int push_polling;
 
+    /* refilling the memory reserve on libuv's thread pool */
+    uv_work_t reserve_work;
+    int reserve_rc;
+
     uv_timer_t timer;
     uv_timer_t drain_timer;
     uv_signal_t sigint, sigterm, sighup;
@@ -283,9 +287,39 @@ ingest_pull_group(struct cc_server *s, nng_msg **msgs, uint32_t n) {
 }
 
 static void
+reserve_work_cb(uv_work_t *w) {
+    struct cc_server *s = CC_CONTAINER_OF(w, struct cc_server, reserve_work);
+    s->reserve_rc = cc_mem_reserve_fill();
+}
+
+static void
+reserve_done_cb(uv_work_t *w, int status) {
+    struct cc_server *s = CC_CONTAINER_OF(w, struct cc_server, reserve_work);
+    (void)status;
+    if (s->reserve_rc != 0)
+        cc_log_warn("memory reserve: cannot map more memory; the engine "
+                    "will map its own as it grows");
+}
+
+static unsigned
+reserve_pages(const struct cc_config *cfg) {
+    return (unsigned)((cfg->memory_reserve + CC_HUGE_PAGE - 1) / CC_HUGE_PAGE);
+}
+
+/* Tops up the memory reserve off the loop thread when it has run low, so
+ * that the engine's next pool chunk is already faulted in. */
+static void
+refill_reserve(struct cc_server *s) {
+    if (!s->stopping && cc_mem_reserve_wanted())
+        uv_queue_work(&s->loop, &s->reserve_work, reserve_work_cb,
+                      reserve_done_cb);
+}
+
+static void
 after_work(struct cc_server *s) {
     flush_outbox(s);
     rearm_timer(s);
+    refill_reserve(s);
 }
 
 static void
@@ -442,15 +476,17 @@ reply_ingest(struct cc_server *s, nng_msg *req) {
 static void
 pack_server_stats(struct cc_server *s, msgpack_packer *pk) {
     struct cc_mem_stats ms;
+    struct cc_mem_reserve_stats rs;
     const struct server_stats *t = &s->st;
 
     cc_mem_stats(&ms);
+    cc_mem_reserve_stats(&rs);
     msgpack_pack_map(pk, 4);
     cc_pack_str(pk, "version");
     cc_pack_str(pk, CC_VERSION);
     cc_pack_kv_u64(pk, "uptime_ms", now_ms(s) - s->started);
     cc_pack_str(pk, "server");
-    msgpack_pack_map(pk, 13);
+    msgpack_pack_map(pk, 16);
     cc_pack_str(pk, "ingest_io");
     cc_pack_str(pk, s->cfg.ingest_io == CC_IO_POLL ? "poll" : "thread");
     cc_pack_kv_u64(pk, "pull_messages", t->pull_messages);
@@ -465,6 +501,9 @@ pack_server_stats(struct cc_server *s, msgpack_packer *pk) {
     cc_pack_kv_u64(pk, "reply_failures", t->reply_failures);
     cc_pack_kv_u64(pk, "memory_bytes", ms.bytes_live);
     cc_pack_kv_u64(pk, "allocations", ms.allocs);
+    cc_pack_kv_u64(pk, "memory_reserve_bytes", rs.held * CC_HUGE_PAGE);
+    cc_pack_kv_u64(pk, "memory_reserve_taken", rs.taken);
+    cc_pack_kv_u64(pk, "memory_reserve_missed", rs.missed);
     cc_pack_str(pk, "engine");
     cc_engine_pack_stats(s->engine, pk);
 }
@@ -718,6 +757,9 @@ reload(struct cc_server *s) {
     s->cfg.repeat_window_ms = next.repeat_window_ms;
     s->cfg.log_level = next.log_level;
     cc_log_set_level(next.log_level);
+    s->cfg.memory_reserve = next.memory_reserve;
+    cc_mem_reserve_target(reserve_pages(&s->cfg));
+    refill_reserve(s);
     to_engine_config(&s->cfg, &ec);
     cc_engine_reconfigure(s->engine, &ec);
     cc_log_info("SIGHUP: configuration reloaded from %s", s->config_path);
@@ -993,6 +1035,8 @@ cc_server_run(struct cc_server *s) {
                 s->cfg.callbacks, s->cfg.query,
                 s->cfg.ingest_io == CC_IO_POLL ? "poll" : "thread");
     rearm_timer(s);
+    cc_mem_reserve_target(reserve_pages(&s->cfg));
+    refill_reserve(s);
     rc = uv_run(&s->loop, UV_RUN_DEFAULT);
     return rc == 0 ? 0 : CC_EIO;
 }
@@ -1041,6 +1085,7 @@ cc_server_free(struct cc_server *s) {
     }
     cc_free(s->cbq, s->cbq_cap * sizeof(*s->cbq));
     cc_engine_free(s->engine);
+    cc_mem_reserve_release();
     cc_ingest_report_fini(&s->report);
     for (i = 0; i < RX_GROUP; i++)
         cc_ingest_report_fini(&s->rx_reports[i]);

@@ -1,6 +1,7 @@
 /*
  * The small helpers of the hot path: decimal formatting without snprintf,
- * the sbuffer writer the outbox packs with, and blob size accounting.
+ * the sbuffer writer the outbox packs with, blob size accounting and the
+ * memory reserve.
  */
 #include <criterion/criterion.h>
 
@@ -9,6 +10,8 @@
 #include "outbox.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 TestSuite(util);
@@ -200,6 +203,135 @@ Test(util, blobs_are_accounted_at_their_class_size) {
     cr_assert_eq(cc_blob_size(81), 96);
     cr_assert_eq(cc_blob_size(512), 512);
     cr_assert_eq(cc_blob_size(513), 513); /* malloc'd as asked */
+}
+
+static bool
+all_zero(const unsigned char *p, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (p[i] != 0)
+            return false;
+    return true;
+}
+
+/* Pool chunks (one huge page each) come from the reserve, zeroed, and
+ * nothing else does; the fill is claimed by one caller at a time. */
+Test(util, reserve_serves_pool_chunks_zeroed) {
+    struct cc_mem_reserve_stats rs;
+    struct cc_mem_stats m0, m1;
+    unsigned char *p, *big;
+
+    cc_mem_stats(&m0);
+    cc_mem_reserve_target(3);
+    cr_assert(cc_mem_reserve_wanted());
+    cr_assert(!cc_mem_reserve_wanted(), "a second fill while one is claimed");
+    cr_assert_eq(cc_mem_reserve_fill(), 0);
+    cr_assert(!cc_mem_reserve_wanted(), "full");
+    cc_mem_reserve_stats(&rs);
+    cr_assert_eq(rs.held, 3);
+    cc_mem_stats(&m1);
+    cr_assert_eq(m1.bytes_live - m0.bytes_live, 3 * CC_HUGE_PAGE);
+
+    p = cc_alloc_table(CC_HUGE_PAGE - 100);
+    cr_assert_not_null(p);
+    cr_assert_eq((uintptr_t)p % CC_HUGE_PAGE, 0);
+    cr_assert(all_zero(p, CC_HUGE_PAGE - 100));
+    memset(p, 0xa5, CC_HUGE_PAGE - 100);
+    cc_mem_reserve_stats(&rs);
+    cr_assert_eq(rs.held, 2);
+    cr_assert_eq(rs.taken, 1);
+    cr_assert_eq(rs.missed, 0);
+
+    /* Larger tables map their own. */
+    big = cc_alloc_table(2 * CC_HUGE_PAGE);
+    cr_assert_not_null(big);
+    cc_mem_reserve_stats(&rs);
+    cr_assert_eq(rs.held, 2);
+    cr_assert_eq(rs.taken, 1);
+    cc_free_table(big, 2 * CC_HUGE_PAGE);
+
+    cr_assert(cc_mem_reserve_wanted());
+    cr_assert_eq(cc_mem_reserve_fill(), 0);
+    cc_mem_reserve_stats(&rs);
+    cr_assert_eq(rs.held, 3);
+    cc_free_table(p, CC_HUGE_PAGE - 100);
+
+    cc_mem_reserve_release();
+    cc_mem_reserve_stats(&rs);
+    cr_assert_eq(rs.held, 0);
+    cr_assert_eq(rs.target, 0);
+    cr_assert(!cc_mem_reserve_wanted());
+    cc_mem_stats(&m1);
+    cr_assert_eq(m1.bytes_live, m0.bytes_live);
+}
+
+/* An empty reserve is a miss, counted, and the chunk is still served. */
+Test(util, empty_reserve_maps_on_the_spot) {
+    struct cc_mem_reserve_stats rs;
+    unsigned char *p;
+
+    cc_mem_reserve_target(2);
+    p = cc_alloc_table(CC_HUGE_PAGE);
+    cr_assert_not_null(p);
+    cr_assert(all_zero(p, CC_HUGE_PAGE));
+    cc_mem_reserve_stats(&rs);
+    cr_assert_eq(rs.missed, 1);
+    cr_assert_eq(rs.taken, 0);
+    cc_free_table(p, CC_HUGE_PAGE);
+    cc_mem_reserve_release();
+}
+
+struct filler {
+    atomic_int stop;
+    int fills, failed;
+};
+
+static void *
+fill_main(void *arg) {
+    struct filler *f = arg;
+    while (!atomic_load(&f->stop)) {
+        if (cc_mem_reserve_wanted()) {
+            /* No assertions off the test's thread: note and check after. */
+            if (cc_mem_reserve_fill() != 0)
+                f->failed++;
+            f->fills++;
+        }
+    }
+    return NULL;
+}
+
+/* One thread fills while another takes: every chunk is served once, and
+ * what the reserve counts adds up. */
+Test(util, reserve_filled_from_another_thread) {
+    enum { N = 40 };
+    struct cc_mem_reserve_stats rs;
+    struct filler f = {.fills = 0, .failed = 0};
+    unsigned char *p[N];
+    pthread_t t;
+    int i, j;
+
+    atomic_init(&f.stop, 0);
+    cc_mem_reserve_target(2);
+    cr_assert_eq(pthread_create(&t, NULL, fill_main, &f), 0);
+    for (i = 0; i < N; i++) {
+        p[i] = cc_alloc_table(CC_HUGE_PAGE);
+        cr_assert_not_null(p[i]);
+        cr_assert(all_zero(p[i], 4096));
+        p[i][0] = (unsigned char)i; /* in use */
+        for (j = 0; j < i; j++)
+            cr_assert_neq(p[i], p[j]);
+    }
+    atomic_store(&f.stop, 1);
+    pthread_join(t, NULL);
+    cc_mem_reserve_stats(&rs);
+    cr_assert_eq(rs.taken + rs.missed, N);
+    cr_assert(f.fills > 0);
+    cr_assert_eq(f.failed, 0);
+    for (i = 0; i < N; i++) {
+        cr_assert_eq(p[i][0], (unsigned char)i);
+        cc_free_table(p[i], CC_HUGE_PAGE);
+    }
+    cc_mem_reserve_release();
 }
 
 /* Every byte of a key counts, whatever the key's length: the hash reads

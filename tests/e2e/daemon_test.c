@@ -407,6 +407,54 @@ Test(daemon, sighup_reloads_and_bad_config_is_refused) {
     cr_assert_eq(WEXITSTATUS(status), 1);
 }
 
+/* Rewrites the running daemon's config file: the same addresses, then
+ * extra. */
+static void
+rewrite_conf(const char *extra) {
+    static const char *const keys[] = {"ingest", "ingest_ack", "alerts",
+                                       "callbacks", "query"};
+    FILE *f = fopen(d.conf, "w");
+    int i;
+
+    cr_assert_not_null(f);
+    fprintf(f, "[server]\n");
+    for (i = 0; i < 5; i++)
+        fprintf(f, "%s = %s\n", keys[i], d.addr[i]);
+    fprintf(f, "%s", extra);
+    fclose(f);
+}
+
+/* Waits up to 5 s for stats' server/memory_reserve_bytes to read want. */
+static int64_t
+await_reserve(int64_t want) {
+    msgpack_unpacked u;
+    int64_t n = -1;
+    int tries;
+
+    for (tries = 0; tries < 250 && n != want; tries++) {
+        if (tries != 0)
+            nng_msleep(20);
+        query_stats(&u);
+        n = tmap_int(&u.data, "server/memory_reserve_bytes");
+        msgpack_unpacked_destroy(&u);
+    }
+    return n;
+}
+
+/* The reserve is faulted in at start by a worker thread and follows
+ * [server] memory_reserve on SIGHUP, up and down. */
+Test(daemon, memory_reserve_is_filled_and_follows_reload) {
+    start_daemon("memory_reserve = 4MiB\n");
+    cr_assert_eq(await_reserve(4 << 20), 4 << 20);
+    rewrite_conf("memory_reserve = 10MiB\n");
+    kill(d.pid, SIGHUP);
+    cr_assert_eq(await_reserve(10 << 20), 10 << 20);
+    rewrite_conf("memory_reserve = 2MiB\n");
+    kill(d.pid, SIGHUP);
+    cr_assert_eq(await_reserve(2 << 20), 2 << 20);
+    cr_assert_eq(stop_daemon(), 0);
+}
+
 /* One contact.open with a customer map of an email and/or a phone. */
 static void
 send_open(const char *id, int64_t ts, const char *channel, const char *contact,
