@@ -134,15 +134,18 @@ thread_cpu_s(pthread_t t) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Engine memory: what the process holds less the reserve's idle pages. */
+/* Engine memory: what the process holds less the reserve's idle pages,
+ * read once the reserve is full (no page half way in). */
 static uint64_t
 engine_bytes(void) {
-    struct cc_mem_stats m;
     struct cc_mem_reserve_stats r;
 
-    cc_mem_stats(&m);
-    cc_mem_reserve_stats(&r);
-    return m.bytes_live - r.held * CC_HUGE_PAGE;
+    for (;;) {
+        cc_mem_reserve_stats(&r);
+        if (r.held >= r.target)
+            return r.bytes_outside;
+        usleep(1000);
+    }
 }
 
 /* The timed run's feed under its own name, so that a profiler can count
@@ -242,12 +245,12 @@ bench_engine(uint32_t contacts, uint64_t customers, int anonymous,
         if (reserve != 0 &&
             pthread_create(&rf.thread, NULL, refill_main, &rf) != 0) {
             printf("engine: cannot start the reserve thread\n");
-            return;
+            exit(1);
         }
         b0 = engine_bytes();
         if (cc_engine_new(&e, &cfg, (uint64_t)T0) != 0) {
             printf("engine: out of memory\n");
-            return;
+            exit(1);
         }
         now = (uint64_t)T0;
         group = batches[b] == 1 ? BENCH_GROUP : 1;

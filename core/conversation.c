@@ -64,7 +64,7 @@ cc_convs_init(struct cc_engine *e) {
         return CC_ENOMEM;
     }
     /* Records on whole cache lines, about 2 MiB per chunk. */
-    cc_pool_init(&cs->pool, CONV_STRIDE, ((size_t)2 << 20) / CONV_STRIDE - 1);
+    cc_pool_init(&cs->pool, CONV_STRIDE, cc_pool_huge_chunk(CONV_STRIDE));
     cs->email_ch =
         cc_channels_find(&e->cfg.channels, (struct cc_str){"email", 5});
     cs->social_ch =

@@ -68,7 +68,7 @@ cc_engine_new(struct cc_engine **out, const struct cc_engine_config *cfg,
     /* Records on whole cache lines, about 2 MiB per chunk: one huge
      * page. */
     cc_pool_init(&e->contacts, CONTACT_STRIDE,
-                 ((size_t)2 << 20) / CONTACT_STRIDE - 1);
+                 cc_pool_huge_chunk(CONTACT_STRIDE));
     cc_blobs_init(&e->blobs);
     rc = cc_dedup_init(&e->dedup, cfg->dedup_window, cfg->seed ^ 0xd1ce);
     if (rc)

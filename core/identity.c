@@ -321,9 +321,9 @@ cc_identity_init(struct cc_identity *id, const struct cc_identity_config *cfg) {
     id->mask = nb - 1;
     /* About 2 MiB per chunk, like every large pool. */
     cc_pool_init(&id->cust_pool, sizeof(struct cc_customer),
-                 ((size_t)2 << 20) / sizeof(struct cc_customer) - 1);
+                 cc_pool_huge_chunk(sizeof(struct cc_customer)));
     cc_pool_init(&id->link_pool, sizeof(struct cc_idlink),
-                 ((size_t)2 << 20) / sizeof(struct cc_idlink) - 1);
+                 cc_pool_huge_chunk(sizeof(struct cc_idlink)));
     cc_blobs_init(&id->blobs);
     return 0;
 }

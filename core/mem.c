@@ -3,6 +3,7 @@
  */
 #include "mem.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -166,19 +167,25 @@ cc_mem_reserve_wanted(void) {
 }
 
 /* Faults in the pages of a fresh mapping, so that the kernel does the
- * finding and zeroing now, in the calling thread. */
-static void
+ * finding and zeroing now, in the calling thread. Returns 0, or -1 when
+ * the kernel has no memory to give. */
+static int
 populate(void *p, size_t n) {
     volatile char *c = p;
     size_t i;
 
 #ifdef MADV_POPULATE_WRITE
     if (madvise(p, n, MADV_POPULATE_WRITE) == 0)
-        return;
+        return 0;
+    /* Only a kernel without the advice (before 5.14) gets the fallback:
+     * touching memory the kernel just refused would summon the OOM
+     * killer instead of an error. */
+    if (errno != EINVAL)
+        return -1;
 #endif
-    /* Older kernels: a write to each page (a huge page faults once). */
     for (i = 0; i < n; i += 4096)
         c[i] = 0;
+    return 0;
 }
 
 int
@@ -186,31 +193,34 @@ cc_mem_reserve_fill(void) {
     int rc = 0;
     void *p;
 
-    for (;;) {
-        pthread_mutex_lock(&reserve.lock);
-        if (reserve.held >= reserve.target) {
-            reserve.filling = false;
-            pthread_mutex_unlock(&reserve.lock);
-            return rc;
-        }
+    pthread_mutex_lock(&reserve.lock);
+    while (reserve.held < reserve.target) {
+        /* The slow part runs unlocked: the engine may take meanwhile. */
         pthread_mutex_unlock(&reserve.lock);
         p = map_huge(HUGE_PAGE);
+        if (p != NULL && populate(p, HUGE_PAGE) != 0) {
+            munmap(p, HUGE_PAGE);
+            p = NULL;
+        }
+        pthread_mutex_lock(&reserve.lock);
         if (p == NULL) {
             rc = CC_ENOMEM;
-            pthread_mutex_lock(&reserve.lock);
-            reserve.filling = false;
-            pthread_mutex_unlock(&reserve.lock);
-            return rc;
+            break;
         }
-        populate(p, HUGE_PAGE);
+        if (reserve.held >= reserve.target) {
+            /* Lowered while this page was faulted in. */
+            munmap(p, HUGE_PAGE);
+            break;
+        }
         atomic_fetch_add_explicit(&mem_allocs, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&mem_live, HUGE_PAGE, memory_order_relaxed);
-        pthread_mutex_lock(&reserve.lock);
         *(void **)p = reserve.top;
         reserve.top = p;
         reserve.held++;
-        pthread_mutex_unlock(&reserve.lock);
     }
+    reserve.filling = false;
+    pthread_mutex_unlock(&reserve.lock);
+    return rc;
 }
 
 void
@@ -220,6 +230,9 @@ cc_mem_reserve_stats(struct cc_mem_reserve_stats *out) {
     out->held = reserve.held;
     out->taken = reserve.taken;
     out->missed = reserve.missed;
+    /* The reserve's pages enter and leave bytes_live under the lock. */
+    out->bytes_outside = atomic_load_explicit(&mem_live, memory_order_relaxed) -
+                         reserve.held * HUGE_PAGE;
     pthread_mutex_unlock(&reserve.lock);
 }
 
@@ -277,14 +290,28 @@ struct cc_pool_chunk {
 };
 #define CHUNK_HEAD ((size_t)64)
 
+static size_t
+pool_obj_size(size_t obj_size) {
+    const size_t a = sizeof(void *);
+    size_t n = (obj_size + a - 1) / a * a;
+    return n < a ? a : n;
+}
+
 void
 cc_pool_init(struct cc_pool *p, size_t obj_size, size_t per_chunk) {
-    const size_t a = sizeof(void *);
     memset(p, 0, sizeof(*p));
-    p->obj_size = (obj_size + a - 1) / a * a;
-    if (p->obj_size < sizeof(void *))
-        p->obj_size = sizeof(void *);
+    p->obj_size = pool_obj_size(obj_size);
     p->per_chunk = per_chunk ? per_chunk : 64;
+}
+
+size_t
+cc_pool_huge_chunk(size_t obj_size) {
+    return (HUGE_PAGE - CHUNK_HEAD) / pool_obj_size(obj_size);
+}
+
+size_t
+cc_pool_chunk_bytes(const struct cc_pool *p) {
+    return CHUNK_HEAD + p->obj_size * p->per_chunk;
 }
 
 void
@@ -319,7 +346,7 @@ cc_pool_put(struct cc_pool *p, void *obj) {
 #else
 static int
 pool_grow(struct cc_pool *p) {
-    size_t bytes = CHUNK_HEAD + p->obj_size * p->per_chunk;
+    size_t bytes = cc_pool_chunk_bytes(p);
     struct cc_pool_chunk *c = cc_alloc_table(bytes);
     char *o;
     size_t i;
@@ -374,7 +401,7 @@ cc_blobs_init(struct cc_blobs *b) {
     int i;
     for (i = 0; i < CC_BLOB_CLASSES; i++)
         cc_pool_init(&b->cls[i], blob_sizes[i],
-                     ((size_t)2 << 20) / blob_sizes[i] - 1);
+                     cc_pool_huge_chunk(blob_sizes[i]));
 }
 
 void

@@ -14,9 +14,12 @@
 #include "cc.h"
 
 struct cc_mem_stats {
-    uint64_t allocs;     /* calls that obtained memory from the system */
-    uint64_t frees;      /* calls that returned it */
-    uint64_t bytes_live; /* bytes currently held (malloc'd, incl. chunks) */
+    /* calls that obtained memory from the system (reserve pages included,
+     * counted when faulted in, not when taken) */
+    uint64_t allocs;
+    uint64_t frees; /* calls that returned it */
+    /* bytes currently held: malloc'd, chunks, the reserve's idle pages */
+    uint64_t bytes_live;
 };
 
 void *cc_malloc(size_t n);
@@ -44,15 +47,20 @@ void cc_mem_stats(struct cc_mem_stats *out);
  * does that work and is meant for another thread (the daemon runs it on
  * libuv's thread pool when cc_mem_reserve_wanted() says so after a batch);
  * without it the reserve stays empty and growth maps memory on the spot,
- * as before. Thread-safe. The reserve is zero-sized until a target is set.
+ * as before. Only requests of one huge page are served (pool chunks, and
+ * the rare table of 1 to 2 MiB); larger tables map their own. Its idle
+ * pages count in cc_mem_stats(). Thread-safe. The reserve is zero-sized
+ * until a target is set.
  */
 #define CC_HUGE_PAGE ((size_t)2 << 20)
 
 struct cc_mem_reserve_stats {
     uint64_t target; /* pages the reserve is kept at */
     uint64_t held;   /* pages ready now */
-    uint64_t taken;  /* chunks served from the reserve */
-    uint64_t missed; /* huge-page chunks mapped on the spot: it was empty */
+    uint64_t taken;  /* 2 MiB requests (pool chunks) served from it */
+    uint64_t missed; /* 2 MiB requests mapped on the spot: it was empty */
+    /* bytes_live less the held pages, read together with them */
+    uint64_t bytes_outside;
 };
 
 /* Sets the pages to keep; held pages beyond it are unmapped. */
@@ -80,6 +88,11 @@ struct cc_pool {
 };
 
 void cc_pool_init(struct cc_pool *p, size_t obj_size, size_t per_chunk);
+/* The per_chunk that makes a chunk of obj_size objects fill one huge page
+ * (header included), so that it maps as one and comes from the reserve. */
+size_t cc_pool_huge_chunk(size_t obj_size);
+/* The bytes one chunk of p takes, header included. */
+size_t cc_pool_chunk_bytes(const struct cc_pool *p);
 /* Frees every chunk; objects still in use become invalid. */
 void cc_pool_fini(struct cc_pool *p);
 /* Returns zeroed memory of obj_size bytes, or NULL when out of memory. */

@@ -36,6 +36,7 @@
 #define REP_CTXS 8        /* concurrent requests per REP socket */
 #define RX_TIMEOUT_MS 100 /* how often the receive thread checks stop */
 #define DRAIN_LIMIT_MS 2000
+#define RESERVE_RETRY_MS 10000 /* after a fill found no memory */
 
 enum rep_kind { REP_INGEST, REP_QUERY };
 
@@ -93,7 +94,9 @@ struct cc_server {
 
     /* refilling the memory reserve on libuv's thread pool */
     uv_work_t reserve_work;
+    int reserve_queued; /* reserve_work is in libuv's queue */
     int reserve_rc;
+    uint64_t reserve_failed_at; /* ms of the last failed fill, or 0 */
 
     uv_timer_t timer;
     uv_timer_t drain_timer;
@@ -292,13 +295,28 @@ reserve_work_cb(uv_work_t *w) {
     s->reserve_rc = cc_mem_reserve_fill();
 }
 
+static void refill_reserve(struct cc_server *s);
+
 static void
 reserve_done_cb(uv_work_t *w, int status) {
     struct cc_server *s = CC_CONTAINER_OF(w, struct cc_server, reserve_work);
     (void)status;
-    if (s->reserve_rc != 0)
-        cc_log_warn("memory reserve: cannot map more memory; the engine "
-                    "will map its own as it grows");
+    s->reserve_queued = 0;
+    if (s->reserve_rc != 0) {
+        if (s->reserve_failed_at == 0)
+            cc_log_warn("memory reserve: the system has no memory to give; "
+                        "the engine will map its own as it grows (retrying "
+                        "every %d s)",
+                        RESERVE_RETRY_MS / 1000);
+        s->reserve_failed_at = now_ms(s);
+        return;
+    }
+    if (s->reserve_failed_at != 0) {
+        cc_log_info("memory reserve: filled again");
+        s->reserve_failed_at = 0;
+    }
+    /* The engine may have taken pages while this fill ran. */
+    refill_reserve(s);
 }
 
 static unsigned
@@ -307,12 +325,21 @@ reserve_pages(const struct cc_config *cfg) {
 }
 
 /* Tops up the memory reserve off the loop thread when it has run low, so
- * that the engine's next pool chunk is already faulted in. */
+ * that the engine's next pool chunk is already faulted in. One fill at a
+ * time; after a failed one, none for RESERVE_RETRY_MS. */
 static void
 refill_reserve(struct cc_server *s) {
-    if (!s->stopping && cc_mem_reserve_wanted())
-        uv_queue_work(&s->loop, &s->reserve_work, reserve_work_cb,
-                      reserve_done_cb);
+    if (s->stopping || s->reserve_queued)
+        return;
+    if (s->reserve_failed_at != 0 &&
+        now_ms(s) - s->reserve_failed_at < RESERVE_RETRY_MS)
+        return;
+    if (!cc_mem_reserve_wanted())
+        return;
+    s->reserve_queued = 1;
+    /* Cannot fail: both callbacks are given. */
+    (void)uv_queue_work(&s->loop, &s->reserve_work, reserve_work_cb,
+                        reserve_done_cb);
 }
 
 static void
@@ -834,6 +861,8 @@ begin_stop(struct cc_server *s, const char *why) {
         return;
     s->stopping = 1;
     cc_log_info("%s: draining and stopping", why);
+    /* A fill under way stops after its current page. */
+    cc_mem_reserve_target(0);
     uv_signal_stop(&s->sighup);
     if (s->pull_polling) {
         uv_poll_stop(&s->pull_poll);

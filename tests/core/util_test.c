@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <unistd.h>
 
 TestSuite(util);
 
@@ -265,6 +266,43 @@ Test(util, reserve_serves_pool_chunks_zeroed) {
     cr_assert_eq(m1.bytes_live, m0.bytes_live);
 }
 
+/* Lowering the target unmaps what is held beyond it. */
+Test(util, lowering_the_reserve_unmaps_the_excess) {
+    struct cc_mem_reserve_stats rs;
+    struct cc_mem_stats m0, m1;
+
+    cc_mem_stats(&m0);
+    cc_mem_reserve_target(3);
+    cr_assert(cc_mem_reserve_wanted());
+    cr_assert_eq(cc_mem_reserve_fill(), 0);
+    cc_mem_reserve_target(1);
+    cc_mem_reserve_stats(&rs);
+    cr_assert_eq(rs.held, 1);
+    cc_mem_stats(&m1);
+    cr_assert_eq(m1.bytes_live - m0.bytes_live, CC_HUGE_PAGE);
+    cr_assert_eq(rs.bytes_outside, m0.bytes_live);
+    cc_mem_reserve_release();
+}
+
+/* Every pool chunk sized to fill a huge page fits in one, header
+ * included, whatever the object size: the reserve serves only those. */
+Test(util, huge_pool_chunks_fit_one_huge_page) {
+    static const size_t sizes[] = {1,  8,  16,  24,  32,  40,  48,
+                                   64, 96, 128, 192, 256, 512, 1000};
+    struct cc_pool p;
+    size_t i, bytes;
+
+    for (i = 0; i < CC_ARRAY_SIZE(sizes); i++) {
+        cc_pool_init(&p, sizes[i], cc_pool_huge_chunk(sizes[i]));
+        bytes = cc_pool_chunk_bytes(&p);
+        cr_assert_leq(bytes, CC_HUGE_PAGE, "size %zu: %zu bytes", sizes[i],
+                      bytes);
+        /* and not much less: one more object would not fit */
+        cr_assert_gt(bytes + p.obj_size, CC_HUGE_PAGE, "size %zu", sizes[i]);
+        cc_pool_fini(&p);
+    }
+}
+
 /* An empty reserve is a miss, counted, and the chunk is still served. */
 Test(util, empty_reserve_maps_on_the_spot) {
     struct cc_mem_reserve_stats rs;
@@ -295,6 +333,8 @@ fill_main(void *arg) {
             if (cc_mem_reserve_fill() != 0)
                 f->failed++;
             f->fills++;
+        } else {
+            usleep(100);
         }
     }
     return NULL;
@@ -313,6 +353,13 @@ Test(util, reserve_filled_from_another_thread) {
     atomic_init(&f.stop, 0);
     cc_mem_reserve_target(2);
     cr_assert_eq(pthread_create(&t, NULL, fill_main, &f), 0);
+    for (i = 0; i < 5000; i++) {
+        cc_mem_reserve_stats(&rs);
+        if (rs.held == 2)
+            break;
+        usleep(1000);
+    }
+    cr_assert_eq(rs.held, 2, "the other thread did not fill the reserve");
     for (i = 0; i < N; i++) {
         p[i] = cc_alloc_table(CC_HUGE_PAGE);
         cr_assert_not_null(p[i]);
@@ -325,6 +372,8 @@ Test(util, reserve_filled_from_another_thread) {
     pthread_join(t, NULL);
     cc_mem_reserve_stats(&rs);
     cr_assert_eq(rs.taken + rs.missed, N);
+    cr_assert_geq(rs.taken, 2);
+    cr_assert_leq(rs.held, 2);
     cr_assert(f.fills > 0);
     cr_assert_eq(f.failed, 0);
     for (i = 0; i < N; i++) {

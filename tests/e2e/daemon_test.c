@@ -96,26 +96,34 @@ query_stats(msgpack_unpacked *u) {
     tb_fini(&q);
 }
 
+/* Writes the daemon's config file: its five addresses under [server],
+ * then extra. */
 static void
-start_daemon(const char *extra) {
-    FILE *f;
-    int i, tries;
-    msgpack_unpacked u;
+write_conf(const char *extra) {
     static const char *const keys[] = {"ingest", "ingest_ack", "alerts",
                                        "callbacks", "query"};
+    FILE *f = fopen(d.conf, "w");
+    int i;
+
+    cr_assert_not_null(f);
+    fprintf(f, "[server]\n");
+    for (i = 0; i < 5; i++)
+        fprintf(f, "%s = %s\n", keys[i], d.addr[i]);
+    fprintf(f, "%s", extra ? extra : "");
+    fclose(f);
+}
+
+static void
+start_daemon(const char *extra) {
+    int i, tries;
+    msgpack_unpacked u;
 
     snprintf(d.conf, sizeof(d.conf), "/tmp/contactd-test-%d.conf",
              (int)getpid());
-    f = fopen(d.conf, "w");
-    cr_assert_not_null(f);
-    fprintf(f, "[server]\n");
-    for (i = 0; i < 5; i++) {
+    for (i = 0; i < 5; i++)
         snprintf(d.addr[i], sizeof(d.addr[i]), "tcp://127.0.0.1:%d",
                  free_port());
-        fprintf(f, "%s = %s\n", keys[i], d.addr[i]);
-    }
-    fprintf(f, "%s", extra ? extra : "");
-    fclose(f);
+    write_conf(extra);
     d.pid = fork();
     cr_assert_geq(d.pid, 0);
     if (d.pid == 0) {
@@ -407,23 +415,6 @@ Test(daemon, sighup_reloads_and_bad_config_is_refused) {
     cr_assert_eq(WEXITSTATUS(status), 1);
 }
 
-/* Rewrites the running daemon's config file: the same addresses, then
- * extra. */
-static void
-rewrite_conf(const char *extra) {
-    static const char *const keys[] = {"ingest", "ingest_ack", "alerts",
-                                       "callbacks", "query"};
-    FILE *f = fopen(d.conf, "w");
-    int i;
-
-    cr_assert_not_null(f);
-    fprintf(f, "[server]\n");
-    for (i = 0; i < 5; i++)
-        fprintf(f, "%s = %s\n", keys[i], d.addr[i]);
-    fprintf(f, "%s", extra);
-    fclose(f);
-}
-
 /* Waits up to 5 s for stats' server/memory_reserve_bytes to read want. */
 static int64_t
 await_reserve(int64_t want) {
@@ -446,10 +437,10 @@ await_reserve(int64_t want) {
 Test(daemon, memory_reserve_is_filled_and_follows_reload) {
     start_daemon("memory_reserve = 4MiB\n");
     cr_assert_eq(await_reserve(4 << 20), 4 << 20);
-    rewrite_conf("memory_reserve = 10MiB\n");
+    write_conf("memory_reserve = 10MiB\n");
     kill(d.pid, SIGHUP);
     cr_assert_eq(await_reserve(10 << 20), 10 << 20);
-    rewrite_conf("memory_reserve = 2MiB\n");
+    write_conf("memory_reserve = 2MiB\n");
     kill(d.pid, SIGHUP);
     cr_assert_eq(await_reserve(2 << 20), 2 << 20);
     cr_assert_eq(stop_daemon(), 0);
