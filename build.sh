@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")"
 
 PACKAGES="build-essential cmake pkg-config libuv1-dev libnng-dev \
-libmsgpack-dev libinih-dev libjansson-dev libcriterion-dev"
+libmsgpack-dev libinih-dev libjansson-dev libcriterion-dev tzdata"
 
 install_missing() {
     missing=""
