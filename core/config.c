@@ -250,6 +250,10 @@ cc_config_defaults(struct cc_config *cfg) {
         rc = set_key(cfg, &keys[i], keys[i].def, why, sizeof(why));
         CC_ASSERT(rc == 0);
     }
+    cc_sla_config_init(&cfg->sla);
+    rc = cc_sla_config_finish(&cfg->sla, &cfg->channels, cfg->hold_long_ms,
+                              NULL, why, sizeof(why));
+    CC_ASSERT(rc == 0);
 }
 
 struct load_ctx {
@@ -271,6 +275,17 @@ handler(void *user, const char *section, const char *name, const char *value) {
 
     if (c->failed)
         return 1; /* report the first error only */
+    if (strncmp(section, "sla.", 4) == 0 ||
+        strncmp(section, "calendar.", 9) == 0) {
+        if (cc_sla_config_set(&c->cfg->sla, section, name, value, c->line, why,
+                              sizeof(why)) != 0) {
+            snprintf(c->err, c->errlen, "%s:%d: [%s] %s = %s: %s", c->name,
+                     c->line, section, name, value, why);
+            c->failed = true;
+            return 0;
+        }
+        return 1;
+    }
     for (i = 0; i < CC_ARRAY_SIZE(keys); i++) {
         if (strcmp(keys[i].section, section) != 0 ||
             strcmp(keys[i].name, name) != 0)
@@ -318,7 +333,12 @@ reader(char *buf, int size, void *stream) {
 
 static int
 load(struct load_ctx *c) {
-    int rc = ini_parse_stream(reader, c, handler, c);
+    char why[512];
+    int rc;
+
+    /* The file's policies come first; the built-in ones follow them. */
+    cc_sla_config_init(&c->cfg->sla);
+    rc = ini_parse_stream(reader, c, handler, c);
     if (c->failed)
         return CC_EINVAL;
     if (rc > 0) {
@@ -331,6 +351,12 @@ load(struct load_ctx *c) {
     if (rc < 0) {
         snprintf(c->err, c->errlen, "%s: cannot read", c->name);
         return CC_EIO;
+    }
+    if (cc_sla_config_finish(&c->cfg->sla, &c->cfg->channels,
+                             c->cfg->hold_long_ms, NULL, why,
+                             sizeof(why)) != 0) {
+        snprintf(c->err, c->errlen, "%s:%s", c->name, why);
+        return CC_EINVAL;
     }
     return 0;
 }
@@ -370,6 +396,102 @@ write_duration(FILE *out, uint64_t ms) {
         fprintf(out, "%" PRIu64 "s", ms / 1000);
     else
         fprintf(out, "%" PRIu64 "ms", ms);
+}
+
+static void
+write_stages(FILE *out, const char *key, const struct cc_sla_stage *st,
+             uint8_t n) {
+    uint8_t i;
+
+    fprintf(out, "%s = ", key);
+    for (i = 0; i < n; i++) {
+        fputs(i ? ", " : "", out);
+        if (st[i].kind == CC_STAGE_AFTER ||
+            (st[i].kind == CC_STAGE_SHARE && strcmp(key, "escalate") == 0))
+            fputc('+', out);
+        if (st[i].kind == CC_STAGE_SHARE) {
+            uint64_t v = st[i].v - (st[i].v > 1000 ? 1000 : 0);
+            fprintf(out, "%" PRIu64 ".%" PRIu64 "%%", v / 10, v % 10);
+        } else
+            write_duration(out, st[i].v);
+    }
+    fputc('\n', out);
+}
+
+static void
+write_policy(FILE *out, const struct cc_sla_policy *p, const char *prefix) {
+    unsigned k;
+
+    fprintf(out, "\n%s[%s]\n", prefix, p->section);
+    for (k = 0; k < CC_CLOCKS; k++) {
+        if (p->target[k] == 0)
+            continue;
+        fprintf(out, "%s%s = ", prefix, cc_clock_name(k));
+        if (p->target[k] == CC_SLA_OFF)
+            fputs("off", out);
+        else
+            write_duration(out, p->target[k]);
+        fputc('\n', out);
+    }
+    if (p->warn_set && (p->nwarn != 0 || !p->builtin)) {
+        fputs(prefix, out);
+        write_stages(out, "warn", p->warn, p->nwarn);
+    }
+    if (p->escalate_set && !p->builtin) {
+        fputs(prefix, out);
+        write_stages(out, "escalate", p->escalate, p->nescalate);
+    }
+    if (p->calendar[0] != '\0')
+        fprintf(out, "%scalendar = %s\n", prefix, p->calendar);
+    if (p->queue[0] != '\0')
+        fprintf(out, "%squeue = %s\n", prefix, p->queue);
+    if (p->priority >= 0)
+        fprintf(out, "%spriority = %d\n", prefix, (int)p->priority);
+    /* The section's own name is the tag unless a match was given. */
+    if (p->tag[0] != '\0' && !p->implicit_tag && !p->builtin)
+        fprintf(out, "%stag = %s\n", prefix, p->tag);
+}
+
+static void
+write_sla(const struct cc_sla_config *c, FILE *out) {
+    static const char *const days[7] = {"mon", "tue", "wed", "thu",
+                                        "fri", "sat", "sun"};
+    uint32_t i, j;
+    unsigned d;
+
+    for (i = 0; i < c->ncalendars; i++) {
+        const struct cc_sla_calendar *k = &c->calendars[i];
+        fprintf(out, "\n[calendar.%s]\ntimezone = %s\n", k->name, k->timezone);
+        for (d = 0; d < 7; d++) {
+            fprintf(out, "%s = ", days[d]);
+            if (k->cal.nwin[d] == 0)
+                fputs("closed", out);
+            for (j = 0; j < k->cal.nwin[d]; j++) {
+                const struct cc_cal_window *w = &k->cal.win[d][j];
+                fprintf(out, "%s%02u:%02u-%02u:%02u", j ? ", " : "",
+                        w->start / 60, w->start % 60,
+                        w->end == 1440 ? 24 : w->end / 60 % 24, w->end % 60);
+            }
+            fputc('\n', out);
+        }
+        if (k->cal.nholidays != 0) {
+            fputs("holidays = ", out);
+            for (j = 0; j < k->cal.nholidays; j++) {
+                int64_t y;
+                unsigned m, dd;
+                cc_civil_from_days(k->cal.holidays[j], &y, &m, &dd);
+                fprintf(out, "%s%04d-%02u-%02u", j ? ", " : "", (int)y, m, dd);
+            }
+            fputc('\n', out);
+        }
+    }
+    for (i = 0; i < c->npolicies; i++)
+        if (!c->policies[i].builtin)
+            write_policy(out, &c->policies[i], "");
+    fputs("\n; Built-in SLA policies, after those above:\n", out);
+    for (i = 0; i < c->npolicies; i++)
+        if (c->policies[i].builtin)
+            write_policy(out, &c->policies[i], "; ");
 }
 
 void
@@ -420,4 +542,5 @@ cc_config_write(const struct cc_config *cfg, FILE *out) {
         }
         fputc('\n', out);
     }
+    write_sla(&cfg->sla, out);
 }

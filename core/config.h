@@ -11,6 +11,7 @@
 
 #include "cc.h"
 #include "event.h"
+#include "sla.h"
 
 #include <stdbool.h>
 
@@ -58,6 +59,8 @@ struct cc_config {
     uint64_t thread_index;
     /* [channels] */
     struct cc_channels channels;
+    /* [sla.*] and [calendar.*], built-in policies last */
+    struct cc_sla_config sla;
 };
 
 /* Fills cfg with the embedded defaults. */
