@@ -52,6 +52,45 @@ pow2_at_least(uint64_t n) {
     return p;
 }
 
+/* The SLA schedules of cfg's policies, or of the built-in ones. */
+static int
+engine_slas(struct cc_slas **out, const struct cc_engine_config *cfg, char *err,
+            size_t errlen) {
+    struct cc_sla_config *def = NULL;
+    const struct cc_sla_config *sla = cfg->sla;
+    struct cc_slas *s;
+    int rc;
+
+    *out = NULL;
+    if (sla == NULL) {
+        def = cc_malloc(sizeof(*def));
+        if (def == NULL)
+            return CC_ENOMEM;
+        cc_sla_config_init(def);
+        rc = cc_sla_config_finish(def, &cfg->channels, cfg->hold_long_ms, NULL,
+                                  err, errlen);
+        CC_ASSERT(rc == 0);
+        sla = def;
+    }
+    s = cc_malloc(sizeof(*s));
+    rc = s == NULL ? CC_ENOMEM : cc_slas_init(s, sla, NULL, err, errlen);
+    if (rc != 0) {
+        cc_free(s, sizeof(*s));
+        s = NULL;
+    }
+    cc_free(def, sizeof(*def));
+    *out = s;
+    return rc;
+}
+
+static void
+slas_free(struct cc_slas *s) {
+    if (s != NULL) {
+        cc_slas_fini(s);
+        cc_free(s, sizeof(*s));
+    }
+}
+
 int
 cc_engine_new(struct cc_engine **out, const struct cc_engine_config *cfg,
               uint64_t now) {
@@ -63,6 +102,15 @@ cc_engine_new(struct cc_engine **out, const struct cc_engine_config *cfg,
     if (e == NULL)
         return CC_ENOMEM;
     e->cfg = *cfg;
+    e->cfg.sla = NULL; /* the caller's: the engine keeps a copy */
+    {
+        char err[256];
+        rc = engine_slas(&e->slas, cfg, err, sizeof(err));
+        if (rc != 0) {
+            cc_free(e, sizeof(*e));
+            return rc;
+        }
+    }
     cc_wheel_init(&e->wheel, now);
     cc_outbox_init(&e->outbox);
     /* Records on whole cache lines, about 2 MiB per chunk: one huge
@@ -114,6 +162,7 @@ fail_buckets:
     cc_dedup_fini(&e->dedup);
     rc = CC_ENOMEM;
 fail_dedup:
+    slas_free(e->slas);
     cc_blobs_fini(&e->blobs);
     cc_pool_fini(&e->contacts);
     cc_outbox_fini(&e->outbox);
@@ -132,6 +181,7 @@ cc_engine_free(struct cc_engine *e) {
         return;
     cc_convs_fini(e); /* detaches every contact from its conversation */
     cc_identity_fini(&e->ident);
+    slas_free(e->slas);
     for (i = 0; i <= e->bucket_mask; i++) {
         while (e->buckets[i] != NULL)
             contact_free(e, e->buckets[i]);
@@ -153,6 +203,43 @@ cc_engine_free(struct cc_engine *e) {
     cc_pool_fini(&e->contacts);
     cc_outbox_fini(&e->outbox);
     cc_free(e, sizeof(*e));
+}
+
+static uint16_t answer_sched(struct cc_engine *e, const struct cc_contact *c,
+                             int32_t prio);
+static void arm_queued(struct cc_engine *e, struct cc_contact *c);
+
+int
+cc_engine_set_sla(struct cc_engine *e, const struct cc_sla_config *sla,
+                  char *err, size_t errlen) {
+    struct cc_engine_config cfg = e->cfg;
+    struct cc_slas *old = e->slas, *next;
+    struct cc_contact *c;
+    uint64_t i;
+    int rc;
+
+    cfg.sla = sla;
+    rc = engine_slas(&next, &cfg, err, errlen);
+    if (rc != 0)
+        return rc;
+    e->slas = next;
+    /* Every running answer clock takes its new schedule, from the stage
+     * after the last it fired. */
+    for (i = 0; i < e->nqueues; i++) {
+        for (c = e->queues[i]->head; c != NULL; c = c->qnext) {
+            const struct cc_sched *sc = cc_slas_get(old, c->sla_sched);
+            uint8_t last = 0xff;
+            if (sc != NULL && c->sla_stage > 0)
+                last = (uint8_t)(sc->st[c->sla_stage - 1].type << 4 |
+                                 sc->st[c->sla_stage - 1].level);
+            c->sla_sched = answer_sched(e, c, c->prio);
+            sc = cc_slas_get(e->slas, c->sla_sched);
+            c->sla_stage = sc == NULL ? 0 : (uint8_t)cc_sched_resume(sc, last);
+            arm_queued(e, c);
+        }
+    }
+    slas_free(old);
+    return 0;
 }
 
 void
@@ -558,6 +645,7 @@ leave_queue(struct cc_engine *e, struct cc_contact *c, uint64_t now,
         return;
     queue_remove(c);
     cc_wheel_cancel(&e->wheel, &c->state_timer);
+    c->sla_sched = 0; /* the answer clock stops, met or not */
     if ((c->flags & CF_OFFERED) && !(c->flags & CF_ACCEPTED))
         emit_callback_cancel(e, c, now, why);
 }
@@ -640,6 +728,102 @@ fire_offer(struct cc_engine *e, struct cc_contact *c, uint64_t now) {
     e->cb_offers++;
 }
 
+/* An SLA stage of the answer clock fell due: publishes it. */
+static void
+fire_answer_stage(struct cc_engine *e, struct cc_contact *c,
+                  const struct cc_sched *sc, unsigned i, uint64_t due,
+                  uint64_t now) {
+    msgpack_packer *pk = &e->outbox.pk;
+    const struct cc_sched_stage *st = &sc->st[i];
+    const char *alert = cc_stage_alert(st->type);
+    uint64_t start = (uint64_t)c->queued_ts;
+    char tail[48];
+    size_t tn;
+
+    cc_outbox_begin(&e->outbox, CC_OUT_ALERT, alert);
+    msgpack_pack_map(pk, 18);
+    cc_pack_str(pk, "alert");
+    cc_pack_str(pk, alert);
+    /* "<alert>:<channel>:<contact>:answer:<start>:<level>": the same
+     * stage of the same clock always has the same id. */
+    memcpy(tail, ":answer:", 8);
+    tn = 8 + cc_fmt_i64(tail + 8, c->queued_ts);
+    tail[tn++] = ':';
+    tn += cc_fmt_u64(tail + tn, st->level);
+    cc_pack_str(pk, "id");
+    cc_pack_rule_id(e, pk, alert, c, tail, tn);
+    cc_pack_str(pk, "ts");
+    cc_pack_u64(pk, now);
+    pack_contact_fields(e, pk, c);
+    cc_pack_str(pk, "agent");
+    cc_pack_name_or_nil(pk, c->agent);
+    cc_pack_str(pk, "clock");
+    cc_pack_str(pk, "answer");
+    cc_pack_kv_u64(pk, "level", st->level);
+    cc_pack_kv_u64(pk, "target_ms", sc->target);
+    cc_pack_kv_u64(pk, "stage_ms", st->at);
+    cc_pack_kv_u64(pk, "start", start);
+    cc_pack_kv_u64(pk, "due", due);
+    cc_pack_kv_u64(pk, "elapsed_ms", now > start ? now - start : 0);
+    cc_pack_str(pk, "policy");
+    cc_pack_str(pk, sc->by->section);
+    cc_pack_str(pk, "calendar");
+    if (sc->cal_name != NULL)
+        cc_pack_str(pk, sc->cal_name);
+    else
+        msgpack_pack_nil(pk);
+    cc_outbox_end(&e->outbox);
+    e->alerts_sla[st->type]++;
+}
+
+static bool
+offer_pending(const struct cc_engine *e, const struct cc_contact *c) {
+    return e->cfg.offer_after_waiting_ms != 0 &&
+           !(c->flags & (CF_OFFERED | CF_ACCEPTED | CF_NO_OFFER));
+}
+
+/* Arms a queued contact's state timer for whichever comes first: the
+ * callback offer or the answer clock's next stage. */
+static void
+arm_queued(struct cc_engine *e, struct cc_contact *c) {
+    uint64_t due = CC_WHEEL_NEVER;
+    const struct cc_sched *sc = cc_slas_get(e->slas, c->sla_sched);
+
+    if (offer_pending(e, c))
+        due = (uint64_t)c->queued_ts + e->cfg.offer_after_waiting_ms;
+    if (sc != NULL && c->sla_stage < sc->nstages) {
+        uint64_t d = cc_sched_due(sc, c->sla_stage, (uint64_t)c->queued_ts);
+        if (d < due)
+            due = d;
+    }
+    if (due != CC_WHEEL_NEVER)
+        cc_wheel_arm(&e->wheel, &c->state_timer, due);
+    else
+        cc_wheel_cancel(&e->wheel, &c->state_timer);
+}
+
+/* The queued contact's timer fired: the offer and every stage now due,
+ * in order, then the next. */
+static void
+queued_timer(struct cc_engine *e, struct cc_contact *c, uint64_t now) {
+    const struct cc_sched *sc = cc_slas_get(e->slas, c->sla_sched);
+
+    if (offer_pending(e, c) &&
+        (uint64_t)c->queued_ts + e->cfg.offer_after_waiting_ms <= now) {
+        fire_offer(e, c, now);
+        c->flags |= CF_NO_OFFER; /* tried once, made or not */
+    }
+    while (sc != NULL && c->sla_stage < sc->nstages) {
+        uint64_t due = cc_sched_due(sc, c->sla_stage, (uint64_t)c->queued_ts);
+        if (due > now)
+            break;
+        fire_answer_stage(e, c, sc, c->sla_stage, due, now);
+        c->sla_stage++;
+    }
+    if (c->state == CS_QUEUED)
+        arm_queued(e, c);
+}
+
 static void
 state_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
     struct cc_engine *e = CC_CONTAINER_OF(w, struct cc_engine, wheel);
@@ -648,7 +832,7 @@ state_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
     if (c->state == CS_HELD)
         fire_hold_long(e, c, now);
     else if (c->state == CS_QUEUED)
-        fire_offer(e, c, now);
+        queued_timer(e, c, now);
 }
 
 static void
@@ -704,17 +888,49 @@ opens_implicitly(enum cc_event_type t) {
     }
 }
 
+/* The schedule of a queued contact's answer clock: by its channel, its
+ * queue, the join's priority and its conversation's tags. */
+static uint16_t
+answer_sched(struct cc_engine *e, const struct cc_contact *c, int32_t prio) {
+    struct cc_str tags[CONV_TAGS];
+    struct cc_sla_subject s;
+    uint64_t key;
+    uint32_t i, n = 0;
+
+    key = ((uint64_t)c->channel << 56) ^ ((uint64_t)c->queue->name->idx << 24) ^
+          (uint64_t)(uint32_t)prio;
+    if (c->conv != NULL) {
+        for (i = 0; i < CONV_TAGS && c->conv->tags[i] != 0; i++) {
+            const struct cc_name *t = cc_name_at(e, c->conv->tags[i]);
+            tags[n].p = t->s;
+            tags[n].n = t->len;
+            n++;
+            key = (key ^ t->idx) * 0xff51afd7ed558ccdULL;
+        }
+    }
+    s.channel = e->cfg.channels.names[c->channel];
+    s.queue.p = c->queue->name->s;
+    s.queue.n = c->queue->name->len;
+    s.priority = prio;
+    s.tags = tags;
+    s.ntags = n;
+    return cc_slas_sched(e->slas, &s, CC_CLOCK_ANSWER, key | 1);
+}
+
 static int
 join_queue(struct cc_engine *e, struct cc_contact *c, struct cc_queue *q,
            const struct cc_event *ev) {
     queue_append(q, c);
     set_state(e, c, CS_QUEUED);
     c->queued_ts = ev->ts;
-    c->flags &= (uint8_t) ~(CF_OFFERED | CF_ACCEPTED);
-    if (e->cfg.offer_after_waiting_ms != 0 &&
-        ((c->flags & CF_PHONE) || ev->ident[CC_IDENT_PHONE].n != 0))
-        cc_wheel_arm(&e->wheel, &c->state_timer,
-                     (uint64_t)ev->ts + e->cfg.offer_after_waiting_ms);
+    c->flags &= (uint8_t) ~(CF_OFFERED | CF_ACCEPTED | CF_NO_OFFER);
+    /* Offers go to callers with a phone number. */
+    if (!(c->flags & CF_PHONE) && ev->ident[CC_IDENT_PHONE].n == 0)
+        c->flags |= CF_NO_OFFER;
+    c->prio = (ev->flags & CC_EVF_PRIORITY) ? ev->priority : -1;
+    c->sla_sched = answer_sched(e, c, c->prio);
+    c->sla_stage = 0;
+    arm_queued(e, c);
     return 0;
 }
 
@@ -1534,8 +1750,9 @@ cc_engine_counts(const struct cc_engine *e, struct cc_engine_counts *c) {
     c->duplicates = e->duplicates;
     c->rejected = e->rejected;
     c->implicit_opens = e->implicit_opens;
-    c->alerts =
-        e->alerts_hold_long + e->convs.alerts_repeat + e->convs.alerts_conflict;
+    c->alerts = e->alerts_hold_long + e->convs.alerts_repeat +
+                e->convs.alerts_conflict + e->alerts_sla[CC_ST_WARNING] +
+                e->alerts_sla[CC_ST_BREACH] + e->alerts_sla[CC_ST_ESCALATION];
     c->callbacks = e->cb_offers + e->cb_cancels;
     c->contact_bytes = contact_bytes(e);
     c->customers = e->ident.customers;
@@ -1638,8 +1855,11 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
     cc_convs_pack_stats(e, pk);
 
     cc_pack_str(pk, "alerts");
-    msgpack_pack_map(pk, 3);
+    msgpack_pack_map(pk, 6);
     cc_pack_kv_u64(pk, "hold.long", e->alerts_hold_long);
+    cc_pack_kv_u64(pk, "sla.warning", e->alerts_sla[CC_ST_WARNING]);
+    cc_pack_kv_u64(pk, "sla.breach", e->alerts_sla[CC_ST_BREACH]);
+    cc_pack_kv_u64(pk, "sla.escalation", e->alerts_sla[CC_ST_ESCALATION]);
     cc_pack_kv_u64(pk, "continuity.repeat", e->convs.alerts_repeat);
     cc_pack_kv_u64(pk, "identity.conflict", e->convs.alerts_conflict);
 

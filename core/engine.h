@@ -10,8 +10,9 @@
  * bounded window, resolves the customer identifiers events carry into
  * customers (identity.h), follows each customer's conversation across
  * channels with its context, and runs its timed rules on a timing wheel:
- * hold.long, callback offers, contact expiry, and conversations' idle close
- * and reopen windows. docs/protocol.md describes the rules.
+ * hold.long, the SLA answer clock, callback offers, contact expiry, and
+ * conversations' idle close and reopen windows. docs/protocol.md describes
+ * the rules.
  *
  * Every function runs on one thread (the loop thread in the daemon).
  */
@@ -21,6 +22,7 @@
 #include "cc.h"
 #include "event.h"
 #include "outbox.h"
+#include "sla.h"
 
 #include <msgpack.h>
 #include <stdbool.h>
@@ -44,6 +46,8 @@ struct cc_engine_config {
     uint64_t max_conversations; /* open and resolved-in-window */
     uint64_t thread_index;      /* native message ids remembered */
     uint64_t seed;              /* hash seed; does not change any output */
+    /* SLA policies and calendars (copied; NULL: the built-in defaults) */
+    const struct cc_sla_config *sla;
 };
 
 void cc_engine_config_defaults(struct cc_engine_config *c);
@@ -58,6 +62,12 @@ void cc_engine_free(struct cc_engine *e);
 
 /* Applies the settings that can change while running (timed rule limits);
  * armed clocks keep their deadlines, new ones use the new values. */
+/* Replaces the SLA policies and calendars. Running clocks take their new
+ * schedules at once, from the stage after the last they fired. On error
+ * (a calendar's zone will not load) nothing changes and err says why. */
+int cc_engine_set_sla(struct cc_engine *e, const struct cc_sla_config *sla,
+                      char *err, size_t errlen);
+
 void cc_engine_reconfigure(struct cc_engine *e,
                            const struct cc_engine_config *cfg);
 

@@ -7,6 +7,7 @@
 #ifndef CC_ENGINE_INT_H
 #define CC_ENGINE_INT_H
 
+#include "clock.h"
 #include "dedup.h"
 #include "engine.h"
 #include "identity.h"
@@ -54,7 +55,8 @@ enum {
     /* Outcomes, never cleared: what its conversation's history shows. */
     CF_ABANDONED = 1 << 4,   /* left a queue unanswered (or closed in one) */
     CF_TRANSFERRED = 1 << 5, /* transferred at least once */
-    CF_CALLBACK = 1 << 6     /* accepted a callback at least once */
+    CF_CALLBACK = 1 << 6,    /* accepted a callback at least once */
+    CF_NO_OFFER = 1 << 7     /* no offer (more) this queue visit */
 };
 
 /* Contact ids up to this many bytes live in the record itself, in the same
@@ -72,7 +74,8 @@ struct cc_contact {
     /* The rest. */
     char *blob; /* the id when it does not fit inline, then the customer
                    map as received; NULL when both are empty */
-    struct cc_timer state_timer; /* hold.long when held, offer when queued */
+    struct cc_timer state_timer; /* hold.long when held; offer and answer
+                                    clock when queued */
     struct cc_timer idle_timer;
     struct cc_contact *qnext, *qprev; /* waiting list of queue */
     struct cc_queue *queue;
@@ -91,10 +94,16 @@ struct cc_contact {
     /* centry's number (cc_convct.n), kept here so that the events that
      * change nothing in the entry need not load it; 0 without one. */
     uint32_t conv_n;
+    /* The answer clock while queued: its schedule (0: none) and the next
+     * stage (those before it have fired). */
+    uint16_t sla_sched;
+    uint8_t sla_stage;
+    int8_t prio; /* of its queue.join; -1: none */
 };
 
 _Static_assert(offsetof(struct cc_contact, last_seen) == 192,
                "struct cc_contact: a message's fields on the last line");
+_Static_assert(sizeof(struct cc_contact) <= 256, "four cache lines");
 
 #define CONTACT_STRIDE ((sizeof(struct cc_contact) + 63) & ~(size_t)63)
 
@@ -297,6 +306,8 @@ struct cc_engine {
     uint64_t by_reason[CC_R__COUNT];
     struct chan_stats chan[CC_MAX_CHANNELS];
     uint64_t alerts_hold_long;
+    uint64_t alerts_sla[3]; /* by enum cc_stage_type */
+    struct cc_slas *slas;
     uint64_t cb_offers, cb_cancels;
     uint64_t callback_unknown;
     /* identity and conversations */

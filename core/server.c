@@ -736,6 +736,7 @@ to_engine_config(const struct cc_config *c, struct cc_engine_config *e) {
     e->repeat_window_ms = c->repeat_window_ms;
     e->max_conversations = c->max_conversations;
     e->thread_index = c->thread_index;
+    e->sla = &c->sla;
 }
 
 static void
@@ -789,6 +790,12 @@ reload(struct cc_server *s) {
     refill_reserve(s);
     to_engine_config(&s->cfg, &ec);
     cc_engine_reconfigure(s->engine, &ec);
+    /* New SLA policies move running clocks' deadlines; if they cannot be
+     * applied (a calendar's zone went missing) the old ones keep running. */
+    if (cc_engine_set_sla(s->engine, &next.sla, err, sizeof(err)) != 0)
+        cc_log_error("SIGHUP: SLA policies: %s; keeping the running ones", err);
+    else
+        s->cfg.sla = next.sla;
     cc_log_info("SIGHUP: configuration reloaded from %s", s->config_path);
 }
 

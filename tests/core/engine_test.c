@@ -1,10 +1,12 @@
 /*
  * The engine driven with a manual clock: contact lifecycles, implicit
  * opens, rejections that leave state untouched, idempotent ingest, and the
- * timed rules (hold.long, callback offers) firing at the right instant.
+ * timed rules (hold.long, callback offers, the SLA answer clock) firing at
+ * the right instant.
  */
 #include <criterion/criterion.h>
 
+#include "config.h"
 #include "engine.h"
 #include "engine_int.h"
 #include "testutil.h"
@@ -17,16 +19,40 @@ static struct cc_engine *e;
 static struct cc_ingest_report rep;
 static struct tb t;
 
+/* An engine under the SLA policies of config text sla (NULL: the
+ * built-in ones). */
 static void
-setup(void) {
+setup_sla(const char *sla) {
     struct cc_engine_config c;
+    struct cc_config *cfg = NULL;
+    char err[512] = "";
+
     cc_engine_config_defaults(&c);
     c.dedup_window = 100;
     c.max_contacts = 1000;
     c.hold_long_ms = 60000;
     c.offer_after_waiting_ms = 120000;
+    if (sla != NULL) {
+        cfg = calloc(1, sizeof(*cfg));
+        cc_config_defaults(cfg);
+        cr_assert_eq(cc_config_load_string(cfg, sla, "t", err, sizeof(err)), 0,
+                     "%s", err);
+        c.sla = &cfg->sla;
+    }
     cr_assert_eq(cc_engine_new(&e, &c, (uint64_t)T0), 0);
+    free(cfg); /* the engine keeps a copy */
     tb_init(&t);
+}
+
+static void
+setup(void) {
+    setup_sla(NULL);
+}
+
+/* The offer tests watch the outbox alone: no SLA clock. */
+static void
+setup_no_sla(void) {
+    setup_sla("[sla.phone]\nanswer = off\n");
 }
 
 static void
@@ -251,7 +277,7 @@ Test(engine, late_hold_event_fires_at_once, .init = setup, .fini = teardown) {
     cr_assert_eq(cc_engine_outbox(e)->n, 1);
 }
 
-Test(engine, callback_offer_then_cancel_on_answer, .init = setup,
+Test(engine, callback_offer_then_cancel_on_answer, .init = setup_no_sla,
      .fini = teardown) {
     msgpack_unpacked u;
     int kind;
@@ -382,4 +408,211 @@ Test(engine, same_inputs_same_outputs, .init = setup, .fini = teardown) {
     cr_assert_eq(memcmp(a->sb.data, b->sb.data, a->sb.size), 0);
     cc_engine_free(e2);
     cc_ingest_report_fini(&rep2);
+}
+
+/* ---- the SLA answer clock -------------------------------------------- */
+
+/* A queue.join for contact at ts, with a priority when prio >= 0. */
+static void
+join_at(int64_t ts, const char *id, const char *channel, const char *contact,
+        const char *queue, int prio) {
+    tb_reset(&t);
+    msgpack_pack_map(&t.pk, 6 + (prio >= 0));
+    tb_kv_str(&t, "id", id);
+    tb_kv_int(&t, "ts", ts);
+    tb_kv_str(&t, "channel", channel);
+    tb_kv_str(&t, "type", "queue.join");
+    tb_kv_str(&t, "contact", contact);
+    tb_kv_str(&t, "queue", queue);
+    if (prio >= 0)
+        tb_kv_int(&t, "priority", prio);
+    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)ts, &rep);
+    cr_assert_eq(rep.accepted, 1, "%s", rep.error ? rep.error : "rejected");
+}
+
+/* Asserts outbox record i is SLA alert `alert` of level, due at due. */
+static void
+assert_sla(size_t i, const char *alert, int64_t level, int64_t due) {
+    msgpack_unpacked u;
+    const char *topic;
+    int kind;
+
+    msgpack_unpacked_init(&u);
+    topic = out_record(i, &u, &kind);
+    cr_assert_eq(kind, CC_OUT_ALERT);
+    cr_assert_str_eq(topic, alert);
+    cr_assert(tmap_str_is(&u.data, "alert", alert));
+    cr_assert(tmap_str_is(&u.data, "clock", "answer"));
+    cr_assert_eq(tmap_int(&u.data, "level"), level, "%s level", alert);
+    cr_assert_eq(tmap_int(&u.data, "due"), due, "%s due", alert);
+    msgpack_unpacked_destroy(&u);
+}
+
+Test(engine, answer_clock_warns_and_breaches_at_the_exact_instant,
+     .init = setup, .fini = teardown) {
+    msgpack_unpacked u;
+    int kind;
+
+    join_at(T0, "1", "phone", "c1", "sales", -1);
+    cc_engine_tick(e, (uint64_t)T0 + 15999);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    cc_engine_tick(e, (uint64_t)T0 + 16000); /* 80% of 20 s */
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    assert_sla(0, "sla.warning", 1, T0 + 16000);
+    msgpack_unpacked_init(&u);
+    out_record(0, &u, &kind);
+    cr_assert(tmap_str_is(&u.data, "id",
+                          "sla.warning:phone:c1:answer:1700000000000:1"));
+    cr_assert_eq(tmap_int(&u.data, "target_ms"), 20000);
+    cr_assert_eq(tmap_int(&u.data, "elapsed_ms"), 16000);
+    cr_assert(tmap_str_is(&u.data, "policy", "sla.phone"));
+    cr_assert(tmap_str_is(&u.data, "queue", "sales"));
+    cr_assert(tmap_str_is(&u.data, "contact", "c1"));
+    msgpack_unpacked_destroy(&u);
+    cc_outbox_clear(cc_engine_outbox(e));
+    cc_engine_tick(e, (uint64_t)T0 + 19999);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    cc_engine_tick(e, (uint64_t)T0 + 20000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    assert_sla(0, "sla.breach", 0, T0 + 20000);
+    cc_outbox_clear(cc_engine_outbox(e));
+    /* Each stage once. */
+    cc_engine_tick(e, (uint64_t)T0 + 3600000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    cr_assert_eq(stat_int("alerts/sla.warning"), 1);
+    cr_assert_eq(stat_int("alerts/sla.breach"), 1);
+}
+
+Test(engine, answer_clock_met_or_abandoned_fires_nothing, .init = setup,
+     .fini = teardown) {
+    join_at(T0, "1", "phone", "c1", "sales", -1);
+    join_at(T0, "2", "phone", "c2", "sales", -1);
+    cr_assert_eq(SEND("3", T0 + 15000, "phone", "agent.answer", "c1"), 'a');
+    cr_assert_eq(SEND("4", T0 + 15000, "phone", "queue.leave", "c2"), 'a');
+    cc_engine_tick(e, (uint64_t)T0 + 3600000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    /* Chat has no answer target by default: no clock. */
+    join_at(T0 + 3600000, "5", "chat", "s1", "web", -1);
+    cc_engine_tick(e, (uint64_t)T0 + 7200000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+}
+
+static void
+setup_stages(void) {
+    setup_sla("[sla.phone.urgent]\n"
+              "priority = 1\n"
+              "answer = 5s\n"
+              "[sla.phone]\n"
+              "answer = 10s\n"
+              "warn = 50%, 2s\n"
+              "escalate = +50%, +100%\n");
+}
+
+/* Two warning forms, a breach and two escalations, fired in order and
+ * once each even when the clock is ticked past them all at once (late). */
+Test(engine, answer_clock_stages_in_order, .init = setup_stages,
+     .fini = teardown) {
+    join_at(T0, "1", "phone", "c1", "sales", -1);
+    cc_engine_tick(e, (uint64_t)T0 + 100000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 5);
+    assert_sla(0, "sla.warning", 1, T0 + 5000);
+    assert_sla(1, "sla.warning", 2, T0 + 8000);
+    assert_sla(2, "sla.breach", 0, T0 + 10000);
+    assert_sla(3, "sla.escalation", 1, T0 + 15000);
+    assert_sla(4, "sla.escalation", 2, T0 + 20000);
+    cc_outbox_clear(cc_engine_outbox(e));
+    cc_engine_tick(e, (uint64_t)T0 + 200000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    /* Priority 1 matches the urgent policy first: 5 s, with the phone
+     * policy's warnings and escalations (the first to set them). */
+    join_at(T0 + 200000, "2", "phone", "c2", "sales", 1);
+    cc_engine_tick(e, (uint64_t)T0 + 205000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 3);
+    assert_sla(0, "sla.warning", 1, T0 + 202500);
+    assert_sla(1, "sla.warning", 2, T0 + 203000);
+    assert_sla(2, "sla.breach", 0, T0 + 205000);
+}
+
+/* Friday 2026-01-16 16:30 UTC, in ms. */
+#define FRI_1630 1768581000000LL
+
+static void
+setup_office(void) {
+    setup_sla("[calendar.office]\n"
+              "timezone = UTC\n"
+              "mon = 09:00-17:00\n"
+              "tue = 09:00-17:00\n"
+              "wed = 09:00-17:00\n"
+              "thu = 09:00-17:00\n"
+              "fri = 09:00-17:00\n"
+              "[sla.chat]\n"
+              "answer = 1h\n"
+              "warn = 50%\n"
+              "calendar = office\n");
+}
+
+/* A business-hours clock joined half an hour before Friday's close warns
+ * at the close and breaches half an hour into Monday. */
+Test(engine, answer_clock_counts_business_hours, .init = setup_office,
+     .fini = teardown) {
+    join_at(FRI_1630, "1", "chat", "s1", "web", -1);
+    cc_engine_tick(e, (uint64_t)FRI_1630 + 1800000 - 1);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    cc_engine_tick(e, (uint64_t)FRI_1630 + 1800000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    assert_sla(0, "sla.warning", 1, FRI_1630 + 1800000);
+    cc_outbox_clear(cc_engine_outbox(e));
+    /* Monday 09:30 is 2 days 17 hours after Friday 16:30. */
+    cc_engine_tick(e, (uint64_t)FRI_1630 + (2 * 24 + 17) * 3600000LL - 1);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    cc_engine_tick(e, (uint64_t)FRI_1630 + (2 * 24 + 17) * 3600000LL);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    assert_sla(0, "sla.breach", 0, FRI_1630 + (2 * 24 + 17) * 3600000LL);
+}
+
+/* New policies on reload move a running clock's deadlines; a stage it
+ * already fired does not fire again, one the new target puts in the past
+ * fires at once. */
+Test(engine, answer_clock_follows_new_policies, .init = setup,
+     .fini = teardown) {
+    struct cc_config *cfg = calloc(1, sizeof(*cfg));
+    char err[512] = "";
+
+    join_at(T0, "1", "phone", "c1", "sales", -1);
+    cc_engine_tick(e, (uint64_t)T0 + 17000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1); /* the warning at 16 s */
+    cc_outbox_clear(cc_engine_outbox(e));
+    cc_config_defaults(cfg);
+    cr_assert_eq(cc_config_load_string(cfg,
+                                       "[sla.phone]\nanswer = 60s\n"
+                                       "warn = 10s, 50%\n",
+                                       "t", err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_eq(cc_engine_set_sla(e, &cfg->sla, err, sizeof(err)), 0);
+    /* Warning 1 fired under the old policy: the new first warning (30 s)
+     * is not repeated, the second (50 s) is new; the breach moves from
+     * 20 s to 60 s. */
+    cc_engine_tick(e, (uint64_t)T0 + 49999);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    cc_engine_tick(e, (uint64_t)T0 + 50000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    assert_sla(0, "sla.warning", 2, T0 + 50000);
+    cc_outbox_clear(cc_engine_outbox(e));
+    cc_engine_tick(e, (uint64_t)T0 + 59999);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    cc_engine_tick(e, (uint64_t)T0 + 60000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    assert_sla(0, "sla.breach", 0, T0 + 60000);
+    cc_outbox_clear(cc_engine_outbox(e));
+    /* Tightened below the time waited: the breach fires at once. */
+    cr_assert_eq(cc_config_load_string(cfg,
+                                       "[sla.phone]\nanswer = 10s\n"
+                                       "escalate = +100%\n",
+                                       "t", err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_eq(cc_engine_set_sla(e, &cfg->sla, err, sizeof(err)), 0);
+    cc_engine_tick(e, (uint64_t)T0 + 60001);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    assert_sla(0, "sla.escalation", 1, T0 + 20000);
+    free(cfg);
 }

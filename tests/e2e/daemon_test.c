@@ -345,6 +345,106 @@ Test(daemon, hold_long_alert_arrives_on_time) {
     cr_assert_eq(stop_daemon(), 0);
 }
 
+/* Receives one SLA alert: its topic into topic, its map into u (which
+ * refers into *buf: free it with nng_free(*buf, *len) after u), and the
+ * wall-clock time it arrived. */
+static uint64_t
+recv_sla(nng_socket sub, char *topic, size_t n, msgpack_unpacked *u, char **buf,
+         size_t *len) {
+    uint64_t at;
+    size_t tl;
+
+    cr_assert_eq(nng_recv(sub, buf, len, NNG_FLAG_ALLOC), 0,
+                 "no SLA alert within 5 s");
+    at = wall_ms();
+    tl = strlen(*buf);
+    snprintf(topic, n, "%s", *buf);
+    msgpack_unpacked_init(u);
+    cr_assert_eq(msgpack_unpack_next(u, *buf + tl + 1, *len - tl - 1, NULL),
+                 MSGPACK_UNPACK_SUCCESS);
+    return at;
+}
+
+/* Short targets: the warning and the breach of a caller left waiting
+ * arrive on the alert socket at their due times; a caller answered in
+ * time raises nothing. */
+Test(daemon, sla_answer_alerts_arrive_on_time) {
+    nng_socket sub;
+    msgpack_unpacked u;
+    char topic[32], *buf;
+    size_t len;
+    uint64_t t0, got;
+    int64_t due;
+    int i;
+
+    start_daemon("[sla.phone]\nanswer = 1s\nwarn = 50%\n");
+    cr_assert_eq(nng_sub0_open(&sub), 0);
+    cr_assert_eq(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "sla.", 4), 0);
+    nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 5000);
+    cr_assert_eq(nng_dial(sub, d.addr[2], NULL, 0), 0);
+    nng_msleep(200); /* let the subscription reach the publisher */
+
+    t0 = wall_ms();
+    msgpack_pack_array(&t.pk, 2);
+    for (i = 0; i < 2; i++) {
+        char id[8], contact[16];
+        snprintf(id, sizeof(id), "j%d", i);
+        snprintf(contact, sizeof(contact), "call-%d", i);
+        msgpack_pack_map(&t.pk, 6);
+        tb_kv_str(&t, "id", id);
+        tb_kv_int(&t, "ts", (int64_t)t0);
+        tb_kv_str(&t, "channel", "phone");
+        tb_kv_str(&t, "type", "queue.join");
+        tb_kv_str(&t, "contact", contact);
+        tb_kv_str(&t, "queue", "sales");
+    }
+    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
+    cr_assert_eq(tmap_int(&u.data, "accepted"), 2);
+    msgpack_unpacked_destroy(&u);
+    /* call-1 is answered well within its target. */
+    tb_reset(&t);
+    tb_event(&t, "a1", (int64_t)t0 + 100, "phone", "agent.answer", "call-1",
+             NULL);
+    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
+    cr_assert_eq(tmap_int(&u.data, "accepted"), 1);
+    msgpack_unpacked_destroy(&u);
+
+    got = recv_sla(sub, topic, sizeof(topic), &u, &buf, &len);
+    cr_assert_str_eq(topic, "sla.warning");
+    cr_assert(tmap_str_is(&u.data, "contact", "call-0"));
+    cr_assert(tmap_str_is(&u.data, "clock", "answer"));
+    due = tmap_int(&u.data, "due");
+    cr_assert_eq(due, (int64_t)t0 + 500);
+    /* Not early; late by at most half a second on a loaded CI machine
+     * (bench/README.md measures the real lateness). */
+    cr_assert_geq(got + 2, (uint64_t)due, "warning %lld ms early",
+                  (long long)(due - (int64_t)got));
+    cr_assert_leq(got, (uint64_t)due + 500, "warning %llu ms late",
+                  (unsigned long long)(got - (uint64_t)due));
+    msgpack_unpacked_destroy(&u);
+    nng_free(buf, len);
+
+    got = recv_sla(sub, topic, sizeof(topic), &u, &buf, &len);
+    cr_assert_str_eq(topic, "sla.breach");
+    cr_assert(tmap_str_is(&u.data, "contact", "call-0"));
+    due = tmap_int(&u.data, "due");
+    cr_assert_eq(due, (int64_t)t0 + 1000);
+    cr_assert_geq(got + 2, (uint64_t)due);
+    cr_assert_leq(got, (uint64_t)due + 500, "breach %llu ms late",
+                  (unsigned long long)(got - (uint64_t)due));
+    msgpack_unpacked_destroy(&u);
+    nng_free(buf, len);
+
+    /* Nothing for the answered caller. */
+    {
+        nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 700);
+        cr_assert_eq(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), NNG_ETIMEDOUT,
+                     "an alert for the caller answered in time");
+    }
+    nng_close(sub);
+    cr_assert_eq(stop_daemon(), 0);
+}
+
 Test(daemon, callback_offer_reaches_a_callback_system) {
     nng_socket pull;
     msgpack_unpacked u;
