@@ -914,7 +914,8 @@ answer_sched(struct cc_engine *e, const struct cc_contact *c, int32_t prio) {
     s.priority = prio;
     s.tags = tags;
     s.ntags = n;
-    return cc_slas_sched(e->slas, &s, CC_CLOCK_ANSWER, key | 1);
+    /* Never 0 (which bypasses the cache), and no two subjects alike. */
+    return cc_slas_sched(e->slas, &s, CC_CLOCK_ANSWER, key << 1 | 1);
 }
 
 static int

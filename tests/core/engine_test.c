@@ -531,6 +531,15 @@ Test(engine, answer_clock_stages_in_order, .init = setup_stages,
     assert_sla(0, "sla.warning", 1, T0 + 202500);
     assert_sla(1, "sla.warning", 2, T0 + 203000);
     assert_sla(2, "sla.breach", 0, T0 + 205000);
+    cc_outbox_clear(cc_engine_outbox(e));
+    cc_engine_tick(e, (uint64_t)T0 + 299999); /* c2's escalations */
+    cr_assert_eq(cc_engine_outbox(e)->n, 2);
+    cc_outbox_clear(cc_engine_outbox(e));
+    /* Priority 0, in the same queue, is not 1: the phone policy's 10 s. */
+    join_at(T0 + 300000, "3", "phone", "c3", "sales", 0);
+    cc_engine_tick(e, (uint64_t)T0 + 305000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    assert_sla(0, "sla.warning", 1, T0 + 305000);
 }
 
 /* Friday 2026-01-16 16:30 UTC, in ms. */
