@@ -205,9 +205,9 @@ cc_engine_free(struct cc_engine *e) {
     cc_free(e, sizeof(*e));
 }
 
-static uint16_t answer_sched(struct cc_engine *e, const struct cc_contact *c,
-                             int32_t prio);
-static void arm_queued(struct cc_engine *e, struct cc_contact *c);
+static uint16_t contact_sched(struct cc_engine *e, const struct cc_contact *c,
+                              enum cc_clock k);
+static void arm_state_timer(struct cc_engine *e, struct cc_contact *c);
 
 int
 cc_engine_set_sla(struct cc_engine *e, const struct cc_sla_config *sla,
@@ -223,19 +223,23 @@ cc_engine_set_sla(struct cc_engine *e, const struct cc_sla_config *sla,
     if (rc != 0)
         return rc;
     e->slas = next;
-    /* Every running answer clock takes its new schedule, from the stage
-     * after the last it fired. */
-    for (i = 0; i < e->nqueues; i++) {
-        for (c = e->queues[i]->head; c != NULL; c = c->qnext) {
+    /* Every running clock (queued: answer; held: hold) takes its new
+     * schedule, from the stage after the last it fired. Reloads are rare:
+     * walking every contact is fine. */
+    for (i = 0; i <= e->bucket_mask; i++) {
+        for (c = e->buckets[i]; c != NULL; c = c->hnext) {
             const struct cc_sched *sc = cc_slas_get(old, c->sla_sched);
             uint8_t last = 0xff;
+            if (c->state != CS_QUEUED && c->state != CS_HELD)
+                continue;
             if (sc != NULL && c->sla_stage > 0)
                 last = (uint8_t)(sc->st[c->sla_stage - 1].type << 4 |
                                  sc->st[c->sla_stage - 1].level);
-            c->sla_sched = answer_sched(e, c, c->prio);
+            c->sla_sched = contact_sched(
+                e, c, c->state == CS_HELD ? CC_CLOCK_HOLD : CC_CLOCK_ANSWER);
             sc = cc_slas_get(e->slas, c->sla_sched);
             c->sla_stage = sc == NULL ? 0 : (uint8_t)cc_sched_resume(sc, last);
-            arm_queued(e, c);
+            arm_state_timer(e, c);
         }
     }
     slas_free(old);
@@ -674,31 +678,6 @@ contact_free(struct cc_engine *e, struct cc_contact *c) {
 /* ---- timed rules ------------------------------------------------------ */
 
 static void
-fire_hold_long(struct cc_engine *e, struct cc_contact *c, uint64_t now) {
-    msgpack_packer *pk = &e->outbox.pk;
-    uint64_t due = (uint64_t)c->hold_ts + e->cfg.hold_long_ms;
-
-    cc_outbox_begin(&e->outbox, CC_OUT_ALERT, "hold.long");
-    msgpack_pack_map(pk, 13);
-    cc_pack_str(pk, "alert");
-    cc_pack_str(pk, "hold.long");
-    cc_pack_str(pk, "id");
-    pack_rule_id(e, pk, "hold.long", c, c->hold_ts);
-    cc_pack_str(pk, "ts");
-    cc_pack_u64(pk, now);
-    pack_contact_fields(e, pk, c);
-    cc_pack_str(pk, "agent");
-    cc_pack_name_or_nil(pk, c->agent);
-    cc_pack_kv_u64(pk, "target_ms", e->cfg.hold_long_ms);
-    cc_pack_kv_u64(pk, "elapsed_ms",
-                   now > (uint64_t)c->hold_ts ? now - (uint64_t)c->hold_ts : 0);
-    cc_pack_kv_u64(pk, "due", due);
-    cc_pack_kv_u64(pk, "hold_start", (uint64_t)c->hold_ts);
-    cc_outbox_end(&e->outbox);
-    e->alerts_hold_long++;
-}
-
-static void
 fire_offer(struct cc_engine *e, struct cc_contact *c, uint64_t now) {
     msgpack_packer *pk = &e->outbox.pk;
     struct cc_str phone = contact_phone(c);
@@ -728,15 +707,24 @@ fire_offer(struct cc_engine *e, struct cc_contact *c, uint64_t now) {
     e->cb_offers++;
 }
 
-/* An SLA stage of the answer clock fell due: publishes it. */
+/* The start of a contact's running clock: the join (answer) or the hold
+ * (hold). */
+static int64_t
+clock_start(const struct cc_contact *c) {
+    return c->state == CS_HELD ? c->hold_ts : c->queued_ts;
+}
+
+/* An SLA stage of a contact's clock fell due: publishes it. */
 static void
-fire_answer_stage(struct cc_engine *e, struct cc_contact *c,
-                  const struct cc_sched *sc, unsigned i, uint64_t due,
-                  uint64_t now) {
+fire_contact_stage(struct cc_engine *e, struct cc_contact *c,
+                   const struct cc_sched *sc, unsigned i, uint64_t due,
+                   uint64_t now) {
     msgpack_packer *pk = &e->outbox.pk;
     const struct cc_sched_stage *st = &sc->st[i];
     const char *alert = cc_stage_alert(st->type);
-    uint64_t start = (uint64_t)c->queued_ts;
+    const char *clock = cc_clock_name(sc->clock);
+    size_t cn = strlen(clock);
+    uint64_t start = (uint64_t)clock_start(c);
     char tail[48];
     size_t tn;
 
@@ -744,10 +732,12 @@ fire_answer_stage(struct cc_engine *e, struct cc_contact *c,
     msgpack_pack_map(pk, 18);
     cc_pack_str(pk, "alert");
     cc_pack_str(pk, alert);
-    /* "<alert>:<channel>:<contact>:answer:<start>:<level>": the same
+    /* "<alert>:<channel>:<contact>:<clock>:<start>:<level>": the same
      * stage of the same clock always has the same id. */
-    memcpy(tail, ":answer:", 8);
-    tn = 8 + cc_fmt_i64(tail + 8, c->queued_ts);
+    tail[0] = ':';
+    memcpy(tail + 1, clock, cn);
+    tail[cn + 1] = ':';
+    tn = cn + 2 + cc_fmt_i64(tail + cn + 2, (int64_t)start);
     tail[tn++] = ':';
     tn += cc_fmt_u64(tail + tn, st->level);
     cc_pack_str(pk, "id");
@@ -758,7 +748,7 @@ fire_answer_stage(struct cc_engine *e, struct cc_contact *c,
     cc_pack_str(pk, "agent");
     cc_pack_name_or_nil(pk, c->agent);
     cc_pack_str(pk, "clock");
-    cc_pack_str(pk, "answer");
+    cc_pack_str(pk, clock);
     cc_pack_kv_u64(pk, "level", st->level);
     cc_pack_kv_u64(pk, "target_ms", sc->target);
     cc_pack_kv_u64(pk, "stage_ms", st->at);
@@ -782,17 +772,18 @@ offer_pending(const struct cc_engine *e, const struct cc_contact *c) {
            !(c->flags & (CF_OFFERED | CF_ACCEPTED | CF_NO_OFFER));
 }
 
-/* Arms a queued contact's state timer for whichever comes first: the
- * callback offer or the answer clock's next stage. */
+/* Arms a contact's state timer for whichever comes first: the callback
+ * offer (queued) or its clock's next stage (the answer clock while queued,
+ * the hold clock while held). */
 static void
-arm_queued(struct cc_engine *e, struct cc_contact *c) {
+arm_state_timer(struct cc_engine *e, struct cc_contact *c) {
     uint64_t due = CC_WHEEL_NEVER;
     const struct cc_sched *sc = cc_slas_get(e->slas, c->sla_sched);
 
-    if (offer_pending(e, c))
+    if (c->state == CS_QUEUED && offer_pending(e, c))
         due = (uint64_t)c->queued_ts + e->cfg.offer_after_waiting_ms;
     if (sc != NULL && c->sla_stage < sc->nstages) {
-        uint64_t d = cc_sched_due(sc, c->sla_stage, (uint64_t)c->queued_ts);
+        uint64_t d = cc_sched_due(sc, c->sla_stage, (uint64_t)clock_start(c));
         if (d < due)
             due = d;
     }
@@ -802,37 +793,27 @@ arm_queued(struct cc_engine *e, struct cc_contact *c) {
         cc_wheel_cancel(&e->wheel, &c->state_timer);
 }
 
-/* The queued contact's timer fired: the offer and every stage now due,
- * in order, then the next. */
+/* The state timer fired: the offer and every stage now due, in order, then
+ * the next. */
 static void
-queued_timer(struct cc_engine *e, struct cc_contact *c, uint64_t now) {
+state_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
+    struct cc_engine *e = CC_CONTAINER_OF(w, struct cc_engine, wheel);
+    struct cc_contact *c = CC_CONTAINER_OF(t, struct cc_contact, state_timer);
     const struct cc_sched *sc = cc_slas_get(e->slas, c->sla_sched);
 
-    if (offer_pending(e, c) &&
+    if (c->state == CS_QUEUED && offer_pending(e, c) &&
         (uint64_t)c->queued_ts + e->cfg.offer_after_waiting_ms <= now) {
         fire_offer(e, c, now);
         c->flags |= CF_NO_OFFER; /* tried once, made or not */
     }
     while (sc != NULL && c->sla_stage < sc->nstages) {
-        uint64_t due = cc_sched_due(sc, c->sla_stage, (uint64_t)c->queued_ts);
+        uint64_t due = cc_sched_due(sc, c->sla_stage, (uint64_t)clock_start(c));
         if (due > now)
             break;
-        fire_answer_stage(e, c, sc, c->sla_stage, due, now);
+        fire_contact_stage(e, c, sc, c->sla_stage, due, now);
         c->sla_stage++;
     }
-    if (c->state == CS_QUEUED)
-        arm_queued(e, c);
-}
-
-static void
-state_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
-    struct cc_engine *e = CC_CONTAINER_OF(w, struct cc_engine, wheel);
-    struct cc_contact *c = CC_CONTAINER_OF(t, struct cc_contact, state_timer);
-
-    if (c->state == CS_HELD)
-        fire_hold_long(e, c, now);
-    else if (c->state == CS_QUEUED)
-        queued_timer(e, c, now);
+    arm_state_timer(e, c);
 }
 
 static void
@@ -888,16 +869,20 @@ opens_implicitly(enum cc_event_type t) {
     }
 }
 
-/* The schedule of a queued contact's answer clock: by its channel, its
- * queue, the join's priority and its conversation's tags. */
+/* The schedule of a contact's clock k: by its channel, its queue (the one
+ * it waits in or was answered from; none before any), the join's priority
+ * and its conversation's tags. */
 static uint16_t
-answer_sched(struct cc_engine *e, const struct cc_contact *c, int32_t prio) {
+contact_sched(struct cc_engine *e, const struct cc_contact *c,
+              enum cc_clock k) {
+    int32_t prio = c->prio;
     struct cc_str tags[CONV_TAGS];
     struct cc_sla_subject s;
     uint64_t key;
     uint32_t i, n = 0;
 
-    key = ((uint64_t)c->channel << 56) ^ ((uint64_t)c->queue->name->idx << 24) ^
+    key = ((uint64_t)c->channel << 56) ^
+          ((uint64_t)(c->queue ? c->queue->name->idx : 0) << 24) ^
           (uint64_t)(uint32_t)prio;
     if (c->conv != NULL) {
         for (i = 0; i < CONV_TAGS && c->conv->tags[i] != 0; i++) {
@@ -909,13 +894,13 @@ answer_sched(struct cc_engine *e, const struct cc_contact *c, int32_t prio) {
         }
     }
     s.channel = e->cfg.channels.names[c->channel];
-    s.queue.p = c->queue->name->s;
-    s.queue.n = c->queue->name->len;
+    s.queue.p = c->queue ? c->queue->name->s : "";
+    s.queue.n = c->queue ? c->queue->name->len : 0;
     s.priority = prio;
     s.tags = tags;
     s.ntags = n;
     /* Never 0 (which bypasses the cache), and no two subjects alike. */
-    return cc_slas_sched(e->slas, &s, CC_CLOCK_ANSWER, key << 1 | 1);
+    return cc_slas_sched(e->slas, &s, k, key << 1 | 1);
 }
 
 static int
@@ -929,9 +914,9 @@ join_queue(struct cc_engine *e, struct cc_contact *c, struct cc_queue *q,
     if (!(c->flags & CF_PHONE) && ev->ident[CC_IDENT_PHONE].n == 0)
         c->flags |= CF_NO_OFFER;
     c->prio = (ev->flags & CC_EVF_PRIORITY) ? ev->priority : -1;
-    c->sla_sched = answer_sched(e, c, c->prio);
+    c->sla_sched = contact_sched(e, c, CC_CLOCK_ANSWER);
     c->sla_stage = 0;
-    arm_queued(e, c);
+    arm_state_timer(e, c);
     return 0;
 }
 
@@ -957,6 +942,7 @@ end_hold(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev) {
     if (ev->ts > c->hold_ts)
         c->hold_total_ms += (uint64_t)(ev->ts - c->hold_ts);
     cc_wheel_cancel(&e->wheel, &c->state_timer);
+    c->sla_sched = 0; /* the hold clock stops */
 }
 
 /* Applies a lifecycle event to contact c. Returns 0, or -1 with *rej set
@@ -1020,8 +1006,9 @@ lifecycle(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
         c->hold_ts = ev->ts;
         cs->holds++;
         set_state(e, c, CS_HELD);
-        cc_wheel_arm(&e->wheel, &c->state_timer,
-                     (uint64_t)ev->ts + e->cfg.hold_long_ms);
+        c->sla_sched = contact_sched(e, c, CC_CLOCK_HOLD);
+        c->sla_stage = 0;
+        arm_state_timer(e, c);
         return 0;
     case CC_EV_HOLD_END:
         if (c->state != CS_HELD)
@@ -1751,9 +1738,9 @@ cc_engine_counts(const struct cc_engine *e, struct cc_engine_counts *c) {
     c->duplicates = e->duplicates;
     c->rejected = e->rejected;
     c->implicit_opens = e->implicit_opens;
-    c->alerts = e->alerts_hold_long + e->convs.alerts_repeat +
-                e->convs.alerts_conflict + e->alerts_sla[CC_ST_WARNING] +
-                e->alerts_sla[CC_ST_BREACH] + e->alerts_sla[CC_ST_ESCALATION];
+    c->alerts = e->convs.alerts_repeat + e->convs.alerts_conflict +
+                e->alerts_sla[CC_ST_WARNING] + e->alerts_sla[CC_ST_BREACH] +
+                e->alerts_sla[CC_ST_ESCALATION];
     c->callbacks = e->cb_offers + e->cb_cancels;
     c->contact_bytes = contact_bytes(e);
     c->customers = e->ident.customers;
@@ -1856,8 +1843,7 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
     cc_convs_pack_stats(e, pk);
 
     cc_pack_str(pk, "alerts");
-    msgpack_pack_map(pk, 6);
-    cc_pack_kv_u64(pk, "hold.long", e->alerts_hold_long);
+    msgpack_pack_map(pk, 5);
     cc_pack_kv_u64(pk, "sla.warning", e->alerts_sla[CC_ST_WARNING]);
     cc_pack_kv_u64(pk, "sla.breach", e->alerts_sla[CC_ST_BREACH]);
     cc_pack_kv_u64(pk, "sla.escalation", e->alerts_sla[CC_ST_ESCALATION]);

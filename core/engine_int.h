@@ -305,7 +305,6 @@ struct cc_engine {
     uint64_t by_type[CC_EV__COUNT];
     uint64_t by_reason[CC_R__COUNT];
     struct chan_stats chan[CC_MAX_CHANNELS];
-    uint64_t alerts_hold_long;
     uint64_t alerts_sla[3]; /* by enum cc_stage_type */
     struct cc_slas *slas;
     uint64_t cb_offers, cb_cancels;

@@ -1,7 +1,7 @@
 /*
  * The engine driven with a manual clock: contact lifecycles, implicit
  * opens, rejections that leave state untouched, idempotent ingest, and the
- * timed rules (hold.long, callback offers, the SLA answer clock) firing at
+ * timed rules (callback offers, the SLA answer and hold clocks) firing at
  * the right instant.
  */
 #include <criterion/criterion.h>
@@ -218,7 +218,9 @@ Test(engine, senseless_events_are_rejected_and_change_nothing, .init = setup,
     cr_assert_eq(stat_int("events/accepted"), 1);
 }
 
-Test(engine, hold_long_fires_once_at_the_limit, .init = setup,
+/* The hold clock: [hold] long (60 s) is its built-in target, warned at
+ * 80%; each stage fires once per hold, at its instant. */
+Test(engine, hold_clock_fires_once_at_the_limit, .init = setup,
      .fini = teardown) {
     msgpack_unpacked u;
     const char *topic;
@@ -228,7 +230,15 @@ Test(engine, hold_long_fires_once_at_the_limit, .init = setup,
     SEND("2", T0 + 1000, "phone", "agent.answer", "c1");
     SEND("3", T0 + 2000, "phone", "hold.start", "c1");
     /* The shell sleeps until the next deadline; doing the same never
-     * oversteps the hold limit. */
+     * oversteps a stage: the warning at 80%, then the breach. */
+    while (cc_engine_next_deadline(e) < (uint64_t)T0 + 50000) {
+        cc_engine_tick(e, cc_engine_next_deadline(e));
+        cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    }
+    cr_assert_eq(cc_engine_next_deadline(e), (uint64_t)T0 + 50000);
+    cc_engine_tick(e, (uint64_t)T0 + 50000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    cc_outbox_clear(cc_engine_outbox(e));
     while (cc_engine_next_deadline(e) < (uint64_t)T0 + 62000) {
         cc_engine_tick(e, cc_engine_next_deadline(e));
         cr_assert_eq(cc_engine_outbox(e)->n, 0);
@@ -241,12 +251,17 @@ Test(engine, hold_long_fires_once_at_the_limit, .init = setup,
     msgpack_unpacked_init(&u);
     topic = out_record(0, &u, &kind);
     cr_assert_eq(kind, CC_OUT_ALERT);
-    cr_assert_str_eq(topic, "hold.long");
-    cr_assert(tmap_str_is(&u.data, "alert", "hold.long"));
+    cr_assert_str_eq(topic, "sla.breach");
+    cr_assert(tmap_str_is(&u.data, "alert", "sla.breach"));
+    cr_assert(tmap_str_is(&u.data, "clock", "hold"));
+    cr_assert(
+        tmap_str_is(&u.data, "id", "sla.breach:phone:c1:hold:1700000002000:0"));
     cr_assert(tmap_str_is(&u.data, "contact", "c1"));
     cr_assert(tmap_str_is(&u.data, "channel", "phone"));
+    cr_assert(tmap_str_is(&u.data, "policy", "sla.any"));
     cr_assert_eq(tmap_int(&u.data, "target_ms"), 60000);
     cr_assert_eq(tmap_int(&u.data, "elapsed_ms"), 60000);
+    cr_assert_eq(tmap_int(&u.data, "start"), T0 + 2000);
     cr_assert_eq(tmap_int(&u.data, "due"), T0 + 62000);
     {
         msgpack_object cust;
@@ -258,7 +273,18 @@ Test(engine, hold_long_fires_once_at_the_limit, .init = setup,
     /* Once per hold. */
     cc_engine_tick(e, (uint64_t)T0 + 600000);
     cr_assert_eq(cc_engine_outbox(e)->n, 0);
-    cr_assert_eq(stat_int("alerts/hold.long"), 1);
+    cr_assert_eq(stat_int("alerts/sla.warning"), 1);
+    cr_assert_eq(stat_int("alerts/sla.breach"), 1);
+    /* A hold that ends in time raises nothing; the next hold is a new
+     * clock. */
+    SEND("4", T0 + 600000, "phone", "hold.end", "c1");
+    SEND("5", T0 + 610000, "phone", "hold.start", "c1");
+    SEND("6", T0 + 640000, "phone", "hold.end", "c1");
+    cc_engine_tick(e, (uint64_t)T0 + 3600000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    SEND("7", T0 + 3600000, "phone", "hold.start", "c1");
+    cc_engine_tick(e, (uint64_t)T0 + 3660000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 2);
 }
 
 Test(engine, hold_ended_in_time_fires_nothing, .init = setup,
@@ -267,14 +293,34 @@ Test(engine, hold_ended_in_time_fires_nothing, .init = setup,
     SEND("2", T0 + 1000, "phone", "hold.start", "c1");
     SEND("3", T0 + 59000, "phone", "hold.end", "c1");
     cc_engine_tick(e, (uint64_t)T0 + 120000);
-    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    /* 58 s on hold: warned at 48 s, ended before the breach. */
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    {
+        msgpack_unpacked u;
+        int kind;
+        msgpack_unpacked_init(&u);
+        cr_assert_str_eq(out_record(0, &u, &kind), "sla.warning");
+        msgpack_unpacked_destroy(&u);
+    }
 }
 
 Test(engine, late_hold_event_fires_at_once, .init = setup, .fini = teardown) {
     /* The event says the hold began 90 s before it reached us. */
     send_at(T0 + 90000, "1", T0, "phone", "hold.start", "c1", NULL, NULL);
     cc_engine_tick(e, (uint64_t)T0 + 90000);
-    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    /* Both stages were due: the warning, then the breach. */
+    cr_assert_eq(cc_engine_outbox(e)->n, 2);
+    {
+        msgpack_unpacked u;
+        int kind;
+        msgpack_unpacked_init(&u);
+        cr_assert_str_eq(out_record(0, &u, &kind), "sla.warning");
+        msgpack_unpacked_destroy(&u);
+        msgpack_unpacked_init(&u);
+        cr_assert_str_eq(out_record(1, &u, &kind), "sla.breach");
+        cr_assert_eq(tmap_int(&u.data, "due"), T0 + 60000);
+        msgpack_unpacked_destroy(&u);
+    }
 }
 
 Test(engine, callback_offer_then_cancel_on_answer, .init = setup_no_sla,
