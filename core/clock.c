@@ -119,16 +119,17 @@ build(const struct cc_slas *s, enum cc_clock k, const struct cc_sla_applied *a,
 
 uint16_t
 cc_slas_sched(struct cc_slas *s, const struct cc_sla_subject *subject,
-              enum cc_clock k, uint64_t key) {
+              enum cc_clock k, struct cc_sched_key *key) {
     struct cc_sla_applied a;
     struct cc_sched sc;
     uint32_t slot = 0, i;
     uint16_t id = 0;
 
-    if (key != 0) {
-        key = key * 0x9e3779b97f4a7c15ULL + k + 1;
-        slot = (uint32_t)(key >> 54) % CC_SCHED_CACHE;
-        if (s->cache[slot].key == key)
+    if (key != NULL) {
+        key->clock = (uint8_t)k;
+        slot = (uint32_t)(cc_hash(key, sizeof(*key), 0x5c4ed) % CC_SCHED_CACHE);
+        if (s->cache[slot].used &&
+            memcmp(&s->cache[slot].key, key, sizeof(*key)) == 0)
             return s->cache[slot].sched;
     }
     cc_sla_apply(&s->cfg, subject, k, &a);
@@ -146,8 +147,9 @@ cc_slas_sched(struct cc_slas *s, const struct cc_sla_subject *subject,
         }
         id = (uint16_t)i;
     }
-    if (key != 0) {
-        s->cache[slot].key = key;
+    if (key != NULL) {
+        s->cache[slot].key = *key;
+        s->cache[slot].used = true;
         s->cache[slot].sched = id;
     }
     return id;

@@ -40,13 +40,23 @@ struct cc_sched {
     struct cc_sched_stage st[CC_SCHED_STAGES];
 };
 
+/* What a schedule depends on, exactly: the cache's key. Zero it before
+ * filling it in (it is compared as bytes). */
+struct cc_sched_key {
+    uint32_t queue;               /* the queue's name number; 0: none */
+    uint32_t tags[CC_SLA_STAGES]; /* tag name numbers, most recent first */
+    uint8_t channel, clock, ntags;
+    int8_t priority; /* -1: none */
+};
+
 struct cc_slas {
     struct cc_sla_config cfg;
     struct cc_calendar cals[CC_SLA_CALENDARS]; /* with their zones */
     struct cc_sched *scheds;                   /* [0] unused: "no clock" */
     uint32_t nscheds;
     struct {
-        uint64_t key;
+        struct cc_sched_key key;
+        bool used;
         uint16_t sched;
     } cache[CC_SCHED_CACHE];
     uint64_t full; /* clocks not started: CC_SCHEDS_MAX reached */
@@ -60,12 +70,12 @@ int cc_slas_init(struct cc_slas *s, const struct cc_sla_config *cfg,
 void cc_slas_fini(struct cc_slas *s);
 
 /*
- * The schedule of clock k for subject, by number (0: no such clock).
- * key identifies the subject for the cache (the caller hashes channel,
- * queue, priority and tags into it; 0 bypasses the cache).
+ * The schedule of clock k for subject, by number (0: no such clock). key
+ * names the same subject by numbers, for the cache (NULL bypasses it);
+ * key->clock is set here.
  */
 uint16_t cc_slas_sched(struct cc_slas *s, const struct cc_sla_subject *subject,
-                       enum cc_clock k, uint64_t key);
+                       enum cc_clock k, struct cc_sched_key *key);
 
 static inline const struct cc_sched *
 cc_slas_get(const struct cc_slas *s, uint16_t id) {

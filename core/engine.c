@@ -64,8 +64,10 @@ engine_slas(struct cc_slas **out, const struct cc_engine_config *cfg, char *err,
     *out = NULL;
     if (sla == NULL) {
         def = cc_malloc(sizeof(*def));
-        if (def == NULL)
+        if (def == NULL) {
+            snprintf(err, errlen, "out of memory");
             return CC_ENOMEM;
+        }
         cc_sla_config_init(def);
         rc = cc_sla_config_finish(def, &cfg->channels, cfg->hold_long_ms, NULL,
                                   err, errlen);
@@ -73,6 +75,8 @@ engine_slas(struct cc_slas **out, const struct cc_engine_config *cfg, char *err,
         sla = def;
     }
     s = cc_malloc(sizeof(*s));
+    if (s == NULL)
+        snprintf(err, errlen, "out of memory");
     rc = s == NULL ? CC_ENOMEM : cc_slas_init(s, sla, NULL, err, errlen);
     if (rc != 0) {
         cc_free(s, sizeof(*s));
@@ -228,17 +232,18 @@ cc_engine_set_sla(struct cc_engine *e, const struct cc_sla_config *sla,
      * walking every contact is fine. */
     for (i = 0; i <= e->bucket_mask; i++) {
         for (c = e->buckets[i]; c != NULL; c = c->hnext) {
-            const struct cc_sched *sc = cc_slas_get(old, c->sla_sched);
-            uint8_t last = 0xff;
+            const struct cc_sched *sc;
             if (c->state != CS_QUEUED && c->state != CS_HELD)
                 continue;
-            if (sc != NULL && c->sla_stage > 0)
-                last = (uint8_t)(sc->st[c->sla_stage - 1].type << 4 |
-                                 sc->st[c->sla_stage - 1].level);
             c->sla_sched = contact_sched(
                 e, c, c->state == CS_HELD ? CC_CLOCK_HOLD : CC_CLOCK_ANSWER);
             sc = cc_slas_get(e->slas, c->sla_sched);
-            c->sla_stage = sc == NULL ? 0 : (uint8_t)cc_sched_resume(sc, last);
+            c->sla_stage = sc == NULL ? 0
+                                      : (uint16_t)cc_sched_resume(
+                                            sc, c->sla_last == SLA_LAST_NONE
+                                                    ? 0xff
+                                                    : (uint8_t)c->sla_last) &
+                                            0x1f;
             arm_state_timer(e, c);
         }
     }
@@ -764,6 +769,7 @@ fire_contact_stage(struct cc_engine *e, struct cc_contact *c,
         msgpack_pack_nil(pk);
     cc_outbox_end(&e->outbox);
     e->alerts_sla[st->type]++;
+    c->sla_last = (uint16_t)(st->type << 4 | st->level) & 0x3f;
 }
 
 static bool
@@ -875,32 +881,34 @@ opens_implicitly(enum cc_event_type t) {
 static uint16_t
 contact_sched(struct cc_engine *e, const struct cc_contact *c,
               enum cc_clock k) {
-    int32_t prio = c->prio;
+    int32_t prio = (int32_t)c->prio1 - 1;
     struct cc_str tags[CONV_TAGS];
     struct cc_sla_subject s;
-    uint64_t key;
+    struct cc_sched_key key;
     uint32_t i, n = 0;
 
-    key = ((uint64_t)c->channel << 56) ^
-          ((uint64_t)(c->queue ? c->queue->name->idx : 0) << 24) ^
-          (uint64_t)(uint32_t)prio;
+    _Static_assert(CONV_TAGS <= CC_SLA_STAGES, "the key holds every tag");
+    memset(&key, 0, sizeof(key));
+    key.channel = c->channel;
+    key.queue = c->queue ? c->queue->name->idx : 0;
+    key.priority = (int8_t)prio;
     if (c->conv != NULL) {
         for (i = 0; i < CONV_TAGS && c->conv->tags[i] != 0; i++) {
             const struct cc_name *t = cc_name_at(e, c->conv->tags[i]);
             tags[n].p = t->s;
             tags[n].n = t->len;
+            key.tags[n] = t->idx;
             n++;
-            key = (key ^ t->idx) * 0xff51afd7ed558ccdULL;
         }
     }
+    key.ntags = (uint8_t)n;
     s.channel = e->cfg.channels.names[c->channel];
     s.queue.p = c->queue ? c->queue->name->s : "";
     s.queue.n = c->queue ? c->queue->name->len : 0;
     s.priority = prio;
     s.tags = tags;
     s.ntags = n;
-    /* Never 0 (which bypasses the cache), and no two subjects alike. */
-    return cc_slas_sched(e->slas, &s, k, key << 1 | 1);
+    return cc_slas_sched(e->slas, &s, k, &key);
 }
 
 static int
@@ -913,9 +921,10 @@ join_queue(struct cc_engine *e, struct cc_contact *c, struct cc_queue *q,
     /* Offers go to callers with a phone number. */
     if (!(c->flags & CF_PHONE) && ev->ident[CC_IDENT_PHONE].n == 0)
         c->flags |= CF_NO_OFFER;
-    c->prio = (ev->flags & CC_EVF_PRIORITY) ? ev->priority : -1;
+    c->prio1 = (ev->flags & CC_EVF_PRIORITY) ? (uint16_t)(ev->priority + 1) : 0;
     c->sla_sched = contact_sched(e, c, CC_CLOCK_ANSWER);
     c->sla_stage = 0;
+    c->sla_last = SLA_LAST_NONE;
     arm_state_timer(e, c);
     return 0;
 }
@@ -1008,6 +1017,7 @@ lifecycle(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
         set_state(e, c, CS_HELD);
         c->sla_sched = contact_sched(e, c, CC_CLOCK_HOLD);
         c->sla_stage = 0;
+        c->sla_last = SLA_LAST_NONE;
         arm_state_timer(e, c);
         return 0;
     case CC_EV_HOLD_END:
@@ -1759,7 +1769,7 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
     uint32_t i;
     int s;
 
-    msgpack_pack_map(pk, 12);
+    msgpack_pack_map(pk, 13);
 
     cc_pack_str(pk, "events");
     msgpack_pack_map(pk, 8);
@@ -1854,6 +1864,11 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
     msgpack_pack_map(pk, 2);
     cc_pack_kv_u64(pk, "callback.offer", e->cb_offers);
     cc_pack_kv_u64(pk, "callback.cancel", e->cb_cancels);
+
+    cc_pack_str(pk, "sla");
+    msgpack_pack_map(pk, 2);
+    cc_pack_kv_u64(pk, "schedules", e->slas->nscheds - 1);
+    cc_pack_kv_u64(pk, "not_started", e->slas->full);
 
     cc_pack_str(pk, "timers");
     msgpack_pack_map(pk, 2);

@@ -60,14 +60,16 @@ int cc_engine_new(struct cc_engine **out, const struct cc_engine_config *cfg,
                   uint64_t now);
 void cc_engine_free(struct cc_engine *e);
 
-/* Applies the settings that can change while running (timed rule limits);
- * armed clocks keep their deadlines, new ones use the new values. */
 /* Replaces the SLA policies and calendars. Running clocks take their new
  * schedules at once, from the stage after the last they fired. On error
  * (a calendar's zone will not load) nothing changes and err says why. */
 int cc_engine_set_sla(struct cc_engine *e, const struct cc_sla_config *sla,
                       char *err, size_t errlen);
 
+/* Applies the settings that can change while running (timed rule limits);
+ * armed clocks keep their deadlines, new ones use the new values (a
+ * pending callback offer is made at its join plus the new wait, or when
+ * its timer next fires if that is later). */
 void cc_engine_reconfigure(struct cc_engine *e,
                            const struct cc_engine_config *cfg);
 

@@ -56,7 +56,8 @@ enum {
     CF_ABANDONED = 1 << 4,   /* left a queue unanswered (or closed in one) */
     CF_TRANSFERRED = 1 << 5, /* transferred at least once */
     CF_CALLBACK = 1 << 6,    /* accepted a callback at least once */
-    CF_NO_OFFER = 1 << 7     /* no offer (more) this queue visit */
+    /* Not an outcome: no offer (more) this queue visit; cleared on join. */
+    CF_NO_OFFER = 1 << 7
 };
 
 /* Contact ids up to this many bytes live in the record itself, in the same
@@ -94,16 +95,21 @@ struct cc_contact {
     /* centry's number (cc_convct.n), kept here so that the events that
      * change nothing in the entry need not load it; 0 without one. */
     uint32_t conv_n;
-    /* The answer clock while queued: its schedule (0: none) and the next
-     * stage (those before it have fired). */
+    /* Its SLA clock (answer while queued, hold while held): the schedule
+     * (0: none), the next stage, the last stage fired (type << 4 | level,
+     * SLA_LAST_NONE: none; it survives a change of schedule), and the
+     * priority of its queue.join plus one (0: none). Bit fields: the record
+     * has four bytes left. */
     uint16_t sla_sched;
-    uint8_t sla_stage;
-    int8_t prio; /* of its queue.join; -1: none */
+    uint16_t sla_stage : 5, sla_last : 6, prio1 : 5;
 };
 
 _Static_assert(offsetof(struct cc_contact, last_seen) == 192,
                "struct cc_contact: a message's fields on the last line");
 _Static_assert(sizeof(struct cc_contact) <= 256, "four cache lines");
+_Static_assert(CC_SCHED_STAGES < 32 && CC_SLA_STAGES < 16,
+               "a stage index and a level fit their bit fields");
+#define SLA_LAST_NONE 0x3f
 
 #define CONTACT_STRIDE ((sizeof(struct cc_contact) + 63) & ~(size_t)63)
 

@@ -115,7 +115,8 @@ parse_stage(const char *s, bool after, struct cc_sla_stage *st) {
         st->v = (uint64_t)(v * 10 + 0.5);
         return st->v == 0 ? CC_EINVAL : 0;
     }
-    if (cc_parse_duration(s, &st->v) != 0 || st->v == 0)
+    if (cc_parse_duration(s, &st->v) != 0 || st->v == 0 ||
+        st->v > 365ULL * 86400000)
         return CC_EINVAL;
     st->kind = after ? CC_STAGE_AFTER : CC_STAGE_BEFORE;
     return 0;
@@ -137,9 +138,9 @@ parse_stages(const char *value, bool after, struct cc_sla_stage *out,
         if (parse_stage(tok, after, &out[*n]) != 0)
             return why_fmt(why, whylen,
                            after ? "'%s': expected +50%% or +30m (after the "
-                                   "breach)"
+                                   "breach; at most +10000%% or +365d)"
                                  : "'%s': expected 80%% (of the target) or "
-                                   "10m (before the breach)",
+                                   "10m (before the breach; at most 365d)",
                            tok);
         if (!after && out[*n].kind == CC_STAGE_SHARE && out[*n].v >= 1000)
             return why_fmt(why, whylen,
@@ -203,9 +204,10 @@ set_policy(struct cc_sla_policy *p, const char *key, const char *value,
         long v;
         errno = 0;
         v = strtol(value, &end, 10);
-        if (errno != 0 || *end != '\0' || end == value || v < 0 || v > 1000000)
+        if (errno != 0 || *end != '\0' || end == value || v < 0 || v > 9)
             return why_fmt(why, whylen,
-                           "expected a priority from 0 to 1000000");
+                           "expected a priority from 0 to 9 (as events "
+                           "carry it)");
         p->priority = (int32_t)v;
         if (p->implicit_tag) {
             p->implicit_tag = false;

@@ -289,6 +289,13 @@ cc_tz_parse(struct cc_tz **out, const char *name, const void *buf, size_t len,
                         "%s: zone file counts exceed its size", name);
         q += 44;
     }
+    /* The "right/" zones count leap seconds in their times: everything
+     * here is POSIX time, which does not. */
+    if (c.leap != 0)
+        return fail(err, errlen, CC_EINVAL,
+                    "%s: a zone with leap seconds (use the zone without "
+                    "\"right/\")",
+                    name);
     z = cc_calloc(1, sizeof(*z));
     if (z == NULL)
         return fail(err, errlen, CC_ENOMEM, "out of memory");
@@ -393,9 +400,13 @@ cc_tz_load(struct cc_tz **out, const char *dir, const char *name, char *err,
         return fail(err, errlen, CC_ENOMEM, "out of memory");
     }
     n = fread(buf, 1, TZ_MAX_FILE, f);
-    rc = ferror(f) ? CC_EIO : 0;
+    rc = ferror(f) ? (errno == EISDIR ? CC_EINVAL : CC_EIO) : 0;
     fclose(f);
-    if (rc != 0)
+    if (rc == CC_EINVAL)
+        rc = fail(err, errlen, rc,
+                  "unknown time zone \"%s\" (%s is a directory of zones)", name,
+                  path);
+    else if (rc != 0)
         rc = fail(err, errlen, rc, "%s: read error", path);
     else if (n == TZ_MAX_FILE)
         rc =

@@ -20,9 +20,10 @@ struct cc_tz;
 /*
  * Loads zone `name` (e.g. "America/New_York", "UTC") from the directory
  * dir (NULL: /usr/share/zoneinfo). Names are checked before any file is
- * opened: letters, digits, '_', '+', '-' and '/' between components, no
- * "." or ".." component. CC_EINVAL (bad name or file), CC_EIO (cannot be
- * read) or CC_ENOMEM, with the reason in err.
+ * opened: letters, digits, '_', '+', '-', '.' and '/' between components,
+ * no empty, "." or ".." component, no leading '/'. Zones counting leap
+ * seconds ("right/...") are refused: times here are POSIX times. CC_EINVAL (bad
+ * name or file), CC_EIO (cannot be read) or CC_ENOMEM, with the reason in err.
  */
 int cc_tz_load(struct cc_tz **out, const char *dir, const char *name, char *err,
                size_t errlen);

@@ -46,7 +46,7 @@ Test(calendar, civil_dates_round_trip) {
     }
 }
 
-/* Every 97 minutes from 1990 to 2060 in four zones (two southern, one
+/* Every 97 minutes from 1990 to 2060 in six zones (two southern, one
  * with a half-hour offset), against glibc's localtime_r on the same
  * files: past 2037 both follow the footer's rule. */
 Test(calendar, offsets_agree_with_the_c_library) {
@@ -321,4 +321,109 @@ Test(calendar, add_and_between_agree) {
         cr_assert_eq(cc_cal_between(&c, a, due), x);
     }
     cc_cal_fini(&c);
+}
+
+/* A zone file with no transitions, only a footer rule. */
+static size_t
+footer_only(unsigned char *buf, size_t cap, int32_t std_off, const char *rule) {
+    static const unsigned char body[10] = {0, 0, 0, 0, 0, 0, 'X', 'X', 'X', 0};
+    size_t n = 0, r = strlen(rule);
+    int part;
+
+    cr_assert_lt(2 * (44 + 10) + r + 2, cap);
+    for (part = 0; part < 2; part++) {
+        memset(buf + n, 0, 44);
+        memcpy(buf + n, "TZif2", 5);
+        buf[n + 39] = 1; /* one type */
+        buf[n + 43] = 4; /* four bytes of names */
+        n += 44;
+        memcpy(buf + n, body, sizeof(body));
+        buf[n] = (unsigned char)((uint32_t)std_off >> 24);
+        buf[n + 1] = (unsigned char)((uint32_t)std_off >> 16);
+        buf[n + 2] = (unsigned char)((uint32_t)std_off >> 8);
+        buf[n + 3] = (unsigned char)std_off;
+        n += sizeof(body);
+    }
+    buf[n++] = '\n';
+    memcpy(buf + n, rule, r);
+    n += r;
+    buf[n++] = '\n';
+    return n;
+}
+
+/* POSIX TZ rules of every form, checked against glibc reading the same
+ * string from TZ: Mm.w.d, Jn (no leap day), n (zero-based), negative
+ * times and times past 24 h, quoted names, the southern hemisphere. */
+Test(calendar, footer_rules_agree_with_the_c_library) {
+    static const struct {
+        const char *rule;
+        int32_t std_off;
+    } rules[] = {
+        {"EST5EDT,M3.2.0,M11.1.0", -5 * H},
+        {"<-02>2<-01>,M3.5.0/-1,M10.5.0/0", -2 * H},
+        {"IST-2IDT,M3.4.4/26,M10.5.0", 2 * H},
+        {"XXX3YYY,J60,J300", -3 * H},
+        {"AAA-10BBB,59/1,300/3", 10 * H},
+        {"AEST-10AEDT,M10.1.0,M4.1.0/3", 10 * H},
+        {"NZST-12NZDT-13:00,M9.5.0,M4.1.0/3", 12 * H},
+        {"<+0330>-3:30", (int32_t)(3.5 * H)},
+    };
+    unsigned char buf[256];
+    char err[256];
+    size_t i, n;
+    int64_t t;
+
+    for (i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
+        struct cc_tz *z;
+        n = footer_only(buf, sizeof(buf), rules[i].std_off, rules[i].rule);
+        cr_assert_eq(cc_tz_parse(&z, "t", buf, n, err, sizeof(err)), 0,
+                     "%s: %s", rules[i].rule, err);
+        setenv("TZ", rules[i].rule, 1);
+        tzset();
+        for (t = utc(2020, 1, 1, 0, 0); t < utc(2041, 1, 1, 0, 0);
+             t += 61 * 60) {
+            time_t tt = (time_t)t;
+            struct tm tm;
+            localtime_r(&tt, &tm);
+            cr_assert_eq(cc_tz_offset(z, t), tm.tm_gmtoff,
+                         "%s at %lld: %d, libc %ld", rules[i].rule,
+                         (long long)t, cc_tz_offset(z, t), tm.tm_gmtoff);
+        }
+        cc_tz_free(z);
+    }
+    /* Not rules: refused. */
+    n = footer_only(buf, sizeof(buf), 0, "EST5EDT,M13.1.0,M11.1.0");
+    cr_assert_eq(
+        cc_tz_parse(&(struct cc_tz *){NULL}, "t", buf, n, err, sizeof(err)),
+        CC_EINVAL);
+    n = footer_only(buf, sizeof(buf), 0, "E5");
+    cr_assert_eq(
+        cc_tz_parse(&(struct cc_tz *){NULL}, "t", buf, n, err, sizeof(err)),
+        CC_EINVAL);
+}
+
+/* The southern hemisphere's gap (October) and overlap (April). */
+Test(calendar, southern_gaps_and_overlaps) {
+    struct cc_tz *syd = zone("Australia/Sydney");
+    int64_t day = cc_days_from_civil(2026, 10, 4) * 86400;
+
+    /* 02:00 AEST -> 03:00 AEDT is 2026-10-03 16:00 UTC. */
+    cr_assert_eq(cc_tz_to_utc(syd, day + 2 * H + 1800),
+                 utc(2026, 10, 3, 16, 0));
+    /* 02:30 on 2026-04-05 happens twice: the first is in AEDT. */
+    day = cc_days_from_civil(2026, 4, 5) * 86400;
+    cr_assert_eq(cc_tz_to_utc(syd, day + 2 * H + 1800),
+                 utc(2026, 4, 4, 15, 30));
+    cc_tz_free(syd);
+}
+
+Test(calendar, leap_second_zones_and_directories_are_refused) {
+    struct cc_tz *z;
+    char err[256];
+
+    cr_assert_eq(cc_tz_load(&z, NULL, "right/UTC", err, sizeof(err)),
+                 CC_EINVAL);
+    cr_assert(strstr(err, "leap seconds") != NULL, "%s", err);
+    cr_assert_eq(cc_tz_load(&z, NULL, "America", err, sizeof(err)), CC_EINVAL);
+    cr_assert(strstr(err, "unknown time zone") != NULL, "%s", err);
 }

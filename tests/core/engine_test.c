@@ -671,3 +671,148 @@ Test(engine, answer_clock_follows_new_policies, .init = setup,
     assert_sla(0, "sla.escalation", 1, T0 + 20000);
     free(cfg);
 }
+
+/* The callback offer and the answer clock share the contact's timer: both
+ * fire, each at its own instant, in time order. */
+Test(engine, offer_and_answer_clock_share_the_timer, .init = setup,
+     .fini = teardown) {
+    msgpack_unpacked u;
+    int kind;
+
+    send_at(T0, "1", T0, "phone", "queue.join", "c1", "+15550001", "sales");
+    cc_engine_tick(e, (uint64_t)T0 + 16000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    assert_sla(0, "sla.warning", 1, T0 + 16000);
+    cc_engine_tick(e, (uint64_t)T0 + 20000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 2);
+    assert_sla(1, "sla.breach", 0, T0 + 20000);
+    cc_engine_tick(e, (uint64_t)T0 + 119999);
+    cr_assert_eq(cc_engine_outbox(e)->n, 2);
+    cc_engine_tick(e, (uint64_t)T0 + 120000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 3);
+    msgpack_unpacked_init(&u);
+    cr_assert_null(out_record(2, &u, &kind));
+    cr_assert_eq(kind, CC_OUT_CALLBACK);
+    cr_assert(tmap_str_is(&u.data, "type", "callback.offer"));
+    msgpack_unpacked_destroy(&u);
+    cc_engine_tick(e, (uint64_t)T0 + 3600000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 3);
+}
+
+static void
+setup_vip(void) {
+    setup_sla("[sla.phone.vip]\n"
+              "answer = 5s\n");
+}
+
+/* A contact.open naming a customer and tags. */
+static void
+open_tagged(int64_t ts, const char *id, const char *contact, const char *phone,
+            const char *tag) {
+    tb_reset(&t);
+    msgpack_pack_map(&t.pk, 6 + (tag != NULL));
+    tb_kv_str(&t, "id", id);
+    tb_kv_int(&t, "ts", ts);
+    tb_kv_str(&t, "channel", "phone");
+    tb_kv_str(&t, "type", "contact.open");
+    tb_kv_str(&t, "contact", contact);
+    tb_str(&t, "customer");
+    msgpack_pack_map(&t.pk, 1);
+    tb_kv_str(&t, "phone", phone);
+    if (tag != NULL) {
+        tb_str(&t, "tags");
+        msgpack_pack_array(&t.pk, 1);
+        tb_str(&t, tag);
+    }
+    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)ts, &rep);
+    cr_assert_eq(rep.accepted, 1);
+}
+
+/* The conversation's tags choose the policy, through the cache: a VIP and
+ * a plain caller in the same queue, twice over. */
+Test(engine, answer_clock_matches_conversation_tags, .init = setup_vip,
+     .fini = teardown) {
+    int round;
+
+    for (round = 0; round < 2; round++) {
+        int64_t t0 = T0 + round * 100000;
+        char id[4][8];
+        snprintf(id[0], 8, "o%d", round * 2);
+        snprintf(id[1], 8, "o%d", round * 2 + 1);
+        snprintf(id[2], 8, "j%d", round * 2);
+        snprintf(id[3], 8, "j%d", round * 2 + 1);
+        open_tagged(t0, id[0], round ? "v2" : "v1",
+                    round ? "+15550012" : "+15550011", "vip");
+        open_tagged(t0, id[1], round ? "p2" : "p1",
+                    round ? "+15550022" : "+15550021", NULL);
+        join_at(t0, id[2], "phone", round ? "v2" : "v1", "sales", -1);
+        join_at(t0, id[3], "phone", round ? "p2" : "p1", "sales", -1);
+        cc_engine_tick(e, (uint64_t)t0 + 5000);
+        /* The VIP's clock: 5 s, warned at 4 s; the other's not yet. */
+        cr_assert_eq(cc_engine_outbox(e)->n, 2, "round %d", round);
+        assert_sla(0, "sla.warning", 1, t0 + 4000);
+        assert_sla(1, "sla.breach", 0, t0 + 5000);
+        cc_outbox_clear(cc_engine_outbox(e));
+        cc_engine_tick(e, (uint64_t)t0 + 20000);
+        cr_assert_eq(cc_engine_outbox(e)->n, 2, "round %d", round);
+        assert_sla(1, "sla.breach", 0, t0 + 20000);
+        SEND(round ? "a2" : "a0", t0 + 20000, "phone", "agent.answer",
+             round ? "v2" : "v1");
+        SEND(round ? "a3" : "a1", t0 + 20000, "phone", "agent.answer",
+             round ? "p2" : "p1");
+        cc_outbox_clear(cc_engine_outbox(e));
+    }
+}
+
+/* Two reloads in a row: a warning fired under the first policy does not
+ * fire again when the policy comes back. */
+Test(engine, answer_clock_survives_two_reloads, .init = setup,
+     .fini = teardown) {
+    struct cc_config *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+    char err[512] = "";
+
+    cc_config_defaults(a);
+    cr_assert_eq(cc_config_load_string(a,
+                                       "[sla.phone]\nanswer = 60s\n"
+                                       "warn = 10%, 20%\n",
+                                       "a", err, sizeof(err)),
+                 0, "%s", err);
+    cc_config_defaults(b);
+    cr_assert_eq(cc_config_load_string(b,
+                                       "[sla.phone]\nanswer = 60s\n"
+                                       "warn = 50%\n",
+                                       "b", err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_eq(cc_engine_set_sla(e, &a->sla, err, sizeof(err)), 0);
+    join_at(T0, "1", "phone", "c1", "sales", -1);
+    cc_engine_tick(e, (uint64_t)T0 + 13000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 2); /* warnings at 6 s and 12 s */
+    cc_outbox_clear(cc_engine_outbox(e));
+    cr_assert_eq(cc_engine_set_sla(e, &b->sla, err, sizeof(err)), 0);
+    cr_assert_eq(cc_engine_set_sla(e, &a->sla, err, sizeof(err)), 0);
+    cc_engine_tick(e, (uint64_t)T0 + 59999);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    cc_engine_tick(e, (uint64_t)T0 + 60000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    assert_sla(0, "sla.breach", 0, T0 + 60000);
+    free(a);
+    free(b);
+}
+
+/* A transfer to another queue starts a new answer clock; closing the
+ * contact stops it. */
+Test(engine, transfer_restarts_and_close_stops_the_clock, .init = setup,
+     .fini = teardown) {
+    join_at(T0, "1", "phone", "c1", "sales", -1);
+    send_at(T0 + 10000, "2", T0 + 10000, "phone", "transfer", "c1", NULL,
+            "billing");
+    cc_engine_tick(e, (uint64_t)T0 + 25999);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    cc_engine_tick(e, (uint64_t)T0 + 26000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    assert_sla(0, "sla.warning", 1, T0 + 26000);
+    cc_outbox_clear(cc_engine_outbox(e));
+    SEND("3", T0 + 27000, "phone", "contact.close", "c1");
+    cc_engine_tick(e, (uint64_t)T0 + 3600000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+}

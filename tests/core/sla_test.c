@@ -233,6 +233,8 @@ Test(sla, bad_policies_are_refused_with_file_line_and_reason) {
          "windows"},
         {"[calendar.c]\ntimezone = UTC\n", "no opening hours"},
         {"[calendar.c]\ntimezone = UTC\nmon = 9-5\n", "not a window"},
+        {"[sla.chat]\nescalate = +400d\n", "+365d"},
+        {"[sla.chat]\npriority = 10\n", "from 0 to 9"},
     };
     struct cc_config *c = calloc(1, sizeof(*c));
     char err[512];
