@@ -7,11 +7,13 @@
  *   2. raw NNG push/pull over TCP loopback with the same messages: the
  *      ceiling any NNG-based daemon on this machine can reach;
  *   3. contactd end to end (the real binary), ingest_io = thread and poll;
- * each at batch 1 and batch 100.
+ * each at batch 1 and batch 100;
+ *   4. with --only sla: the SLA clocks' alert lateness (slabench.h).
  *
  * usage: cc_bench [--contacts N] [--customers N] [--events N] [--msgs1 N]
  *                 [--only engine|nng] [--batch 1|100] [--dedup N]
- *                 [--anonymous] [--reserve PAGES]
+ *                 [--anonymous] [--reserve PAGES] [--clocks N]
+ *                 [--clock-rate N]
  * --customers: the population contacts are drawn from (default: as many as
  * --contacts; 0: every contact that is not a channel switch is a new
  * customer, the load before returning customers were modelled).
@@ -25,6 +27,7 @@
 #include "loadgen.h"
 #include "mem.h"
 #include "memlat.h"
+#include "slabench.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -376,7 +379,7 @@ push_all(void *arg) {
     return NULL;
 }
 
-static int
+int
 free_port(void) {
     struct sockaddr_in sa;
     socklen_t len = sizeof(sa);
@@ -422,7 +425,7 @@ bench_raw_nng(const struct lg_msgs *msgs) {
     return (double)msgs->n / t;
 }
 
-static int64_t
+int64_t
 stats_done(const char *query_addr) {
     static const char q[] = "\x81\xa1q\xa5stats";
     nng_socket s;
@@ -529,6 +532,7 @@ main(int argc, char **argv) {
     uint32_t only_batch = 0;
     uint64_t dedup = 0;
     unsigned reserve = 8;
+    uint64_t clocks = 1000000, clock_rate = 200000;
     int i, anonymous = 0;
 
     for (i = 1; i < argc; i++) {
@@ -550,17 +554,30 @@ main(int argc, char **argv) {
             anonymous = 1;
         else if (!strcmp(argv[i], "--reserve") && i + 1 < argc)
             reserve = (unsigned)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--clocks") && i + 1 < argc)
+            clocks = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--clock-rate") && i + 1 < argc)
+            clock_rate = strtoull(argv[++i], NULL, 10);
         else {
             fprintf(stderr, "usage: cc_bench [--contacts N] [--customers N] "
                             "[--events N] [--msgs1 N] [--only engine|nng] "
                             "[--batch 1|100] [--dedup N] [--anonymous] "
-                            "[--reserve PAGES]\n");
+                            "[--reserve PAGES] [--only sla] [--clocks N] "
+                            "[--clock-rate N]\n");
             return 2;
         }
     }
     if (customers == UINT64_MAX)
         customers = contacts;
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (only != NULL && !strcmp(only, "sla")) {
+        if (clocks == 0 || clock_rate == 0) {
+            fprintf(stderr, "--clocks and --clock-rate must be positive\n");
+            return 2;
+        }
+        bench_sla(CONTACTD_BIN, clocks, clock_rate);
+        return 0;
+    }
     if (only == NULL || !strcmp(only, "engine"))
         bench_engine(contacts, customers, anonymous, events, only_batch, dedup,
                      reserve);

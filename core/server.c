@@ -37,6 +37,7 @@
 #define RX_TIMEOUT_MS 100 /* how often the receive thread checks stop */
 #define DRAIN_LIMIT_MS 2000
 #define RESERVE_RETRY_MS 10000 /* after a fill found no memory */
+#define ALERT_SENDBUF 8192     /* alerts queued per subscriber (NNG's max) */
 
 enum rep_kind { REP_INGEST, REP_QUERY };
 
@@ -1013,6 +1014,13 @@ cc_server_new(struct cc_server **out, const struct cc_config *cfg,
     if (rc == 0)
         rc = open_listen(&s->pub, nng_pub0_open, "alerts", cfg->alerts, 4096,
                          err, errlen);
+    /* PUB keeps 16 messages per subscriber by default and drops the rest:
+     * a burst of SLA stages falling due at one instant would lose most of
+     * them. Keep as many as NNG allows. */
+    if (rc == 0 &&
+        nng_socket_set_int(s->pub, NNG_OPT_SENDBUF, ALERT_SENDBUF) != 0)
+        cc_log_warn("alerts: cannot raise the PUB send buffer to %d",
+                    ALERT_SENDBUF);
     if (rc == 0)
         rc = open_listen(&s->push, nng_push0_open, "callbacks", cfg->callbacks,
                          4096, err, errlen);
