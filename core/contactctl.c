@@ -41,6 +41,8 @@ struct options {
     unsigned long count;  /* tail: stop after this many; 0 = never */
     /* conversation: --email, --phone, ... (or --id) and its value */
     const char *ident_kind, *ident_value;
+    const char *queue;   /* at-risk --queue */
+    unsigned long limit; /* at-risk --limit; 0 = not given */
     int help, version;
     int npos; /* positional arguments, in argv[0..npos) */
 };
@@ -78,17 +80,27 @@ usage(FILE *out) {
           "               --social PLATFORM:HANDLE | --crm ID | --id cv-N\n"
           "                        print the customer's conversation with "
           "its context\n"
+          "  sla --id cv-N         print the conversation's running SLA "
+          "clocks, every\n"
+          "                        stage with its due time\n"
+          "  at-risk [--queue Q] [--limit N]\n"
+          "                        print the waiting callers nearest to "
+          "their SLA\n"
+          "                        breach, soonest first (default 10)\n"
           "\n"
           "Options:\n"
           "  -c, --config FILE   read FILE over the embedded defaults, as "
           "contactd does\n"
-          "      --timeout MS    send, stats, conversation: give up after MS "
-          "milliseconds "
-          "(default\n"
-          "                      5000); tail: exit 1 when no message arrives "
-          "within MS\n"
-          "                      (default: wait forever)\n"
+          "      --timeout MS    send, stats, conversation, sla, at-risk: give "
+          "up\n"
+          "                      after MS milliseconds (default 5000); tail: "
+          "exit 1\n"
+          "                      when no message arrives within MS (default: "
+          "wait\n"
+          "                      forever)\n"
           "      --count N       tail: exit after N messages\n"
+          "      --queue Q       at-risk: only callers waiting in Q\n"
+          "      --limit N       at-risk: at most N callers (1 to 1000)\n"
           "  -f, --file FILE     send: read events from FILE\n"
           "  -V, --version       print the version and exit\n"
           "  -h, --help          print this help and exit\n"
@@ -237,6 +249,23 @@ parse_args(int argc, char **argv, struct options *o) {
                 return CC_EINVAL;
             }
             o->count = (unsigned long)v;
+        } else if ((m = match_value(argc, argv, &i, "--queue", NULL, &val)) !=
+                   0) {
+            if (m < 0)
+                return CC_EINVAL;
+            o->queue = val;
+        } else if ((m = match_value(argc, argv, &i, "--limit", NULL, &val)) !=
+                   0) {
+            if (m < 0)
+                return CC_EINVAL;
+            if (parse_number(val, 1000, &v) != 0 || v == 0) {
+                fprintf(stderr,
+                        "contactctl: --limit needs a number from 1 to 1000, "
+                        "not '%s'\n",
+                        val);
+                return CC_EINVAL;
+            }
+            o->limit = (unsigned long)v;
         } else {
             fprintf(stderr, "contactctl: unknown option '%s'\n", a);
             return CC_EINVAL;
@@ -860,6 +889,56 @@ cmd_conversation(const struct cc_config *cfg, const struct options *o) {
     return rc;
 }
 
+/* {"q":"sla","conversation":ID} */
+static int
+cmd_sla(const struct cc_config *cfg, const struct options *o) {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    int rc;
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    cc_pack_str(&pk, "q");
+    cc_pack_str(&pk, "sla");
+    cc_pack_str(&pk, "conversation");
+    cc_pack_str(&pk, o->ident_value);
+    if (sb.data == NULL) {
+        out_of_memory();
+        return EXIT_FAIL;
+    }
+    rc = query_print(cfg, o, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
+/* {"q":"at_risk","queue":Q,"limit":N} */
+static int
+cmd_at_risk(const struct cc_config *cfg, const struct options *o) {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    int rc;
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2 + (o->queue != NULL));
+    cc_pack_str(&pk, "q");
+    cc_pack_str(&pk, "at_risk");
+    cc_pack_str(&pk, "limit");
+    msgpack_pack_uint64(&pk, o->limit ? o->limit : 10);
+    if (o->queue != NULL) {
+        cc_pack_str(&pk, "queue");
+        cc_pack_str(&pk, o->queue);
+    }
+    if (sb.data == NULL) {
+        out_of_memory();
+        return EXIT_FAIL;
+    }
+    rc = query_print(cfg, o, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
 /* ---- tail ------------------------------------------------------------- */
 
 /* Prints one alert ("topic\0<map>") or callback trigger (a map). Returns 1
@@ -965,10 +1044,22 @@ main(int argc, char **argv) {
     cmd = argv[0];
 
     if (strcmp(cmd, "send") != 0 && strcmp(cmd, "tail") != 0 &&
-        strcmp(cmd, "stats") != 0 && strcmp(cmd, "conversation") != 0)
+        strcmp(cmd, "stats") != 0 && strcmp(cmd, "conversation") != 0 &&
+        strcmp(cmd, "sla") != 0 && strcmp(cmd, "at-risk") != 0)
         return usage_error("unknown command", cmd);
-    if (o.ident_kind != NULL && strcmp(cmd, "conversation") != 0)
+    if (strcmp(cmd, "sla") == 0 &&
+        (o.ident_kind == NULL || strcmp(o.ident_kind, "id") != 0 ||
+         o.npos != 1))
+        return usage_error("sla takes --id cv-N", NULL);
+    if (o.ident_kind != NULL && strcmp(cmd, "conversation") != 0 &&
+        strcmp(cmd, "sla") != 0)
         return usage_error("identifier options belong to conversation", NULL);
+    if ((o.queue != NULL || o.limit != 0) && strcmp(cmd, "at-risk") != 0)
+        return usage_error("--queue and --limit are options of at-risk", NULL);
+    if (strcmp(cmd, "at-risk") == 0 && o.npos != 1)
+        return usage_error("at-risk takes no arguments, only --queue and "
+                           "--limit",
+                           NULL);
     if (strcmp(cmd, "conversation") == 0 &&
         (o.ident_kind == NULL || o.npos != 1))
         return usage_error("conversation takes one of --email, --phone, "
@@ -1010,6 +1101,10 @@ main(int argc, char **argv) {
         return cmd_stats(&cfg, &o);
     if (strcmp(cmd, "conversation") == 0)
         return cmd_conversation(&cfg, &o);
+    if (strcmp(cmd, "sla") == 0)
+        return cmd_sla(&cfg, &o);
+    if (strcmp(cmd, "at-risk") == 0)
+        return cmd_at_risk(&cfg, &o);
     if (strcmp(argv[1], "alerts") == 0)
         return cmd_tail(&cfg, &o, 1, o.npos == 3 ? argv[2] : "");
     return cmd_tail(&cfg, &o, 0, NULL);

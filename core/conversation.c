@@ -1351,11 +1351,10 @@ cc_engine_pack_conversation_by_ident(struct cc_engine *e,
 }
 
 int
-cc_engine_pack_conversation_by_id(struct cc_engine *e, struct cc_str id,
-                                  msgpack_packer *pk, const char **why) {
+cc_conv_by_name(const struct cc_engine *e, struct cc_str id,
+                struct cc_conv **out, const char **why) {
     uint64_t n = 0;
     uint32_t i;
-    struct cc_conv *v;
 
     if (id.n < 4 || id.n > 23 || memcmp(id.p, "cv-", 3) != 0) {
         *why = "a conversation id looks like cv-12";
@@ -1368,12 +1367,22 @@ cc_engine_pack_conversation_by_id(struct cc_engine *e, struct cc_str id,
         }
         n = n * 10 + (uint64_t)(id.p[i] - '0');
     }
-    v = cc_conv_find(e, n);
-    if (v == NULL) {
+    *out = cc_conv_find(e, n);
+    if (*out == NULL) {
         *why = "no such conversation: unknown, or closed (idle past "
                "[conversation] idle_close, or past its reopen window)";
         return CC_ENOENT;
     }
-    cc_conv_pack(e, pk, v, true);
     return 0;
+}
+
+int
+cc_engine_pack_conversation_by_id(struct cc_engine *e, struct cc_str id,
+                                  msgpack_packer *pk, const char **why) {
+    struct cc_conv *v;
+    int rc = cc_conv_by_name(e, id, &v, why);
+
+    if (rc == 0)
+        cc_conv_pack(e, pk, v, true);
+    return rc;
 }

@@ -847,6 +847,170 @@ cc_engine_tick(struct cc_engine *e, uint64_t now) {
     cc_wheel_advance(&e->wheel, now);
 }
 
+/* ---- SLA queries ------------------------------------------------------ */
+
+/* The breach's due time of a contact's running clock (CC_CAL_NEVER when
+ * its calendar has none). */
+static uint64_t
+breach_due(const struct cc_sched *sc, const struct cc_contact *c) {
+    unsigned i;
+    for (i = 0; i < sc->nstages; i++)
+        if (sc->st[i].type == CC_ST_BREACH)
+            return cc_sched_due(sc, i, (uint64_t)clock_start(c));
+    return CC_CAL_NEVER;
+}
+
+static void
+pack_due(msgpack_packer *pk, uint64_t due) {
+    if (due == CC_CAL_NEVER)
+        msgpack_pack_nil(pk);
+    else
+        cc_pack_u64(pk, due);
+}
+
+/* One contact's running clock: what it is, where it stands, every stage. */
+static void
+pack_clock(struct cc_engine *e, msgpack_packer *pk, const struct cc_contact *c,
+           const struct cc_sched *sc) {
+    uint64_t start = (uint64_t)clock_start(c), now = e->wheel.now;
+    uint64_t breach = breach_due(sc, c);
+    unsigned i;
+
+    msgpack_pack_map(pk, 15);
+    cc_pack_str(pk, "clock");
+    cc_pack_str(pk, cc_clock_name(sc->clock));
+    pack_contact_fields(e, pk, c);
+    cc_pack_str(pk, "agent");
+    cc_pack_name_or_nil(pk, c->agent);
+    cc_pack_kv_u64(pk, "start", start);
+    cc_pack_kv_u64(pk, "target_ms", sc->target);
+    cc_pack_kv_u64(pk, "elapsed_ms", now > start ? now - start : 0);
+    cc_pack_str(pk, "breach_due");
+    pack_due(pk, breach);
+    /* Negative once breached. */
+    cc_pack_str(pk, "left_ms");
+    if (breach == CC_CAL_NEVER)
+        msgpack_pack_nil(pk);
+    else
+        msgpack_pack_int64(pk, (int64_t)(breach - now));
+    cc_pack_str(pk, "policy");
+    cc_pack_str(pk, sc->by->section);
+    cc_pack_str(pk, "calendar");
+    if (sc->cal_name != NULL)
+        cc_pack_str(pk, sc->cal_name);
+    else
+        msgpack_pack_nil(pk);
+    cc_pack_str(pk, "stages");
+    msgpack_pack_array(pk, sc->nstages);
+    for (i = 0; i < sc->nstages; i++) {
+        msgpack_pack_map(pk, 4);
+        cc_pack_str(pk, "alert");
+        cc_pack_str(pk, cc_stage_alert(sc->st[i].type));
+        cc_pack_kv_u64(pk, "level", sc->st[i].level);
+        cc_pack_str(pk, "due");
+        pack_due(pk, cc_sched_due(sc, i, start));
+        cc_pack_str(pk, "fired");
+        if (i < c->sla_stage)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+    }
+}
+
+int
+cc_engine_pack_sla(struct cc_engine *e, struct cc_str conv, msgpack_packer *pk,
+                   const char **why) {
+    struct cc_conv *v;
+    const struct cc_contact *c;
+    uint32_t n = 0;
+    int rc = cc_conv_by_name(e, conv, &v, why);
+
+    if (rc != 0)
+        return rc;
+    for (c = v->live; c != NULL; c = c->cvnext)
+        n += cc_slas_get(e->slas, c->sla_sched) != NULL;
+    msgpack_pack_map(pk, 3);
+    cc_pack_str(pk, "conversation");
+    cc_conv_pack_id(pk, v);
+    cc_pack_kv_u64(pk, "now", e->wheel.now);
+    cc_pack_str(pk, "clocks");
+    msgpack_pack_array(pk, n);
+    for (c = v->live; c != NULL; c = c->cvnext) {
+        const struct cc_sched *sc = cc_slas_get(e->slas, c->sla_sched);
+        if (sc != NULL)
+            pack_clock(e, pk, c, sc);
+    }
+    return 0;
+}
+
+struct at_risk {
+    uint64_t breach;
+    const struct cc_contact *c;
+};
+
+static int
+cmp_at_risk(const void *a, const void *b) {
+    const struct at_risk *x = a, *y = b;
+    return (x->breach > y->breach) - (x->breach < y->breach);
+}
+
+int
+cc_engine_pack_at_risk(struct cc_engine *e, struct cc_str queue, uint32_t limit,
+                       msgpack_packer *pk, const char **why) {
+    struct at_risk *v;
+    uint64_t i, n = 0, cap = 0;
+    const struct cc_contact *c;
+    bool found = queue.n == 0;
+
+    for (i = 0; i < e->nqueues; i++) {
+        const struct cc_name *qn = e->queues[i]->name;
+        if (queue.n != 0 &&
+            (qn->len != queue.n || memcmp(qn->s, queue.p, queue.n) != 0))
+            continue;
+        found = true;
+        cap += e->queues[i]->waiting;
+    }
+    if (!found) {
+        *why = "no such queue: no contact has joined it";
+        return CC_ENOENT;
+    }
+    v = cc_malloc((cap ? cap : 1) * sizeof(*v));
+    if (v == NULL) {
+        *why = "out of memory";
+        return CC_ENOMEM;
+    }
+    for (i = 0; i < e->nqueues; i++) {
+        const struct cc_name *qn = e->queues[i]->name;
+        if (queue.n != 0 &&
+            (qn->len != queue.n || memcmp(qn->s, queue.p, queue.n) != 0))
+            continue;
+        for (c = e->queues[i]->head; c != NULL && n < cap; c = c->qnext) {
+            const struct cc_sched *sc = cc_slas_get(e->slas, c->sla_sched);
+            if (sc != NULL) {
+                v[n].breach = breach_due(sc, c);
+                v[n].c = c;
+                n++;
+            }
+        }
+    }
+    qsort(v, n, sizeof(*v), cmp_at_risk);
+    if (n > limit)
+        n = limit;
+    msgpack_pack_map(pk, 3);
+    cc_pack_str(pk, "queue");
+    if (queue.n != 0)
+        cc_pack_strn(pk, queue.p, queue.n);
+    else
+        msgpack_pack_nil(pk);
+    cc_pack_kv_u64(pk, "now", e->wheel.now);
+    cc_pack_str(pk, "at_risk");
+    msgpack_pack_array(pk, (uint32_t)n);
+    for (i = 0; i < n; i++)
+        pack_clock(e, pk, v[i].c, cc_slas_get(e->slas, v[i].c->sla_sched));
+    cc_free(v, (cap ? cap : 1) * sizeof(*v));
+    return 0;
+}
+
 /* ---- the lifecycle ---------------------------------------------------- */
 
 #define STATE_REJECT(text)                                                     \

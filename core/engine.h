@@ -151,6 +151,23 @@ int cc_engine_pack_conversation_by_ident(struct cc_engine *e,
 int cc_engine_pack_conversation_by_id(struct cc_engine *e, struct cc_str id,
                                       msgpack_packer *pk, const char **why);
 
+/*
+ * {"q":"sla","conversation":"cv-12"}: every running SLA clock of the
+ * conversation's open contacts, with each stage's due time and whether it
+ * fired. Returns 0, or CC_EINVAL / CC_ENOENT with *why.
+ */
+int cc_engine_pack_sla(struct cc_engine *e, struct cc_str conv,
+                       msgpack_packer *pk, const char **why);
+/*
+ * {"q":"at_risk","queue":Q,"limit":N}: the callers waiting in queue Q (any
+ * queue when Q is empty) whose answer clocks are nearest to their breach,
+ * soonest first, at most limit of them. CC_ENOENT with *why for an unknown
+ * queue.
+ */
+int cc_engine_pack_at_risk(struct cc_engine *e, struct cc_str queue,
+                           uint32_t limit, msgpack_packer *pk,
+                           const char **why);
+
 /* Packs the engine's counters and gauges as one MessagePack map. */
 void cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk);
 

@@ -593,10 +593,13 @@ static void
 reply_query(struct cc_server *s, nng_msg *req) {
     msgpack_packer *pk = &s->reply_pk;
     struct cc_mp m;
-    struct cc_str k, q = {NULL, 0}, id = {NULL, 0};
+    struct cc_str k, q = {NULL, 0}, id = {NULL, 0}, conv = {NULL, 0};
+    struct cc_str queue = {NULL, 0};
     const uint8_t *cust = NULL;
     size_t cust_len = 0;
+    int64_t limit = 10;
     uint32_t n, i;
+    const char *why = NULL;
 
     s->st.queries++;
     if (check_size(s, nng_msg_len(req), "query") != 0) {
@@ -624,6 +627,23 @@ reply_query(struct cc_server *s, nng_msg *req) {
                 pack_error(pk, "key 'id' must be a string such as \"cv-12\"");
                 return;
             }
+        } else if (cc_str_eq(k, "conversation")) {
+            if (cc_mp_read_str(&m, &conv) != 0) {
+                pack_error(pk, "key 'conversation' must be a string such as "
+                               "\"cv-12\"");
+                return;
+            }
+        } else if (cc_str_eq(k, "queue")) {
+            if (cc_mp_read_str(&m, &queue) != 0) {
+                pack_error(pk, "key 'queue' must be a string");
+                return;
+            }
+        } else if (cc_str_eq(k, "limit")) {
+            if (cc_mp_read_int(&m, &limit) != 0 || limit < 1 || limit > 1000) {
+                pack_error(pk, "key 'limit' must be a whole number from 1 "
+                               "to 1000");
+                return;
+            }
         } else if (cc_str_eq(k, "customer")) {
             cust = m.p;
             if (cc_mp_skip(&m) != 0) {
@@ -648,8 +668,22 @@ reply_query(struct cc_server *s, nng_msg *req) {
         query_conversation(s, pk, id, cust, cust_len);
         return;
     }
-    pack_error(pk, "unknown query: this version answers \"stats\" and "
-                   "\"conversation\"");
+    if (cc_str_eq(q, "sla")) {
+        if (conv.n == 0)
+            pack_error(pk, "an sla query needs 'conversation', e.g. "
+                           "\"cv-12\"");
+        else if (cc_engine_pack_sla(s->engine, conv, pk, &why) != 0)
+            pack_error(pk, why);
+        return;
+    }
+    if (cc_str_eq(q, "at_risk")) {
+        if (cc_engine_pack_at_risk(s->engine, queue, (uint32_t)limit, pk,
+                                   &why) != 0)
+            pack_error(pk, why);
+        return;
+    }
+    pack_error(pk, "unknown query: this version answers \"stats\", "
+                   "\"conversation\", \"sla\" and \"at_risk\"");
 }
 
 static void

@@ -816,3 +816,99 @@ Test(engine, transfer_restarts_and_close_stops_the_clock, .init = setup,
     cc_engine_tick(e, (uint64_t)T0 + 3600000);
     cr_assert_eq(cc_engine_outbox(e)->n, 0);
 }
+
+/* Packs a query answer through fn into u. */
+static void
+unpack_sb(msgpack_sbuffer *sb, msgpack_unpacked *u) {
+    msgpack_unpacked_init(u);
+    cr_assert_eq(msgpack_unpack_next(u, sb->data, sb->size, NULL),
+                 MSGPACK_UNPACK_SUCCESS);
+}
+
+/* The supervisor's forecast: callers nearest to their breach first; the
+ * conversation's clocks with every stage. */
+Test(engine, at_risk_and_sla_queries, .init = setup, .fini = teardown) {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_unpacked u;
+    msgpack_object a, first, stages;
+    const char *why = NULL;
+    char conv[32];
+
+    join_at(T0, "1", "phone", "early", "sales", -1);
+    join_at(T0 + 5000, "2", "phone", "late", "sales", -1);
+    join_at(T0 + 1000, "3", "phone", "other", "billing", -1);
+    cc_engine_tick(e, (uint64_t)T0 + 17000); /* early's warning fired */
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    cr_assert_eq(
+        cc_engine_pack_at_risk(e, (struct cc_str){"sales", 5}, 10, &pk, &why),
+        0);
+    unpack_sb(&sb, &u);
+    cr_assert(tmap_get(&u.data, "at_risk", &a));
+    cr_assert_eq(a.via.array.size, 2);
+    first = a.via.array.ptr[0];
+    cr_assert(tmap_str_is(&first, "contact", "early"));
+    cr_assert(tmap_str_is(&first, "clock", "answer"));
+    cr_assert_eq(tmap_int(&first, "breach_due"), T0 + 20000);
+    cr_assert_eq(tmap_int(&first, "left_ms"), 3000);
+    cr_assert(tmap_get(&first, "stages", &stages));
+    cr_assert_eq(stages.via.array.size, 2);
+    cr_assert(tmap_str_is(&stages.via.array.ptr[0], "alert", "sla.warning"));
+    cr_assert(stages.via.array.ptr[0].via.map.ptr[3].val.via.boolean);
+    cr_assert(!stages.via.array.ptr[1].via.map.ptr[3].val.via.boolean);
+    cr_assert(tmap_str_is(&a.via.array.ptr[1], "contact", "late"));
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_clear(&sb);
+
+    /* Every queue, at most one; an unknown queue is an error. */
+    cr_assert_eq(
+        cc_engine_pack_at_risk(e, (struct cc_str){NULL, 0}, 1, &pk, &why), 0);
+    unpack_sb(&sb, &u);
+    cr_assert(tmap_get(&u.data, "at_risk", &a));
+    cr_assert_eq(a.via.array.size, 1);
+    cr_assert(tmap_str_is(&a.via.array.ptr[0], "contact", "early"));
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_clear(&sb);
+    cr_assert_eq(
+        cc_engine_pack_at_risk(e, (struct cc_str){"nope", 4}, 10, &pk, &why),
+        CC_ENOENT);
+    cr_assert_not_null(why);
+
+    /* A customer's conversation: its held contact's hold clock. */
+    send_at(T0 + 17000, "4", T0 + 17000, "phone", "contact.open", "held",
+            "+15550099", NULL);
+    SEND("5", T0 + 17000, "phone", "agent.answer", "held");
+    SEND("6", T0 + 18000, "phone", "hold.start", "held");
+    msgpack_sbuffer_clear(&sb);
+    cr_assert_eq(
+        cc_engine_pack_conversation_by_ident(
+            e, CC_IDENT_PHONE, (struct cc_str){"+15550099", 9}, &pk, &why),
+        0, "%s", why);
+    unpack_sb(&sb, &u);
+    {
+        msgpack_object id;
+        cr_assert(tmap_get(&u.data, "conversation", &id));
+        snprintf(conv, sizeof(conv), "%.*s", (int)id.via.str.size,
+                 id.via.str.ptr);
+    }
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_clear(&sb);
+    cr_assert_eq(
+        cc_engine_pack_sla(e, (struct cc_str){conv, (uint32_t)strlen(conv)},
+                           &pk, &why),
+        0, "%s", why);
+    unpack_sb(&sb, &u);
+    cr_assert(tmap_get(&u.data, "clocks", &a));
+    cr_assert_eq(a.via.array.size, 1);
+    cr_assert(tmap_str_is(&a.via.array.ptr[0], "clock", "hold"));
+    cr_assert_eq(tmap_int(&a.via.array.ptr[0], "breach_due"), T0 + 78000);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_clear(&sb);
+    cr_assert_eq(cc_engine_pack_sla(e, (struct cc_str){"cv-999", 6}, &pk, &why),
+                 CC_ENOENT);
+    cr_assert_eq(cc_engine_pack_sla(e, (struct cc_str){"x", 1}, &pk, &why),
+                 CC_EINVAL);
+    msgpack_sbuffer_destroy(&sb);
+}

@@ -448,6 +448,71 @@ Test(daemon, sla_answer_alerts_arrive_on_time) {
     cr_assert_eq(stop_daemon(), 0);
 }
 
+/* The forecast query and its contactctl command, against the real
+ * daemon. */
+Test(daemon, at_risk_query_ranks_waiting_callers) {
+    msgpack_unpacked u;
+    msgpack_object a;
+    struct tb q;
+    char cmd[512], out[8192];
+    uint64_t now;
+    size_t got;
+    FILE *p;
+    int i;
+
+    start_daemon("[sla.phone]\nanswer = 60s\n");
+    now = wall_ms();
+    msgpack_pack_array(&t.pk, 2);
+    for (i = 0; i < 2; i++) {
+        msgpack_pack_map(&t.pk, 6);
+        tb_kv_str(&t, "id", i ? "j1" : "j0");
+        /* call-b joined earlier: nearer its breach. */
+        tb_kv_int(&t, "ts", (int64_t)now - (i ? 30000 : 0));
+        tb_kv_str(&t, "channel", "phone");
+        tb_kv_str(&t, "type", "queue.join");
+        tb_kv_str(&t, "contact", i ? "call-b" : "call-a");
+        tb_kv_str(&t, "queue", "sales");
+    }
+    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
+    cr_assert_eq(tmap_int(&u.data, "accepted"), 2);
+    msgpack_unpacked_destroy(&u);
+
+    tb_init(&q);
+    msgpack_pack_map(&q.pk, 3);
+    tb_kv_str(&q, "q", "at_risk");
+    tb_kv_str(&q, "queue", "sales");
+    tb_kv_int(&q, "limit", 5);
+    cr_assert_eq(req_once(d.addr[4], q.sb.data, q.sb.size, &u, 5000), 0);
+    cr_assert(tmap_get(&u.data, "at_risk", &a), "no at_risk in the reply");
+    cr_assert_eq(a.via.array.size, 2);
+    cr_assert(tmap_str_is(&a.via.array.ptr[0], "contact", "call-b"));
+    cr_assert(tmap_str_is(&a.via.array.ptr[1], "contact", "call-a"));
+    cr_assert_eq(tmap_int(&a.via.array.ptr[0], "breach_due"),
+                 (int64_t)now + 30000);
+    msgpack_unpacked_destroy(&u);
+    tb_fini(&q);
+
+    /* Bad queries get a reason. */
+    tb_init(&q);
+    msgpack_pack_map(&q.pk, 1);
+    tb_kv_str(&q, "q", "sla");
+    cr_assert_eq(req_once(d.addr[4], q.sb.data, q.sb.size, &u, 5000), 0);
+    cr_assert(tmap_get(&u.data, "error", &a));
+    msgpack_unpacked_destroy(&u);
+    tb_fini(&q);
+
+    snprintf(cmd, sizeof(cmd), "%s --config %s at-risk --queue sales --limit 1",
+             CONTACTCTL_BIN, d.conf);
+    p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    got = fread(out, 1, sizeof(out) - 1, p);
+    out[got] = '\0';
+    cr_assert_eq(pclose(p), 0, "contactctl at-risk failed: %s", out);
+    cr_assert_not_null(strstr(out, "call-b"), "%s", out);
+    cr_assert_null(strstr(out, "call-a"), "--limit 1 printed two: %s", out);
+    cr_assert_eq(stop_daemon(), 0);
+}
+
 Test(daemon, callback_offer_reaches_a_callback_system) {
     nng_socket pull;
     msgpack_unpacked u;
