@@ -78,6 +78,15 @@ static const struct key keys[] = {
      "2000000", 1, 100000000, NULL},
     {"conversation", "thread_index", K_UINT, OFF(thread_index), "1000000", 0,
      100000000, NULL},
+    {"service_level", "target", K_UINT, OFF(sl_target), "80", 1, 100, NULL},
+    {"service_level", "window", K_DURATION, OFF(sl_window_ms), "30m", 60000,
+     3600000, NULL},
+    {"service_level", "hysteresis", K_UINT, OFF(sl_hysteresis), "5", 0, 50,
+     NULL},
+    {"service_level", "min_answered", K_UINT, OFF(sl_min_answered), "10", 1,
+     1000000, NULL},
+    {"service_level", "short_abandon", K_DURATION, OFF(short_abandon_ms), "5s",
+     0, 600000, NULL},
     {"channels", "extra", K_CHANNELS, OFF(channels), "", 0, 0, NULL},
 };
 
@@ -351,6 +360,12 @@ load(struct load_ctx *c) {
     if (rc < 0) {
         snprintf(c->err, c->errlen, "%s: cannot read", c->name);
         return CC_EIO;
+    }
+    if (c->cfg->sl_window_ms % 60000 != 0) {
+        snprintf(c->err, c->errlen,
+                 "%s: [service_level] window: whole minutes, 1m to 60m",
+                 c->name);
+        return CC_EINVAL;
     }
     if (cc_sla_config_finish(&c->cfg->sla, &c->cfg->channels,
                              c->cfg->hold_long_ms, NULL, why,

@@ -57,6 +57,12 @@ struct cc_config {
     uint64_t repeat_window_ms;
     uint64_t max_conversations;
     uint64_t thread_index;
+    /* [service_level] */
+    uint64_t sl_target;       /* percent */
+    uint64_t sl_window_ms;    /* whole minutes, 1 to 60 */
+    uint64_t sl_hysteresis;   /* percentage points */
+    uint64_t sl_min_answered; /* answers in the window before it alerts */
+    uint64_t short_abandon_ms;
     /* [channels] */
     struct cc_channels channels;
     /* [sla.*] and [calendar.*], built-in policies last */

@@ -41,7 +41,8 @@ struct options {
     unsigned long count;  /* tail: stop after this many; 0 = never */
     /* conversation: --email, --phone, ... (or --id) and its value */
     const char *ident_kind, *ident_value;
-    const char *queue;   /* at-risk --queue */
+    const char *queue;   /* at-risk and queue: --queue */
+    const char *channel; /* queue: --channel */
     unsigned long limit; /* at-risk --limit; 0 = not given */
     int help, version;
     int npos; /* positional arguments, in argv[0..npos) */
@@ -87,6 +88,9 @@ usage(FILE *out) {
           "                        print the waiting callers nearest to "
           "their SLA\n"
           "                        breach, soonest first (default 10)\n"
+          "  queue --queue Q | --channel C\n"
+          "                        print service levels over 15, 30 and 60 "
+          "minutes\n"
           "\n"
           "Options:\n"
           "  -c, --config FILE   read FILE over the embedded defaults, as "
@@ -99,7 +103,9 @@ usage(FILE *out) {
           "wait\n"
           "                      forever)\n"
           "      --count N       tail: exit after N messages\n"
-          "      --queue Q       at-risk: only callers waiting in Q\n"
+          "      --queue Q       at-risk: only callers waiting in Q; queue: "
+          "the queue\n"
+          "      --channel C     queue: a channel's figures instead\n"
           "      --limit N       at-risk: at most N callers (1 to 1000)\n"
           "  -f, --file FILE     send: read events from FILE\n"
           "  -V, --version       print the version and exit\n"
@@ -254,6 +260,11 @@ parse_args(int argc, char **argv, struct options *o) {
             if (m < 0)
                 return CC_EINVAL;
             o->queue = val;
+        } else if ((m = match_value(argc, argv, &i, "--channel", NULL, &val)) !=
+                   0) {
+            if (m < 0)
+                return CC_EINVAL;
+            o->channel = val;
         } else if ((m = match_value(argc, argv, &i, "--limit", NULL, &val)) !=
                    0) {
             if (m < 0)
@@ -939,6 +950,29 @@ cmd_at_risk(const struct cc_config *cfg, const struct options *o) {
     return rc;
 }
 
+/* {"q":"queue","queue":Q} or {"q":"queue","channel":C} */
+static int
+cmd_queue(const struct cc_config *cfg, const struct options *o) {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    int rc;
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    cc_pack_str(&pk, "q");
+    cc_pack_str(&pk, "queue");
+    cc_pack_str(&pk, o->queue != NULL ? "queue" : "channel");
+    cc_pack_str(&pk, o->queue != NULL ? o->queue : o->channel);
+    if (sb.data == NULL) {
+        out_of_memory();
+        return EXIT_FAIL;
+    }
+    rc = query_print(cfg, o, sb.data, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+    return rc;
+}
+
 /* ---- tail ------------------------------------------------------------- */
 
 /* Prints one alert ("topic\0<map>") or callback trigger (a map). Returns 1
@@ -1045,8 +1079,15 @@ main(int argc, char **argv) {
 
     if (strcmp(cmd, "send") != 0 && strcmp(cmd, "tail") != 0 &&
         strcmp(cmd, "stats") != 0 && strcmp(cmd, "conversation") != 0 &&
-        strcmp(cmd, "sla") != 0 && strcmp(cmd, "at-risk") != 0)
+        strcmp(cmd, "sla") != 0 && strcmp(cmd, "at-risk") != 0 &&
+        strcmp(cmd, "queue") != 0)
         return usage_error("unknown command", cmd);
+    if (strcmp(cmd, "queue") == 0 &&
+        ((o.queue == NULL) == (o.channel == NULL) || o.npos != 1 ||
+         o.limit != 0))
+        return usage_error("queue takes --queue Q or --channel C", NULL);
+    if (o.channel != NULL && strcmp(cmd, "queue") != 0)
+        return usage_error("--channel is an option of queue", NULL);
     if (strcmp(cmd, "sla") == 0 &&
         (o.ident_kind == NULL || strcmp(o.ident_kind, "id") != 0 ||
          o.npos != 1))
@@ -1054,8 +1095,11 @@ main(int argc, char **argv) {
     if (o.ident_kind != NULL && strcmp(cmd, "conversation") != 0 &&
         strcmp(cmd, "sla") != 0)
         return usage_error("identifier options belong to conversation", NULL);
-    if ((o.queue != NULL || o.limit != 0) && strcmp(cmd, "at-risk") != 0)
-        return usage_error("--queue and --limit are options of at-risk", NULL);
+    if (o.queue != NULL && strcmp(cmd, "at-risk") != 0 &&
+        strcmp(cmd, "queue") != 0)
+        return usage_error("--queue is an option of at-risk and queue", NULL);
+    if (o.limit != 0 && strcmp(cmd, "at-risk") != 0)
+        return usage_error("--limit is an option of at-risk", NULL);
     if (strcmp(cmd, "at-risk") == 0 && o.npos != 1)
         return usage_error("at-risk takes no arguments, only --queue and "
                            "--limit",
@@ -1105,6 +1149,8 @@ main(int argc, char **argv) {
         return cmd_sla(&cfg, &o);
     if (strcmp(cmd, "at-risk") == 0)
         return cmd_at_risk(&cfg, &o);
+    if (strcmp(cmd, "queue") == 0)
+        return cmd_queue(&cfg, &o);
     if (strcmp(argv[1], "alerts") == 0)
         return cmd_tail(&cfg, &o, 1, o.npos == 3 ? argv[2] : "");
     return cmd_tail(&cfg, &o, 0, NULL);

@@ -40,6 +40,11 @@ cc_engine_config_defaults(struct cc_engine_config *c) {
     c->max_conversations = 2000000;
     c->thread_index = 1000000;
     c->seed = 0x5eed;
+    c->sl_target = 80;
+    c->sl_window_min = 30;
+    c->sl_hysteresis = 5;
+    c->sl_min_answered = 10;
+    c->short_abandon_ms = 5000;
 }
 
 #define NAMES_MIN_BUCKETS 64
@@ -259,6 +264,11 @@ cc_engine_reconfigure(struct cc_engine *e, const struct cc_engine_config *cfg) {
     e->cfg.reopen_window_ms = cfg->reopen_window_ms;
     e->cfg.idle_close_ms = cfg->idle_close_ms;
     e->cfg.repeat_window_ms = cfg->repeat_window_ms;
+    e->cfg.sl_target = cfg->sl_target;
+    e->cfg.sl_window_min = cfg->sl_window_min;
+    e->cfg.sl_hysteresis = cfg->sl_hysteresis;
+    e->cfg.sl_min_answered = cfg->sl_min_answered;
+    e->cfg.short_abandon_ms = cfg->short_abandon_ms;
 }
 
 const struct cc_channels *
@@ -847,6 +857,197 @@ cc_engine_tick(struct cc_engine *e, uint64_t now) {
     cc_wheel_advance(&e->wheel, now);
 }
 
+/* ---- service level ---------------------------------------------------- */
+
+static void pack_sl_windows(msgpack_packer *pk, const struct cc_sl *sl,
+                            uint64_t now);
+static uint64_t breach_due(const struct cc_sched *sc,
+                           const struct cc_contact *c);
+
+/* The longest wait of the queue's callers: they wait in arrival order,
+ * but an event may carry an earlier time than the one before it. */
+static uint64_t
+longest_wait(const struct cc_queue *q, uint64_t now) {
+    const struct cc_contact *c;
+    uint64_t w = 0;
+
+    for (c = q->head; c != NULL; c = c->qnext)
+        if (now > (uint64_t)c->queued_ts && now - (uint64_t)c->queued_ts > w)
+            w = now - (uint64_t)c->queued_ts;
+    return w;
+}
+
+/* A queue's service level crossed its target (below) or came back past the
+ * target plus the hysteresis (recovered): tells the supervisors. */
+static void
+fire_service_level(struct cc_engine *e, struct cc_queue *q, bool below,
+                   const struct cc_sl_window *w, int level, uint64_t now) {
+    msgpack_packer *pk = &e->outbox.pk;
+    const char *state = below ? "below" : "recovered";
+    char id[CC_NAME_MAX + 64];
+    int n;
+
+    n = snprintf(id, sizeof(id), "queue.service_level:%.*s:%s:%llu",
+                 (int)q->name->len, q->name->s, state,
+                 (unsigned long long)(now / 60000));
+    cc_outbox_begin(&e->outbox, CC_OUT_ALERT, "queue.service_level");
+    msgpack_pack_map(pk, 14);
+    cc_pack_str(pk, "alert");
+    cc_pack_str(pk, "queue.service_level");
+    cc_pack_str(pk, "id");
+    cc_pack_strn(pk, id, (size_t)(n < (int)sizeof(id) ? n : 0));
+    cc_pack_str(pk, "ts");
+    cc_pack_u64(pk, now);
+    cc_pack_str(pk, "queue");
+    cc_pack_strn(pk, q->name->s, q->name->len);
+    cc_pack_str(pk, "state");
+    cc_pack_str(pk, state);
+    cc_pack_str(pk, "service_level");
+    msgpack_pack_double(pk, (double)level / 10.0);
+    cc_pack_kv_u64(pk, "target", e->cfg.sl_target);
+    cc_pack_kv_u64(pk, "hysteresis", e->cfg.sl_hysteresis);
+    cc_pack_kv_u64(pk, "window_ms", (uint64_t)e->cfg.sl_window_min * 60000);
+    cc_pack_kv_u64(pk, "answered", w->answered);
+    cc_pack_kv_u64(pk, "answered_in_target", w->in_target);
+    cc_pack_kv_u64(pk, "abandoned", w->abandoned);
+    cc_pack_kv_u64(pk, "waiting", q->waiting);
+    cc_pack_kv_u64(pk, "longest_wait_ms", longest_wait(q, now));
+    cc_outbox_end(&e->outbox);
+    q->sl.alerts++;
+    e->alerts_sl++;
+}
+
+/* Re-checks a queue's service level after an answer or an abandon. */
+static void
+sl_check(struct cc_engine *e, struct cc_queue *q, uint64_t now) {
+    struct cc_sl_window w;
+    int level;
+
+    cc_sl_window(&q->sl, now, e->cfg.sl_window_min, &w);
+    level = cc_sl_level(&w);
+    if (level < 0 || w.answered < e->cfg.sl_min_answered)
+        return;
+    if (!q->sl.below && level < (int)e->cfg.sl_target * 10) {
+        q->sl.below = true;
+        fire_service_level(e, q, true, &w, level, now);
+    } else if (q->sl.below &&
+               level >= (int)(e->cfg.sl_target + e->cfg.sl_hysteresis) * 10) {
+        q->sl.below = false;
+        fire_service_level(e, q, false, &w, level, now);
+    }
+}
+
+/* A queued contact is answered: its wait, and whether its answer clock
+ * was met, go into its queue's and its channel's windows. */
+static void
+sl_answered(struct cc_engine *e, struct cc_contact *c,
+            const struct cc_event *ev, uint64_t now) {
+    const struct cc_sched *sc = cc_slas_get(e->slas, c->sla_sched);
+    uint64_t wait =
+        ev->ts > c->queued_ts ? (uint64_t)(ev->ts - c->queued_ts) : 0;
+    int met = sc == NULL ? -1 : (uint64_t)ev->ts <= breach_due(sc, c);
+
+    cc_sl_answered(&c->queue->sl, now, wait, met);
+    cc_sl_answered(&e->chan_sl[c->channel], now, wait, met);
+    sl_check(e, c->queue, now);
+}
+
+static void
+sl_abandoned(struct cc_engine *e, struct cc_contact *c,
+             const struct cc_event *ev, uint64_t now) {
+    bool quick = ev->ts < c->queued_ts ||
+                 (uint64_t)(ev->ts - c->queued_ts) < e->cfg.short_abandon_ms;
+
+    cc_sl_abandoned(&c->queue->sl, now, quick);
+    cc_sl_abandoned(&e->chan_sl[c->channel], now, quick);
+    sl_check(e, c->queue, now);
+}
+
+/* The 15, 30 and 60 minute windows of sl. */
+static void
+pack_sl_windows(msgpack_packer *pk, const struct cc_sl *sl, uint64_t now) {
+    static const unsigned minutes[] = {15, 30, 60};
+    unsigned i;
+
+    msgpack_pack_array(pk, 3);
+    for (i = 0; i < 3; i++) {
+        struct cc_sl_window w;
+        int level, level_short;
+
+        cc_sl_window(sl, now, minutes[i], &w);
+        level = cc_sl_level(&w);
+        level_short = cc_sl_level_short(&w);
+        msgpack_pack_map(pk, 10);
+        cc_pack_kv_u64(pk, "window_ms", (uint64_t)minutes[i] * 60000);
+        cc_pack_kv_u64(pk, "offered", w.offered);
+        cc_pack_kv_u64(pk, "answered", w.answered);
+        cc_pack_kv_u64(pk, "answered_in_target", w.in_target);
+        cc_pack_kv_u64(pk, "answered_with_target", w.with_target);
+        cc_pack_kv_u64(pk, "abandoned", w.abandoned);
+        cc_pack_kv_u64(pk, "short_abandoned", w.short_abandoned);
+        cc_pack_str(pk, "service_level");
+        if (level < 0)
+            msgpack_pack_nil(pk);
+        else
+            msgpack_pack_double(pk, (double)level / 10.0);
+        cc_pack_str(pk, "service_level_short");
+        if (level_short < 0)
+            msgpack_pack_nil(pk);
+        else
+            msgpack_pack_double(pk, (double)level_short / 10.0);
+        cc_pack_str(pk, "asa_ms");
+        if (w.answered == 0)
+            msgpack_pack_nil(pk);
+        else
+            cc_pack_u64(pk, w.wait_ms / w.answered);
+    }
+}
+
+int
+cc_engine_pack_service_level(struct cc_engine *e, struct cc_str queue,
+                             struct cc_str channel, msgpack_packer *pk,
+                             const char **why) {
+    uint64_t now = e->wheel.now, i;
+
+    if (channel.n != 0) {
+        int ch = cc_channels_find(&e->cfg.channels, channel);
+        if (ch < 0) {
+            *why = "unknown channel";
+            return CC_ENOENT;
+        }
+        msgpack_pack_map(pk, 3);
+        cc_pack_str(pk, "channel");
+        cc_pack_strn(pk, channel.p, channel.n);
+        cc_pack_kv_u64(pk, "now", now);
+        cc_pack_str(pk, "windows");
+        pack_sl_windows(pk, &e->chan_sl[ch], now);
+        return 0;
+    }
+    for (i = 0; i < e->nqueues; i++) {
+        const struct cc_queue *q = e->queues[i];
+        if (q->name->len != queue.n || memcmp(q->name->s, queue.p, queue.n))
+            continue;
+        msgpack_pack_map(pk, 7);
+        cc_pack_str(pk, "queue");
+        cc_pack_strn(pk, queue.p, queue.n);
+        cc_pack_kv_u64(pk, "now", now);
+        cc_pack_kv_u64(pk, "waiting", q->waiting);
+        cc_pack_kv_u64(pk, "longest_wait_ms", longest_wait(q, now));
+        cc_pack_str(pk, "below_target");
+        if (q->sl.below)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+        cc_pack_kv_u64(pk, "target", e->cfg.sl_target);
+        cc_pack_str(pk, "windows");
+        pack_sl_windows(pk, &q->sl, now);
+        return 0;
+    }
+    *why = queue.n ? "no such queue: no contact has joined it"
+                   : "a queue query needs 'queue' or 'channel'";
+    return queue.n ? CC_ENOENT : CC_EINVAL;
+}
+
 /* ---- SLA queries ------------------------------------------------------ */
 
 /* The breach's due time of a contact's running clock (CC_CAL_NEVER when
@@ -1148,6 +1349,8 @@ lifecycle(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
         q = queue_get(e, ev->queue, rej);
         if (q == NULL)
             return -1;
+        cc_sl_offered(&q->sl, now);
+        cc_sl_offered(&e->chan_sl[c->channel], now);
         return join_queue(e, c, q, ev);
     case CC_EV_QUEUE_LEAVE:
         if (c->state != CS_QUEUED)
@@ -1155,6 +1358,7 @@ lifecycle(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
         c->queue->abandoned++;
         cs->abandoned++;
         c->flags |= CF_ABANDONED;
+        sl_abandoned(e, c, ev, now);
         leave_queue(e, c, now, "abandoned");
         set_state(e, c, CS_OPEN);
         return 0;
@@ -1165,6 +1369,7 @@ lifecycle(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
             return -1;
         if (c->state == CS_QUEUED) {
             c->queue->answered++;
+            sl_answered(e, c, ev, now);
             leave_queue(e, c, now, "answered");
         }
         c->flags |= CF_ANSWERED;
@@ -1458,6 +1663,7 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
             c->queue->abandoned++;
             e->chan[c->channel].abandoned++;
             c->flags |= CF_ABANDONED;
+            sl_abandoned(e, c, ev, now);
         }
         leave_queue(e, c, now, "closed");
         if (c->state == CS_HELD)
@@ -1912,9 +2118,9 @@ cc_engine_counts(const struct cc_engine *e, struct cc_engine_counts *c) {
     c->duplicates = e->duplicates;
     c->rejected = e->rejected;
     c->implicit_opens = e->implicit_opens;
-    c->alerts = e->convs.alerts_repeat + e->convs.alerts_conflict +
-                e->alerts_sla[CC_ST_WARNING] + e->alerts_sla[CC_ST_BREACH] +
-                e->alerts_sla[CC_ST_ESCALATION];
+    c->alerts = e->alerts_sl + e->convs.alerts_repeat +
+                e->convs.alerts_conflict + e->alerts_sla[CC_ST_WARNING] +
+                e->alerts_sla[CC_ST_BREACH] + e->alerts_sla[CC_ST_ESCALATION];
     c->callbacks = e->cb_offers + e->cb_cancels;
     c->contact_bytes = contact_bytes(e);
     c->customers = e->ident.customers;
@@ -2017,7 +2223,8 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
     cc_convs_pack_stats(e, pk);
 
     cc_pack_str(pk, "alerts");
-    msgpack_pack_map(pk, 5);
+    msgpack_pack_map(pk, 6);
+    cc_pack_kv_u64(pk, "queue.service_level", e->alerts_sl);
     cc_pack_kv_u64(pk, "sla.warning", e->alerts_sla[CC_ST_WARNING]);
     cc_pack_kv_u64(pk, "sla.breach", e->alerts_sla[CC_ST_BREACH]);
     cc_pack_kv_u64(pk, "sla.escalation", e->alerts_sla[CC_ST_ESCALATION]);

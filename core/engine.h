@@ -48,6 +48,12 @@ struct cc_engine_config {
     uint64_t seed;              /* hash seed; does not change any output */
     /* SLA policies and calendars (copied; NULL: the built-in defaults) */
     const struct cc_sla_config *sla;
+    /* [service_level] */
+    uint32_t sl_target;     /* percent */
+    uint32_t sl_window_min; /* minutes */
+    uint32_t sl_hysteresis; /* percentage points */
+    uint64_t sl_min_answered;
+    uint64_t short_abandon_ms;
 };
 
 void cc_engine_config_defaults(struct cc_engine_config *c);
@@ -167,6 +173,17 @@ int cc_engine_pack_sla(struct cc_engine *e, struct cc_str conv,
 int cc_engine_pack_at_risk(struct cc_engine *e, struct cc_str queue,
                            uint32_t limit, msgpack_packer *pk,
                            const char **why);
+
+/*
+ * {"q":"queue","queue":Q} or {"q":"queue","channel":C}: offered, answered,
+ * answered within target, abandoned, short abandons, service level (both
+ * forms) and average speed of answer over the last 15, 30 and 60 minutes;
+ * for a queue also who waits and for how long. CC_ENOENT / CC_EINVAL with
+ * *why.
+ */
+int cc_engine_pack_service_level(struct cc_engine *e, struct cc_str queue,
+                                 struct cc_str channel, msgpack_packer *pk,
+                                 const char **why);
 
 /* Packs the engine's counters and gauges as one MessagePack map. */
 void cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk);

@@ -13,6 +13,7 @@
 #include "identity.h"
 #include "mem.h"
 #include "outbox.h"
+#include "svclevel.h"
 #include "wheel.h"
 
 #include <stddef.h>
@@ -35,6 +36,7 @@ struct cc_queue {
     struct cc_contact *head, *tail; /* waiting, in join order */
     uint64_t waiting;
     uint64_t joined, answered, abandoned, offers, callbacks;
+    struct cc_sl sl; /* the last hour, by minute */
 };
 
 /* ---- contacts --------------------------------------------------------- */
@@ -311,7 +313,9 @@ struct cc_engine {
     uint64_t by_type[CC_EV__COUNT];
     uint64_t by_reason[CC_R__COUNT];
     struct chan_stats chan[CC_MAX_CHANNELS];
+    struct cc_sl chan_sl[CC_MAX_CHANNELS];
     uint64_t alerts_sla[3]; /* by enum cc_stage_type */
+    uint64_t alerts_sl;     /* queue.service_level */
     struct cc_slas *slas;
     uint64_t cb_offers, cb_cancels;
     uint64_t callback_unknown;

@@ -594,7 +594,7 @@ reply_query(struct cc_server *s, nng_msg *req) {
     msgpack_packer *pk = &s->reply_pk;
     struct cc_mp m;
     struct cc_str k, q = {NULL, 0}, id = {NULL, 0}, conv = {NULL, 0};
-    struct cc_str queue = {NULL, 0};
+    struct cc_str queue = {NULL, 0}, channel = {NULL, 0};
     const uint8_t *cust = NULL;
     size_t cust_len = 0;
     int64_t limit = 10;
@@ -636,6 +636,11 @@ reply_query(struct cc_server *s, nng_msg *req) {
         } else if (cc_str_eq(k, "queue")) {
             if (cc_mp_read_str(&m, &queue) != 0) {
                 pack_error(pk, "key 'queue' must be a string");
+                return;
+            }
+        } else if (cc_str_eq(k, "channel")) {
+            if (cc_mp_read_str(&m, &channel) != 0) {
+                pack_error(pk, "key 'channel' must be a string");
                 return;
             }
         } else if (cc_str_eq(k, "limit")) {
@@ -682,8 +687,15 @@ reply_query(struct cc_server *s, nng_msg *req) {
             pack_error(pk, why);
         return;
     }
+    if (cc_str_eq(q, "queue")) {
+        if (cc_engine_pack_service_level(s->engine, queue, channel, pk, &why) !=
+            0)
+            pack_error(pk, why);
+        return;
+    }
     pack_error(pk, "unknown query: this version answers \"stats\", "
-                   "\"conversation\", \"sla\" and \"at_risk\"");
+                   "\"conversation\", \"sla\", \"at_risk\" and "
+                   "\"queue\"");
 }
 
 static void
@@ -772,6 +784,11 @@ to_engine_config(const struct cc_config *c, struct cc_engine_config *e) {
     e->max_conversations = c->max_conversations;
     e->thread_index = c->thread_index;
     e->sla = &c->sla;
+    e->sl_target = (uint32_t)c->sl_target;
+    e->sl_window_min = (uint32_t)(c->sl_window_ms / 60000);
+    e->sl_hysteresis = (uint32_t)c->sl_hysteresis;
+    e->sl_min_answered = c->sl_min_answered;
+    e->short_abandon_ms = c->short_abandon_ms;
 }
 
 static void
@@ -818,6 +835,11 @@ reload(struct cc_server *s) {
     s->cfg.reopen_window_ms = next.reopen_window_ms;
     s->cfg.idle_close_ms = next.idle_close_ms;
     s->cfg.repeat_window_ms = next.repeat_window_ms;
+    s->cfg.sl_target = next.sl_target;
+    s->cfg.sl_window_ms = next.sl_window_ms;
+    s->cfg.sl_hysteresis = next.sl_hysteresis;
+    s->cfg.sl_min_answered = next.sl_min_answered;
+    s->cfg.short_abandon_ms = next.short_abandon_ms;
     s->cfg.log_level = next.log_level;
     cc_log_set_level(next.log_level);
     s->cfg.memory_reserve = next.memory_reserve;

@@ -912,3 +912,116 @@ Test(engine, at_risk_and_sla_queries, .init = setup, .fini = teardown) {
                  CC_EINVAL);
     msgpack_sbuffer_destroy(&sb);
 }
+
+/* ---- service level ---------------------------------------------------- */
+
+/* The start of the minute after T0: windows count whole minutes. */
+#define MB ((T0 / 60000 + 1) * 60000)
+
+/* One of the queue's window figures at now: window 0, 1, 2 (15, 30, 60
+ * minutes), key. */
+static double
+sl_figure(const char *queue, const char *channel, unsigned window,
+          const char *key) {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_unpacked u;
+    msgpack_object ws, v;
+    const char *why = NULL;
+    double out = -1;
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    cr_assert_eq(cc_engine_pack_service_level(
+                     e,
+                     (struct cc_str){queue, queue ? (uint32_t)strlen(queue) : 0},
+                     (struct cc_str){channel,
+                                     channel ? (uint32_t)strlen(channel) : 0},
+                     &pk, &why),
+                 0, "%s", why);
+    unpack_sb(&sb, &u);
+    cr_assert(tmap_get(&u.data, "windows", &ws));
+    cr_assert(tmap_get(&ws.via.array.ptr[window], key, &v), "%s", key);
+    if (v.type == MSGPACK_OBJECT_FLOAT64 || v.type == MSGPACK_OBJECT_FLOAT32)
+        out = v.via.f64;
+    else if (v.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        out = (double)v.via.u64;
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    return out;
+}
+
+/* Answers and abandons fall out of each window exactly when it slides past
+ * their minute; short abandons are told apart. */
+Test(engine, service_level_windows_slide_by_the_minute, .init = setup,
+     .fini = teardown) {
+    join_at(MB + 1000, "1", "phone", "c1", "sales", -1);
+    SEND("2", MB + 11000, "phone", "agent.answer", "c1"); /* 10 s: met */
+    join_at(MB + 2000, "3", "phone", "c2", "sales", -1);
+    SEND("4", MB + 5000, "phone", "queue.leave", "c2"); /* 3 s: short */
+    join_at(MB + 2000, "5", "phone", "c3", "sales", -1);
+    SEND("6", MB + 32000, "phone", "queue.leave", "c3"); /* 30 s */
+    join_at(MB + 3000, "7", "phone", "c4", "sales", -1);
+    SEND("8", MB + 33000, "phone", "agent.answer", "c4"); /* 30 s: late */
+
+    cc_engine_tick(e, (uint64_t)MB + 15 * 60000 - 1);
+    cr_assert_eq(sl_figure("sales", NULL, 0, "offered"), 4);
+    cr_assert_eq(sl_figure("sales", NULL, 0, "answered"), 2);
+    cr_assert_eq(sl_figure("sales", NULL, 0, "answered_in_target"), 1);
+    cr_assert_eq(sl_figure("sales", NULL, 0, "abandoned"), 2);
+    cr_assert_eq(sl_figure("sales", NULL, 0, "short_abandoned"), 1);
+    cr_assert_eq(sl_figure("sales", NULL, 0, "service_level"), 50.0);
+    /* (1 met + 1 short) / (2 answered + 2 abandoned) */
+    cr_assert_eq(sl_figure("sales", NULL, 0, "service_level_short"), 50.0);
+    cr_assert_eq(sl_figure("sales", NULL, 0, "asa_ms"), 20000);
+    cr_assert_eq(sl_figure(NULL, "phone", 0, "answered"), 2);
+    /* A minute later the 15-minute window has slid past them. */
+    cc_engine_tick(e, (uint64_t)MB + 15 * 60000);
+    cr_assert_eq(sl_figure("sales", NULL, 0, "answered"), 0);
+    cr_assert_eq(sl_figure("sales", NULL, 1, "answered"), 2);
+    cc_engine_tick(e, (uint64_t)MB + 60 * 60000 - 1);
+    cr_assert_eq(sl_figure("sales", NULL, 2, "answered"), 2);
+    cc_engine_tick(e, (uint64_t)MB + 60 * 60000);
+    cr_assert_eq(sl_figure("sales", NULL, 2, "answered"), 0);
+    cr_assert_eq(sl_figure("sales", NULL, 2, "service_level"), -1);
+}
+
+/* Below target once (not on every further answer), recovered only past
+ * the target plus the hysteresis. */
+Test(engine, service_level_alert_with_hysteresis, .init = setup,
+     .fini = teardown) {
+    char id[16], c[16];
+    int i, below = 0, recovered = 0;
+    size_t k;
+
+    for (i = 0; i < 30; i++) {
+        /* 10 in time, 3 late, then 8 in time: 10/13 = 77% (below 80),
+         * 17/20 = 85% on the last (recovered at 80 + 5). */
+        int late = i >= 10 && i < 13;
+        int64_t t0 = MB + i * 60000LL;
+        if (i >= 21)
+            break;
+        snprintf(c, sizeof(c), "c%d", i);
+        snprintf(id, sizeof(id), "j%d", i);
+        join_at(t0, id, "phone", c, "sales", -1);
+        snprintf(id, sizeof(id), "a%d", i);
+        SEND(id, t0 + (late ? 30000 : 10000), "phone", "agent.answer", c);
+    }
+    for (k = 0; k < cc_engine_outbox(e)->n; k++) {
+        msgpack_unpacked u;
+        int kind;
+        const char *topic;
+        msgpack_unpacked_init(&u);
+        topic = out_record(k, &u, &kind);
+        if (topic != NULL && strcmp(topic, "queue.service_level") == 0) {
+            if (tmap_str_is(&u.data, "state", "below"))
+                below++;
+            else if (tmap_str_is(&u.data, "state", "recovered"))
+                recovered++;
+        }
+        msgpack_unpacked_destroy(&u);
+    }
+    cr_assert_eq(below, 1);
+    cr_assert_eq(recovered, 1);
+    cr_assert_eq(stat_int("alerts/queue.service_level"), 2);
+}

@@ -510,6 +510,23 @@ Test(daemon, at_risk_query_ranks_waiting_callers) {
     cr_assert_eq(pclose(p), 0, "contactctl at-risk failed: %s", out);
     cr_assert_not_null(strstr(out, "call-b"), "%s", out);
     cr_assert_null(strstr(out, "call-a"), "--limit 1 printed two: %s", out);
+
+    /* The queue's service-level figures: two callers offered. */
+    snprintf(cmd, sizeof(cmd), "%s --config %s queue --queue sales",
+             CONTACTCTL_BIN, d.conf);
+    p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    got = fread(out, 1, sizeof(out) - 1, p);
+    out[got] = '\0';
+    cr_assert_eq(pclose(p), 0, "contactctl queue failed: %s", out);
+    cr_assert_not_null(strstr(out, "\"offered\": 2"), "%s", out);
+    cr_assert_not_null(strstr(out, "\"waiting\": 2"), "%s", out);
+    {
+        /* call-b's event says it joined 30 s ago. */
+        const char *lw = strstr(out, "\"longest_wait_ms\": ");
+        cr_assert_not_null(lw, "%s", out);
+        cr_assert_geq(atoll(lw + 19), 30000, "%s", out);
+    }
     cr_assert_eq(stop_daemon(), 0);
 }
 

@@ -1,0 +1,50 @@
+/*
+ * Service level over sliding windows: a queue's (or a channel's) answers
+ * and abandons in one-minute buckets covering the last hour, summed over
+ * the last 15, 30 or 60 minutes on demand. A bucket remembers its minute,
+ * so one that has slid out of the window is reset when next written and
+ * skipped when read: nothing ticks. Engine time throughout (ms).
+ */
+#ifndef CC_SVCLEVEL_H
+#define CC_SVCLEVEL_H
+
+#include "cc.h"
+
+#define CC_SL_MINUTES 60
+
+struct cc_sl_bucket {
+    uint64_t minute; /* now / 60000 of its counts; 0: never written */
+    uint32_t offered, answered, in_target, with_target;
+    uint32_t abandoned, short_abandoned;
+    uint64_t wait_ms; /* of the answered */
+};
+
+struct cc_sl {
+    struct cc_sl_bucket b[CC_SL_MINUTES];
+    bool below;      /* a queue.service_level alert is outstanding */
+    uint64_t alerts; /* queue.service_level alerts sent */
+};
+
+struct cc_sl_window {
+    uint64_t offered, answered, in_target, with_target;
+    uint64_t abandoned, short_abandoned, wait_ms;
+};
+
+void cc_sl_offered(struct cc_sl *s, uint64_t now);
+/* in_target: 1 answered by its answer clock's breach, 0 after it, -1 it
+ * had no answer clock (it counts in neither). */
+void cc_sl_answered(struct cc_sl *s, uint64_t now, uint64_t wait_ms,
+                    int in_target);
+void cc_sl_abandoned(struct cc_sl *s, uint64_t now, bool short_abandon);
+/* Sums the last `minutes` (1 to 60) minutes up to now, this one included. */
+void cc_sl_window(const struct cc_sl *s, uint64_t now, unsigned minutes,
+                  struct cc_sl_window *out);
+
+/* Answered within target / answered with a target, in per mille; -1 with
+ * none answered. */
+int cc_sl_level(const struct cc_sl_window *w);
+/* The variant that counts short abandons as met: (within target + short
+ * abandons) / (answered with a target + abandons); -1 with neither. */
+int cc_sl_level_short(const struct cc_sl_window *w);
+
+#endif
