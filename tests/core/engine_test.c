@@ -932,13 +932,12 @@ sl_figure(const char *queue, const char *channel, unsigned window,
 
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    cr_assert_eq(cc_engine_pack_service_level(
-                     e,
-                     (struct cc_str){queue, queue ? (uint32_t)strlen(queue) : 0},
-                     (struct cc_str){channel,
-                                     channel ? (uint32_t)strlen(channel) : 0},
-                     &pk, &why),
-                 0, "%s", why);
+    cr_assert_eq(
+        cc_engine_pack_service_level(
+            e, (struct cc_str){queue, queue ? (uint32_t)strlen(queue) : 0},
+            (struct cc_str){channel, channel ? (uint32_t)strlen(channel) : 0},
+            &pk, &why),
+        0, "%s", why);
     unpack_sb(&sb, &u);
     cr_assert(tmap_get(&u.data, "windows", &ws));
     cr_assert(tmap_get(&ws.via.array.ptr[window], key, &v), "%s", key);
