@@ -410,11 +410,14 @@ bench_sla(const char *bin, uint64_t clocks, uint64_t rate) {
            "ms, p99.9 %.3f ms, max %.3f ms\n",
            pct_ms(st.late_us, st.n, 0.5), pct_ms(st.late_us, st.n, 0.99),
            pct_ms(st.late_us, st.n, 0.999), pct_ms(st.late_us, st.n, 1.0));
-    printf("the engine's clock when it fired - due (whole ms): p50 %lld, p99 "
-           "%lld, max %lld\n",
-           st.n ? (long long)st.engine_ms[st.n / 2] : 0,
-           st.n ? (long long)st.engine_ms[(st.n - 1) * 99 / 100] : 0,
-           st.n ? (long long)st.engine_ms[st.n - 1] : 0);
+    printf("the engine's clock when it fired - due (whole ms): p50 %.0f, p99 "
+           "%.0f, max %.0f%s\n",
+           pct_ms(st.engine_ms, st.n, 0.5) * 1000,
+           pct_ms(st.engine_ms, st.n, 0.99) * 1000,
+           pct_ms(st.engine_ms, st.n, 1.0) * 1000,
+           st.unparsed ? " (some alerts had no due: see unparsed)" : "");
+    if (st.unparsed)
+        printf("unparsed alerts: %llu\n", (unsigned long long)st.unparsed);
     free(st.late_us);
     free(st.engine_ms);
 }

@@ -1082,9 +1082,10 @@ main(int argc, char **argv) {
         strcmp(cmd, "sla") != 0 && strcmp(cmd, "at-risk") != 0 &&
         strcmp(cmd, "queue") != 0)
         return usage_error("unknown command", cmd);
+    if (o.limit != 0 && strcmp(cmd, "at-risk") != 0)
+        return usage_error("--limit is an option of at-risk", NULL);
     if (strcmp(cmd, "queue") == 0 &&
-        ((o.queue == NULL) == (o.channel == NULL) || o.npos != 1 ||
-         o.limit != 0))
+        ((o.queue == NULL) == (o.channel == NULL) || o.npos != 1))
         return usage_error("queue takes --queue Q or --channel C", NULL);
     if (o.channel != NULL && strcmp(cmd, "queue") != 0)
         return usage_error("--channel is an option of queue", NULL);
@@ -1098,8 +1099,6 @@ main(int argc, char **argv) {
     if (o.queue != NULL && strcmp(cmd, "at-risk") != 0 &&
         strcmp(cmd, "queue") != 0)
         return usage_error("--queue is an option of at-risk and queue", NULL);
-    if (o.limit != 0 && strcmp(cmd, "at-risk") != 0)
-        return usage_error("--limit is an option of at-risk", NULL);
     if (strcmp(cmd, "at-risk") == 0 && o.npos != 1)
         return usage_error("at-risk takes no arguments, only --queue and "
                            "--limit",

@@ -887,9 +887,9 @@ fire_service_level(struct cc_engine *e, struct cc_queue *q, bool below,
     char id[CC_NAME_MAX + 64];
     int n;
 
-    n = snprintf(id, sizeof(id), "queue.service_level:%.*s:%s:%llu",
-                 (int)q->name->len, q->name->s, state,
-                 (unsigned long long)(now / 60000));
+    n = snprintf(id, sizeof(id), "queue.service_level:%.*s:%llu",
+                 (int)q->name->len, q->name->s,
+                 (unsigned long long)(q->sl.alerts + 1));
     cc_outbox_begin(&e->outbox, CC_OUT_ALERT, "queue.service_level");
     msgpack_pack_map(pk, 14);
     cc_pack_str(pk, "alert");
@@ -923,15 +923,18 @@ sl_check(struct cc_engine *e, struct cc_queue *q, uint64_t now) {
     struct cc_sl_window w;
     int level;
 
+    int back = (int)(e->cfg.sl_target + e->cfg.sl_hysteresis) * 10;
+
     cc_sl_window(&q->sl, now, e->cfg.sl_window_min, &w);
     level = cc_sl_level(&w);
-    if (level < 0 || w.answered < e->cfg.sl_min_answered)
+    if (level < 0 || w.with_target < e->cfg.sl_min_answered)
         return;
+    if (back > 1000) /* 100% is as high as it goes */
+        back = 1000;
     if (!q->sl.below && level < (int)e->cfg.sl_target * 10) {
         q->sl.below = true;
         fire_service_level(e, q, true, &w, level, now);
-    } else if (q->sl.below &&
-               level >= (int)(e->cfg.sl_target + e->cfg.sl_hysteresis) * 10) {
+    } else if (q->sl.below && level >= back) {
         q->sl.below = false;
         fire_service_level(e, q, false, &w, level, now);
     }
@@ -955,11 +958,13 @@ sl_answered(struct cc_engine *e, struct cc_contact *c,
 static void
 sl_abandoned(struct cc_engine *e, struct cc_contact *c,
              const struct cc_event *ev, uint64_t now) {
-    bool quick = ev->ts < c->queued_ts ||
-                 (uint64_t)(ev->ts - c->queued_ts) < e->cfg.short_abandon_ms;
+    bool quick = e->cfg.short_abandon_ms != 0 &&
+                 (ev->ts < c->queued_ts ||
+                  (uint64_t)(ev->ts - c->queued_ts) < e->cfg.short_abandon_ms);
+    bool clocked = c->sla_sched != 0;
 
-    cc_sl_abandoned(&c->queue->sl, now, quick);
-    cc_sl_abandoned(&e->chan_sl[c->channel], now, quick);
+    cc_sl_abandoned(&c->queue->sl, now, quick, clocked);
+    cc_sl_abandoned(&e->chan_sl[c->channel], now, quick, clocked);
     sl_check(e, c->queue, now);
 }
 
@@ -1155,48 +1160,75 @@ cmp_at_risk(const void *a, const void *b) {
     return (x->breach > y->breach) - (x->breach < y->breach);
 }
 
+/* Keeps the `limit` soonest breaches seen so far in a max-heap: the root
+ * is the latest of them, the one a sooner candidate replaces. */
+static void
+heap_offer(struct at_risk *h, uint32_t *n, uint32_t limit, struct at_risk x) {
+    uint32_t i, k, child;
+
+    if (*n < limit) {
+        for (i = (*n)++; i > 0 && h[(i - 1) / 2].breach < x.breach;
+             i = (i - 1) / 2)
+            h[i] = h[(i - 1) / 2];
+        h[i] = x;
+        return;
+    }
+    if (limit == 0 || x.breach >= h[0].breach)
+        return;
+    for (k = 0;; k = child) {
+        child = 2 * k + 1;
+        if (child >= *n)
+            break;
+        if (child + 1 < *n && h[child + 1].breach > h[child].breach)
+            child++;
+        if (h[child].breach <= x.breach)
+            break;
+        h[k] = h[child];
+    }
+    h[k] = x;
+}
+
+static bool
+queue_named(const struct cc_queue *q, struct cc_str name) {
+    return name.n == 0 ||
+           (q->name->len == name.n && memcmp(q->name->s, name.p, name.n) == 0);
+}
+
 int
 cc_engine_pack_at_risk(struct cc_engine *e, struct cc_str queue, uint32_t limit,
                        msgpack_packer *pk, const char **why) {
     struct at_risk *v;
-    uint64_t i, n = 0, cap = 0;
+    uint32_t n = 0, k;
+    uint64_t i;
     const struct cc_contact *c;
     bool found = queue.n == 0;
 
-    for (i = 0; i < e->nqueues; i++) {
-        const struct cc_name *qn = e->queues[i]->name;
-        if (queue.n != 0 &&
-            (qn->len != queue.n || memcmp(qn->s, queue.p, queue.n) != 0))
-            continue;
-        found = true;
-        cap += e->queues[i]->waiting;
-    }
+    for (i = 0; i < e->nqueues; i++)
+        found |= queue.n != 0 && queue_named(e->queues[i], queue);
     if (!found) {
         *why = "no such queue: no contact has joined it";
         return CC_ENOENT;
     }
-    v = cc_malloc((cap ? cap : 1) * sizeof(*v));
+    if (limit == 0)
+        limit = 1;
+    v = cc_malloc(limit * sizeof(*v));
     if (v == NULL) {
         *why = "out of memory";
         return CC_ENOMEM;
     }
+    /* One pass, keeping only the soonest `limit`: a query on a queue of a
+     * million callers costs a walk, not a sort. */
     for (i = 0; i < e->nqueues; i++) {
-        const struct cc_name *qn = e->queues[i]->name;
-        if (queue.n != 0 &&
-            (qn->len != queue.n || memcmp(qn->s, queue.p, queue.n) != 0))
+        if (!queue_named(e->queues[i], queue))
             continue;
-        for (c = e->queues[i]->head; c != NULL && n < cap; c = c->qnext) {
+        for (c = e->queues[i]->head; c != NULL; c = c->qnext) {
             const struct cc_sched *sc = cc_slas_get(e->slas, c->sla_sched);
-            if (sc != NULL) {
-                v[n].breach = breach_due(sc, c);
-                v[n].c = c;
-                n++;
-            }
+            if (sc != NULL)
+                heap_offer(v, &n, limit,
+                           (struct at_risk){breach_due(sc, c), c});
         }
     }
     qsort(v, n, sizeof(*v), cmp_at_risk);
-    if (n > limit)
-        n = limit;
     msgpack_pack_map(pk, 3);
     cc_pack_str(pk, "queue");
     if (queue.n != 0)
@@ -1205,10 +1237,10 @@ cc_engine_pack_at_risk(struct cc_engine *e, struct cc_str queue, uint32_t limit,
         msgpack_pack_nil(pk);
     cc_pack_kv_u64(pk, "now", e->wheel.now);
     cc_pack_str(pk, "at_risk");
-    msgpack_pack_array(pk, (uint32_t)n);
-    for (i = 0; i < n; i++)
-        pack_clock(e, pk, v[i].c, cc_slas_get(e->slas, v[i].c->sla_sched));
-    cc_free(v, (cap ? cap : 1) * sizeof(*v));
+    msgpack_pack_array(pk, n);
+    for (k = 0; k < n; k++)
+        pack_clock(e, pk, v[k].c, cc_slas_get(e->slas, v[k].c->sla_sched));
+    cc_free(v, limit * sizeof(*v));
     return 0;
 }
 
@@ -1278,10 +1310,13 @@ contact_sched(struct cc_engine *e, const struct cc_contact *c,
 
 static int
 join_queue(struct cc_engine *e, struct cc_contact *c, struct cc_queue *q,
-           const struct cc_event *ev) {
+           const struct cc_event *ev, uint64_t now) {
     queue_append(q, c);
     set_state(e, c, CS_QUEUED);
     c->queued_ts = ev->ts;
+    /* Offered to the queue, by a join or a transfer. */
+    cc_sl_offered(&q->sl, now);
+    cc_sl_offered(&e->chan_sl[c->channel], now);
     c->flags &= (uint8_t) ~(CF_OFFERED | CF_ACCEPTED | CF_NO_OFFER);
     /* Offers go to callers with a phone number. */
     if (!(c->flags & CF_PHONE) && ev->ident[CC_IDENT_PHONE].n == 0)
@@ -1349,9 +1384,7 @@ lifecycle(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
         q = queue_get(e, ev->queue, rej);
         if (q == NULL)
             return -1;
-        cc_sl_offered(&q->sl, now);
-        cc_sl_offered(&e->chan_sl[c->channel], now);
-        return join_queue(e, c, q, ev);
+        return join_queue(e, c, q, ev, now);
     case CC_EV_QUEUE_LEAVE:
         if (c->state != CS_QUEUED)
             STATE_REJECT("contact is not queued");
@@ -1424,7 +1457,7 @@ lifecycle(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
         if (q != NULL) {
             leave_queue(e, c, now, "transferred");
             c->agent = NULL;
-            join_queue(e, c, q, ev);
+            join_queue(e, c, q, ev, now);
         }
         return 0;
     case CC_EV_CALLBACK_ACCEPTED:

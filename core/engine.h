@@ -10,7 +10,7 @@
  * bounded window, resolves the customer identifiers events carry into
  * customers (identity.h), follows each customer's conversation across
  * channels with its context, and runs its timed rules on a timing wheel:
- * hold.long, the SLA answer clock, callback offers, contact expiry, and
+ * the SLA answer and hold clocks, callback offers, contact expiry, and
  * conversations' idle close and reopen windows. docs/protocol.md describes
  * the rules.
  *
@@ -28,7 +28,7 @@
 #include <stdbool.h>
 
 struct cc_engine_config {
-    uint64_t hold_long_ms;
+    uint64_t hold_long_ms; /* the built-in hold target when sla is NULL */
     uint64_t offer_after_waiting_ms; /* 0 disables offers */
     uint64_t contact_idle_ms;        /* a contact silent this long closes */
     uint64_t dedup_window;
@@ -72,10 +72,12 @@ void cc_engine_free(struct cc_engine *e);
 int cc_engine_set_sla(struct cc_engine *e, const struct cc_sla_config *sla,
                       char *err, size_t errlen);
 
-/* Applies the settings that can change while running (timed rule limits);
- * armed clocks keep their deadlines, new ones use the new values (a
- * pending callback offer is made at its join plus the new wait, or when
- * its timer next fires if that is later). */
+/* Applies the settings that can change while running (the callback
+ * offer's wait, contact expiry, the conversation windows, the service-level
+ * alert's settings); armed timers keep their deadlines, new ones use the
+ * new values (a pending callback offer is made at its join plus the new
+ * wait, or when its timer next fires if that is later). The SLA policies,
+ * the hold target among them, change with cc_engine_set_sla(). */
 void cc_engine_reconfigure(struct cc_engine *e,
                            const struct cc_engine_config *cfg);
 

@@ -77,8 +77,8 @@ struct cc_contact {
     /* The rest. */
     char *blob; /* the id when it does not fit inline, then the customer
                    map as received; NULL when both are empty */
-    struct cc_timer state_timer; /* hold.long when held; offer and answer
-                                    clock when queued */
+    struct cc_timer state_timer; /* the hold clock when held; the offer
+                                    and the answer clock when queued */
     struct cc_timer idle_timer;
     struct cc_contact *qnext, *qprev; /* waiting list of queue */
     struct cc_queue *queue;

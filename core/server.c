@@ -673,6 +673,11 @@ reply_query(struct cc_server *s, nng_msg *req) {
         query_conversation(s, pk, id, cust, cust_len);
         return;
     }
+    /* The engine's clock moves with events and deadlines; bring it to now
+     * so that waits, times left and windows are current (whatever falls
+     * due meanwhile fires, and rep_async_cb sends it). */
+    if (cc_str_eq(q, "sla") || cc_str_eq(q, "at_risk") || cc_str_eq(q, "queue"))
+        cc_engine_tick(s->engine, now_ms(s));
     if (cc_str_eq(q, "sla")) {
         if (conv.n == 0)
             pack_error(pk, "an sla query needs 'conversation', e.g. "
@@ -688,6 +693,11 @@ reply_query(struct cc_server *s, nng_msg *req) {
         return;
     }
     if (cc_str_eq(q, "queue")) {
+        if (queue.n != 0 && channel.n != 0) {
+            pack_error(pk, "a queue query takes 'queue' or 'channel', not "
+                           "both");
+            return;
+        }
         if (cc_engine_pack_service_level(s->engine, queue, channel, pk, &why) !=
             0)
             pack_error(pk, why);

@@ -37,11 +37,14 @@ cc_sl_answered(struct cc_sl *s, uint64_t now, uint64_t wait_ms, int in_target) {
 }
 
 void
-cc_sl_abandoned(struct cc_sl *s, uint64_t now, bool short_abandon) {
+cc_sl_abandoned(struct cc_sl *s, uint64_t now, bool short_abandon,
+                bool with_target) {
     struct cc_sl_bucket *b = bucket(s, now);
 
     b->abandoned++;
     b->short_abandoned += short_abandon;
+    b->abandoned_wt += with_target;
+    b->short_wt += with_target && short_abandon;
 }
 
 void
@@ -53,10 +56,11 @@ cc_sl_window(const struct cc_sl *s, uint64_t now, unsigned minutes,
     memset(out, 0, sizeof(*out));
     if (minutes > CC_SL_MINUTES)
         minutes = CC_SL_MINUTES;
-    for (i = 0; i < CC_SL_MINUTES; i++) {
-        const struct cc_sl_bucket *b = &s->b[i];
-        if (b->minute == 0 || b->minute > minute ||
-            minute - b->minute >= minutes)
+    /* Only the window's own buckets, newest first; each counts if it
+     * holds its minute and not one an hour older. */
+    for (i = 0; i < minutes && i < minute; i++) {
+        const struct cc_sl_bucket *b = &s->b[(minute - i) % CC_SL_MINUTES];
+        if (b->minute != minute - i)
             continue;
         out->offered += b->offered;
         out->answered += b->answered;
@@ -65,6 +69,8 @@ cc_sl_window(const struct cc_sl *s, uint64_t now, unsigned minutes,
         out->abandoned += b->abandoned;
         out->short_abandoned += b->short_abandoned;
         out->wait_ms += b->wait_ms;
+        out->abandoned_wt += b->abandoned_wt;
+        out->short_wt += b->short_wt;
     }
 }
 
@@ -77,8 +83,8 @@ cc_sl_level(const struct cc_sl_window *w) {
 
 int
 cc_sl_level_short(const struct cc_sl_window *w) {
-    uint64_t d = w->with_target + w->abandoned;
+    uint64_t d = w->with_target + w->abandoned_wt;
     if (d == 0)
         return -1;
-    return (int)((w->in_target + w->short_abandoned) * 1000 / d);
+    return (int)((w->in_target + w->short_wt) * 1000 / d);
 }

@@ -13,9 +13,11 @@
 #define CC_SL_MINUTES 60
 
 struct cc_sl_bucket {
-    uint64_t minute; /* now / 60000 of its counts; 0: never written */
+    uint64_t minute; /* now / 60000 + 1 of its counts; 0: never written */
     uint32_t offered, answered, in_target, with_target;
     uint32_t abandoned, short_abandoned;
+    /* abandons of callers with an answer clock, short ones among them */
+    uint32_t abandoned_wt, short_wt;
     uint64_t wait_ms; /* of the answered */
 };
 
@@ -28,6 +30,7 @@ struct cc_sl {
 struct cc_sl_window {
     uint64_t offered, answered, in_target, with_target;
     uint64_t abandoned, short_abandoned, wait_ms;
+    uint64_t abandoned_wt, short_wt;
 };
 
 void cc_sl_offered(struct cc_sl *s, uint64_t now);
@@ -35,7 +38,9 @@ void cc_sl_offered(struct cc_sl *s, uint64_t now);
  * had no answer clock (it counts in neither). */
 void cc_sl_answered(struct cc_sl *s, uint64_t now, uint64_t wait_ms,
                     int in_target);
-void cc_sl_abandoned(struct cc_sl *s, uint64_t now, bool short_abandon);
+/* with_target: the caller had an answer clock. */
+void cc_sl_abandoned(struct cc_sl *s, uint64_t now, bool short_abandon,
+                     bool with_target);
 /* Sums the last `minutes` (1 to 60) minutes up to now, this one included. */
 void cc_sl_window(const struct cc_sl *s, uint64_t now, unsigned minutes,
                   struct cc_sl_window *out);
@@ -43,8 +48,9 @@ void cc_sl_window(const struct cc_sl *s, uint64_t now, unsigned minutes,
 /* Answered within target / answered with a target, in per mille; -1 with
  * none answered. */
 int cc_sl_level(const struct cc_sl_window *w);
-/* The variant that counts short abandons as met: (within target + short
- * abandons) / (answered with a target + abandons); -1 with neither. */
+/* The variant that counts abandons too, short ones as met: (within target
+ * + short abandons) / (answered with a target + abandons), all of callers
+ * with an answer clock; -1 with none. */
 int cc_sl_level_short(const struct cc_sl_window *w);
 
 #endif

@@ -287,7 +287,7 @@ Test(engine, hold_clock_fires_once_at_the_limit, .init = setup,
     cr_assert_eq(cc_engine_outbox(e)->n, 2);
 }
 
-Test(engine, hold_ended_in_time_fires_nothing, .init = setup,
+Test(engine, hold_ended_before_the_breach_is_warned_only, .init = setup,
      .fini = teardown) {
     SEND("1", T0, "phone", "agent.answer", "c1");
     SEND("2", T0 + 1000, "phone", "hold.start", "c1");
@@ -962,24 +962,34 @@ Test(engine, service_level_windows_slide_by_the_minute, .init = setup,
     SEND("6", MB + 32000, "phone", "queue.leave", "c3"); /* 30 s */
     join_at(MB + 3000, "7", "phone", "c4", "sales", -1);
     SEND("8", MB + 33000, "phone", "agent.answer", "c4"); /* 30 s: late */
+    join_at(MB + 4000, "9", "phone", "c5", "sales", -1);
+    SEND("10", MB + 6000, "phone", "agent.answer", "c5"); /* 2 s: met */
+    /* Transferred in from another queue: offered to sales too. */
+    join_at(MB + 4000, "11", "phone", "c6", "billing", -1);
+    send_at(MB + 7000, "12", MB + 7000, "phone", "transfer", "c6", NULL,
+            "sales");
 
     cc_engine_tick(e, (uint64_t)MB + 15 * 60000 - 1);
-    cr_assert_eq(sl_figure("sales", NULL, 0, "offered"), 4);
-    cr_assert_eq(sl_figure("sales", NULL, 0, "answered"), 2);
-    cr_assert_eq(sl_figure("sales", NULL, 0, "answered_in_target"), 1);
+    cr_assert_eq(sl_figure("sales", NULL, 0, "offered"), 6);
+    cr_assert_eq(sl_figure("sales", NULL, 0, "answered"), 3);
+    cr_assert_eq(sl_figure("sales", NULL, 0, "answered_in_target"), 2);
     cr_assert_eq(sl_figure("sales", NULL, 0, "abandoned"), 2);
     cr_assert_eq(sl_figure("sales", NULL, 0, "short_abandoned"), 1);
-    cr_assert_eq(sl_figure("sales", NULL, 0, "service_level"), 50.0);
-    /* (1 met + 1 short) / (2 answered + 2 abandoned) */
-    cr_assert_eq(sl_figure("sales", NULL, 0, "service_level_short"), 50.0);
-    cr_assert_eq(sl_figure("sales", NULL, 0, "asa_ms"), 20000);
-    cr_assert_eq(sl_figure(NULL, "phone", 0, "answered"), 2);
+    /* 2 met of 3 answered */
+    cr_assert_float_eq(sl_figure("sales", NULL, 0, "service_level"), 66.6,
+                       0.05);
+    /* (2 met + 1 short) / (3 answered + 2 abandoned) */
+    cr_assert_float_eq(sl_figure("sales", NULL, 0, "service_level_short"), 60.0,
+                       0.05);
+    cr_assert_eq(sl_figure("sales", NULL, 0, "asa_ms"), 14000);
+    cr_assert_eq(sl_figure(NULL, "phone", 0, "answered"), 3);
+    cr_assert_eq(sl_figure(NULL, "phone", 0, "offered"), 7);
     /* A minute later the 15-minute window has slid past them. */
     cc_engine_tick(e, (uint64_t)MB + 15 * 60000);
     cr_assert_eq(sl_figure("sales", NULL, 0, "answered"), 0);
-    cr_assert_eq(sl_figure("sales", NULL, 1, "answered"), 2);
+    cr_assert_eq(sl_figure("sales", NULL, 1, "answered"), 3);
     cc_engine_tick(e, (uint64_t)MB + 60 * 60000 - 1);
-    cr_assert_eq(sl_figure("sales", NULL, 2, "answered"), 2);
+    cr_assert_eq(sl_figure("sales", NULL, 2, "answered"), 3);
     cc_engine_tick(e, (uint64_t)MB + 60 * 60000);
     cr_assert_eq(sl_figure("sales", NULL, 2, "answered"), 0);
     cr_assert_eq(sl_figure("sales", NULL, 2, "service_level"), -1);
@@ -1013,14 +1023,88 @@ Test(engine, service_level_alert_with_hysteresis, .init = setup,
         msgpack_unpacked_init(&u);
         topic = out_record(k, &u, &kind);
         if (topic != NULL && strcmp(topic, "queue.service_level") == 0) {
-            if (tmap_str_is(&u.data, "state", "below"))
+            msgpack_object lv;
+            cr_assert(tmap_get(&u.data, "service_level", &lv));
+            if (tmap_str_is(&u.data, "state", "below")) {
                 below++;
-            else if (tmap_str_is(&u.data, "state", "recovered"))
+                /* 10 of 13 */
+                cr_assert_float_eq(lv.via.f64, 76.9, 0.05);
+            } else if (tmap_str_is(&u.data, "state", "recovered")) {
                 recovered++;
+                /* Not at 80% (12 of 15): at 85% (17 of 20). */
+                cr_assert_float_eq(lv.via.f64, 85.0, 0.05);
+            }
         }
         msgpack_unpacked_destroy(&u);
     }
     cr_assert_eq(below, 1);
     cr_assert_eq(recovered, 1);
     cr_assert_eq(stat_int("alerts/queue.service_level"), 2);
+}
+
+/* at_risk keeps the soonest `limit` of many, in order (against sorting
+ * them all). */
+Test(engine, at_risk_picks_the_soonest_of_many, .init = setup,
+     .fini = teardown) {
+    int64_t joined[200];
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_unpacked u;
+    msgpack_object a;
+    const char *why = NULL;
+    int i, j;
+
+    srand(3);
+    for (i = 0; i < 200; i++) {
+        char id[16], c[16];
+        snprintf(id, sizeof(id), "j%d", i);
+        snprintf(c, sizeof(c), "c%d", i);
+        joined[i] = T0 + rand() % 10000;
+        send_at(T0 + 10000, id, joined[i], "phone", "queue.join", c, NULL,
+                "sales");
+    }
+    /* The seven earliest joins, by brute force. */
+    for (i = 0; i < 200; i++)
+        for (j = i + 1; j < 200; j++)
+            if (joined[j] < joined[i]) {
+                int64_t tmp = joined[i];
+                joined[i] = joined[j];
+                joined[j] = tmp;
+            }
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    cr_assert_eq(
+        cc_engine_pack_at_risk(e, (struct cc_str){"sales", 5}, 7, &pk, &why),
+        0);
+    unpack_sb(&sb, &u);
+    cr_assert(tmap_get(&u.data, "at_risk", &a));
+    cr_assert_eq(a.via.array.size, 7);
+    for (i = 0; i < 7; i++)
+        cr_assert_eq(tmap_int(&a.via.array.ptr[i], "breach_due"),
+                     joined[i] + 20000, "rank %d", i);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* A reload while a caller is on hold moves the hold clock's deadline. */
+Test(engine, hold_clock_follows_new_policies, .init = setup, .fini = teardown) {
+    struct cc_config *cfg = calloc(1, sizeof(*cfg));
+    char err[512] = "";
+
+    SEND("1", T0, "phone", "agent.answer", "c1");
+    SEND("2", T0, "phone", "hold.start", "c1");
+    cc_engine_tick(e, (uint64_t)T0 + 49000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1); /* warned at 48 s */
+    cc_outbox_clear(cc_engine_outbox(e));
+    cc_config_defaults(cfg);
+    cr_assert_eq(cc_config_load_string(cfg, "[sla.phone]\nhold = 2m\n", "t",
+                                       err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_eq(cc_engine_set_sla(e, &cfg->sla, err, sizeof(err)), 0);
+    /* Warned once already; the breach moves from 60 s to 120 s. */
+    cc_engine_tick(e, (uint64_t)T0 + 119999);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    cc_engine_tick(e, (uint64_t)T0 + 120000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    free(cfg);
 }
