@@ -225,20 +225,88 @@ conv_new(struct cc_engine *e, struct cc_customer *cust, int64_t ts,
     return v;
 }
 
+/* When the response clock's next stage falls due (CC_WHEEL_NEVER: none). */
+static uint64_t
+resp_due(const struct cc_engine *e, const struct cc_conv *v) {
+    const struct cc_sched *sc = cc_slas_get(e->slas, v->resp_sched);
+    uint64_t d;
+
+    if (sc == NULL || v->resp_stage >= sc->nstages)
+        return CC_WHEEL_NEVER;
+    d = cc_sched_due(sc, v->resp_stage,
+                     (uint64_t)v->started_ts + v->resp_start);
+    return d == CC_CAL_NEVER ? CC_WHEEL_NEVER : d;
+}
+
+void
+cc_conv_arm_clock(struct cc_engine *e, struct cc_conv *v) {
+    uint64_t due = resp_due(e, v);
+
+    /* The idle close re-arms itself lazily; only bring the timer
+     * forward. */
+    if (v->state == CV_OPEN && due != CC_WHEEL_NEVER &&
+        (!cc_timer_armed(&v->timer) || due < v->timer.expires))
+        cc_wheel_arm(&e->wheel, &v->timer, due);
+}
+
+/* The one timer of a conversation serves its idle close (open), the end
+ * of its reopen window (resolved) and its response clock's stages. */
 static void
 conv_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
     struct cc_engine *e = CC_CONTAINER_OF(w, struct cc_engine, wheel);
     struct cc_conv *v = CC_CONTAINER_OF(t, struct cc_conv, timer);
 
     if (v->state == CV_OPEN) {
+        const struct cc_sched *sc = cc_slas_get(e->slas, v->resp_sched);
+        uint64_t due, idle = v->last_seen + e->cfg.idle_close_ms;
+        while ((due = resp_due(e, v)) <= now) {
+            cc_engine_fire_conv_stage(e, v, sc, v->resp_stage, due, now);
+            v->resp_stage++;
+        }
         /* Re-armed lazily, as contacts' idle timers are. */
-        if (v->last_seen + e->cfg.idle_close_ms > now) {
-            cc_wheel_arm(w, t, v->last_seen + e->cfg.idle_close_ms);
+        if (idle > now) {
+            cc_wheel_arm(w, t, due < idle ? due : idle);
             return;
         }
         e->convs.idle_closed++;
     }
     conv_free(e, v);
+}
+
+/* The response clock: a customer's message (message.in, or contact.open
+ * on any channel but phone) starts it unless it runs; an agent's message
+ * on any channel of the conversation stops it. */
+static void
+response_clock(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
+               const struct cc_event *ev) {
+    enum cc_clock k;
+    uint16_t sched;
+
+    if (ev->type == CC_EV_MESSAGE_OUT) {
+        v->resp_sched = 0;
+        return;
+    }
+    if (v->state != CV_OPEN || v->resp_sched != 0 ||
+        (ev->type != CC_EV_MESSAGE_IN &&
+         (ev->type != CC_EV_CONTACT_OPEN || c->channel == 0)))
+        return;
+    /* Its start is kept in 32 bits of ms after the conversation's: 49
+     * days. A later one is not started, and counted. */
+    if (ev->ts < v->started_ts ||
+        (uint64_t)(ev->ts - v->started_ts) > UINT32_MAX) {
+        e->slas->full++;
+        return;
+    }
+    k = v->msgs_out != 0 ? CC_CLOCK_NEXT_RESPONSE : CC_CLOCK_FIRST_RESPONSE;
+    sched = cc_engine_contact_sched(e, c, k);
+    if (sched == 0)
+        return;
+    v->resp_sched = sched;
+    v->resp_stage = 0;
+    v->resp_last = SLA_LAST_NONE;
+    v->resp_next = k == CC_CLOCK_NEXT_RESPONSE;
+    v->resp_start = (uint32_t)(ev->ts - v->started_ts);
+    cc_conv_arm_clock(e, v);
 }
 
 /* ---- small sets kept by a conversation ---------------------------------- */
@@ -740,6 +808,7 @@ resolve(struct cc_engine *e, struct cc_conv *v, const struct cc_event *ev,
     if (v->state == CV_RESOLVED)
         return;
     v->state = CV_RESOLVED;
+    v->resp_sched = 0; /* resolved: nobody waits for a reply */
     v->resolved_ts = ev->ts;
     v->resolves++;
     cs->open--;
@@ -878,6 +947,8 @@ cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
         v->sentiment = (float)ev->sentiment;
         v->flags |= CVF_SENTIMENT;
     }
+    if (c != NULL)
+        response_clock(e, v, c, ev);
     timeline_add(v, ev->ts, ev->type, ev->channel, c != NULL ? c->conv_n : 0);
     if (c != NULL)
         index_message(e, v, d->thread_key);

@@ -252,6 +252,32 @@ cc_engine_set_sla(struct cc_engine *e, const struct cc_sla_config *sla,
             arm_state_timer(e, c);
         }
     }
+    /* And every conversation's response clock, matched again on its
+     * latest channel (the clock does not keep the one that started it). */
+    for (i = 0; i <= e->convs.mask; i++) {
+        struct cc_conv *v;
+        for (v = e->convs.buckets[i]; v != NULL; v = v->hnext) {
+            const struct cc_sched *sc;
+            unsigned ch = v->first_channel;
+            if (v->resp_sched == 0)
+                continue;
+            if (v->tl_n != 0)
+                ch = v->tl[(v->tl_head + CONV_TIMELINE - 1) % CONV_TIMELINE]
+                         .channel;
+            v->resp_sched =
+                cc_engine_conv_sched(e, v, ch,
+                                     v->resp_next ? CC_CLOCK_NEXT_RESPONSE
+                                                  : CC_CLOCK_FIRST_RESPONSE);
+            sc = cc_slas_get(e->slas, v->resp_sched);
+            v->resp_stage = sc == NULL ? 0
+                                       : (uint16_t)cc_sched_resume(
+                                             sc, v->resp_last == SLA_LAST_NONE
+                                                     ? 0xff
+                                                     : (uint8_t)v->resp_last) &
+                                             0x1f;
+            cc_conv_arm_clock(e, v);
+        }
+    }
     slas_free(old);
     return 0;
 }
@@ -1058,12 +1084,17 @@ cc_engine_pack_service_level(struct cc_engine *e, struct cc_str queue,
 /* The breach's due time of a contact's running clock (CC_CAL_NEVER when
  * its calendar has none). */
 static uint64_t
-breach_due(const struct cc_sched *sc, const struct cc_contact *c) {
+sched_breach(const struct cc_sched *sc, uint64_t start) {
     unsigned i;
     for (i = 0; i < sc->nstages; i++)
         if (sc->st[i].type == CC_ST_BREACH)
-            return cc_sched_due(sc, i, (uint64_t)clock_start(c));
+            return cc_sched_due(sc, i, start);
     return CC_CAL_NEVER;
+}
+
+static uint64_t
+breach_due(const struct cc_sched *sc, const struct cc_contact *c) {
+    return sched_breach(sc, (uint64_t)clock_start(c));
 }
 
 static void
@@ -1074,20 +1105,17 @@ pack_due(msgpack_packer *pk, uint64_t due) {
         cc_pack_u64(pk, due);
 }
 
-/* One contact's running clock: what it is, where it stands, every stage. */
+/* What every clock answers with: 9 pairs (clock, start, target_ms,
+ * elapsed_ms, breach_due, left_ms, policy, calendar, stages). */
+#define CLOCK_PAIRS 9
 static void
-pack_clock(struct cc_engine *e, msgpack_packer *pk, const struct cc_contact *c,
-           const struct cc_sched *sc) {
-    uint64_t start = (uint64_t)clock_start(c), now = e->wheel.now;
-    uint64_t breach = breach_due(sc, c);
+pack_clock_common(struct cc_engine *e, msgpack_packer *pk,
+                  const struct cc_sched *sc, uint64_t start, unsigned next) {
+    uint64_t now = e->wheel.now, breach = sched_breach(sc, start);
     unsigned i;
 
-    msgpack_pack_map(pk, 15);
     cc_pack_str(pk, "clock");
     cc_pack_str(pk, cc_clock_name(sc->clock));
-    pack_contact_fields(e, pk, c);
-    cc_pack_str(pk, "agent");
-    cc_pack_name_or_nil(pk, c->agent);
     cc_pack_kv_u64(pk, "start", start);
     cc_pack_kv_u64(pk, "target_ms", sc->target);
     cc_pack_kv_u64(pk, "elapsed_ms", now > start ? now - start : 0);
@@ -1116,11 +1144,86 @@ pack_clock(struct cc_engine *e, msgpack_packer *pk, const struct cc_contact *c,
         cc_pack_str(pk, "due");
         pack_due(pk, cc_sched_due(sc, i, start));
         cc_pack_str(pk, "fired");
-        if (i < c->sla_stage)
+        if (i < next)
             msgpack_pack_true(pk);
         else
             msgpack_pack_false(pk);
     }
+}
+
+/* One contact's running clock: what it is, where it stands, every stage. */
+static void
+pack_clock(struct cc_engine *e, msgpack_packer *pk, const struct cc_contact *c,
+           const struct cc_sched *sc) {
+    msgpack_pack_map(pk, CLOCK_PAIRS + 6);
+    pack_contact_fields(e, pk, c);
+    cc_pack_str(pk, "agent");
+    cc_pack_name_or_nil(pk, c->agent);
+    pack_clock_common(e, pk, sc, (uint64_t)clock_start(c), c->sla_stage);
+}
+
+static uint64_t
+resp_start(const struct cc_conv *v) {
+    return (uint64_t)v->started_ts + v->resp_start;
+}
+
+void
+cc_conv_pack_clock(struct cc_engine *e, msgpack_packer *pk,
+                   const struct cc_conv *v, const struct cc_sched *sc) {
+    msgpack_pack_map(pk, CLOCK_PAIRS + 1);
+    cc_pack_str(pk, "conversation");
+    cc_conv_pack_id(pk, v);
+    pack_clock_common(e, pk, sc, resp_start(v), v->resp_stage);
+}
+
+void
+cc_engine_fire_conv_stage(struct cc_engine *e, struct cc_conv *v,
+                          const struct cc_sched *sc, unsigned i, uint64_t due,
+                          uint64_t now) {
+    msgpack_packer *pk = &e->outbox.pk;
+    const struct cc_sched_stage *st = &sc->st[i];
+    const char *alert = cc_stage_alert(st->type);
+    const char *clock = cc_clock_name(sc->clock);
+    uint64_t start = resp_start(v);
+    char id[128];
+    int n;
+
+    /* "<alert>:cv-<n>:<clock>:<start>:<level>": the same stage of the same
+     * clock always has the same id. */
+    n = snprintf(id, sizeof(id), "%s:cv-%llu:%s:%llu:%u", alert,
+                 (unsigned long long)v->id, clock, (unsigned long long)start,
+                 (unsigned)st->level);
+    cc_outbox_begin(&e->outbox, CC_OUT_ALERT, alert);
+    msgpack_pack_map(pk, 14);
+    cc_pack_str(pk, "alert");
+    cc_pack_str(pk, alert);
+    cc_pack_str(pk, "id");
+    cc_pack_strn(pk, id, (size_t)n);
+    cc_pack_str(pk, "ts");
+    cc_pack_u64(pk, now);
+    cc_pack_str(pk, "conversation");
+    cc_conv_pack_id(pk, v);
+    cc_pack_str(pk, "clock");
+    cc_pack_str(pk, clock);
+    cc_pack_kv_u64(pk, "level", st->level);
+    cc_pack_kv_u64(pk, "target_ms", sc->target);
+    cc_pack_kv_u64(pk, "stage_ms", st->at);
+    cc_pack_kv_u64(pk, "start", start);
+    cc_pack_kv_u64(pk, "due", due);
+    cc_pack_kv_u64(pk, "elapsed_ms", now > start ? now - start : 0);
+    cc_pack_str(pk, "policy");
+    cc_pack_str(pk, sc->by->section);
+    cc_pack_str(pk, "calendar");
+    if (sc->cal_name != NULL)
+        cc_pack_str(pk, sc->cal_name);
+    else
+        msgpack_pack_nil(pk);
+    /* What a supervisor needs to act: channels, customer, queues, agents. */
+    cc_pack_str(pk, "context");
+    cc_conv_pack(e, pk, v, false);
+    cc_outbox_end(&e->outbox);
+    e->alerts_sla[st->type]++;
+    v->resp_last = (uint16_t)(st->type << 4 | st->level) & 0x3f;
 }
 
 int
@@ -1135,12 +1238,15 @@ cc_engine_pack_sla(struct cc_engine *e, struct cc_str conv, msgpack_packer *pk,
         return rc;
     for (c = v->live; c != NULL; c = c->cvnext)
         n += cc_slas_get(e->slas, c->sla_sched) != NULL;
+    n += v->resp_sched != 0;
     msgpack_pack_map(pk, 3);
     cc_pack_str(pk, "conversation");
     cc_conv_pack_id(pk, v);
     cc_pack_kv_u64(pk, "now", e->wheel.now);
     cc_pack_str(pk, "clocks");
     msgpack_pack_array(pk, n);
+    if (v->resp_sched != 0)
+        cc_conv_pack_clock(e, pk, v, cc_slas_get(e->slas, v->resp_sched));
     for (c = v->live; c != NULL; c = c->cvnext) {
         const struct cc_sched *sc = cc_slas_get(e->slas, c->sla_sched);
         if (sc != NULL)
@@ -1272,13 +1378,11 @@ opens_implicitly(enum cc_event_type t) {
     }
 }
 
-/* The schedule of a contact's clock k: by its channel, its queue (the one
- * it waits in or was answered from; none before any), the join's priority
- * and its conversation's tags. */
+/* The schedule of clock k for channel ch, queue q (NULL: none), priority
+ * prio (-1: none) and conversation v's tags (v may be NULL). */
 static uint16_t
-contact_sched(struct cc_engine *e, const struct cc_contact *c,
-              enum cc_clock k) {
-    int32_t prio = (int32_t)c->prio1 - 1;
+subject_sched(struct cc_engine *e, unsigned ch, const struct cc_name *q,
+              int32_t prio, const struct cc_conv *v, enum cc_clock k) {
     struct cc_str tags[CONV_TAGS];
     struct cc_sla_subject s;
     struct cc_sched_key key;
@@ -1286,12 +1390,12 @@ contact_sched(struct cc_engine *e, const struct cc_contact *c,
 
     _Static_assert(CONV_TAGS <= CC_SLA_STAGES, "the key holds every tag");
     memset(&key, 0, sizeof(key));
-    key.channel = c->channel;
-    key.queue = c->queue ? c->queue->name->idx : 0;
+    key.channel = (uint8_t)ch;
+    key.queue = q ? q->idx : 0;
     key.priority = (int8_t)prio;
-    if (c->conv != NULL) {
-        for (i = 0; i < CONV_TAGS && c->conv->tags[i] != 0; i++) {
-            const struct cc_name *t = cc_name_at(e, c->conv->tags[i]);
+    if (v != NULL) {
+        for (i = 0; i < CONV_TAGS && v->tags[i] != 0; i++) {
+            const struct cc_name *t = cc_name_at(e, v->tags[i]);
             tags[n].p = t->s;
             tags[n].n = t->len;
             key.tags[n] = t->idx;
@@ -1299,13 +1403,35 @@ contact_sched(struct cc_engine *e, const struct cc_contact *c,
         }
     }
     key.ntags = (uint8_t)n;
-    s.channel = e->cfg.channels.names[c->channel];
-    s.queue.p = c->queue ? c->queue->name->s : "";
-    s.queue.n = c->queue ? c->queue->name->len : 0;
+    s.channel = e->cfg.channels.names[ch];
+    s.queue.p = q ? q->s : "";
+    s.queue.n = q ? q->len : 0;
     s.priority = prio;
     s.tags = tags;
     s.ntags = n;
     return cc_slas_sched(e->slas, &s, k, &key);
+}
+
+/* The schedule of a contact's clock k: by its channel, its queue (the one
+ * it waits in or was answered from; none before any), the join's priority
+ * and its conversation's tags. */
+static uint16_t
+contact_sched(struct cc_engine *e, const struct cc_contact *c,
+              enum cc_clock k) {
+    return subject_sched(e, c->channel, c->queue ? c->queue->name : NULL,
+                         (int32_t)c->prio1 - 1, c->conv, k);
+}
+
+uint16_t
+cc_engine_contact_sched(struct cc_engine *e, const struct cc_contact *c,
+                        enum cc_clock k) {
+    return contact_sched(e, c, k);
+}
+
+uint16_t
+cc_engine_conv_sched(struct cc_engine *e, const struct cc_conv *v, unsigned ch,
+                     enum cc_clock k) {
+    return subject_sched(e, ch, cc_name_at(e, v->queues[0]), -1, v, k);
 }
 
 static int

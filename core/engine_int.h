@@ -230,8 +230,17 @@ struct cc_conv {
     uint32_t tags[CONV_TAGS];
     int64_t chan_ts[CONV_CHANNELS];
     uint8_t chan[CONV_CHANNELS];
+    /* The response clock, while the customer waits for an agent's reply
+     * (first_response before the conversation's first agent message,
+     * next_response after): its schedule (0: none running), next stage,
+     * last stage fired (SLA_LAST_NONE: none) and kind; its start in ms
+     * after started_ts. The record's last eight bytes. */
+    uint16_t resp_sched;
+    uint16_t resp_stage : 5, resp_last : 6, resp_next : 1;
+    uint32_t resp_start;
 };
 
+_Static_assert(sizeof(struct cc_conv) <= 512, "eight cache lines");
 _Static_assert(offsetof(struct cc_conv, wait_ms) == 64 &&
                    offsetof(struct cc_conv, timer) == 128 &&
                    offsetof(struct cc_conv, ncontacts) == 192 &&
@@ -413,6 +422,25 @@ void cc_convs_pack_stats(const struct cc_engine *e, msgpack_packer *pk);
 void cc_convs_pack_chan_stats(const struct cc_engine *e, msgpack_packer *pk,
                               unsigned ch);
 uint64_t cc_convs_bytes(const struct cc_engine *e);
+/* The schedule of clock k for contact c's channel, queue, priority and
+ * conversation tags (0: no such clock). */
+uint16_t cc_engine_contact_sched(struct cc_engine *e,
+                                 const struct cc_contact *c, enum cc_clock k);
+/* The schedule of clock k for a conversation with no contact to go by:
+ * channel ch, its latest queue and its tags (reloads). */
+uint16_t cc_engine_conv_sched(struct cc_engine *e, const struct cc_conv *v,
+                              unsigned ch, enum cc_clock k);
+/* Brings the conversation's timer forward to its response clock's next
+ * stage. */
+void cc_conv_arm_clock(struct cc_engine *e, struct cc_conv *v);
+/* Publishes stage i of a conversation's response clock. */
+void cc_engine_fire_conv_stage(struct cc_engine *e, struct cc_conv *v,
+                               const struct cc_sched *sc, unsigned i,
+                               uint64_t due, uint64_t now);
+/* Packs a conversation's running response clock as the sla query does. */
+void cc_conv_pack_clock(struct cc_engine *e, msgpack_packer *pk,
+                        const struct cc_conv *v, const struct cc_sched *sc);
+
 /* Emits an identity.conflict alert for ev. */
 void cc_conv_alert_conflict(struct cc_engine *e, const struct cc_contact *c,
                             const struct cc_event *ev,

@@ -1108,3 +1108,139 @@ Test(engine, hold_clock_follows_new_policies, .init = setup, .fini = teardown) {
     cr_assert_eq(cc_engine_outbox(e)->n, 1);
     free(cfg);
 }
+
+/* ---- the response clock ------------------------------------------------ */
+
+/* Asserts outbox record i is SLA alert `alert` of `clock` due at due. */
+static void
+assert_conv_sla(size_t i, const char *alert, const char *clock, int64_t due) {
+    msgpack_unpacked u;
+    msgpack_object ctx;
+    const char *topic;
+    int kind;
+
+    msgpack_unpacked_init(&u);
+    topic = out_record(i, &u, &kind);
+    cr_assert_eq(kind, CC_OUT_ALERT);
+    cr_assert_str_eq(topic, alert);
+    cr_assert(tmap_str_is(&u.data, "clock", clock), "clock");
+    cr_assert_eq(tmap_int(&u.data, "due"), due, "%s due", alert);
+    cr_assert(tmap_get(&u.data, "context", &ctx), "no context");
+    msgpack_unpacked_destroy(&u);
+}
+
+/* A chat opens: the first response is due in a minute (warned at 48 s);
+ * an agent reply stops it; the customer's next message starts the next
+ * response (2 minutes). */
+Test(engine, response_clocks_first_then_next, .init = setup, .fini = teardown) {
+    send_at(T0, "1", T0, "chat", "contact.open", "s1", "+15550101", NULL);
+    cc_engine_tick(e, (uint64_t)T0 + 47999);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    cc_engine_tick(e, (uint64_t)T0 + 48000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    assert_conv_sla(0, "sla.warning", "first_response", T0 + 48000);
+    cc_engine_tick(e, (uint64_t)T0 + 60000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 2);
+    assert_conv_sla(1, "sla.breach", "first_response", T0 + 60000);
+    cc_outbox_clear(cc_engine_outbox(e));
+    /* The reply comes late; the clock stops, nothing more fires. */
+    SEND("2", T0 + 70000, "chat", "message.out", "s1");
+    cc_engine_tick(e, (uint64_t)T0 + 600000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+    /* The customer writes again: the next response, 2 minutes. */
+    SEND("3", T0 + 600000, "chat", "message.in", "s1");
+    SEND("4", T0 + 600500, "chat", "message.in", "s1"); /* still running */
+    cc_engine_tick(e, (uint64_t)T0 + 600000 + 96000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 1);
+    assert_conv_sla(0, "sla.warning", "next_response", T0 + 696000);
+    cc_outbox_clear(cc_engine_outbox(e));
+    SEND("5", T0 + 700000, "chat", "message.out", "s1"); /* in time */
+    cc_engine_tick(e, (uint64_t)T0 + 7200000);
+    cr_assert_eq(cc_engine_outbox(e)->n, 0);
+}
+
+/* How many of the outbox's records are SLA alerts. */
+static size_t
+sla_alerts(void) {
+    size_t k, n = 0;
+
+    for (k = 0; k < cc_engine_outbox(e)->n; k++) {
+        msgpack_unpacked u;
+        int kind;
+        const char *topic;
+        msgpack_unpacked_init(&u);
+        topic = out_record(k, &u, &kind);
+        n += topic != NULL && strncmp(topic, "sla.", 4) == 0;
+        msgpack_unpacked_destroy(&u);
+    }
+    return n;
+}
+
+/* The clock belongs to the conversation: a reply on email stops a clock a
+ * chat message started; a resolve stops it too; a phone call starts none.
+ * (The email contact is a repeat: continuity.repeat is in the outbox.) */
+Test(engine, response_clock_follows_the_conversation, .init = setup,
+     .fini = teardown) {
+    send_at(T0, "1", T0, "chat", "contact.open", "s1", "+15550202", NULL);
+    send_at(T0 + 1000, "2", T0 + 1000, "email", "contact.open", "m1",
+            "+15550202", NULL);
+    SEND("3", T0 + 30000, "email", "message.out", "m1");
+    cc_engine_tick(e, (uint64_t)T0 + 3600000);
+    cr_assert_eq(sla_alerts(), 0);
+
+    send_at(T0 + 3600000, "4", T0 + 3600000, "chat", "contact.open", "s2",
+            "+15550303", NULL);
+    send_at(T0 + 3610000, "5", T0 + 3610000, "phone", "conversation.resolve",
+            NULL, "+15550303", NULL);
+    cc_engine_tick(e, (uint64_t)T0 + 7200000);
+    cr_assert_eq(sla_alerts(), 0);
+
+    send_at(T0 + 7200000, "6", T0 + 7200000, "phone", "contact.open", "p1",
+            "+15550404", NULL);
+    cc_engine_tick(e, (uint64_t)T0 + 9000000);
+    cr_assert_eq(sla_alerts(), 0);
+    /* Without a reply the same chat warns and breaches: the test can
+     * tell. */
+    send_at(T0 + 9000000, "7", T0 + 9000000, "chat", "contact.open", "s3",
+            "+15550606", NULL);
+    cc_engine_tick(e, (uint64_t)T0 + 9060000);
+    cr_assert_eq(sla_alerts(), 2);
+}
+
+/* The sla query shows a conversation's response clock. */
+Test(engine, sla_query_shows_the_response_clock, .init = setup,
+     .fini = teardown) {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_unpacked u;
+    msgpack_object a, id;
+    const char *why = NULL;
+    char conv[32];
+
+    send_at(T0, "1", T0, "social", "contact.open", "x1", "+15550505", NULL);
+    cc_engine_tick(e, (uint64_t)T0 + 1000);
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    cr_assert_eq(
+        cc_engine_pack_conversation_by_ident(
+            e, CC_IDENT_PHONE, (struct cc_str){"+15550505", 9}, &pk, &why),
+        0, "%s", why);
+    unpack_sb(&sb, &u);
+    cr_assert(tmap_get(&u.data, "conversation", &id));
+    snprintf(conv, sizeof(conv), "%.*s", (int)id.via.str.size, id.via.str.ptr);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_clear(&sb);
+    cr_assert_eq(
+        cc_engine_pack_sla(e, (struct cc_str){conv, (uint32_t)strlen(conv)},
+                           &pk, &why),
+        0, "%s", why);
+    unpack_sb(&sb, &u);
+    cr_assert(tmap_get(&u.data, "clocks", &a));
+    cr_assert_eq(a.via.array.size, 1);
+    cr_assert(tmap_str_is(&a.via.array.ptr[0], "clock", "first_response"));
+    /* Social: an hour. */
+    cr_assert_eq(tmap_int(&a.via.array.ptr[0], "breach_due"), T0 + 3600000);
+    cr_assert_eq(tmap_int(&a.via.array.ptr[0], "left_ms"), 3599000);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+}

@@ -448,6 +448,60 @@ Test(daemon, sla_answer_alerts_arrive_on_time) {
     cr_assert_eq(stop_daemon(), 0);
 }
 
+/* A chat's first response: the warning and the breach arrive on time for
+ * the customer nobody answered; an agent's reply in time cancels the other
+ * customer's clock. */
+Test(daemon, sla_first_response_alerts_and_a_reply_cancels) {
+    nng_socket sub;
+    msgpack_unpacked u;
+    char topic[32], *buf;
+    size_t len;
+    uint64_t t0, got;
+    int64_t due;
+
+    start_daemon("[sla.chat]\nfirst_response = 1s\nwarn = 50%\n");
+    cr_assert_eq(nng_sub0_open(&sub), 0);
+    cr_assert_eq(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "sla.", 4), 0);
+    nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 5000);
+    cr_assert_eq(nng_dial(sub, d.addr[2], NULL, 0), 0);
+    nng_msleep(200); /* let the subscription reach the publisher */
+
+    t0 = wall_ms();
+    msgpack_pack_array(&t.pk, 3);
+    tb_event(&t, "c0", (int64_t)t0, "chat", "contact.open", "chat-0",
+             "+15558880000");
+    tb_event(&t, "c1", (int64_t)t0, "chat", "contact.open", "chat-1",
+             "+15558880001");
+    tb_event(&t, "r1", (int64_t)t0 + 100, "chat", "message.out", "chat-1",
+             NULL);
+    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
+    cr_assert_eq(tmap_int(&u.data, "accepted"), 3);
+    msgpack_unpacked_destroy(&u);
+
+    got = recv_sla(sub, topic, sizeof(topic), &u, &buf, &len);
+    cr_assert_str_eq(topic, "sla.warning");
+    cr_assert(tmap_str_is(&u.data, "clock", "first_response"));
+    due = tmap_int(&u.data, "due");
+    cr_assert_eq(due, (int64_t)t0 + 500);
+    cr_assert_geq(got + 2, (uint64_t)due);
+    cr_assert_leq(got, (uint64_t)due + 500, "warning %llu ms late",
+                  (unsigned long long)(got - (uint64_t)due));
+    msgpack_unpacked_destroy(&u);
+    nng_free(buf, len);
+    got = recv_sla(sub, topic, sizeof(topic), &u, &buf, &len);
+    cr_assert_str_eq(topic, "sla.breach");
+    cr_assert_eq(tmap_int(&u.data, "due"), (int64_t)t0 + 1000);
+    cr_assert_leq(got, t0 + 1500);
+    msgpack_unpacked_destroy(&u);
+    nng_free(buf, len);
+    /* Nothing for the customer answered in time. */
+    nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 700);
+    cr_assert_eq(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), NNG_ETIMEDOUT,
+                 "an alert for the chat answered in time");
+    nng_close(sub);
+    cr_assert_eq(stop_daemon(), 0);
+}
+
 /* The forecast query and its contactctl command, against the real
  * daemon. */
 Test(daemon, at_risk_query_ranks_waiting_callers) {
