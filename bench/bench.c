@@ -12,7 +12,7 @@
  *
  * usage: cc_bench [--contacts N] [--customers N] [--events N] [--msgs1 N]
  *                 [--only engine|nng] [--batch 1|100] [--dedup N]
- *                 [--anonymous] [--reserve PAGES] [--clocks N]
+ *                 [--anonymous] [--reserve PAGES] [--no-sla] [--clocks N]
  *                 [--clock-rate N]
  * --customers: the population contacts are drawn from (default: as many as
  * --contacts; 0: every contact that is not a channel switch is a new
@@ -22,7 +22,10 @@
  * --reserve: huge pages kept faulted in by a second thread for the engine's
  * pool growth, as the daemon's [server] memory_reserve does (default 8,
  * the daemon's 16 MiB; 0: the engine maps and faults in its own).
+ * --no-sla: every SLA clock off ([sla.any] ... = off), to measure what the
+ * clocks cost the engine (default: the built-in policies).
  */
+#include "config.h"
 #include "engine.h"
 #include "loadgen.h"
 #include "mem.h"
@@ -163,7 +166,8 @@ feed_timed(struct cc_engine *e, const struct lg_msgs *msgs, size_t group,
 static void
 bench_engine(uint32_t contacts, uint64_t customers, int anonymous,
              uint64_t events, uint32_t only_batch, uint64_t dedup,
-             unsigned reserve) {
+             unsigned reserve, int no_sla) {
+    static struct cc_config sla_off;
     static struct cc_ingest_report reps[BENCH_GROUP];
     size_t group;
     double tc;
@@ -213,6 +217,20 @@ bench_engine(uint32_t contacts, uint64_t customers, int anonymous,
                 cfg.max_conversations = pop * 2;
         }
         cfg.hold_long_ms = 600000;
+        if (no_sla) {
+            char err[256];
+            cc_config_defaults(&sla_off);
+            if (cc_config_load_string(&sla_off,
+                                      "[sla.any]\nanswer = off\nhold = off\n"
+                                      "first_response = off\n"
+                                      "next_response = off\n"
+                                      "resolution = off\n",
+                                      "no-sla", err, sizeof(err)) != 0) {
+                printf("engine: %s\n", err);
+                exit(1);
+            }
+            cfg.sla = &sla_off.sla;
+        }
         if (dedup != 0)
             cfg.dedup_window = dedup;
         lg_init(&g, contacts + contacts / 5, customers, 42, T0);
@@ -532,6 +550,7 @@ main(int argc, char **argv) {
     uint32_t only_batch = 0;
     uint64_t dedup = 0;
     unsigned reserve = 8;
+    int no_sla = 0;
     uint64_t clocks = 1000000, clock_rate = 200000;
     int i, anonymous = 0;
 
@@ -552,6 +571,8 @@ main(int argc, char **argv) {
             dedup = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--anonymous"))
             anonymous = 1;
+        else if (!strcmp(argv[i], "--no-sla"))
+            no_sla = 1;
         else if (!strcmp(argv[i], "--reserve") && i + 1 < argc)
             reserve = (unsigned)strtoul(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--clocks") && i + 1 < argc)
@@ -562,8 +583,8 @@ main(int argc, char **argv) {
             fprintf(stderr, "usage: cc_bench [--contacts N] [--customers N] "
                             "[--events N] [--msgs1 N] [--only engine|nng] "
                             "[--batch 1|100] [--dedup N] [--anonymous] "
-                            "[--reserve PAGES] [--only sla] [--clocks N] "
-                            "[--clock-rate N]\n");
+                            "[--reserve PAGES] [--no-sla] [--only sla] "
+                            "[--clocks N] [--clock-rate N]\n");
             return 2;
         }
     }
@@ -580,7 +601,7 @@ main(int argc, char **argv) {
     }
     if (only == NULL || !strcmp(only, "engine"))
         bench_engine(contacts, customers, anonymous, events, only_batch, dedup,
-                     reserve);
+                     reserve, no_sla);
     if (only == NULL || !strcmp(only, "nng")) {
         static const uint32_t batches[] = {1, 100};
         size_t b;

@@ -126,8 +126,18 @@ cc_slas_sched(struct cc_slas *s, const struct cc_sla_subject *subject,
     uint16_t id = 0;
 
     if (key != NULL) {
+        uint64_t h;
         key->clock = (uint8_t)k;
-        slot = (uint32_t)(cc_hash(key, sizeof(*key), 0x5c4ed) % CC_SCHED_CACHE);
+        /* A mix of the few words that matter, not a hash of all 48 bytes:
+         * this runs on every join and every customer message. */
+        h = (uint64_t)key->queue * 0x9e3779b97f4a7c15ULL ^
+            ((uint64_t)key->channel | (uint64_t)key->clock << 8 |
+             (uint64_t)(uint8_t)key->priority << 16 |
+             (uint64_t)key->ntags << 24);
+        for (i = 0; i < key->ntags; i++)
+            h = (h ^ key->tags[i]) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 29;
+        slot = (uint32_t)(h % CC_SCHED_CACHE);
         if (s->cache[slot].used &&
             memcmp(&s->cache[slot].key, key, sizeof(*key)) == 0)
             return s->cache[slot].sched;

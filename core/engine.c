@@ -943,26 +943,25 @@ fire_service_level(struct cc_engine *e, struct cc_queue *q, bool below,
     e->alerts_sl++;
 }
 
-/* Re-checks a queue's service level after an answer or an abandon. */
+/* Re-checks a queue's service level after an answer or an abandon: O(1),
+ * from the window's running sums. */
 static void
 sl_check(struct cc_engine *e, struct cc_queue *q, uint64_t now) {
-    struct cc_sl_window w;
-    int level;
-
+    const struct cc_sl_window *w =
+        cc_sl_running(&q->sl, now, e->cfg.sl_window_min);
+    int level = cc_sl_level(w);
     int back = (int)(e->cfg.sl_target + e->cfg.sl_hysteresis) * 10;
 
-    cc_sl_window(&q->sl, now, e->cfg.sl_window_min, &w);
-    level = cc_sl_level(&w);
-    if (level < 0 || w.with_target < e->cfg.sl_min_answered)
+    if (level < 0 || w->with_target < e->cfg.sl_min_answered)
         return;
     if (back > 1000) /* 100% is as high as it goes */
         back = 1000;
     if (!q->sl.below && level < (int)e->cfg.sl_target * 10) {
         q->sl.below = true;
-        fire_service_level(e, q, true, &w, level, now);
+        fire_service_level(e, q, true, w, level, now);
     } else if (q->sl.below && level >= back) {
         q->sl.below = false;
-        fire_service_level(e, q, false, &w, level, now);
+        fire_service_level(e, q, false, w, level, now);
     }
 }
 

@@ -5,6 +5,44 @@
 
 #include <string.h>
 
+static void
+add(struct cc_sl_window *w, const struct cc_sl_bucket *b, int sign) {
+    w->offered += (uint64_t)(sign * (int64_t)b->offered);
+    w->answered += (uint64_t)(sign * (int64_t)b->answered);
+    w->in_target += (uint64_t)(sign * (int64_t)b->in_target);
+    w->with_target += (uint64_t)(sign * (int64_t)b->with_target);
+    w->abandoned += (uint64_t)(sign * (int64_t)b->abandoned);
+    w->short_abandoned += (uint64_t)(sign * (int64_t)b->short_abandoned);
+    w->wait_ms += (uint64_t)(sign * (int64_t)b->wait_ms);
+    w->abandoned_wt += (uint64_t)(sign * (int64_t)b->abandoned_wt);
+    w->short_wt += (uint64_t)(sign * (int64_t)b->short_wt);
+}
+
+/* Brings the running sums to `minute`: the buckets that slid out of the
+ * window leave them, each once. */
+static void
+run_advance(struct cc_sl *s, uint64_t minute) {
+    uint64_t x, from, to;
+
+    if (s->run_minutes == 0 || minute <= s->run_minute)
+        return;
+    /* The sums hold minutes run_minute - W + 1 .. run_minute; those up to
+     * minute - W leave (at most W of them: nothing came after run_minute,
+     * and no bucket of theirs has been written over since). */
+    from = s->run_minute + 1 > s->run_minutes
+               ? s->run_minute + 1 - s->run_minutes
+               : 1;
+    to = minute > s->run_minutes ? minute - s->run_minutes : 0;
+    if (to > s->run_minute)
+        to = s->run_minute;
+    for (x = from; x <= to; x++) {
+        const struct cc_sl_bucket *b = &s->b[x % CC_SL_MINUTES];
+        if (b->minute == x)
+            add(&s->run, b, -1);
+    }
+    s->run_minute = minute;
+}
+
 /* The bucket of now's minute, emptied if it last held an older minute.
  * Minutes count from 1 so that 0 marks a bucket never written. */
 static struct cc_sl_bucket *
@@ -12,6 +50,7 @@ bucket(struct cc_sl *s, uint64_t now) {
     uint64_t minute = now / 60000 + 1;
     struct cc_sl_bucket *b = &s->b[minute % CC_SL_MINUTES];
 
+    run_advance(s, minute);
     if (b->minute != minute) {
         memset(b, 0, sizeof(*b));
         b->minute = minute;
@@ -19,9 +58,20 @@ bucket(struct cc_sl *s, uint64_t now) {
     return b;
 }
 
+/* Whether the running sums take in bucket b (now's): they count every
+ * bucket of their window, this one included. */
+static bool
+running(const struct cc_sl *s, const struct cc_sl_bucket *b) {
+    return s->run_minutes != 0 && b->minute == s->run_minute;
+}
+
 void
 cc_sl_offered(struct cc_sl *s, uint64_t now) {
-    bucket(s, now)->offered++;
+    struct cc_sl_bucket *b = bucket(s, now);
+
+    b->offered++;
+    if (running(s, b))
+        s->run.offered++;
 }
 
 void
@@ -34,6 +84,14 @@ cc_sl_answered(struct cc_sl *s, uint64_t now, uint64_t wait_ms, int in_target) {
         b->with_target++;
         b->in_target += (uint32_t)in_target;
     }
+    if (running(s, b)) {
+        s->run.answered++;
+        s->run.wait_ms += wait_ms;
+        if (in_target >= 0) {
+            s->run.with_target++;
+            s->run.in_target += (uint64_t)in_target;
+        }
+    }
 }
 
 void
@@ -45,6 +103,12 @@ cc_sl_abandoned(struct cc_sl *s, uint64_t now, bool short_abandon,
     b->short_abandoned += short_abandon;
     b->abandoned_wt += with_target;
     b->short_wt += with_target && short_abandon;
+    if (running(s, b)) {
+        s->run.abandoned++;
+        s->run.short_abandoned += short_abandon;
+        s->run.abandoned_wt += with_target;
+        s->run.short_wt += with_target && short_abandon;
+    }
 }
 
 void
@@ -72,6 +136,24 @@ cc_sl_window(const struct cc_sl *s, uint64_t now, unsigned minutes,
         out->abandoned_wt += b->abandoned_wt;
         out->short_wt += b->short_wt;
     }
+}
+
+const struct cc_sl_window *
+cc_sl_running(struct cc_sl *s, uint64_t now, unsigned minutes) {
+    uint64_t minute = now / 60000 + 1;
+
+    if (minutes > CC_SL_MINUTES)
+        minutes = CC_SL_MINUTES;
+    if (s->run_minutes != minutes || minute < s->run_minute) {
+        /* First use, a new window length, or a clock that went back: sum
+         * the buckets once. */
+        cc_sl_window(s, now, minutes, &s->run);
+        s->run_minutes = minutes;
+        s->run_minute = minute;
+    } else {
+        run_advance(s, minute);
+    }
+    return &s->run;
 }
 
 int

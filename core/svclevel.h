@@ -21,16 +21,22 @@ struct cc_sl_bucket {
     uint64_t wait_ms; /* of the answered */
 };
 
-struct cc_sl {
-    struct cc_sl_bucket b[CC_SL_MINUTES];
-    bool below;      /* a queue.service_level alert is outstanding */
-    uint64_t alerts; /* queue.service_level alerts sent */
-};
-
 struct cc_sl_window {
     uint64_t offered, answered, in_target, with_target;
     uint64_t abandoned, short_abandoned, wait_ms;
     uint64_t abandoned_wt, short_wt;
+};
+
+struct cc_sl {
+    struct cc_sl_bucket b[CC_SL_MINUTES];
+    bool below;      /* a queue.service_level alert is outstanding */
+    uint64_t alerts; /* queue.service_level alerts sent */
+    /* The alert's window kept summed as events come, so that checking it
+     * after every answer costs O(1): its length in minutes (0: not kept
+     * yet), and the minute its sums are current for. */
+    unsigned run_minutes;
+    uint64_t run_minute;
+    struct cc_sl_window run;
 };
 
 void cc_sl_offered(struct cc_sl *s, uint64_t now);
@@ -44,6 +50,10 @@ void cc_sl_abandoned(struct cc_sl *s, uint64_t now, bool short_abandon,
 /* Sums the last `minutes` (1 to 60) minutes up to now, this one included. */
 void cc_sl_window(const struct cc_sl *s, uint64_t now, unsigned minutes,
                   struct cc_sl_window *out);
+/* The same for the alert's window, from the running sums: O(1) per call
+ * while the window keeps its length. */
+const struct cc_sl_window *cc_sl_running(struct cc_sl *s, uint64_t now,
+                                         unsigned minutes);
 
 /* Answered within target / answered with a target, in per mille; -1 with
  * none answered. */

@@ -8,6 +8,7 @@
 #include "cc.h"
 #include "mem.h"
 #include "outbox.h"
+#include "svclevel.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -462,6 +463,46 @@ Test(util, bytes_eq_agrees_with_memcmp) {
             /* Bytes beyond n do not count. */
             b[1 + len] = 'z';
             cr_assert(cc_bytes_eq(a + off, b + 1, len), "length %zu", len);
+        }
+    }
+}
+
+/* The running sums the service-level alert reads agree with summing the
+ * buckets, through random answers and abandons, minute edges, quiet spells
+ * longer than the hour, and every window length. */
+Test(util, service_level_running_sums_match_the_buckets) {
+    static const unsigned windows[] = {1, 2, 15, 30, 59, 60};
+    size_t wi;
+
+    for (wi = 0; wi < sizeof(windows) / sizeof(windows[0]); wi++) {
+        static struct cc_sl s;
+        uint64_t now = 1700000000000ULL;
+        unsigned i;
+
+        memset(&s, 0, sizeof(s));
+        srand(11 + (unsigned)wi);
+        for (i = 0; i < 20000; i++) {
+            struct cc_sl_window w;
+            const struct cc_sl_window *r;
+            int op = rand() % 4;
+            /* Mostly seconds apart, sometimes minutes, now and then more
+             * than an hour. */
+            int jump = rand() % 100;
+            now += jump < 90   ? (uint64_t)(rand() % 20000)
+                   : jump < 99 ? (uint64_t)(rand() % 600000)
+                               : 4000000;
+            if (op == 0)
+                cc_sl_offered(&s, now);
+            else if (op == 1)
+                cc_sl_answered(&s, now, (uint64_t)(rand() % 60000),
+                               rand() % 3 - 1);
+            else if (op == 2)
+                cc_sl_abandoned(&s, now, rand() % 2, rand() % 2);
+            r = cc_sl_running(&s, now, windows[wi]);
+            cc_sl_window(&s, now, windows[wi], &w);
+            cr_assert_eq(memcmp(r, &w, sizeof(w)), 0,
+                         "window %u, step %u: running sums differ",
+                         windows[wi], i);
         }
     }
 }
