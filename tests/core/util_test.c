@@ -501,8 +501,8 @@ Test(util, service_level_running_sums_match_the_buckets) {
             r = cc_sl_running(&s, now, windows[wi]);
             cc_sl_window(&s, now, windows[wi], &w);
             cr_assert_eq(memcmp(r, &w, sizeof(w)), 0,
-                         "window %u, step %u: running sums differ",
-                         windows[wi], i);
+                         "window %u, step %u: running sums differ", windows[wi],
+                         i);
         }
     }
 }
