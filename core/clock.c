@@ -128,7 +128,7 @@ cc_slas_sched(struct cc_slas *s, const struct cc_sla_subject *subject,
     if (key != NULL) {
         uint64_t h;
         key->clock = (uint8_t)k;
-        /* A mix of the few words that matter, not a hash of all 48 bytes:
+        /* A mix of the few words that matter, not a hash of all 40 bytes:
          * this runs on every join and every customer message. */
         h = (uint64_t)key->queue * 0x9e3779b97f4a7c15ULL ^
             ((uint64_t)key->channel | (uint64_t)key->clock << 8 |
@@ -136,8 +136,8 @@ cc_slas_sched(struct cc_slas *s, const struct cc_sla_subject *subject,
              (uint64_t)key->ntags << 24);
         for (i = 0; i < key->ntags; i++)
             h = (h ^ key->tags[i]) * 0xff51afd7ed558ccdULL;
-        h ^= h >> 29;
-        slot = (uint32_t)(h % CC_SCHED_CACHE);
+        h *= 0x9e3779b97f4a7c15ULL; /* every bit reaches the top ones */
+        slot = (uint32_t)(h >> 54) % CC_SCHED_CACHE;
         if (s->cache[slot].used &&
             memcmp(&s->cache[slot].key, key, sizeof(*key)) == 0)
             return s->cache[slot].sched;

@@ -11,7 +11,7 @@
  * events). Conversations are found by id through a chained hash table sized
  * once for [limits] max_conversations. One timer per conversation closes it
  * when idle past [conversation] idle_close, or when the reopen window of a
- * resolved one ends.
+ * resolved one ends, and fires the stages of its SLA response clock.
  */
 #include "engine_int.h"
 
@@ -263,8 +263,9 @@ conv_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
             cc_engine_fire_conv_stage(e, v, sc, v->resp_stage, due, now);
             v->resp_stage++;
         }
-        /* Re-armed lazily, as contacts' idle timers are. */
-        if (idle > now) {
+        /* Re-armed lazily, as contacts' idle timers are. A clock with
+         * stages to go keeps the conversation until its last one. */
+        if (idle > now || due != CC_WHEEL_NEVER) {
             cc_wheel_arm(w, t, due < idle ? due : idle);
             return;
         }
@@ -291,8 +292,10 @@ response_clock(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
          (ev->type != CC_EV_CONTACT_OPEN || c->channel == 0)))
         return;
     /* Its start is kept in 32 bits of ms after the conversation's: 49
-     * days. A later one is not started, and counted. */
-    if (ev->ts < v->started_ts ||
+     * days. A later one is not started, and counted. A message stamped
+     * before the conversation began (another channel's clock) starts it at
+     * the conversation's start. */
+    if (ev->ts > v->started_ts &&
         (uint64_t)(ev->ts - v->started_ts) > UINT32_MAX) {
         e->slas->full++;
         return;
@@ -301,11 +304,14 @@ response_clock(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
     sched = cc_engine_contact_sched(e, c, k);
     if (sched == 0)
         return;
-    v->resp_sched = sched;
+    v->resp_sched = sched & 0xfff;
+    v->resp_ch_lo = c->channel & 0xf;
+    v->resp_ch_hi = (c->channel >> 4) & 1;
     v->resp_stage = 0;
     v->resp_last = SLA_LAST_NONE;
     v->resp_next = k == CC_CLOCK_NEXT_RESPONSE;
-    v->resp_start = (uint32_t)(ev->ts - v->started_ts);
+    v->resp_start =
+        ev->ts > v->started_ts ? (uint32_t)(ev->ts - v->started_ts) : 0;
     cc_conv_arm_clock(e, v);
 }
 
@@ -1006,6 +1012,39 @@ timeline_merge(struct cc_conv *v, const struct cc_conv *w, uint32_t offset) {
                      all[i].contact_n);
 }
 
+/* A merge keeps the customer's longest wait: of the two response clocks
+ * the one that started first, its start then counted from the merged
+ * conversation's start (the earlier of the two). Runs before v's start
+ * moves; the caller arms the timer after. */
+static void
+merge_clock(struct cc_engine *e, struct cc_conv *v, const struct cc_conv *w) {
+    int64_t ws = w->started_ts + (int64_t)w->resp_start;
+    int64_t vs = v->started_ts + (int64_t)v->resp_start;
+    int64_t base =
+        w->started_ts < v->started_ts ? w->started_ts : v->started_ts;
+    int64_t start;
+
+    if (w->resp_sched != 0 && (v->resp_sched == 0 || ws < vs)) {
+        v->resp_sched = w->resp_sched;
+        v->resp_ch_lo = w->resp_ch_lo;
+        v->resp_ch_hi = w->resp_ch_hi;
+        v->resp_stage = w->resp_stage;
+        v->resp_last = w->resp_last;
+        v->resp_next = w->resp_next;
+        start = ws;
+    } else if (v->resp_sched != 0) {
+        start = vs;
+    } else {
+        return;
+    }
+    if ((uint64_t)(start - base) > UINT32_MAX) {
+        v->resp_sched = 0;
+        e->slas->full++;
+        return;
+    }
+    v->resp_start = (uint32_t)(start - base);
+}
+
 /* Moves everything of w into v and closes w. */
 static void
 conv_merge(struct cc_engine *e, struct cc_conv *v, struct cc_conv *w) {
@@ -1093,8 +1132,10 @@ conv_merge(struct cc_engine *e, struct cc_conv *v, struct cc_conv *w) {
     v->repeats += w->repeats;
     v->reopens += w->reopens;
     v->merges += w->merges + 1;
+    merge_clock(e, v, w);
     if (w->started_ts < v->started_ts)
         v->started_ts = w->started_ts;
+    cc_conv_arm_clock(e, v);
     if (w->last_ts > v->last_ts)
         v->last_ts = w->last_ts;
     if (w->last_end_ts > v->last_end_ts)

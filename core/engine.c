@@ -252,22 +252,20 @@ cc_engine_set_sla(struct cc_engine *e, const struct cc_sla_config *sla,
             arm_state_timer(e, c);
         }
     }
-    /* And every conversation's response clock, matched again on its
-     * latest channel (the clock does not keep the one that started it). */
+    /* And every conversation's response clock, matched again on the
+     * channel that started it (with the conversation's latest queue). */
     for (i = 0; i <= e->convs.mask; i++) {
         struct cc_conv *v;
         for (v = e->convs.buckets[i]; v != NULL; v = v->hnext) {
             const struct cc_sched *sc;
-            unsigned ch = v->first_channel;
             if (v->resp_sched == 0)
                 continue;
-            if (v->tl_n != 0)
-                ch = v->tl[(v->tl_head + CONV_TIMELINE - 1) % CONV_TIMELINE]
-                         .channel;
             v->resp_sched =
-                cc_engine_conv_sched(e, v, ch,
-                                     v->resp_next ? CC_CLOCK_NEXT_RESPONSE
-                                                  : CC_CLOCK_FIRST_RESPONSE);
+                cc_engine_conv_sched(
+                    e, v, (unsigned)(v->resp_ch_lo | v->resp_ch_hi << 4),
+                    v->resp_next ? CC_CLOCK_NEXT_RESPONSE
+                                 : CC_CLOCK_FIRST_RESPONSE) &
+                0xfff;
             sc = cc_slas_get(e->slas, v->resp_sched);
             v->resp_stage = sc == NULL ? 0
                                        : (uint16_t)cc_sched_resume(

@@ -210,8 +210,9 @@ struct cc_conv {
     struct cc_contact *live;             /* open contacts, through cvnext */
     struct cc_convct *contacts, *newest; /* history, oldest first */
     /* line 2: joins, closes, resolves */
-    struct cc_timer timer; /* idle close when open; end of the reopen
-                              window when resolved */
+    struct cc_timer timer; /* idle close and the response clock's stages
+                              when open; end of the reopen window when
+                              resolved */
     int64_t started_ts, resolved_ts, last_end_ts;
     uint64_t hold_ms; /* of contacts that ended */
     /* line 3 */
@@ -232,15 +233,19 @@ struct cc_conv {
     uint8_t chan[CONV_CHANNELS];
     /* The response clock, while the customer waits for an agent's reply
      * (first_response before the conversation's first agent message,
-     * next_response after): its schedule (0: none running), next stage,
-     * last stage fired (SLA_LAST_NONE: none) and kind; its start in ms
-     * after started_ts. The record's last eight bytes. */
-    uint16_t resp_sched;
-    uint16_t resp_stage : 5, resp_last : 6, resp_next : 1;
+     * next_response after): its schedule (0: none running), the channel
+     * of the message that started it, next stage, last stage fired
+     * (SLA_LAST_NONE: none) and kind; its start in ms after started_ts.
+     * The record's last eight bytes, in bit fields. */
+    uint16_t resp_sched : 12, resp_ch_lo : 4;
+    uint16_t resp_stage : 5, resp_last : 6, resp_next : 1, resp_ch_hi : 1;
     uint32_t resp_start;
 };
 
 _Static_assert(sizeof(struct cc_conv) <= 512, "eight cache lines");
+_Static_assert(CC_SCHEDS_MAX <= 4096 && CC_MAX_CHANNELS <= 32,
+               "a schedule number and a channel fit the response clock's "
+               "bit fields");
 _Static_assert(offsetof(struct cc_conv, wait_ms) == 64 &&
                    offsetof(struct cc_conv, timer) == 128 &&
                    offsetof(struct cc_conv, ncontacts) == 192 &&

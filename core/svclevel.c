@@ -48,8 +48,13 @@ run_advance(struct cc_sl *s, uint64_t minute) {
 static struct cc_sl_bucket *
 bucket(struct cc_sl *s, uint64_t now) {
     uint64_t minute = now / 60000 + 1;
-    struct cc_sl_bucket *b = &s->b[minute % CC_SL_MINUTES];
+    struct cc_sl_bucket *b;
 
+    /* Time does not go back here: an event stamped before the running
+     * sums' minute counts in that minute. */
+    if (s->run_minutes != 0 && minute < s->run_minute)
+        minute = s->run_minute;
+    b = &s->b[minute % CC_SL_MINUTES];
     run_advance(s, minute);
     if (b->minute != minute) {
         memset(b, 0, sizeof(*b));
@@ -144,9 +149,10 @@ cc_sl_running(struct cc_sl *s, uint64_t now, unsigned minutes) {
 
     if (minutes > CC_SL_MINUTES)
         minutes = CC_SL_MINUTES;
-    if (s->run_minutes != minutes || minute < s->run_minute) {
-        /* First use, a new window length, or a clock that went back: sum
-         * the buckets once. */
+    if (s->run_minutes != 0 && minute < s->run_minute)
+        minute = s->run_minute, now = (minute - 1) * 60000;
+    if (s->run_minutes != minutes) {
+        /* First use, or a new window length: sum the buckets once. */
         cc_sl_window(s, now, minutes, &s->run);
         s->run_minutes = minutes;
         s->run_minute = minute;

@@ -1205,6 +1205,72 @@ Test(engine, response_clock_follows_the_conversation, .init = setup,
             "+15550606", NULL);
     cc_engine_tick(e, (uint64_t)T0 + 9060000);
     cr_assert_eq(sla_alerts(), 2);
+    cc_outbox_clear(cc_engine_outbox(e));
+    /* The resolved conversation reopens on a customer message: a new
+     * clock from that message (the resolve cleared the old one). */
+    SEND("8", T0 + 9100000, "chat", "message.in", "s2");
+    cc_engine_tick(e, (uint64_t)T0 + 9148000);
+    cr_assert_eq(sla_alerts(), 1);
+    assert_conv_sla(0, "sla.warning", "first_response", T0 + 9148000);
+}
+
+static void
+setup_any_response(void) {
+    setup_sla("[sla.any]\nfirst_response = 1m\n");
+}
+
+/* A phone call opening is not a message waiting for a reply, even where a
+ * policy gives every channel a first-response target. */
+Test(engine, phone_opens_start_no_response_clock, .init = setup_any_response,
+     .fini = teardown) {
+    send_at(T0, "1", T0, "phone", "contact.open", "p1", "+15550707", NULL);
+    cc_engine_tick(e, (uint64_t)T0 + 120000);
+    cr_assert_eq(sla_alerts(), 0);
+    send_at(T0 + 120000, "2", T0 + 120000, "social", "contact.open", "x1",
+            "+15550808", NULL);
+    cc_engine_tick(e, (uint64_t)T0 + 240000);
+    cr_assert_eq(sla_alerts(), 2);
+}
+
+/* A contact.open naming a phone and an email: the two customers merge. */
+static void
+open_two(int64_t ts, const char *id, const char *contact, const char *phone,
+         const char *email) {
+    tb_reset(&t);
+    msgpack_pack_map(&t.pk, 6);
+    tb_kv_str(&t, "id", id);
+    tb_kv_int(&t, "ts", ts);
+    tb_kv_str(&t, "channel", "chat");
+    tb_kv_str(&t, "type", "contact.open");
+    tb_kv_str(&t, "contact", contact);
+    tb_str(&t, "customer");
+    msgpack_pack_map(&t.pk, (phone != NULL) + (email != NULL));
+    if (phone != NULL)
+        tb_kv_str(&t, "phone", phone);
+    if (email != NULL)
+        tb_kv_str(&t, "email", email);
+    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)ts, &rep);
+    cr_assert_eq(rep.accepted, 1);
+}
+
+/* Two customers found to be one: the older conversation survives and
+ * keeps the waiting customer's clock from the newer one. */
+Test(engine, merge_keeps_the_waiting_clock, .init = setup, .fini = teardown) {
+    msgpack_unpacked u;
+    int kind;
+
+    open_two(T0, "1", "s1", "+15550909", NULL);
+    SEND("2", T0 + 1000, "chat", "message.out", "s1"); /* answered */
+    open_two(T0 + 10000, "3", "s2", NULL, "late@example.com");
+    open_two(T0 + 20000, "4", "s3", "+15550909", "late@example.com");
+    cc_engine_tick(e, (uint64_t)T0 + 10000 + 48000);
+    cr_assert_eq(sla_alerts(), 1);
+    msgpack_unpacked_init(&u);
+    out_record(cc_engine_outbox(e)->n - 1, &u, &kind);
+    cr_assert(tmap_str_is(&u.data, "clock", "first_response"));
+    cr_assert_eq(tmap_int(&u.data, "due"), T0 + 58000);
+    cr_assert(tmap_str_is(&u.data, "conversation", "cv-1"));
+    msgpack_unpacked_destroy(&u);
 }
 
 /* The sla query shows a conversation's response clock. */
@@ -1238,6 +1304,12 @@ Test(engine, sla_query_shows_the_response_clock, .init = setup,
     cr_assert(tmap_get(&u.data, "clocks", &a));
     cr_assert_eq(a.via.array.size, 1);
     cr_assert(tmap_str_is(&a.via.array.ptr[0], "clock", "first_response"));
+    cr_assert(tmap_str_is(&a.via.array.ptr[0], "conversation", conv));
+    {
+        msgpack_object st;
+        cr_assert(tmap_get(&a.via.array.ptr[0], "stages", &st));
+        cr_assert_eq(st.via.array.size, 2); /* the warning, the breach */
+    }
     /* Social: an hour. */
     cr_assert_eq(tmap_int(&a.via.array.ptr[0], "breach_due"), T0 + 3600000);
     cr_assert_eq(tmap_int(&a.via.array.ptr[0], "left_ms"), 3599000);
