@@ -991,6 +991,18 @@ sl_abandoned(struct cc_engine *e, struct cc_contact *c,
     sl_check(e, c->queue, now);
 }
 
+/* A contact with an agent closes: its handle time (answer to close) goes
+ * into its queue's and its channel's windows. */
+static void
+sl_handled(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
+           uint64_t now) {
+    uint64_t t = ev->ts > c->queued_ts ? (uint64_t)(ev->ts - c->queued_ts) : 0;
+
+    if (c->queue != NULL)
+        cc_sl_handled(&c->queue->sl, now, t);
+    cc_sl_handled(&e->chan_sl[c->channel], now, t);
+}
+
 /* The 15, 30 and 60 minute windows of sl. */
 static void
 pack_sl_windows(msgpack_packer *pk, const struct cc_sl *sl, uint64_t now) {
@@ -1005,7 +1017,7 @@ pack_sl_windows(msgpack_packer *pk, const struct cc_sl *sl, uint64_t now) {
         cc_sl_window(sl, now, minutes[i], &w);
         level = cc_sl_level(&w);
         level_short = cc_sl_level_short(&w);
-        msgpack_pack_map(pk, 10);
+        msgpack_pack_map(pk, 12);
         cc_pack_kv_u64(pk, "window_ms", (uint64_t)minutes[i] * 60000);
         cc_pack_kv_u64(pk, "offered", w.offered);
         cc_pack_kv_u64(pk, "answered", w.answered);
@@ -1028,6 +1040,12 @@ pack_sl_windows(msgpack_packer *pk, const struct cc_sl *sl, uint64_t now) {
             msgpack_pack_nil(pk);
         else
             cc_pack_u64(pk, w.wait_ms / w.answered);
+        cc_pack_kv_u64(pk, "handled", w.handled);
+        cc_pack_str(pk, "aht_ms");
+        if (w.handled == 0)
+            msgpack_pack_nil(pk);
+        else
+            cc_pack_u64(pk, w.handle_ms / w.handled);
     }
 }
 
@@ -1529,6 +1547,7 @@ lifecycle(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
             leave_queue(e, c, now, "answered");
         }
         c->flags |= CF_ANSWERED;
+        c->queued_ts = ev->ts; /* from here on, the handle time's start */
         cs->answered++;
         set_state(e, c, CS_CONNECTED);
         return 0;
@@ -1822,6 +1841,8 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
             sl_abandoned(e, c, ev, now);
         }
         leave_queue(e, c, now, "closed");
+        if (c->state == CS_CONNECTED || c->state == CS_HELD)
+            sl_handled(e, c, ev, now);
         if (c->state == CS_HELD)
             end_hold(e, c, ev);
         if (resolve)

@@ -83,6 +83,8 @@ struct cc_contact {
     struct cc_contact *qnext, *qprev; /* waiting list of queue */
     struct cc_queue *queue;
     uint64_t hold_total_ms;
+    /* queued_ts: when it joined its queue; once answered, when it was
+     * answered (where its handle time starts) */
     int64_t opened_ts, queued_ts, hold_ts;
     /* Last line: with the first, all that a message touches. */
     uint64_t last_seen; /* engine time of the last event */

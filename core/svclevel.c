@@ -16,6 +16,8 @@ add(struct cc_sl_window *w, const struct cc_sl_bucket *b, int sign) {
     w->wait_ms += (uint64_t)(sign * (int64_t)b->wait_ms);
     w->abandoned_wt += (uint64_t)(sign * (int64_t)b->abandoned_wt);
     w->short_wt += (uint64_t)(sign * (int64_t)b->short_wt);
+    w->handled += (uint64_t)(sign * (int64_t)b->handled);
+    w->handle_ms += (uint64_t)(sign * (int64_t)b->handle_ms);
 }
 
 /* Brings the running sums to `minute`: the buckets that slid out of the
@@ -117,6 +119,18 @@ cc_sl_abandoned(struct cc_sl *s, uint64_t now, bool short_abandon,
 }
 
 void
+cc_sl_handled(struct cc_sl *s, uint64_t now, uint64_t handle_ms) {
+    struct cc_sl_bucket *b = bucket(s, now);
+
+    b->handled++;
+    b->handle_ms += handle_ms;
+    if (running(s, b)) {
+        s->run.handled++;
+        s->run.handle_ms += handle_ms;
+    }
+}
+
+void
 cc_sl_window(const struct cc_sl *s, uint64_t now, unsigned minutes,
              struct cc_sl_window *out) {
     uint64_t minute = now / 60000 + 1;
@@ -140,6 +154,8 @@ cc_sl_window(const struct cc_sl *s, uint64_t now, unsigned minutes,
         out->wait_ms += b->wait_ms;
         out->abandoned_wt += b->abandoned_wt;
         out->short_wt += b->short_wt;
+        out->handled += b->handled;
+        out->handle_ms += b->handle_ms;
     }
 }
 

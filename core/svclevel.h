@@ -18,13 +18,16 @@ struct cc_sl_bucket {
     uint32_t abandoned, short_abandoned;
     /* abandons of callers with an answer clock, short ones among them */
     uint32_t abandoned_wt, short_wt;
-    uint64_t wait_ms; /* of the answered */
+    uint32_t handled;   /* contacts closed after an answer */
+    uint64_t handle_ms; /* their answer-to-close times */
+    uint64_t wait_ms;   /* of the answered */
 };
 
 struct cc_sl_window {
     uint64_t offered, answered, in_target, with_target;
     uint64_t abandoned, short_abandoned, wait_ms;
     uint64_t abandoned_wt, short_wt;
+    uint64_t handled, handle_ms;
 };
 
 struct cc_sl {
@@ -47,6 +50,8 @@ void cc_sl_answered(struct cc_sl *s, uint64_t now, uint64_t wait_ms,
 /* with_target: the caller had an answer clock. */
 void cc_sl_abandoned(struct cc_sl *s, uint64_t now, bool short_abandon,
                      bool with_target);
+/* A contact answered earlier closed after handle_ms with an agent. */
+void cc_sl_handled(struct cc_sl *s, uint64_t now, uint64_t handle_ms);
 /* Sums the last `minutes` (1 to 60) minutes up to now, this one included. */
 void cc_sl_window(const struct cc_sl *s, uint64_t now, unsigned minutes,
                   struct cc_sl_window *out);

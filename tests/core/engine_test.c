@@ -968,6 +968,9 @@ Test(engine, service_level_windows_slide_by_the_minute, .init = setup,
     join_at(MB + 4000, "11", "phone", "c6", "billing", -1);
     send_at(MB + 7000, "12", MB + 7000, "phone", "transfer", "c6", NULL,
             "sales");
+    /* Handle times, answer to close: 60 s and 20 s. */
+    SEND("13", MB + 71000, "phone", "contact.close", "c1");
+    SEND("14", MB + 53000, "phone", "contact.close", "c4");
 
     cc_engine_tick(e, (uint64_t)MB + 15 * 60000 - 1);
     cr_assert_eq(sl_figure("sales", NULL, 0, "offered"), 6);
@@ -982,6 +985,9 @@ Test(engine, service_level_windows_slide_by_the_minute, .init = setup,
     cr_assert_float_eq(sl_figure("sales", NULL, 0, "service_level_short"), 60.0,
                        0.05);
     cr_assert_eq(sl_figure("sales", NULL, 0, "asa_ms"), 14000);
+    cr_assert_eq(sl_figure("sales", NULL, 0, "handled"), 2);
+    cr_assert_eq(sl_figure("sales", NULL, 0, "aht_ms"), 40000);
+    cr_assert_eq(sl_figure(NULL, "phone", 0, "aht_ms"), 40000);
     cr_assert_eq(sl_figure(NULL, "phone", 0, "answered"), 3);
     cr_assert_eq(sl_figure(NULL, "phone", 0, "offered"), 7);
     /* A minute later the 15-minute window has slid past them. */

@@ -498,6 +498,8 @@ Test(util, service_level_running_sums_match_the_buckets) {
                                rand() % 3 - 1);
             else if (op == 2)
                 cc_sl_abandoned(&s, now, rand() % 2, rand() % 2);
+            else
+                cc_sl_handled(&s, now, (uint64_t)(rand() % 600000));
             r = cc_sl_running(&s, now, windows[wi]);
             cc_sl_window(&s, now, windows[wi], &w);
             cr_assert_eq(memcmp(r, &w, sizeof(w)), 0,
