@@ -279,11 +279,18 @@ conv_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
  * on any channel of the conversation stops it. */
 static void
 response_clock(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
-               const struct cc_event *ev) {
+               const struct cc_event *ev, uint64_t now) {
     enum cc_clock k;
     uint16_t sched;
 
     if (ev->type == CC_EV_MESSAGE_OUT) {
+        if (v->resp_sched != 0) {
+            /* The customer's wait for this reply, by the channel they
+             * wrote on: the response-time percentiles. */
+            int64_t start = v->started_ts + (int64_t)v->resp_start;
+            cc_rt_add(&e->chan_rt[v->resp_ch_lo | v->resp_ch_hi << 4], now,
+                      ev->ts > start ? (uint64_t)(ev->ts - start) : 0);
+        }
         v->resp_sched = 0;
         return;
     }
@@ -954,7 +961,7 @@ cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
         v->flags |= CVF_SENTIMENT;
     }
     if (c != NULL)
-        response_clock(e, v, c, ev);
+        response_clock(e, v, c, ev, now);
     timeline_add(v, ev->ts, ev->type, ev->channel, c != NULL ? c->conv_n : 0);
     if (c != NULL)
         index_message(e, v, d->thread_key);

@@ -884,7 +884,7 @@ cc_engine_tick(struct cc_engine *e, uint64_t now) {
 /* ---- service level ---------------------------------------------------- */
 
 static void pack_sl_windows(msgpack_packer *pk, const struct cc_sl *sl,
-                            uint64_t now);
+                            const struct cc_rt *rt, uint64_t now);
 static uint64_t breach_due(const struct cc_sched *sc,
                            const struct cc_contact *c);
 
@@ -1003,9 +1003,11 @@ sl_handled(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
     cc_sl_handled(&e->chan_sl[c->channel], now, t);
 }
 
-/* The 15, 30 and 60 minute windows of sl. */
+/* The 15, 30 and 60 minute windows of sl, with the response-time
+ * percentiles of rt (a channel's; NULL for a queue). */
 static void
-pack_sl_windows(msgpack_packer *pk, const struct cc_sl *sl, uint64_t now) {
+pack_sl_windows(msgpack_packer *pk, const struct cc_sl *sl,
+                const struct cc_rt *rt, uint64_t now) {
     static const unsigned minutes[] = {15, 30, 60};
     unsigned i;
 
@@ -1017,7 +1019,7 @@ pack_sl_windows(msgpack_packer *pk, const struct cc_sl *sl, uint64_t now) {
         cc_sl_window(sl, now, minutes[i], &w);
         level = cc_sl_level(&w);
         level_short = cc_sl_level_short(&w);
-        msgpack_pack_map(pk, 12);
+        msgpack_pack_map(pk, 12 + (rt != NULL));
         cc_pack_kv_u64(pk, "window_ms", (uint64_t)minutes[i] * 60000);
         cc_pack_kv_u64(pk, "offered", w.offered);
         cc_pack_kv_u64(pk, "answered", w.answered);
@@ -1046,6 +1048,23 @@ pack_sl_windows(msgpack_packer *pk, const struct cc_sl *sl, uint64_t now) {
             msgpack_pack_nil(pk);
         else
             cc_pack_u64(pk, w.handle_ms / w.handled);
+        if (rt != NULL) {
+            static const unsigned pm[] = {500, 900, 990};
+            static const char *const names[] = {"p50_ms", "p90_ms", "p99_ms"};
+            uint64_t n = 0;
+            unsigned j;
+            cc_pack_str(pk, "response_ms");
+            msgpack_pack_map(pk, 4);
+            for (j = 0; j < 3; j++) {
+                int64_t v = cc_rt_percentile(rt, now, minutes[i], pm[j], &n);
+                cc_pack_str(pk, names[j]);
+                if (v < 0)
+                    msgpack_pack_nil(pk);
+                else
+                    cc_pack_u64(pk, (uint64_t)v);
+            }
+            cc_pack_kv_u64(pk, "count", n);
+        }
     }
 }
 
@@ -1066,7 +1085,7 @@ cc_engine_pack_service_level(struct cc_engine *e, struct cc_str queue,
         cc_pack_strn(pk, channel.p, channel.n);
         cc_pack_kv_u64(pk, "now", now);
         cc_pack_str(pk, "windows");
-        pack_sl_windows(pk, &e->chan_sl[ch], now);
+        pack_sl_windows(pk, &e->chan_sl[ch], &e->chan_rt[ch], now);
         return 0;
     }
     for (i = 0; i < e->nqueues; i++) {
@@ -1086,7 +1105,7 @@ cc_engine_pack_service_level(struct cc_engine *e, struct cc_str queue,
             msgpack_pack_false(pk);
         cc_pack_kv_u64(pk, "target", e->cfg.sl_target);
         cc_pack_str(pk, "windows");
-        pack_sl_windows(pk, &q->sl, now);
+        pack_sl_windows(pk, &q->sl, NULL, now);
         return 0;
     }
     *why = queue.n ? "no such queue: no contact has joined it"

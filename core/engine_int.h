@@ -330,8 +330,9 @@ struct cc_engine {
     uint64_t by_reason[CC_R__COUNT];
     struct chan_stats chan[CC_MAX_CHANNELS];
     struct cc_sl chan_sl[CC_MAX_CHANNELS];
-    uint64_t alerts_sla[3]; /* by enum cc_stage_type */
-    uint64_t alerts_sl;     /* queue.service_level */
+    struct cc_rt chan_rt[CC_MAX_CHANNELS]; /* response times, by channel */
+    uint64_t alerts_sla[3];                /* by enum cc_stage_type */
+    uint64_t alerts_sl;                    /* queue.service_level */
     struct cc_slas *slas;
     uint64_t cb_offers, cb_cancels;
     uint64_t callback_unknown;

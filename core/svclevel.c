@@ -192,3 +192,72 @@ cc_sl_level_short(const struct cc_sl_window *w) {
         return -1;
     return (int)((w->in_target + w->short_wt) * 1000 / d);
 }
+
+/* Two buckets per doubling: 0 and 1 ms exactly, then [2^e, 1.5 2^e) and
+ * [1.5 2^e, 2^(e+1)). */
+static unsigned
+rt_bucket(uint64_t ms) {
+    unsigned e, i;
+
+    if (ms < 2)
+        return (unsigned)ms;
+    e = 63 - (unsigned)__builtin_clzll(ms);
+    i = 2 * e + (unsigned)((ms >> (e - 1)) & 1);
+    return i < CC_RT_BUCKETS ? i : CC_RT_BUCKETS - 1;
+}
+
+/* The largest value bucket i holds. */
+static uint64_t
+rt_upper(unsigned i) {
+    unsigned e = i / 2;
+
+    if (i < 2)
+        return i;
+    return (i % 2 ? (uint64_t)2 << e : ((uint64_t)3 << (e - 1))) - 1;
+}
+
+void
+cc_rt_add(struct cc_rt *r, uint64_t now, uint64_t ms) {
+    uint64_t minute = now / 60000 + 1;
+    unsigned slot = (unsigned)(minute % CC_SL_MINUTES);
+
+    if (r->minute[slot] != minute) {
+        memset(r->n[slot], 0, sizeof(r->n[slot]));
+        r->minute[slot] = minute;
+    }
+    r->n[slot][rt_bucket(ms)]++;
+}
+
+int64_t
+cc_rt_percentile(const struct cc_rt *r, uint64_t now, unsigned minutes,
+                 unsigned permille, uint64_t *count) {
+    uint64_t minute = now / 60000 + 1, sum[CC_RT_BUCKETS] = {0}, total = 0;
+    uint64_t want, seen = 0;
+    unsigned i, k;
+
+    if (minutes > CC_SL_MINUTES)
+        minutes = CC_SL_MINUTES;
+    for (i = 0; i < minutes && i < minute; i++) {
+        unsigned slot = (unsigned)((minute - i) % CC_SL_MINUTES);
+        if (r->minute[slot] != minute - i)
+            continue;
+        for (k = 0; k < CC_RT_BUCKETS; k++) {
+            sum[k] += r->n[slot][k];
+            total += r->n[slot][k];
+        }
+    }
+    *count = total;
+    if (total == 0)
+        return -1;
+    /* The smallest value with at least permille of the times at or below
+     * it. */
+    want = (total * permille + 999) / 1000;
+    if (want == 0)
+        want = 1;
+    for (k = 0; k < CC_RT_BUCKETS; k++) {
+        seen += sum[k];
+        if (seen >= want)
+            return (int64_t)rt_upper(k);
+    }
+    return (int64_t)rt_upper(CC_RT_BUCKETS - 1);
+}

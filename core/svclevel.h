@@ -60,6 +60,25 @@ void cc_sl_window(const struct cc_sl *s, uint64_t now, unsigned minutes,
 const struct cc_sl_window *cc_sl_running(struct cc_sl *s, uint64_t now,
                                          unsigned minutes);
 
+/*
+ * Response times (a customer's wait for an agent's reply), per minute over
+ * the last hour, in buckets two per doubling (1 ms to 49 days): a
+ * percentile is read as its bucket's upper bound, at most a third above
+ * the true value.
+ */
+#define CC_RT_BUCKETS 64
+
+struct cc_rt {
+    uint64_t minute[CC_SL_MINUTES]; /* as in struct cc_sl_bucket */
+    uint32_t n[CC_SL_MINUTES][CC_RT_BUCKETS];
+};
+
+void cc_rt_add(struct cc_rt *r, uint64_t now, uint64_t ms);
+/* The per-mille-th response time over the last `minutes` minutes (ms; -1
+ * with none), and how many there were into *count. */
+int64_t cc_rt_percentile(const struct cc_rt *r, uint64_t now, unsigned minutes,
+                         unsigned permille, uint64_t *count);
+
 /* Answered within target / answered with a target, in per mille; -1 with
  * none answered. */
 int cc_sl_level(const struct cc_sl_window *w);

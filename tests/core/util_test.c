@@ -508,3 +508,40 @@ Test(util, service_level_running_sums_match_the_buckets) {
         }
     }
 }
+
+/* Response-time percentiles: never below the true value, at most half
+ * above it (two buckets per doubling), and gone when the window slides
+ * past their minute. */
+Test(util, response_time_percentiles) {
+    static struct cc_rt r;
+    static const unsigned pm[] = {10, 500, 900, 990, 1000};
+    uint64_t v[1000], now = 1700000000000ULL / 60000 * 60000, n;
+    size_t i, j, k;
+
+    memset(&r, 0, sizeof(r));
+    srand(5);
+    for (i = 0; i < 1000; i++) {
+        v[i] = 1 + (uint64_t)(rand() % 100000);
+        cc_rt_add(&r, now + i, v[i]);
+    }
+    for (i = 0; i < 1000; i++) /* sorted, for the true percentiles */
+        for (j = i + 1; j < 1000; j++)
+            if (v[j] < v[i]) {
+                uint64_t x = v[i];
+                v[i] = v[j];
+                v[j] = x;
+            }
+    for (k = 0; k < sizeof(pm) / sizeof(pm[0]); k++) {
+        int64_t got = cc_rt_percentile(&r, now + 1000, 15, pm[k], &n);
+        uint64_t truth = v[(1000 * pm[k] + 999) / 1000 - 1];
+        cr_assert_eq(n, 1000);
+        cr_assert_geq((uint64_t)got, truth, "p%u: %lld < %llu", pm[k],
+                      (long long)got, (unsigned long long)truth);
+        cr_assert_leq((uint64_t)got, truth + truth / 2, "p%u: %lld vs %llu",
+                      pm[k], (long long)got, (unsigned long long)truth);
+    }
+    cr_assert_eq(cc_rt_percentile(&r, now + 15 * 60000 - 1, 15, 500, &n) > 0,
+                 true);
+    cr_assert_eq(cc_rt_percentile(&r, now + 15 * 60000, 15, 500, &n), -1);
+    cr_assert_eq(n, 0);
+}
