@@ -221,6 +221,8 @@ cc_rt_add(struct cc_rt *r, uint64_t now, uint64_t ms) {
     uint64_t minute = now / 60000 + 1;
     unsigned slot = (unsigned)(minute % CC_SL_MINUTES);
 
+    if (r->minute[slot] > minute)
+        return; /* an hour older than what the slot holds: out of range */
     if (r->minute[slot] != minute) {
         memset(r->n[slot], 0, sizeof(r->n[slot]));
         r->minute[slot] = minute;
