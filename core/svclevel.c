@@ -57,6 +57,8 @@ bucket(struct cc_sl *s, uint64_t now) {
     if (s->run_minutes != 0 && minute < s->run_minute)
         minute = s->run_minute;
     b = &s->b[minute % CC_SL_MINUTES];
+    if (b->minute > minute) /* an hour or more old: never wipe newer */
+        minute = b->minute;
     run_advance(s, minute);
     if (b->minute != minute) {
         memset(b, 0, sizeof(*b));
