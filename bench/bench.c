@@ -443,13 +443,36 @@ bench_raw_nng(const struct lg_msgs *msgs) {
     return (double)msgs->n / t;
 }
 
+/* The figure at path ("engine/events/accepted") of a stats reply, or 0. */
+static int64_t
+stat_at(const msgpack_object *o, const char *path) {
+    while (o != NULL && *path) {
+        const char *e = strchr(path, '/');
+        size_t n = e ? (size_t)(e - path) : strlen(path);
+        const msgpack_object *next = NULL;
+        uint32_t i;
+        for (i = 0; o->type == MSGPACK_OBJECT_MAP && i < o->via.map.size; i++) {
+            const msgpack_object *k = &o->via.map.ptr[i].key;
+            if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+                !memcmp(k->via.str.ptr, path, n))
+                next = &o->via.map.ptr[i].val;
+        }
+        o = next;
+        path += n + (e != NULL);
+    }
+    return o != NULL && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER
+               ? (int64_t)o->via.u64
+               : 0;
+}
+
 int64_t
-stats_done(const char *query_addr) {
+stats_sum(const char *query_addr, const char *const *paths, unsigned n) {
     static const char q[] = "\x81\xa1q\xa5stats";
     nng_socket s;
     char *buf;
     size_t len;
-    int64_t done = -1;
+    int64_t sum = -1;
+    unsigned i;
 
     if (nng_req0_open(&s) != 0)
         return -1;
@@ -458,34 +481,40 @@ stats_done(const char *query_addr) {
         nng_send(s, (void *)q, sizeof(q) - 1, 0) == 0 &&
         nng_recv(s, &buf, &len, NNG_FLAG_ALLOC) == 0) {
         msgpack_unpacked u;
-        msgpack_object *root, *eng = NULL, *ev = NULL;
-        uint32_t i;
         msgpack_unpacked_init(&u);
         if (msgpack_unpack_next(&u, buf, len, NULL) == MSGPACK_UNPACK_SUCCESS) {
-            root = &u.data;
-            for (i = 0; i < root->via.map.size; i++)
-                if (root->via.map.ptr[i].key.via.str.size == 6 &&
-                    !memcmp(root->via.map.ptr[i].key.via.str.ptr, "engine", 6))
-                    eng = &root->via.map.ptr[i].val;
-            for (i = 0; eng && i < eng->via.map.size; i++)
-                if (!memcmp(eng->via.map.ptr[i].key.via.str.ptr, "events", 6))
-                    ev = &eng->via.map.ptr[i].val;
-            done = 0;
-            for (i = 0; ev && i < ev->via.map.size; i++) {
-                const msgpack_object_kv *kv = &ev->via.map.ptr[i];
-                const char *k = kv->key.via.str.ptr;
-                size_t kn = kv->key.via.str.size;
-                if ((kn == 8 && !memcmp(k, "accepted", 8)) ||
-                    (kn == 10 && !memcmp(k, "duplicates", 10)) ||
-                    (kn == 8 && !memcmp(k, "rejected", 8)))
-                    done += (int64_t)kv->val.via.u64;
-            }
+            sum = 0;
+            for (i = 0; i < n; i++)
+                sum += stat_at(&u.data, paths[i]);
         }
         msgpack_unpacked_destroy(&u);
         nng_free(buf, len);
     }
     nng_close(s);
-    return done;
+    return sum;
+}
+
+int64_t
+stats_done(const char *query_addr) {
+    static const char *const done[] = {"engine/events/accepted",
+                                       "engine/events/duplicates",
+                                       "engine/events/rejected"};
+    return stats_sum(query_addr, done, 3);
+}
+
+pid_t
+start_contactd(const char *bin, const char *conf, const char *query) {
+    pid_t pid = fork();
+    int i;
+
+    if (pid == 0) {
+        execl(bin, "contactd", "--config", conf, (char *)NULL);
+        _exit(127);
+    }
+    /* Up when its query socket answers (5 s at most). */
+    for (i = 0; i < 100 && stats_done(query) < 0; i++)
+        nng_msleep(50);
+    return pid;
 }
 
 /* Starts contactd, pushes every message, waits until all are applied. */
@@ -497,7 +526,6 @@ bench_daemon(const char *bin, const char *io, const struct lg_msgs *msgs) {
     pid_t pid;
     FILE *f;
     double t, rate = 0;
-    int i;
 
     snprintf(conf, sizeof(conf), "/tmp/cc-bench-%d.conf", (int)getpid());
     snprintf(ingest, sizeof(ingest), "tcp://127.0.0.1:%d", free_port());
@@ -510,13 +538,7 @@ bench_daemon(const char *bin, const char *io, const struct lg_msgs *msgs) {
             "log_level = error\n[hold]\nlong = 1h\n",
             ingest, query, free_port(), free_port(), free_port(), io);
     fclose(f);
-    pid = fork();
-    if (pid == 0) {
-        execl(bin, "contactd", "--config", conf, (char *)NULL);
-        _exit(127);
-    }
-    for (i = 0; i < 100 && stats_done(query) < 0; i++)
-        nng_msleep(50);
+    pid = start_contactd(bin, conf, query);
     p.addr = ingest;
     p.msgs = msgs;
     t = now_s();

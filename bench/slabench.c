@@ -14,7 +14,6 @@
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/push.h>
 #include <nng/protocol/pubsub0/sub.h>
-#include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/util/platform.h>
 #include <pthread.h>
 #include <signal.h>
@@ -263,53 +262,6 @@ send_events(nng_socket s, gen_fn gen, uint64_t from, uint64_t to, uint64_t rate,
     return rc;
 }
 
-/* One figure from the daemon's stats, by path ("engine/contacts/queued"). */
-static int64_t
-stat_path(const char *query, const char *path) {
-    static const char q[] = "\x81\xa1q\xa5stats";
-    nng_socket s;
-    char *buf;
-    size_t len;
-    int64_t v = -1;
-
-    if (nng_req0_open(&s) != 0)
-        return -1;
-    nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
-    if (nng_dial(s, query, NULL, 0) == 0 &&
-        nng_send(s, (void *)q, sizeof(q) - 1, 0) == 0 &&
-        nng_recv(s, &buf, &len, NNG_FLAG_ALLOC) == 0) {
-        msgpack_unpacked u;
-        msgpack_unpacked_init(&u);
-        if (msgpack_unpack_next(&u, buf, len, NULL) == MSGPACK_UNPACK_SUCCESS) {
-            const msgpack_object *o = &u.data;
-            const char *p = path;
-            while (o != NULL && *p) {
-                const char *e = strchr(p, '/');
-                size_t n = e ? (size_t)(e - p) : strlen(p);
-                const msgpack_object *next = NULL;
-                uint32_t i;
-                for (i = 0;
-                     o->type == MSGPACK_OBJECT_MAP && i < o->via.map.size;
-                     i++) {
-                    const msgpack_object *key = &o->via.map.ptr[i].key;
-                    if (key->type == MSGPACK_OBJECT_STR &&
-                        key->via.str.size == n &&
-                        !memcmp(key->via.str.ptr, p, n))
-                        next = &o->via.map.ptr[i].val;
-                }
-                o = next;
-                p += n + (e != NULL);
-            }
-            if (o != NULL && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-                v = (int64_t)o->via.u64;
-        }
-        msgpack_unpacked_destroy(&u);
-        nng_free(buf, len);
-    }
-    nng_close(s);
-    return v;
-}
-
 void
 bench_sla(const char *bin, uint64_t clocks, uint64_t rate) {
     static struct timer_state floor;
@@ -351,13 +303,7 @@ bench_sla(const char *bin, uint64_t clocks, uint64_t rate) {
             "[sla.phone]\nanswer = 2s\nwarn = 50%%\n",
             ingest, query, alerts, free_port(), free_port());
     fclose(f);
-    pid = fork();
-    if (pid == 0) {
-        execl(bin, "contactd", "--config", conf, (char *)NULL);
-        _exit(127);
-    }
-    for (i = 0; i < 100 && stats_done(query) < 0; i++)
-        nng_msleep(50);
+    pid = start_contactd(bin, conf, query);
 
     memset(&st, 0, sizeof(st));
     st.addr = alerts;
@@ -384,7 +330,10 @@ bench_sla(const char *bin, uint64_t clocks, uint64_t rate) {
     t0 = wall_us();
     if (rc == 0)
         rc = send_events(push, gen_mixed, 0, mixed / 2, rate, clocks);
-    queued = stat_path(query, "engine/contacts/queued");
+    {
+        static const char *const q[] = {"engine/contacts/queued"};
+        queued = stats_sum(query, q, 1);
+    }
     if (rc == 0)
         rc = send_events(push, gen_mixed, mixed / 2, mixed, rate, clocks);
     st.last_due_us = wall_us() + 2000000;

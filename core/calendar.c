@@ -3,7 +3,6 @@
  */
 #include "calendar.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,15 +12,6 @@
 
 static const char *const day_names[7] = {"mon", "tue", "wed", "thu",
                                          "fri", "sat", "sun"};
-
-static int
-fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return CC_EINVAL;
-}
 
 void
 cc_cal_init(struct cc_calendar *c, struct cc_tz *tz) {
@@ -77,7 +67,7 @@ cc_cal_set_day(struct cc_calendar *c, unsigned wday, const char *spec,
     int s, e;
 
     if (wday > 6)
-        return fail(err, errlen, "no weekday %u", wday);
+        return cc_errf(err, errlen, CC_EINVAL, "no weekday %u", wday);
     if (strncmp(p, "closed", 6) == 0 && *skip_space(p + 6) == '\0') {
         c->nwin[wday] = 0;
         return 0;
@@ -86,17 +76,17 @@ cc_cal_set_day(struct cc_calendar *c, unsigned wday, const char *spec,
         const char *at = p;
         if ((p = clock_time(p, false, &s)) == NULL || *p++ != '-' ||
             (p = clock_time(p, true, &e)) == NULL)
-            return fail(err, errlen,
-                        "%s: \"%.20s\" is not a window such as 09:00-17:00",
-                        day_names[wday], at);
+            return cc_errf(err, errlen, CC_EINVAL,
+                           "%s: \"%.20s\" is not a window such as 09:00-17:00",
+                           day_names[wday], at);
         if (e == s)
-            return fail(err, errlen,
-                        "%s: empty window %.11s (a whole day is "
-                        "00:00-24:00)",
-                        day_names[wday], at);
+            return cc_errf(err, errlen, CC_EINVAL,
+                           "%s: empty window %.11s (a whole day is "
+                           "00:00-24:00)",
+                           day_names[wday], at);
         if (n == CC_CAL_WINDOWS)
-            return fail(err, errlen, "%s: more than %d windows",
-                        day_names[wday], CC_CAL_WINDOWS);
+            return cc_errf(err, errlen, CC_EINVAL, "%s: more than %d windows",
+                           day_names[wday], CC_CAL_WINDOWS);
         /* An end before the start is the next morning. */
         w[n].start = (uint16_t)s;
         w[n].end = (uint16_t)(e < s ? e + 1440 : e);
@@ -105,19 +95,19 @@ cc_cal_set_day(struct cc_calendar *c, unsigned wday, const char *spec,
         if (*p == '\0')
             break;
         if (*p++ != ',')
-            return fail(err, errlen, "%s: expected ',' between windows",
-                        day_names[wday]);
+            return cc_errf(err, errlen, CC_EINVAL,
+                           "%s: expected ',' between windows", day_names[wday]);
         p = skip_space(p);
     }
     qsort(w, n, sizeof(w[0]), cmp_window);
     for (i = 1; i < n; i++) {
         if (w[i - 1].end > w[i].start)
-            return fail(err, errlen,
-                        "%s: windows %02d:%02d-%02d:%02d and %02d:%02d "
-                        "overlap",
-                        day_names[wday], w[i - 1].start / 60,
-                        w[i - 1].start % 60, w[i - 1].end / 60 % 24,
-                        w[i - 1].end % 60, w[i].start / 60, w[i].start % 60);
+            return cc_errf(err, errlen, CC_EINVAL,
+                           "%s: windows %02d:%02d-%02d:%02d and %02d:%02d "
+                           "overlap",
+                           day_names[wday], w[i - 1].start / 60,
+                           w[i - 1].start % 60, w[i - 1].end / 60 % 24,
+                           w[i - 1].end % 60, w[i].start / 60, w[i].start % 60);
     }
     memcpy(c->win[wday], w, n * sizeof(w[0]));
     c->nwin[wday] = (uint8_t)n;
@@ -149,18 +139,20 @@ cc_cal_add_holidays(struct cc_calendar *c, const char *spec, char *err,
             d == 0 || d > mdays[m - 1] ||
             (m == 2 && d == 29 &&
              !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)))
-            return fail(err, errlen,
-                        "holidays: \"%.12s\" is not a date such as "
-                        "2026-12-25",
-                        at);
+            return cc_errf(err, errlen, CC_EINVAL,
+                           "holidays: \"%.12s\" is not a date such as "
+                           "2026-12-25",
+                           at);
         if (c->nholidays + n == CC_CAL_HOLIDAYS)
-            return fail(err, errlen, "holidays: more than %d", CC_CAL_HOLIDAYS);
+            return cc_errf(err, errlen, CC_EINVAL, "holidays: more than %d",
+                           CC_CAL_HOLIDAYS);
         add[n++] = (int32_t)cc_days_from_civil(y, (unsigned)m, (unsigned)d);
         p = skip_space(p);
         if (*p == ',')
             p = skip_space(p + 1);
         else if (*p != '\0')
-            return fail(err, errlen, "holidays: expected ',' after %.10s", at);
+            return cc_errf(err, errlen, CC_EINVAL,
+                           "holidays: expected ',' after %.10s", at);
     }
     memcpy(c->holidays + c->nholidays, add, n * sizeof(add[0]));
     n += c->nholidays;
@@ -185,15 +177,16 @@ cc_cal_check(const struct cc_calendar *c, char *err, size_t errlen) {
         last = &c->win[d][c->nwin[d] - 1];
         if (last->end > 1440 && c->nwin[next] != 0 &&
             c->win[next][0].start < last->end - 1440)
-            return fail(err, errlen,
-                        "%s's window to %02d:%02d overlaps %s's from "
-                        "%02d:%02d",
-                        day_names[d], (last->end - 1440) / 60, last->end % 60,
-                        day_names[next], c->win[next][0].start / 60,
-                        c->win[next][0].start % 60);
+            return cc_errf(err, errlen, CC_EINVAL,
+                           "%s's window to %02d:%02d overlaps %s's from "
+                           "%02d:%02d",
+                           day_names[d], (last->end - 1440) / 60,
+                           last->end % 60, day_names[next],
+                           c->win[next][0].start / 60,
+                           c->win[next][0].start % 60);
     }
     if (total == 0)
-        return fail(err, errlen, "no opening hours on any day");
+        return cc_errf(err, errlen, CC_EINVAL, "no opening hours on any day");
     return 0;
 }
 

@@ -133,6 +133,11 @@ cc_mix64(uint64_t x) {
     return x;
 }
 
+/* Formats a reason into err (errlen bytes) and returns rc: the error
+ * paths of the configuration readers in one line each. */
+int cc_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Writes v in decimal at out (room for 20 digits, no NUL) and returns the
  * length: snprintf's result without its cost on the hot path. */
 size_t cc_fmt_u64(char *out, uint64_t v);

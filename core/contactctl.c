@@ -871,18 +871,39 @@ cmd_stats(const struct cc_config *cfg, const struct options *o) {
     return query_print(cfg, o, query, sizeof(query) - 1);
 }
 
+/* Starts a query map of n keys, "q" first, in sb. */
+static void
+query_begin(msgpack_sbuffer *sb, msgpack_packer *pk, uint32_t n,
+            const char *q) {
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(pk, n);
+    cc_pack_str(pk, "q");
+    cc_pack_str(pk, q);
+}
+
+/* Sends the query packed in sb, prints the reply, frees sb. */
+static int
+query_send(const struct cc_config *cfg, const struct options *o,
+           msgpack_sbuffer *sb) {
+    int rc;
+
+    if (sb->data == NULL) {
+        out_of_memory();
+        return EXIT_FAIL;
+    }
+    rc = query_print(cfg, o, sb->data, sb->size);
+    msgpack_sbuffer_destroy(sb);
+    return rc;
+}
+
 /* {"q":"conversation","customer":{KIND:VALUE}} or {"q":..., "id":VALUE} */
 static int
 cmd_conversation(const struct cc_config *cfg, const struct options *o) {
     msgpack_sbuffer sb;
     msgpack_packer pk;
-    int rc;
 
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2);
-    cc_pack_str(&pk, "q");
-    cc_pack_str(&pk, "conversation");
+    query_begin(&sb, &pk, 2, "conversation");
     if (strcmp(o->ident_kind, "id") == 0) {
         cc_pack_str(&pk, "id");
     } else {
@@ -891,13 +912,7 @@ cmd_conversation(const struct cc_config *cfg, const struct options *o) {
         cc_pack_str(&pk, o->ident_kind);
     }
     cc_pack_str(&pk, o->ident_value);
-    if (sb.data == NULL) {
-        out_of_memory();
-        return EXIT_FAIL;
-    }
-    rc = query_print(cfg, o, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
+    return query_send(cfg, o, &sb);
 }
 
 /* {"q":"sla","conversation":ID} */
@@ -905,22 +920,11 @@ static int
 cmd_sla(const struct cc_config *cfg, const struct options *o) {
     msgpack_sbuffer sb;
     msgpack_packer pk;
-    int rc;
 
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2);
-    cc_pack_str(&pk, "q");
-    cc_pack_str(&pk, "sla");
+    query_begin(&sb, &pk, 2, "sla");
     cc_pack_str(&pk, "conversation");
     cc_pack_str(&pk, o->ident_value);
-    if (sb.data == NULL) {
-        out_of_memory();
-        return EXIT_FAIL;
-    }
-    rc = query_print(cfg, o, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
+    return query_send(cfg, o, &sb);
 }
 
 /* {"q":"at_risk","queue":Q,"limit":N} */
@@ -928,26 +932,15 @@ static int
 cmd_at_risk(const struct cc_config *cfg, const struct options *o) {
     msgpack_sbuffer sb;
     msgpack_packer pk;
-    int rc;
 
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2 + (o->queue != NULL));
-    cc_pack_str(&pk, "q");
-    cc_pack_str(&pk, "at_risk");
+    query_begin(&sb, &pk, 2 + (o->queue != NULL), "at_risk");
     cc_pack_str(&pk, "limit");
     msgpack_pack_uint64(&pk, o->limit ? o->limit : 10);
     if (o->queue != NULL) {
         cc_pack_str(&pk, "queue");
         cc_pack_str(&pk, o->queue);
     }
-    if (sb.data == NULL) {
-        out_of_memory();
-        return EXIT_FAIL;
-    }
-    rc = query_print(cfg, o, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
+    return query_send(cfg, o, &sb);
 }
 
 /* {"q":"queue","queue":Q} or {"q":"queue","channel":C} */
@@ -955,22 +948,11 @@ static int
 cmd_queue(const struct cc_config *cfg, const struct options *o) {
     msgpack_sbuffer sb;
     msgpack_packer pk;
-    int rc;
 
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2);
-    cc_pack_str(&pk, "q");
-    cc_pack_str(&pk, "queue");
+    query_begin(&sb, &pk, 2, "queue");
     cc_pack_str(&pk, o->queue != NULL ? "queue" : "channel");
     cc_pack_str(&pk, o->queue != NULL ? o->queue : o->channel);
-    if (sb.data == NULL) {
-        out_of_memory();
-        return EXIT_FAIL;
-    }
-    rc = query_print(cfg, o, sb.data, sb.size);
-    msgpack_sbuffer_destroy(&sb);
-    return rc;
+    return query_send(cfg, o, &sb);
 }
 
 /* ---- tail ------------------------------------------------------------- */

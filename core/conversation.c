@@ -228,13 +228,13 @@ conv_new(struct cc_engine *e, struct cc_customer *cust, int64_t ts,
 /* When the response clock's next stage falls due (CC_WHEEL_NEVER: none). */
 static uint64_t
 resp_due(const struct cc_engine *e, const struct cc_conv *v) {
-    const struct cc_sched *sc = cc_slas_get(e->slas, v->resp_sched);
+    const struct cc_sched *sc = cc_slas_get(e->slas, v->resp.sched);
     uint64_t d;
 
-    if (sc == NULL || v->resp_stage >= sc->nstages)
+    if (sc == NULL || v->resp.stage >= sc->nstages)
         return CC_WHEEL_NEVER;
-    d = cc_sched_due(sc, v->resp_stage,
-                     (uint64_t)v->started_ts + v->resp_start);
+    d = cc_sched_due(sc, v->resp.stage,
+                     (uint64_t)v->started_ts + v->resp.start);
     return d == CC_CAL_NEVER ? CC_WHEEL_NEVER : d;
 }
 
@@ -257,11 +257,11 @@ conv_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
     struct cc_conv *v = CC_CONTAINER_OF(t, struct cc_conv, timer);
 
     if (v->state == CV_OPEN) {
-        const struct cc_sched *sc = cc_slas_get(e->slas, v->resp_sched);
+        const struct cc_sched *sc = cc_slas_get(e->slas, v->resp.sched);
         uint64_t due, idle = v->last_seen + e->cfg.idle_close_ms;
         while ((due = resp_due(e, v)) <= now) {
-            cc_engine_fire_conv_stage(e, v, sc, v->resp_stage, due, now);
-            v->resp_stage++;
+            cc_engine_fire_conv_stage(e, v, sc, v->resp.stage, due, now);
+            v->resp.stage++;
         }
         /* Re-armed lazily, as contacts' idle timers are. A clock with
          * stages to go keeps the conversation until its last one. */
@@ -284,17 +284,17 @@ response_clock(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
     uint16_t sched;
 
     if (ev->type == CC_EV_MESSAGE_OUT) {
-        if (v->resp_sched != 0) {
+        if (v->resp.sched != 0) {
             /* The customer's wait for this reply, by the channel they
              * wrote on: the response-time percentiles. */
-            int64_t start = v->started_ts + (int64_t)v->resp_start;
-            cc_rt_add(&e->chan_rt[v->resp_ch_lo | v->resp_ch_hi << 4], now,
+            int64_t start = v->started_ts + (int64_t)v->resp.start;
+            cc_rt_add(&e->chan_rt[cc_resp_channel(&v->resp)], now,
                       ev->ts > start ? (uint64_t)(ev->ts - start) : 0);
         }
-        v->resp_sched = 0;
+        v->resp.sched = 0;
         return;
     }
-    if (v->state != CV_OPEN || v->resp_sched != 0 ||
+    if (v->state != CV_OPEN || v->resp.sched != 0 ||
         (ev->type != CC_EV_MESSAGE_IN &&
          (ev->type != CC_EV_CONTACT_OPEN || c->channel == 0)))
         return;
@@ -311,13 +311,13 @@ response_clock(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
     sched = cc_engine_contact_sched(e, c, k);
     if (sched == 0)
         return;
-    v->resp_sched = sched & 0xfff;
-    v->resp_ch_lo = c->channel & 0xf;
-    v->resp_ch_hi = (c->channel >> 4) & 1;
-    v->resp_stage = 0;
-    v->resp_last = SLA_LAST_NONE;
-    v->resp_next = k == CC_CLOCK_NEXT_RESPONSE;
-    v->resp_start =
+    v->resp.sched = sched & 0xfff;
+    v->resp.ch_lo = c->channel & 0xf;
+    v->resp.ch_hi = (c->channel >> 4) & 1;
+    v->resp.stage = 0;
+    v->resp.last = SLA_LAST_NONE;
+    v->resp.next = k == CC_CLOCK_NEXT_RESPONSE;
+    v->resp.start =
         ev->ts > v->started_ts ? (uint32_t)(ev->ts - v->started_ts) : 0;
     cc_conv_arm_clock(e, v);
 }
@@ -821,7 +821,7 @@ resolve(struct cc_engine *e, struct cc_conv *v, const struct cc_event *ev,
     if (v->state == CV_RESOLVED)
         return;
     v->state = CV_RESOLVED;
-    v->resp_sched = 0; /* resolved: nobody waits for a reply */
+    v->resp.sched = 0; /* resolved: nobody waits for a reply */
     v->resolved_ts = ev->ts;
     v->resolves++;
     cs->open--;
@@ -1025,31 +1025,26 @@ timeline_merge(struct cc_conv *v, const struct cc_conv *w, uint32_t offset) {
  * moves; the caller arms the timer after. */
 static void
 merge_clock(struct cc_engine *e, struct cc_conv *v, const struct cc_conv *w) {
-    int64_t ws = w->started_ts + (int64_t)w->resp_start;
-    int64_t vs = v->started_ts + (int64_t)v->resp_start;
+    int64_t ws = w->started_ts + (int64_t)w->resp.start;
+    int64_t vs = v->started_ts + (int64_t)v->resp.start;
     int64_t base =
         w->started_ts < v->started_ts ? w->started_ts : v->started_ts;
     int64_t start;
 
-    if (w->resp_sched != 0 && (v->resp_sched == 0 || ws < vs)) {
-        v->resp_sched = w->resp_sched;
-        v->resp_ch_lo = w->resp_ch_lo;
-        v->resp_ch_hi = w->resp_ch_hi;
-        v->resp_stage = w->resp_stage;
-        v->resp_last = w->resp_last;
-        v->resp_next = w->resp_next;
+    if (w->resp.sched != 0 && (v->resp.sched == 0 || ws < vs)) {
+        v->resp = w->resp; /* its start is set below */
         start = ws;
-    } else if (v->resp_sched != 0) {
+    } else if (v->resp.sched != 0) {
         start = vs;
     } else {
         return;
     }
     if ((uint64_t)(start - base) > UINT32_MAX) {
-        v->resp_sched = 0;
+        v->resp.sched = 0;
         e->slas->full++;
         return;
     }
-    v->resp_start = (uint32_t)(start - base);
+    v->resp.start = (uint32_t)(start - base);
 }
 
 /* Moves everything of w into v and closes w. */

@@ -258,20 +258,19 @@ cc_engine_set_sla(struct cc_engine *e, const struct cc_sla_config *sla,
         struct cc_conv *v;
         for (v = e->convs.buckets[i]; v != NULL; v = v->hnext) {
             const struct cc_sched *sc;
-            if (v->resp_sched == 0)
+            if (v->resp.sched == 0)
                 continue;
-            v->resp_sched =
-                cc_engine_conv_sched(
-                    e, v, (unsigned)(v->resp_ch_lo | v->resp_ch_hi << 4),
-                    v->resp_next ? CC_CLOCK_NEXT_RESPONSE
-                                 : CC_CLOCK_FIRST_RESPONSE) &
+            v->resp.sched =
+                cc_engine_conv_sched(e, v, cc_resp_channel(&v->resp),
+                                     v->resp.next ? CC_CLOCK_NEXT_RESPONSE
+                                                  : CC_CLOCK_FIRST_RESPONSE) &
                 0xfff;
-            sc = cc_slas_get(e->slas, v->resp_sched);
-            v->resp_stage = sc == NULL ? 0
+            sc = cc_slas_get(e->slas, v->resp.sched);
+            v->resp.stage = sc == NULL ? 0
                                        : (uint16_t)cc_sched_resume(
-                                             sc, v->resp_last == SLA_LAST_NONE
+                                             sc, v->resp.last == SLA_LAST_NONE
                                                      ? 0xff
-                                                     : (uint8_t)v->resp_last) &
+                                                     : (uint8_t)v->resp.last) &
                                              0x1f;
             cc_conv_arm_clock(e, v);
         }
@@ -753,6 +752,38 @@ clock_start(const struct cc_contact *c) {
     return c->state == CS_HELD ? c->hold_ts : c->queued_ts;
 }
 
+/* The calendar a schedule counts in, or nil. */
+static void
+pack_calendar(msgpack_packer *pk, const struct cc_sched *sc) {
+    cc_pack_str(pk, "calendar");
+    if (sc->cal_name != NULL)
+        cc_pack_str(pk, sc->cal_name);
+    else
+        msgpack_pack_nil(pk);
+}
+
+/* What every SLA stage alert says of its clock and stage i: 9 pairs
+ * (clock, level, target_ms, stage_ms, start, due, elapsed_ms, policy,
+ * calendar). */
+#define STAGE_PAIRS 9
+static void
+pack_stage_fields(msgpack_packer *pk, const struct cc_sched *sc, unsigned i,
+                  uint64_t start, uint64_t due, uint64_t now) {
+    const struct cc_sched_stage *st = &sc->st[i];
+
+    cc_pack_str(pk, "clock");
+    cc_pack_str(pk, cc_clock_name(sc->clock));
+    cc_pack_kv_u64(pk, "level", st->level);
+    cc_pack_kv_u64(pk, "target_ms", sc->target);
+    cc_pack_kv_u64(pk, "stage_ms", st->at);
+    cc_pack_kv_u64(pk, "start", start);
+    cc_pack_kv_u64(pk, "due", due);
+    cc_pack_kv_u64(pk, "elapsed_ms", now > start ? now - start : 0);
+    cc_pack_str(pk, "policy");
+    cc_pack_str(pk, sc->by->section);
+    pack_calendar(pk, sc);
+}
+
 /* An SLA stage of a contact's clock fell due: publishes it. */
 static void
 fire_contact_stage(struct cc_engine *e, struct cc_contact *c,
@@ -768,7 +799,7 @@ fire_contact_stage(struct cc_engine *e, struct cc_contact *c,
     size_t tn;
 
     cc_outbox_begin(&e->outbox, CC_OUT_ALERT, alert);
-    msgpack_pack_map(pk, 18);
+    msgpack_pack_map(pk, 3 + 6 + STAGE_PAIRS);
     cc_pack_str(pk, "alert");
     cc_pack_str(pk, alert);
     /* "<alert>:<channel>:<contact>:<clock>:<start>:<level>": the same
@@ -786,21 +817,7 @@ fire_contact_stage(struct cc_engine *e, struct cc_contact *c,
     pack_contact_fields(e, pk, c);
     cc_pack_str(pk, "agent");
     cc_pack_name_or_nil(pk, c->agent);
-    cc_pack_str(pk, "clock");
-    cc_pack_str(pk, clock);
-    cc_pack_kv_u64(pk, "level", st->level);
-    cc_pack_kv_u64(pk, "target_ms", sc->target);
-    cc_pack_kv_u64(pk, "stage_ms", st->at);
-    cc_pack_kv_u64(pk, "start", start);
-    cc_pack_kv_u64(pk, "due", due);
-    cc_pack_kv_u64(pk, "elapsed_ms", now > start ? now - start : 0);
-    cc_pack_str(pk, "policy");
-    cc_pack_str(pk, sc->by->section);
-    cc_pack_str(pk, "calendar");
-    if (sc->cal_name != NULL)
-        cc_pack_str(pk, sc->cal_name);
-    else
-        msgpack_pack_nil(pk);
+    pack_stage_fields(pk, sc, i, start, due, now);
     cc_outbox_end(&e->outbox);
     e->alerts_sla[st->type]++;
     c->sla_last = (uint16_t)(st->type << 4 | st->level) & 0x3f;
@@ -1163,11 +1180,7 @@ pack_clock_common(struct cc_engine *e, msgpack_packer *pk,
         msgpack_pack_int64(pk, (int64_t)(breach - now));
     cc_pack_str(pk, "policy");
     cc_pack_str(pk, sc->by->section);
-    cc_pack_str(pk, "calendar");
-    if (sc->cal_name != NULL)
-        cc_pack_str(pk, sc->cal_name);
-    else
-        msgpack_pack_nil(pk);
+    pack_calendar(pk, sc);
     cc_pack_str(pk, "stages");
     msgpack_pack_array(pk, sc->nstages);
     for (i = 0; i < sc->nstages; i++) {
@@ -1198,7 +1211,7 @@ pack_clock(struct cc_engine *e, msgpack_packer *pk, const struct cc_contact *c,
 
 static uint64_t
 resp_start(const struct cc_conv *v) {
-    return (uint64_t)v->started_ts + v->resp_start;
+    return (uint64_t)v->started_ts + v->resp.start;
 }
 
 void
@@ -1207,7 +1220,7 @@ cc_conv_pack_clock(struct cc_engine *e, msgpack_packer *pk,
     msgpack_pack_map(pk, CLOCK_PAIRS + 1);
     cc_pack_str(pk, "conversation");
     cc_conv_pack_id(pk, v);
-    pack_clock_common(e, pk, sc, resp_start(v), v->resp_stage);
+    pack_clock_common(e, pk, sc, resp_start(v), v->resp.stage);
 }
 
 void
@@ -1228,7 +1241,7 @@ cc_engine_fire_conv_stage(struct cc_engine *e, struct cc_conv *v,
                  (unsigned long long)v->id, clock, (unsigned long long)start,
                  (unsigned)st->level);
     cc_outbox_begin(&e->outbox, CC_OUT_ALERT, alert);
-    msgpack_pack_map(pk, 14);
+    msgpack_pack_map(pk, 4 + STAGE_PAIRS + 1);
     cc_pack_str(pk, "alert");
     cc_pack_str(pk, alert);
     cc_pack_str(pk, "id");
@@ -1237,27 +1250,13 @@ cc_engine_fire_conv_stage(struct cc_engine *e, struct cc_conv *v,
     cc_pack_u64(pk, now);
     cc_pack_str(pk, "conversation");
     cc_conv_pack_id(pk, v);
-    cc_pack_str(pk, "clock");
-    cc_pack_str(pk, clock);
-    cc_pack_kv_u64(pk, "level", st->level);
-    cc_pack_kv_u64(pk, "target_ms", sc->target);
-    cc_pack_kv_u64(pk, "stage_ms", st->at);
-    cc_pack_kv_u64(pk, "start", start);
-    cc_pack_kv_u64(pk, "due", due);
-    cc_pack_kv_u64(pk, "elapsed_ms", now > start ? now - start : 0);
-    cc_pack_str(pk, "policy");
-    cc_pack_str(pk, sc->by->section);
-    cc_pack_str(pk, "calendar");
-    if (sc->cal_name != NULL)
-        cc_pack_str(pk, sc->cal_name);
-    else
-        msgpack_pack_nil(pk);
+    pack_stage_fields(pk, sc, i, start, due, now);
     /* What a supervisor needs to act: channels, customer, queues, agents. */
     cc_pack_str(pk, "context");
     cc_conv_pack(e, pk, v, false);
     cc_outbox_end(&e->outbox);
     e->alerts_sla[st->type]++;
-    v->resp_last = (uint16_t)(st->type << 4 | st->level) & 0x3f;
+    v->resp.last = (uint16_t)(st->type << 4 | st->level) & 0x3f;
 }
 
 int
@@ -1272,15 +1271,15 @@ cc_engine_pack_sla(struct cc_engine *e, struct cc_str conv, msgpack_packer *pk,
         return rc;
     for (c = v->live; c != NULL; c = c->cvnext)
         n += cc_slas_get(e->slas, c->sla_sched) != NULL;
-    n += v->resp_sched != 0;
+    n += v->resp.sched != 0;
     msgpack_pack_map(pk, 3);
     cc_pack_str(pk, "conversation");
     cc_conv_pack_id(pk, v);
     cc_pack_kv_u64(pk, "now", e->wheel.now);
     cc_pack_str(pk, "clocks");
     msgpack_pack_array(pk, n);
-    if (v->resp_sched != 0)
-        cc_conv_pack_clock(e, pk, v, cc_slas_get(e->slas, v->resp_sched));
+    if (v->resp.sched != 0)
+        cc_conv_pack_clock(e, pk, v, cc_slas_get(e->slas, v->resp.sched));
     for (c = v->live; c != NULL; c = c->cvnext) {
         const struct cc_sched *sc = cc_slas_get(e->slas, c->sla_sched);
         if (sc != NULL)

@@ -189,6 +189,19 @@ cc_convtl_ts(const struct cc_convtl *t) {
     return (int64_t)(((uint64_t)t->ts_hi << 32) | t->ts_lo);
 }
 
+/* A conversation's response clock (see struct cc_conv), eight bytes. */
+struct cc_resp_clock {
+    uint16_t sched : 12, ch_lo : 4;
+    uint16_t stage : 5, last : 6, next : 1, ch_hi : 1;
+    uint32_t start;
+};
+
+/* The channel that started a response clock. */
+static inline unsigned
+cc_resp_channel(const struct cc_resp_clock *r) {
+    return (unsigned)(r->ch_lo | r->ch_hi << 4);
+}
+
 /* Laid out by what events touch, a cache line at a time (the record is
  * line-aligned): a message or a hold reads and writes the first line and
  * one timeline slot, queue events (answers and transfers among them) the
@@ -239,9 +252,7 @@ struct cc_conv {
      * of the message that started it, next stage, last stage fired
      * (SLA_LAST_NONE: none) and kind; its start in ms after started_ts.
      * The record's last eight bytes, in bit fields. */
-    uint16_t resp_sched : 12, resp_ch_lo : 4;
-    uint16_t resp_stage : 5, resp_last : 6, resp_next : 1, resp_ch_hi : 1;
-    uint32_t resp_start;
+    struct cc_resp_clock resp;
 };
 
 _Static_assert(sizeof(struct cc_conv) <= 512, "eight cache lines");

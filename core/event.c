@@ -127,19 +127,28 @@ cc_channels_find(const struct cc_channels *c, struct cc_str name) {
     return -1;
 }
 
-int
-cc_channels_add(struct cc_channels *c, const char *name) {
-    size_t n = strlen(name), i;
-    struct cc_str s = {name, (uint32_t)n};
+bool
+cc_label_ok(const char *s, size_t n, size_t max) {
+    size_t i;
 
-    if (n == 0 || n >= CC_CHANNEL_NAME_MAX)
-        return CC_EINVAL;
+    if (n == 0 || n >= max)
+        return false;
     for (i = 0; i < n; i++) {
-        char ch = name[i];
+        char ch = s[i];
         if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
               ch == '_' || ch == '-'))
-            return CC_EINVAL;
+            return false;
     }
+    return true;
+}
+
+int
+cc_channels_add(struct cc_channels *c, const char *name) {
+    size_t n = strlen(name);
+    struct cc_str s = {name, (uint32_t)n};
+
+    if (!cc_label_ok(name, n, CC_CHANNEL_NAME_MAX))
+        return CC_EINVAL;
     if (cc_channels_find(c, s) >= 0)
         return CC_EEXIST;
     if (c->n >= CC_MAX_CHANNELS)

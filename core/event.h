@@ -56,6 +56,9 @@ void cc_channels_init(struct cc_channels *c);
 int cc_channels_add(struct cc_channels *c, const char *name);
 /* Index of a channel, or -1. */
 int cc_channels_find(const struct cc_channels *c, struct cc_str name);
+/* Whether s (n bytes) is a name of a-z, 0-9, '_' and '-', shorter than
+ * max: channels, SLA policies and calendars. */
+bool cc_label_ok(const char *s, size_t n, size_t max);
 
 /* Why an event was rejected. Stable names (cc_reason_name) key the stats. */
 enum cc_reason {

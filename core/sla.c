@@ -6,7 +6,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,33 +21,9 @@ cc_clock_name(enum cc_clock k) {
     return k < CC_CLOCKS ? clock_names[k] : "?";
 }
 
-static int
-why_fmt(char *why, size_t whylen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-    return CC_EINVAL;
-}
-
 void
 cc_sla_config_init(struct cc_sla_config *c) {
     memset(c, 0, sizeof(*c));
-}
-
-/* A name of a-z, 0-9, '_' and '-' that fits. */
-static bool
-label_ok(const char *s, size_t n) {
-    size_t i;
-    if (n == 0 || n >= CC_SLA_NAME_MAX)
-        return false;
-    for (i = 0; i < n; i++) {
-        char ch = s[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-              ch == '_' || ch == '-'))
-            return false;
-    }
-    return true;
 }
 
 static struct cc_sla_policy *
@@ -62,15 +37,17 @@ policy_for(struct cc_sla_config *c, const char *section, int line, char *why,
     for (i = 0; i < c->npolicies; i++)
         if (strcmp(c->policies[i].section, section) == 0)
             return &c->policies[i];
-    if (!label_ok(ch, chn) ||
-        (dot != NULL && !label_ok(dot + 1, strlen(dot + 1)))) {
-        why_fmt(why, whylen,
+    if (!cc_label_ok(ch, chn, CC_SLA_NAME_MAX) ||
+        (dot != NULL &&
+         !cc_label_ok(dot + 1, strlen(dot + 1), CC_SLA_NAME_MAX))) {
+        cc_errf(why, whylen, CC_EINVAL,
                 "expected [sla.CHANNEL] or [sla.CHANNEL.NAME], names of a-z, "
                 "0-9, '_' and '-'");
         return NULL;
     }
     if (c->npolicies == CC_SLA_POLICIES - 8) {
-        why_fmt(why, whylen, "more than %d SLA policies", CC_SLA_POLICIES - 8);
+        cc_errf(why, whylen, CC_EINVAL, "more than %d SLA policies",
+                CC_SLA_POLICIES - 8);
         return NULL;
     }
     p = &c->policies[c->npolicies++];
@@ -128,22 +105,23 @@ parse_stages(const char *value, bool after, struct cc_sla_stage *out,
     char buf[256], *tok, *save = NULL;
 
     if (strlen(value) >= sizeof(buf))
-        return why_fmt(why, whylen, "list too long");
+        return cc_errf(why, whylen, CC_EINVAL, "list too long");
     strcpy(buf, value);
     *n = 0;
     for (tok = strtok_r(buf, ", \t", &save); tok != NULL;
          tok = strtok_r(NULL, ", \t", &save)) {
         if (*n == CC_SLA_STAGES)
-            return why_fmt(why, whylen, "more than %d stages", CC_SLA_STAGES);
+            return cc_errf(why, whylen, CC_EINVAL, "more than %d stages",
+                           CC_SLA_STAGES);
         if (parse_stage(tok, after, &out[*n]) != 0)
-            return why_fmt(why, whylen,
+            return cc_errf(why, whylen, CC_EINVAL,
                            after ? "'%s': expected +50%% or +30m (after the "
                                    "breach; at most +10000%% or +365d)"
                                  : "'%s': expected 80%% (of the target) or "
                                    "10m (before the breach; at most 365d)",
                            tok);
         if (!after && out[*n].kind == CC_STAGE_SHARE && out[*n].v >= 1000)
-            return why_fmt(why, whylen,
+            return cc_errf(why, whylen, CC_EINVAL,
                            "'%s': a warning at or after its breach (100%%)",
                            tok);
         /* "+50%" after the breach is 150% of the target. */
@@ -168,7 +146,7 @@ set_policy(struct cc_sla_policy *p, const char *key, const char *value,
         }
         if (cc_parse_duration(value, &p->target[k]) != 0 || p->target[k] == 0 ||
             p->target[k] > 365ULL * 86400000)
-            return why_fmt(why, whylen,
+            return cc_errf(why, whylen, CC_EINVAL,
                            "expected a duration from 1ms to 365d, such as "
                            "20s, 5m or 4h, or off");
         return 0;
@@ -188,7 +166,8 @@ set_policy(struct cc_sla_policy *p, const char *key, const char *value,
                     : key[0] == 't' ? p->tag
                                     : p->queue;
         if (strlen(value) >= CC_SLA_NAME_MAX || *value == '\0')
-            return why_fmt(why, whylen, "expected a name of 1 to %d bytes",
+            return cc_errf(why, whylen, CC_EINVAL,
+                           "expected a name of 1 to %d bytes",
                            CC_SLA_NAME_MAX - 1);
         strcpy(dst, value);
         /* An explicit match replaces the tag the section's name implied. */
@@ -205,7 +184,7 @@ set_policy(struct cc_sla_policy *p, const char *key, const char *value,
         errno = 0;
         v = strtol(value, &end, 10);
         if (errno != 0 || *end != '\0' || end == value || v < 0 || v > 9)
-            return why_fmt(why, whylen,
+            return cc_errf(why, whylen, CC_EINVAL,
                            "expected a priority from 0 to 9 (as events "
                            "carry it)");
         p->priority = (int32_t)v;
@@ -215,7 +194,7 @@ set_policy(struct cc_sla_policy *p, const char *key, const char *value,
         }
         return 0;
     }
-    return why_fmt(why, whylen, "unknown key");
+    return cc_errf(why, whylen, CC_EINVAL, "unknown key");
 }
 
 static struct cc_sla_calendar *
@@ -228,13 +207,14 @@ calendar_for(struct cc_sla_config *c, const char *section, int line, char *why,
     for (i = 0; i < c->ncalendars; i++)
         if (strcmp(c->calendars[i].name, name) == 0)
             return &c->calendars[i];
-    if (!label_ok(name, strlen(name))) {
-        why_fmt(why, whylen,
+    if (!cc_label_ok(name, strlen(name), CC_SLA_NAME_MAX)) {
+        cc_errf(why, whylen, CC_EINVAL,
                 "expected [calendar.NAME], a name of a-z, 0-9, '_' and '-'");
         return NULL;
     }
     if (c->ncalendars == CC_SLA_CALENDARS) {
-        why_fmt(why, whylen, "more than %d calendars", CC_SLA_CALENDARS);
+        cc_errf(why, whylen, CC_EINVAL, "more than %d calendars",
+                CC_SLA_CALENDARS);
         return NULL;
     }
     k = &c->calendars[c->ncalendars++];
@@ -259,7 +239,7 @@ cc_sla_config_set(struct cc_sla_config *c, const char *section, const char *key,
             return CC_EINVAL;
         if (strcmp(key, "timezone") == 0) {
             if (strlen(value) >= sizeof(k->timezone) || *value == '\0')
-                return why_fmt(why, whylen,
+                return cc_errf(why, whylen, CC_EINVAL,
                                "expected a time zone such as "
                                "Europe/Berlin");
             strcpy(k->timezone, value);
@@ -270,9 +250,9 @@ cc_sla_config_set(struct cc_sla_config *c, const char *section, const char *key,
         for (d = 0; d < 7; d++)
             if (strcmp(key, day_keys[d]) == 0)
                 return cc_cal_set_day(&k->cal, d, value, why, whylen);
-        return why_fmt(why, whylen, "unknown key");
+        return cc_errf(why, whylen, CC_EINVAL, "unknown key");
     }
-    return why_fmt(why, whylen, "not an SLA section");
+    return cc_errf(why, whylen, CC_EINVAL, "not an SLA section");
 }
 
 /* The built-in policies, after the file's. */
@@ -346,23 +326,23 @@ cc_sla_config_finish(struct cc_sla_config *c,
         struct cc_sla_calendar *cal = &c->calendars[i];
         struct cc_tz *tz;
         if (cal->timezone[0] == '\0')
-            return why_fmt(why, whylen,
+            return cc_errf(why, whylen, CC_EINVAL,
                            "%d: [calendar.%s] timezone is required", cal->line,
                            cal->name);
         if (cc_tz_load(&tz, tzdir, cal->timezone, err, sizeof(err)) != 0)
-            return why_fmt(why, whylen, "%d: [calendar.%s] %s", cal->line,
-                           cal->name, err);
+            return cc_errf(why, whylen, CC_EINVAL, "%d: [calendar.%s] %s",
+                           cal->line, cal->name, err);
         cc_tz_free(tz);
         if (cc_cal_check(&cal->cal, err, sizeof(err)) != 0)
-            return why_fmt(why, whylen, "%d: [calendar.%s] %s", cal->line,
-                           cal->name, err);
+            return cc_errf(why, whylen, CC_EINVAL, "%d: [calendar.%s] %s",
+                           cal->line, cal->name, err);
     }
     for (i = 0; i < c->npolicies; i++) {
         const struct cc_sla_policy *p = &c->policies[i];
         struct cc_str ch = {p->channel, (uint32_t)strlen(p->channel)};
         if (strcmp(p->channel, "any") != 0 &&
             cc_channels_find(channels, ch) < 0)
-            return why_fmt(why, whylen,
+            return cc_errf(why, whylen, CC_EINVAL,
                            "%d: [%s] unknown channel '%s' (add it to "
                            "[channels] extra)",
                            p->line, p->section, p->channel);
@@ -371,7 +351,7 @@ cc_sla_config_finish(struct cc_sla_config *c,
                 if (strcmp(c->calendars[j].name, p->calendar) == 0)
                     break;
             if (j == c->ncalendars)
-                return why_fmt(why, whylen,
+                return cc_errf(why, whylen, CC_EINVAL,
                                "%d: [%s] calendar '%s' is not defined", p->line,
                                p->section, p->calendar);
         }
@@ -384,8 +364,8 @@ cc_sla_config_finish(struct cc_sla_config *c,
             for (w = 0; w < p->nwarn; w++)
                 if (p->warn[w].kind == CC_STAGE_BEFORE &&
                     p->warn[w].v >= p->target[k])
-                    return why_fmt(
-                        why, whylen,
+                    return cc_errf(
+                        why, whylen, CC_EINVAL,
                         "%d: [%s] a warning %llu ms before "
                         "the breach comes before the %s clock "
                         "starts (target %llu ms)",

@@ -7,7 +7,6 @@
 #include "mem.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -37,15 +36,6 @@ struct cc_tz {
     int32_t first;  /* before the first transition */
     struct tz_rule rule;
 };
-
-static int
-fail(char *err, size_t errlen, int rc, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return rc;
-}
 
 int64_t
 cc_days_from_civil(int64_t y, unsigned m, unsigned d) {
@@ -270,50 +260,51 @@ cc_tz_parse(struct cc_tz **out, const char *name, const void *buf, size_t len,
 
     *out = NULL;
     if (len < 44 || memcmp(p, "TZif", 4) != 0)
-        return fail(err, errlen, CC_EINVAL, "%s: not a TZif zone file", name);
+        return cc_errf(err, errlen, CC_EINVAL, "%s: not a TZif zone file",
+                       name);
     if ((block = read_header(p, &c, 4)) == 0 || block > len - 44)
-        return fail(err, errlen, CC_EINVAL,
-                    "%s: zone file counts exceed its size", name);
+        return cc_errf(err, errlen, CC_EINVAL,
+                       "%s: zone file counts exceed its size", name);
     q = p + 44;
     if (p[4] >= '2') {
         /* Skip the 32-bit block: the 64-bit one follows with the same
          * data over a wider range. */
         q += block;
         if ((size_t)(end - q) < 44 || memcmp(q, "TZif", 4) != 0)
-            return fail(err, errlen, CC_EINVAL,
-                        "%s: zone file's second header missing", name);
+            return cc_errf(err, errlen, CC_EINVAL,
+                           "%s: zone file's second header missing", name);
         tsize = 8;
         if ((block = read_header(q, &c, 8)) == 0 ||
             block > (size_t)(end - q) - 44)
-            return fail(err, errlen, CC_EINVAL,
-                        "%s: zone file counts exceed its size", name);
+            return cc_errf(err, errlen, CC_EINVAL,
+                           "%s: zone file counts exceed its size", name);
         q += 44;
     }
     /* The "right/" zones count leap seconds in their times: everything
      * here is POSIX time, which does not. */
     if (c.leap != 0)
-        return fail(err, errlen, CC_EINVAL,
-                    "%s: a zone with leap seconds (use the zone without "
-                    "\"right/\")",
-                    name);
+        return cc_errf(err, errlen, CC_EINVAL,
+                       "%s: a zone with leap seconds (use the zone without "
+                       "\"right/\")",
+                       name);
     z = cc_calloc(1, sizeof(*z));
     if (z == NULL)
-        return fail(err, errlen, CC_ENOMEM, "out of memory");
+        return cc_errf(err, errlen, CC_ENOMEM, "out of memory");
     snprintf(z->name, sizeof(z->name), "%s", name);
     z->ntimes = c.time;
     z->times = cc_calloc(c.time ? c.time : 1, sizeof(*z->times));
     z->offs = cc_calloc(c.time ? c.time : 1, sizeof(*z->offs));
     if (z->times == NULL || z->offs == NULL) {
         cc_tz_free(z);
-        return fail(err, errlen, CC_ENOMEM, "out of memory");
+        return cc_errf(err, errlen, CC_ENOMEM, "out of memory");
     }
     for (i = 0; i < c.type; i++) {
         const unsigned char *t = q + c.time * (tsize + 1) + i * 6;
         int32_t off = (int32_t)be32(t);
         if (off < -25 * 3600 || off > 26 * 3600 || t[4] > 1 || t[5] >= c.chr) {
             cc_tz_free(z);
-            return fail(err, errlen, CC_EINVAL,
-                        "%s: zone file has a bad local time type", name);
+            return cc_errf(err, errlen, CC_EINVAL,
+                           "%s: zone file has a bad local time type", name);
         }
         offs[i] = off;
     }
@@ -323,8 +314,8 @@ cc_tz_parse(struct cc_tz **out, const char *name, const void *buf, size_t len,
         z->times[i] = tsize == 8 ? be64(q + i * 8) : (int32_t)be32(q + i * 4);
         if (idx >= c.type || (i > 0 && z->times[i] <= z->times[i - 1])) {
             cc_tz_free(z);
-            return fail(err, errlen, CC_EINVAL,
-                        "%s: zone file transitions out of order", name);
+            return cc_errf(err, errlen, CC_EINVAL,
+                           "%s: zone file transitions out of order", name);
         }
         z->offs[i] = offs[idx];
     }
@@ -336,16 +327,16 @@ cc_tz_parse(struct cc_tz **out, const char *name, const void *buf, size_t len,
         size_t n = nl ? (size_t)(nl - q - 1) : 0;
         if (nl == NULL || n >= sizeof(s)) {
             cc_tz_free(z);
-            return fail(err, errlen, CC_EINVAL,
-                        "%s: zone file footer unterminated", name);
+            return cc_errf(err, errlen, CC_EINVAL,
+                           "%s: zone file footer unterminated", name);
         }
         memcpy(s, q + 1, n);
         s[n] = '\0';
         if (n != 0 && parse_rule(s, &z->rule) != 0) {
             cc_tz_free(z);
-            return fail(err, errlen, CC_EINVAL,
-                        "%s: zone file footer \"%s\" is not a TZ rule", name,
-                        s);
+            return cc_errf(err, errlen, CC_EINVAL,
+                           "%s: zone file footer \"%s\" is not a TZ rule", name,
+                           s);
         }
     }
     *out = z;
@@ -386,31 +377,32 @@ cc_tz_load(struct cc_tz **out, const char *dir, const char *name, char *err,
 
     *out = NULL;
     if (!name_ok(name))
-        return fail(err, errlen, CC_EINVAL, "bad time zone name \"%s\"", name);
+        return cc_errf(err, errlen, CC_EINVAL, "bad time zone name \"%s\"",
+                       name);
     if (dir == NULL)
         dir = "/usr/share/zoneinfo";
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     if ((f = fopen(path, "rb")) == NULL)
-        return fail(err, errlen, errno == ENOENT ? CC_EINVAL : CC_EIO,
-                    "unknown time zone \"%s\" (%s: %s)", name, path,
-                    strerror(errno));
+        return cc_errf(err, errlen, errno == ENOENT ? CC_EINVAL : CC_EIO,
+                       "unknown time zone \"%s\" (%s: %s)", name, path,
+                       strerror(errno));
     buf = cc_malloc(TZ_MAX_FILE);
     if (buf == NULL) {
         fclose(f);
-        return fail(err, errlen, CC_ENOMEM, "out of memory");
+        return cc_errf(err, errlen, CC_ENOMEM, "out of memory");
     }
     n = fread(buf, 1, TZ_MAX_FILE, f);
     rc = ferror(f) ? (errno == EISDIR ? CC_EINVAL : CC_EIO) : 0;
     fclose(f);
     if (rc == CC_EINVAL)
-        rc = fail(err, errlen, rc,
-                  "unknown time zone \"%s\" (%s is a directory of zones)", name,
-                  path);
+        rc = cc_errf(err, errlen, rc,
+                     "unknown time zone \"%s\" (%s is a directory of zones)",
+                     name, path);
     else if (rc != 0)
-        rc = fail(err, errlen, rc, "%s: read error", path);
+        rc = cc_errf(err, errlen, rc, "%s: read error", path);
     else if (n == TZ_MAX_FILE)
-        rc =
-            fail(err, errlen, CC_EINVAL, "%s: too large for a zone file", path);
+        rc = cc_errf(err, errlen, CC_EINVAL, "%s: too large for a zone file",
+                     path);
     else
         rc = cc_tz_parse(out, name, buf, n, err, errlen);
     cc_free(buf, TZ_MAX_FILE);

@@ -1,9 +1,10 @@
 /*
- * Error names, the assertion handler and the hash function declared in
- * cc.h.
+ * Error names, the assertion handler, the hash function and the error
+ * formatter declared in cc.h.
  */
 #include "cc.h"
 
+#include <stdarg.h>
 #include <string.h>
 
 const char *
@@ -145,4 +146,14 @@ cc_fmt_i64(char *out, int64_t v) {
         return cc_fmt_u64(out, (uint64_t)v);
     out[0] = '-';
     return 1 + cc_fmt_u64(out + 1, 0 - (uint64_t)v);
+}
+
+int
+cc_errf(char *err, size_t errlen, int rc, const char *fmt, ...) {
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return rc;
 }
