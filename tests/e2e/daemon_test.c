@@ -113,29 +113,42 @@ write_conf(const char *extra) {
     fclose(f);
 }
 
+/* Starts contactd on five loopback ports picked here. A port picked free
+ * can be taken again before the daemon binds it (by another socket of this
+ * machine, or picked twice): a daemon that exits at start is started again
+ * on new ports, up to three times. */
 static void
 start_daemon(const char *extra) {
-    int i, tries;
+    int i, j, tries, attempt, status;
     msgpack_unpacked u;
 
     snprintf(d.conf, sizeof(d.conf), "/tmp/contactd-test-%d.conf",
              (int)getpid());
-    for (i = 0; i < 5; i++)
-        snprintf(d.addr[i], sizeof(d.addr[i]), "tcp://127.0.0.1:%d",
-                 free_port());
-    write_conf(extra);
-    d.pid = fork();
-    cr_assert_geq(d.pid, 0);
-    if (d.pid == 0) {
-        execl(CONTACTD_BIN, "contactd", "--config", d.conf, (char *)NULL);
-        _exit(127);
-    }
-    /* Ready when the query socket answers. */
-    for (tries = 0; tries < 100; tries++) {
-        nng_msleep(50);
-        {
+    for (attempt = 0; attempt < 3; attempt++) {
+        int ports[5];
+        for (i = 0; i < 5; i++) {
+            do {
+                ports[i] = free_port();
+                for (j = 0; j < i && ports[j] != ports[i]; j++)
+                    ;
+            } while (j < i);
+            snprintf(d.addr[i], sizeof(d.addr[i]), "tcp://127.0.0.1:%d",
+                     ports[i]);
+        }
+        write_conf(extra);
+        d.pid = fork();
+        cr_assert_geq(d.pid, 0);
+        if (d.pid == 0) {
+            execl(CONTACTD_BIN, "contactd", "--config", d.conf, (char *)NULL);
+            _exit(127);
+        }
+        /* Ready when the query socket answers. */
+        for (tries = 0; tries < 100; tries++) {
             struct tb q;
             int rc;
+            nng_msleep(50);
+            if (waitpid(d.pid, &status, WNOHANG) == d.pid)
+                break; /* it could not start: new ports */
             tb_init(&q);
             msgpack_pack_map(&q.pk, 1);
             tb_kv_str(&q, "q", "stats");
@@ -146,6 +159,11 @@ start_daemon(const char *extra) {
                 tb_init(&t);
                 return;
             }
+        }
+        if (tries == 100) {
+            kill(d.pid, SIGKILL);
+            waitpid(d.pid, &status, 0);
+            break;
         }
     }
     cr_assert_fail("contactd did not come up");
