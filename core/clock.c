@@ -167,9 +167,23 @@ cc_slas_sched(struct cc_slas *s, const struct cc_sla_subject *subject,
 
 uint64_t
 cc_sched_due(const struct cc_sched *sc, unsigned i, uint64_t start) {
+    return cc_sched_due_after(sc, i, start, 0);
+}
+
+uint64_t
+cc_sched_due_after(const struct cc_sched *sc, unsigned i, uint64_t from,
+                   uint64_t counted) {
+    uint64_t left = sc->st[i].at > counted ? sc->st[i].at - counted : 0;
     if (sc->cal != NULL)
-        return cc_cal_add(sc->cal, start, sc->st[i].at);
-    return start + sc->st[i].at;
+        return cc_cal_add(sc->cal, from, left);
+    return from + left;
+}
+
+uint64_t
+cc_sched_between(const struct cc_sched *sc, uint64_t a, uint64_t b) {
+    if (sc->cal != NULL)
+        return cc_cal_between(sc->cal, a, b);
+    return b > a ? b - a : 0;
 }
 
 unsigned

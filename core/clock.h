@@ -85,6 +85,14 @@ cc_slas_get(const struct cc_slas *s, uint16_t id) {
 /* When stage i of a clock started at `start` (ms) falls due:
  * CC_CAL_NEVER when its calendar has no business time left. */
 uint64_t cc_sched_due(const struct cc_sched *sc, unsigned i, uint64_t start);
+/* The same for a clock that pauses: one that had counted `counted` ms
+ * (business ms with a calendar) when it last resumed, at `from`. A stage
+ * it had already counted past is due at `from`. */
+uint64_t cc_sched_due_after(const struct cc_sched *sc, unsigned i,
+                            uint64_t from, uint64_t counted);
+/* The time a clock under sc counts from a to b: business time with a
+ * calendar (0 when b <= a). */
+uint64_t cc_sched_between(const struct cc_sched *sc, uint64_t a, uint64_t b);
 
 /* The stage at which a clock resumes under a new schedule, given the last
  * stage it fired under the old one (type << 4 | level; 0xff: none): the

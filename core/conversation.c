@@ -238,10 +238,26 @@ resp_due(const struct cc_engine *e, const struct cc_conv *v) {
     return d == CC_CAL_NEVER ? CC_WHEEL_NEVER : d;
 }
 
+/* When the resolution clock's next stage falls due (CC_WHEEL_NEVER: none,
+ * or paused). */
+static uint64_t
+res_due(const struct cc_engine *e, const struct cc_conv *v) {
+    const struct cc_sched *sc = cc_slas_get(e->slas, v->res.sched);
+    uint64_t d;
+
+    if (sc == NULL || v->res.paused || v->res.stage >= sc->nstages)
+        return CC_WHEEL_NEVER;
+    d = cc_sched_due_after(sc, v->res.stage,
+                           (uint64_t)v->started_ts + v->res.seg, v->res.acc);
+    return d == CC_CAL_NEVER ? CC_WHEEL_NEVER : d;
+}
+
 void
 cc_conv_arm_clock(struct cc_engine *e, struct cc_conv *v) {
-    uint64_t due = resp_due(e, v);
+    uint64_t due = resp_due(e, v), rd = res_due(e, v);
 
+    if (rd < due)
+        due = rd;
     /* The idle close re-arms itself lazily; only bring the timer
      * forward. */
     if (v->state == CV_OPEN && due != CC_WHEEL_NEVER &&
@@ -250,19 +266,32 @@ cc_conv_arm_clock(struct cc_engine *e, struct cc_conv *v) {
 }
 
 /* The one timer of a conversation serves its idle close (open), the end
- * of its reopen window (resolved) and its response clock's stages. */
+ * of its reopen window (resolved) and its SLA clocks' stages. */
 static void
 conv_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
     struct cc_engine *e = CC_CONTAINER_OF(w, struct cc_engine, wheel);
     struct cc_conv *v = CC_CONTAINER_OF(t, struct cc_conv, timer);
 
     if (v->state == CV_OPEN) {
-        const struct cc_sched *sc = cc_slas_get(e->slas, v->resp.sched);
-        uint64_t due, idle = v->last_seen + e->cfg.idle_close_ms;
-        while ((due = resp_due(e, v)) <= now) {
-            cc_engine_fire_conv_stage(e, v, sc, v->resp.stage, due, now);
-            v->resp.stage++;
+        uint64_t due, rd, idle = v->last_seen + e->cfg.idle_close_ms;
+        /* Every stage now due, of either clock, in time order. */
+        for (;;) {
+            due = resp_due(e, v);
+            rd = res_due(e, v);
+            if (rd < due) {
+                if (rd > now)
+                    break;
+                cc_engine_fire_conv_stage(e, v, true, v->res.stage, rd, now);
+                v->res.stage++;
+            } else {
+                if (due > now)
+                    break;
+                cc_engine_fire_conv_stage(e, v, false, v->resp.stage, due, now);
+                v->resp.stage++;
+            }
         }
+        if (rd < due)
+            due = rd;
         /* Re-armed lazily, as contacts' idle timers are. A clock with
          * stages to go keeps the conversation until its last one. */
         if (idle > now || due != CC_WHEEL_NEVER) {
@@ -274,6 +303,90 @@ conv_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
     conv_free(e, v);
 }
 
+/* ms after the conversation's start, in the 32 bits its clocks keep:
+ * false when ts is more than 49 days in (a time before the start counts as
+ * the start). */
+static bool
+conv_offset(const struct cc_conv *v, int64_t ts, uint32_t *off) {
+    if (ts <= v->started_ts) {
+        *off = 0;
+        return true;
+    }
+    if ((uint64_t)(ts - v->started_ts) > UINT32_MAX)
+        return false;
+    *off = (uint32_t)(ts - v->started_ts);
+    return true;
+}
+
+/* The resolution clock stops at ts until the customer writes again: what
+ * it ran since it last resumed is added to its count. */
+static void
+res_pause(struct cc_engine *e, struct cc_conv *v, int64_t ts) {
+    const struct cc_sched *sc = cc_slas_get(e->slas, v->res.sched);
+    uint64_t from = (uint64_t)v->started_ts + v->res.seg, acc;
+    uint32_t off;
+
+    if (sc == NULL || v->res.paused)
+        return;
+    if (!conv_offset(v, ts, &off)) {
+        v->res.sched = 0;
+        e->slas->full++;
+        return;
+    }
+    acc = v->res.acc + cc_sched_between(sc, from, (uint64_t)ts);
+    v->res.acc = acc > UINT32_MAX ? UINT32_MAX : (uint32_t)acc;
+    if (off > v->res.seg)
+        v->res.seg = off;
+    v->res.paused = 1;
+}
+
+/* It runs again from ts (or from its pause, for an event stamped before
+ * it). */
+static void
+res_resume(struct cc_engine *e, struct cc_conv *v, int64_t ts) {
+    uint32_t off;
+
+    if (v->res.sched == 0 || !v->res.paused || v->state != CV_OPEN)
+        return;
+    if (!conv_offset(v, ts, &off)) {
+        v->res.sched = 0;
+        e->slas->full++;
+        return;
+    }
+    if (off > v->res.seg)
+        v->res.seg = off;
+    v->res.paused = 0;
+    cc_conv_arm_clock(e, v);
+}
+
+/* The resolution clock: starts with the conversation, under the policy
+ * for its first contact; pauses at an agent's message, while the
+ * conversation waits on the customer; runs again when the customer writes
+ * (message.in) or a new contact of theirs joins; conversation.resolve
+ * pauses it too (resolve()), and a reopen resumes it, so that a reopened
+ * issue keeps counting from where it stopped. */
+static void
+resolution_clock(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
+                 const struct cc_event *ev, bool fresh, bool joined) {
+    if (!fresh && !joined && ev->type != CC_EV_MESSAGE_IN &&
+        ev->type != CC_EV_MESSAGE_OUT)
+        return; /* without loading the clock's line */
+    if (fresh) {
+        v->res.sched =
+            cc_engine_contact_sched(e, c, CC_CLOCK_RESOLUTION) & 0xfff;
+        v->res.last = SLA_LAST_NONE;
+        if (v->res.sched == 0)
+            return;
+        cc_conv_arm_clock(e, v);
+    }
+    if (v->res.sched == 0)
+        return;
+    if (ev->type == CC_EV_MESSAGE_OUT)
+        res_pause(e, v, ev->ts);
+    else if (ev->type == CC_EV_MESSAGE_IN || joined)
+        res_resume(e, v, ev->ts);
+}
+
 /* The response clock: a customer's message (message.in, or contact.open
  * on any channel but phone) starts it unless it runs; an agent's message
  * on any channel of the conversation stops it. */
@@ -282,28 +395,30 @@ response_clock(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
                const struct cc_event *ev, uint64_t now) {
     enum cc_clock k;
     uint16_t sched;
+    uint32_t start;
 
     if (ev->type == CC_EV_MESSAGE_OUT) {
         if (v->resp.sched != 0) {
             /* The customer's wait for this reply, by the channel they
              * wrote on: the response-time percentiles. */
-            int64_t start = v->started_ts + (int64_t)v->resp.start;
+            int64_t from = v->started_ts + (int64_t)v->resp.start;
             cc_rt_add(&e->chan_rt[cc_resp_channel(&v->resp)], now,
-                      ev->ts > start ? (uint64_t)(ev->ts - start) : 0);
+                      ev->ts > from ? (uint64_t)(ev->ts - from) : 0);
         }
         v->resp.sched = 0;
         return;
     }
-    if (v->state != CV_OPEN || v->resp.sched != 0 ||
-        (ev->type != CC_EV_MESSAGE_IN &&
-         (ev->type != CC_EV_CONTACT_OPEN || c->channel == 0)))
+    /* The event's type first: other events need not load the clock's
+     * line. */
+    if ((ev->type != CC_EV_MESSAGE_IN &&
+         (ev->type != CC_EV_CONTACT_OPEN || c->channel == 0)) ||
+        v->state != CV_OPEN || v->resp.sched != 0)
         return;
     /* Its start is kept in 32 bits of ms after the conversation's: 49
      * days. A later one is not started, and counted. A message stamped
      * before the conversation began (another channel's clock) starts it at
      * the conversation's start. */
-    if (ev->ts > v->started_ts &&
-        (uint64_t)(ev->ts - v->started_ts) > UINT32_MAX) {
+    if (!conv_offset(v, ev->ts, &start)) {
         e->slas->full++;
         return;
     }
@@ -317,8 +432,7 @@ response_clock(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
     v->resp.stage = 0;
     v->resp.last = SLA_LAST_NONE;
     v->resp.next = k == CC_CLOCK_NEXT_RESPONSE;
-    v->resp.start =
-        ev->ts > v->started_ts ? (uint32_t)(ev->ts - v->started_ts) : 0;
+    v->resp.start = start;
     cc_conv_arm_clock(e, v);
 }
 
@@ -822,6 +936,7 @@ resolve(struct cc_engine *e, struct cc_conv *v, const struct cc_event *ev,
         return;
     v->state = CV_RESOLVED;
     v->resp.sched = 0; /* resolved: nobody waits for a reply */
+    res_pause(e, v, ev->ts);
     v->resolved_ts = ev->ts;
     v->resolves++;
     cs->open--;
@@ -868,7 +983,7 @@ cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
               struct cc_customer *cust, const struct cc_event *ev,
               const struct cc_conv_delta *d, uint64_t now) {
     struct cc_conv *v;
-    bool reopened = false;
+    bool reopened = false, fresh = false, joined = false;
 
     if (c != NULL) {
         v = c->conv;
@@ -879,6 +994,8 @@ cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
                     e->convs.anonymous++;
                 return;
             }
+            fresh = v->ncontacts == 0;
+            joined = true;
             conv_join(e, v, c, ev, reopened, now);
         } else if (v->cust == NULL && cust != NULL && cust->owner == NULL) {
             /* A conversation joined by thread learns its customer. */
@@ -960,8 +1077,10 @@ cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
         v->sentiment = (float)ev->sentiment;
         v->flags |= CVF_SENTIMENT;
     }
-    if (c != NULL)
+    if (c != NULL) {
         response_clock(e, v, c, ev, now);
+        resolution_clock(e, v, c, ev, fresh, joined);
+    }
     timeline_add(v, ev->ts, ev->type, ev->channel, c != NULL ? c->conv_n : 0);
     if (c != NULL)
         index_message(e, v, d->thread_key);
@@ -1045,6 +1164,38 @@ merge_clock(struct cc_engine *e, struct cc_conv *v, const struct cc_conv *w) {
         return;
     }
     v->resp.start = (uint32_t)(start - base);
+}
+
+/* The merged conversation's resolution clock is the older one's (it
+ * started with the merged conversation), or the other's if the older has
+ * none. It runs if either ran: a paused clock resumes from when both
+ * waited on the agent, the later of its pause and the other's resume.
+ * Runs before v's start moves. */
+static void
+merge_res_clock(struct cc_engine *e, struct cc_conv *v,
+                const struct cc_conv *w) {
+    const struct cc_conv *old = w->started_ts < v->started_ts ? w : v;
+    const struct cc_conv *from = old->res.sched != 0 ? old : old == v ? w : v;
+    const struct cc_conv *other = from == v ? w : v;
+    struct cc_res_clock r = from->res;
+    int64_t seg = from->started_ts + (int64_t)r.seg;
+
+    if (r.sched != 0 && r.paused && other->res.sched != 0 &&
+        !other->res.paused) {
+        int64_t os = other->started_ts + (int64_t)other->res.seg;
+        if (os > seg)
+            seg = os;
+        r.paused = 0;
+    }
+    if (r.sched != 0) {
+        if ((uint64_t)(seg - old->started_ts) > UINT32_MAX) {
+            r.sched = 0;
+            e->slas->full++;
+        } else {
+            r.seg = (uint32_t)(seg - old->started_ts);
+        }
+    }
+    v->res = r;
 }
 
 /* Moves everything of w into v and closes w. */
@@ -1135,6 +1286,7 @@ conv_merge(struct cc_engine *e, struct cc_conv *v, struct cc_conv *w) {
     v->reopens += w->reopens;
     v->merges += w->merges + 1;
     merge_clock(e, v, w);
+    merge_res_clock(e, v, w);
     if (w->started_ts < v->started_ts)
         v->started_ts = w->started_ts;
     cc_conv_arm_clock(e, v);

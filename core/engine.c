@@ -218,6 +218,17 @@ static uint16_t contact_sched(struct cc_engine *e, const struct cc_contact *c,
                               enum cc_clock k);
 static void arm_state_timer(struct cc_engine *e, struct cc_contact *c);
 
+/* The stage at which a clock resumes under schedule `sched`, given the
+ * last stage it fired (SLA_LAST_NONE: none). */
+static unsigned
+resume_stage(const struct cc_engine *e, uint16_t sched, unsigned last) {
+    const struct cc_sched *sc = cc_slas_get(e->slas, sched);
+
+    if (sc == NULL)
+        return 0;
+    return cc_sched_resume(sc, last == SLA_LAST_NONE ? 0xff : (uint8_t)last);
+}
+
 int
 cc_engine_set_sla(struct cc_engine *e, const struct cc_sla_config *sla,
                   char *err, size_t errlen) {
@@ -231,47 +242,43 @@ cc_engine_set_sla(struct cc_engine *e, const struct cc_sla_config *sla,
     rc = engine_slas(&next, &cfg, err, errlen);
     if (rc != 0)
         return rc;
+    next->full = old->full; /* a counter of the daemon's life */
     e->slas = next;
     /* Every running clock (queued: answer; held: hold) takes its new
      * schedule, from the stage after the last it fired. Reloads are rare:
      * walking every contact is fine. */
     for (i = 0; i <= e->bucket_mask; i++) {
         for (c = e->buckets[i]; c != NULL; c = c->hnext) {
-            const struct cc_sched *sc;
             if (c->state != CS_QUEUED && c->state != CS_HELD)
                 continue;
             c->sla_sched = contact_sched(
                 e, c, c->state == CS_HELD ? CC_CLOCK_HOLD : CC_CLOCK_ANSWER);
-            sc = cc_slas_get(e->slas, c->sla_sched);
-            c->sla_stage = sc == NULL ? 0
-                                      : (uint16_t)cc_sched_resume(
-                                            sc, c->sla_last == SLA_LAST_NONE
-                                                    ? 0xff
-                                                    : (uint8_t)c->sla_last) &
-                                            0x1f;
+            c->sla_stage = resume_stage(e, c->sla_sched, c->sla_last) & 0x1f;
             arm_state_timer(e, c);
         }
     }
-    /* And every conversation's response clock, matched again on the
-     * channel that started it (with the conversation's latest queue). */
+    /* And every conversation's clocks: the response clock matched again
+     * on the channel that started it, the resolution clock on the
+     * conversation's first channel (both with its latest queue). */
     for (i = 0; i <= e->convs.mask; i++) {
         struct cc_conv *v;
         for (v = e->convs.buckets[i]; v != NULL; v = v->hnext) {
-            const struct cc_sched *sc;
-            if (v->resp.sched == 0)
-                continue;
-            v->resp.sched =
-                cc_engine_conv_sched(e, v, cc_resp_channel(&v->resp),
-                                     v->resp.next ? CC_CLOCK_NEXT_RESPONSE
-                                                  : CC_CLOCK_FIRST_RESPONSE) &
-                0xfff;
-            sc = cc_slas_get(e->slas, v->resp.sched);
-            v->resp.stage = sc == NULL ? 0
-                                       : (uint16_t)cc_sched_resume(
-                                             sc, v->resp.last == SLA_LAST_NONE
-                                                     ? 0xff
-                                                     : (uint8_t)v->resp.last) &
-                                             0x1f;
+            if (v->resp.sched != 0) {
+                v->resp.sched = cc_engine_conv_sched(
+                                    e, v, cc_resp_channel(&v->resp),
+                                    v->resp.next ? CC_CLOCK_NEXT_RESPONSE
+                                                 : CC_CLOCK_FIRST_RESPONSE) &
+                                0xfff;
+                v->resp.stage =
+                    resume_stage(e, v->resp.sched, v->resp.last) & 0x1f;
+            }
+            if (v->res.sched != 0) {
+                v->res.sched = cc_engine_conv_sched(e, v, v->first_channel,
+                                                    CC_CLOCK_RESOLUTION) &
+                               0xfff;
+                v->res.stage =
+                    resume_stage(e, v->res.sched, v->res.last) & 0x1f;
+            }
             cc_conv_arm_clock(e, v);
         }
     }
@@ -1156,20 +1163,39 @@ pack_due(msgpack_packer *pk, uint64_t due) {
         cc_pack_u64(pk, due);
 }
 
+/* Where a clock that may pause stands: counted `acc` (business ms with a
+ * calendar) up to `from`, and running from there unless paused. A clock
+ * that never pauses has counted nothing at its start. */
+struct clock_pos {
+    uint64_t start, from, acc;
+    bool paused;
+};
+
+/* When stage i of a clock at p falls due; CC_CAL_NEVER while paused. */
+static uint64_t
+pos_due(const struct cc_sched *sc, unsigned i, const struct clock_pos *p) {
+    return p->paused ? CC_CAL_NEVER
+                     : cc_sched_due_after(sc, i, p->from, p->acc);
+}
+
 /* What every clock answers with: 9 pairs (clock, start, target_ms,
  * elapsed_ms, breach_due, left_ms, policy, calendar, stages). */
 #define CLOCK_PAIRS 9
 static void
 pack_clock_common(struct cc_engine *e, msgpack_packer *pk,
-                  const struct cc_sched *sc, uint64_t start, unsigned next) {
-    uint64_t now = e->wheel.now, breach = sched_breach(sc, start);
+                  const struct cc_sched *sc, const struct clock_pos *p,
+                  unsigned next) {
+    uint64_t now = e->wheel.now, breach = CC_CAL_NEVER;
     unsigned i;
 
+    for (i = 0; i < sc->nstages; i++)
+        if (sc->st[i].type == CC_ST_BREACH)
+            breach = pos_due(sc, i, p);
     cc_pack_str(pk, "clock");
     cc_pack_str(pk, cc_clock_name(sc->clock));
-    cc_pack_kv_u64(pk, "start", start);
+    cc_pack_kv_u64(pk, "start", p->start);
     cc_pack_kv_u64(pk, "target_ms", sc->target);
-    cc_pack_kv_u64(pk, "elapsed_ms", now > start ? now - start : 0);
+    cc_pack_kv_u64(pk, "elapsed_ms", now > p->start ? now - p->start : 0);
     cc_pack_str(pk, "breach_due");
     pack_due(pk, breach);
     /* Negative once breached. */
@@ -1188,8 +1214,11 @@ pack_clock_common(struct cc_engine *e, msgpack_packer *pk,
         cc_pack_str(pk, "alert");
         cc_pack_str(pk, cc_stage_alert(sc->st[i].type));
         cc_pack_kv_u64(pk, "level", sc->st[i].level);
+        /* A clock that pauses knows when its stages to come fall due
+         * (while it runs), not when those it fired did. */
         cc_pack_str(pk, "due");
-        pack_due(pk, cc_sched_due(sc, i, start));
+        pack_due(pk,
+                 p->acc != 0 && i < next ? CC_CAL_NEVER : pos_due(sc, i, p));
         cc_pack_str(pk, "fired");
         if (i < next)
             msgpack_pack_true(pk);
@@ -1202,36 +1231,67 @@ pack_clock_common(struct cc_engine *e, msgpack_packer *pk,
 static void
 pack_clock(struct cc_engine *e, msgpack_packer *pk, const struct cc_contact *c,
            const struct cc_sched *sc) {
+    struct clock_pos p = {(uint64_t)clock_start(c), (uint64_t)clock_start(c), 0,
+                          false};
+
     msgpack_pack_map(pk, CLOCK_PAIRS + 6);
     pack_contact_fields(e, pk, c);
     cc_pack_str(pk, "agent");
     cc_pack_name_or_nil(pk, c->agent);
-    pack_clock_common(e, pk, sc, (uint64_t)clock_start(c), c->sla_stage);
+    pack_clock_common(e, pk, sc, &p, c->sla_stage);
 }
 
-static uint64_t
-resp_start(const struct cc_conv *v) {
-    return (uint64_t)v->started_ts + v->resp.start;
+/* Where a conversation's resolution clock (res) or response clock
+ * stands. */
+static struct clock_pos
+conv_clock_pos(const struct cc_conv *v, bool res) {
+    uint64_t base = (uint64_t)v->started_ts;
+
+    if (res)
+        return (struct clock_pos){base, base + v->res.seg, v->res.acc,
+                                  v->res.paused};
+    return (struct clock_pos){base + v->resp.start, base + v->resp.start, 0,
+                              false};
 }
 
-void
-cc_conv_pack_clock(struct cc_engine *e, msgpack_packer *pk,
-                   const struct cc_conv *v, const struct cc_sched *sc) {
-    msgpack_pack_map(pk, CLOCK_PAIRS + 1);
+/* A conversation's clock for the sla query; the resolution clock also
+ * says what it has counted (agent time, to now) and whether it is
+ * paused. */
+static void
+pack_conv_clock(struct cc_engine *e, msgpack_packer *pk,
+                const struct cc_conv *v, bool res) {
+    const struct cc_sched *sc =
+        cc_slas_get(e->slas, res ? v->res.sched : v->resp.sched);
+    struct clock_pos p = conv_clock_pos(v, res);
+
+    msgpack_pack_map(pk, CLOCK_PAIRS + 1 + (res ? 2 : 0));
     cc_pack_str(pk, "conversation");
     cc_conv_pack_id(pk, v);
-    pack_clock_common(e, pk, sc, resp_start(v), v->resp.stage);
+    pack_clock_common(e, pk, sc, &p, res ? v->res.stage : v->resp.stage);
+    if (res) {
+        cc_pack_kv_u64(
+            pk, "counted_ms",
+            p.acc +
+                (p.paused ? 0 : cc_sched_between(sc, p.from, e->wheel.now)));
+        cc_pack_str(pk, "paused");
+        if (p.paused)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+    }
 }
 
 void
-cc_engine_fire_conv_stage(struct cc_engine *e, struct cc_conv *v,
-                          const struct cc_sched *sc, unsigned i, uint64_t due,
-                          uint64_t now) {
+cc_engine_fire_conv_stage(struct cc_engine *e, struct cc_conv *v, bool res,
+                          unsigned i, uint64_t due, uint64_t now) {
     msgpack_packer *pk = &e->outbox.pk;
+    const struct cc_sched *sc =
+        cc_slas_get(e->slas, res ? v->res.sched : v->resp.sched);
     const struct cc_sched_stage *st = &sc->st[i];
     const char *alert = cc_stage_alert(st->type);
     const char *clock = cc_clock_name(sc->clock);
-    uint64_t start = resp_start(v);
+    uint64_t start = conv_clock_pos(v, res).start;
+    uint16_t last = (uint16_t)(st->type << 4 | st->level) & 0x3f;
     char id[128];
     int n;
 
@@ -1256,7 +1316,10 @@ cc_engine_fire_conv_stage(struct cc_engine *e, struct cc_conv *v,
     cc_conv_pack(e, pk, v, false);
     cc_outbox_end(&e->outbox);
     e->alerts_sla[st->type]++;
-    v->resp.last = (uint16_t)(st->type << 4 | st->level) & 0x3f;
+    if (res)
+        v->res.last = last;
+    else
+        v->resp.last = last;
 }
 
 int
@@ -1271,7 +1334,7 @@ cc_engine_pack_sla(struct cc_engine *e, struct cc_str conv, msgpack_packer *pk,
         return rc;
     for (c = v->live; c != NULL; c = c->cvnext)
         n += cc_slas_get(e->slas, c->sla_sched) != NULL;
-    n += v->resp.sched != 0;
+    n += (v->resp.sched != 0) + (v->res.sched != 0);
     msgpack_pack_map(pk, 3);
     cc_pack_str(pk, "conversation");
     cc_conv_pack_id(pk, v);
@@ -1279,7 +1342,9 @@ cc_engine_pack_sla(struct cc_engine *e, struct cc_str conv, msgpack_packer *pk,
     cc_pack_str(pk, "clocks");
     msgpack_pack_array(pk, n);
     if (v->resp.sched != 0)
-        cc_conv_pack_clock(e, pk, v, cc_slas_get(e->slas, v->resp.sched));
+        pack_conv_clock(e, pk, v, false);
+    if (v->res.sched != 0)
+        pack_conv_clock(e, pk, v, true);
     for (c = v->live; c != NULL; c = c->cvnext) {
         const struct cc_sched *sc = cc_slas_get(e->slas, c->sla_sched);
         if (sc != NULL)
@@ -2059,9 +2124,14 @@ contact_lines(unsigned t) {
  * struct cc_conv), as a mask; its timeline slot is asked for apart. */
 static inline unsigned
 conv_lines(unsigned t) {
+    _Static_assert(CONV_STRIDE == 512 &&
+                       offsetof(struct cc_conv, res) / 64 == 7 &&
+                       offsetof(struct cc_conv, resp) / 64 == 7,
+                   "a conversation's clocks on its last line");
     switch (t) {
     case CC_EV_MESSAGE_IN:
     case CC_EV_MESSAGE_OUT:
+        return 0x81; /* and the clocks */
     case CC_EV_HOLD_START:
     case CC_EV_HOLD_END:
         return 0x1;

@@ -141,7 +141,7 @@ contact_blob_size(const struct cc_contact *c) {
 
 /* Bounds on what one conversation keeps: its context never grows with the
  * number of events or contacts it has seen, only its counters do. */
-#define CONV_TIMELINE 12 /* last events */
+#define CONV_TIMELINE 11 /* last events */
 #define CONV_CONTACTS 16 /* last contacts with their outcomes */
 #define CONV_CHANNELS 8  /* channels touched, in order */
 #define CONV_AGENTS 4    /* most recent distinct agents */
@@ -196,6 +196,17 @@ struct cc_resp_clock {
     uint32_t start;
 };
 
+/* A conversation's resolution clock (see struct cc_conv), twelve bytes.
+ * Running, `seg` is when its current stretch began and `acc` the time it
+ * counted before that; paused (the conversation waits on the customer, or
+ * is resolved), `seg` is when it paused and `acc` all it counted. `seg` is
+ * in ms after the conversation's start; `acc` in ms, business ms under a
+ * calendar. */
+struct cc_res_clock {
+    uint32_t sched : 12, stage : 5, last : 6, paused : 1, : 8;
+    uint32_t seg, acc;
+};
+
 /* The channel that started a response clock. */
 static inline unsigned
 cc_resp_channel(const struct cc_resp_clock *r) {
@@ -225,8 +236,8 @@ struct cc_conv {
     struct cc_contact *live;             /* open contacts, through cvnext */
     struct cc_convct *contacts, *newest; /* history, oldest first */
     /* line 2: joins, closes, resolves */
-    struct cc_timer timer; /* idle close and the response clock's stages
-                              when open; end of the reopen window when
+    struct cc_timer timer; /* idle close and the SLA clocks' stages when
+                              open; end of the reopen window when
                               resolved */
     int64_t started_ts, resolved_ts, last_end_ts;
     uint64_t hold_ms; /* of contacts that ended */
@@ -240,18 +251,22 @@ struct cc_conv {
     uint8_t nchan, feedback_scale, first_channel, nentries;
     uint32_t topic;
     struct cc_conv *hnext; /* by id */
-    /* lines 4 to 6: the timeline, one slot written per event (slots 5
-     * and 10 straddle two lines); then tags, channel times and channels */
-    struct cc_convtl tl[CONV_TIMELINE];
-    uint32_t tags[CONV_TAGS];
+    /* line 4: channel times (joins and merges) */
     int64_t chan_ts[CONV_CHANNELS];
+    /* lines 5 to 7: tags and channels, then the timeline, one slot
+     * written per event (slot 7 straddles two lines) */
+    uint32_t tags[CONV_TAGS];
     uint8_t chan[CONV_CHANNELS];
-    /* The response clock, while the customer waits for an agent's reply
-     * (first_response before the conversation's first agent message,
-     * next_response after): its schedule (0: none running), the channel
-     * of the message that started it, next stage, last stage fired
-     * (SLA_LAST_NONE: none) and kind; its start in ms after started_ts.
-     * The record's last eight bytes, in bit fields. */
+    struct cc_convtl tl[CONV_TIMELINE];
+    /* The clocks, on the last line with the timeline's tail, the line a
+     * message already touches. The resolution clock runs from the
+     * conversation's start to its resolve, paused while it waits on the
+     * customer. The response clock runs while the customer waits for an
+     * agent's reply (first_response before the conversation's first agent
+     * message, next_response after): its schedule (0: none running), the
+     * channel of the message that started it, next stage, last stage fired
+     * (SLA_LAST_NONE: none) and kind; its start in ms after started_ts. */
+    struct cc_res_clock res;
     struct cc_resp_clock resp;
 };
 
@@ -262,7 +277,8 @@ _Static_assert(CC_SCHEDS_MAX <= 4096 && CC_MAX_CHANNELS <= 32,
 _Static_assert(offsetof(struct cc_conv, wait_ms) == 64 &&
                    offsetof(struct cc_conv, timer) == 128 &&
                    offsetof(struct cc_conv, ncontacts) == 192 &&
-                   offsetof(struct cc_conv, tl) == 256,
+                   offsetof(struct cc_conv, chan_ts) == 256 &&
+                   offsetof(struct cc_conv, res) >= 448,
                "struct cc_conv: the lines as laid out above");
 
 /* Records on whole cache lines. */
@@ -449,16 +465,12 @@ uint16_t cc_engine_contact_sched(struct cc_engine *e,
  * channel ch, its latest queue and its tags (reloads). */
 uint16_t cc_engine_conv_sched(struct cc_engine *e, const struct cc_conv *v,
                               unsigned ch, enum cc_clock k);
-/* Brings the conversation's timer forward to its response clock's next
- * stage. */
+/* Brings the conversation's timer forward to its SLA clocks' next stage. */
 void cc_conv_arm_clock(struct cc_engine *e, struct cc_conv *v);
-/* Publishes stage i of a conversation's response clock. */
-void cc_engine_fire_conv_stage(struct cc_engine *e, struct cc_conv *v,
-                               const struct cc_sched *sc, unsigned i,
-                               uint64_t due, uint64_t now);
-/* Packs a conversation's running response clock as the sla query does. */
-void cc_conv_pack_clock(struct cc_engine *e, msgpack_packer *pk,
-                        const struct cc_conv *v, const struct cc_sched *sc);
+/* Publishes stage i of a conversation's resolution clock (res) or response
+ * clock. */
+void cc_engine_fire_conv_stage(struct cc_engine *e, struct cc_conv *v, bool res,
+                               unsigned i, uint64_t due, uint64_t now);
 
 /* Emits an identity.conflict alert for ev. */
 void cc_conv_alert_conflict(struct cc_engine *e, const struct cc_contact *c,

@@ -118,4 +118,19 @@ tmap_str_is(const msgpack_object *map, const char *key, const char *want) {
            v.via.str.size == n && memcmp(v.via.str.ptr, want, n) == 0;
 }
 
+/* True when the map's key holds true. */
+static inline bool
+tmap_is_true(const msgpack_object *map, const char *key) {
+    msgpack_object v;
+    return tmap_get(map, key, &v) && v.type == MSGPACK_OBJECT_BOOLEAN &&
+           v.via.boolean;
+}
+
+/* True when the map's key holds nil. */
+static inline bool
+tmap_is_nil(const msgpack_object *map, const char *key) {
+    msgpack_object v;
+    return tmap_get(map, key, &v) && v.type == MSGPACK_OBJECT_NIL;
+}
+
 #endif

@@ -662,7 +662,7 @@ Test(conversation, context_stays_bounded, .init = setup, .fini = teardown) {
     cr_assert_eq(tmap_int(c, "contacts"), 40);
     cr_assert_eq(tmap_int(c, "messages_in"), 40);
     cr_assert_eq(array_len(c, "contact_history"), 16);
-    cr_assert_eq(array_len(c, "timeline"), 12);
+    cr_assert_eq(array_len(c, "timeline"), 11);
     {
         /* The history keeps the last 16, oldest first; the summary's last
          * contact is the newest. */

@@ -901,9 +901,14 @@ Test(engine, at_risk_and_sla_queries, .init = setup, .fini = teardown) {
         0, "%s", why);
     unpack_sb(&sb, &u);
     cr_assert(tmap_get(&u.data, "clocks", &a));
-    cr_assert_eq(a.via.array.size, 1);
-    cr_assert(tmap_str_is(&a.via.array.ptr[0], "clock", "hold"));
-    cr_assert_eq(tmap_int(&a.via.array.ptr[0], "breach_due"), T0 + 78000);
+    cr_assert_eq(a.via.array.size, 2);
+    /* The conversation's resolution clock (built in: 24 h), then the
+     * contact's. */
+    cr_assert(tmap_str_is(&a.via.array.ptr[0], "clock", "resolution"));
+    cr_assert_eq(tmap_int(&a.via.array.ptr[0], "breach_due"),
+                 T0 + 17000 + 86400000);
+    cr_assert(tmap_str_is(&a.via.array.ptr[1], "clock", "hold"));
+    cr_assert_eq(tmap_int(&a.via.array.ptr[1], "breach_due"), T0 + 78000);
     msgpack_unpacked_destroy(&u);
     msgpack_sbuffer_clear(&sb);
     cr_assert_eq(cc_engine_pack_sla(e, (struct cc_str){"cv-999", 6}, &pk, &why),
@@ -1323,7 +1328,8 @@ Test(engine, sla_query_shows_the_response_clock, .init = setup,
         0, "%s", why);
     unpack_sb(&sb, &u);
     cr_assert(tmap_get(&u.data, "clocks", &a));
-    cr_assert_eq(a.via.array.size, 1);
+    cr_assert_eq(a.via.array.size, 2); /* and the resolution clock */
+    cr_assert(tmap_str_is(&a.via.array.ptr[1], "clock", "resolution"));
     cr_assert(tmap_str_is(&a.via.array.ptr[0], "clock", "first_response"));
     cr_assert(tmap_str_is(&a.via.array.ptr[0], "conversation", conv));
     {
@@ -1336,4 +1342,271 @@ Test(engine, sla_query_shows_the_response_clock, .init = setup,
     cr_assert_eq(tmap_int(&a.via.array.ptr[0], "left_ms"), 3599000);
     msgpack_unpacked_destroy(&u);
     msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- the resolution clock ---------------------------------------------- */
+
+/* Chat with only a resolution clock: 10 minutes of agent time, warned at
+ * 80%, escalated at +50%. */
+static void
+setup_resolution(void) {
+    setup_sla("[sla.chat]\n"
+              "first_response = off\n"
+              "next_response = off\n"
+              "resolution = 10m\n"
+              "warn = 80%\n"
+              "escalate = +50%\n");
+}
+
+#define MIN 60000LL
+
+/* Asserts outbox record i is the resolution clock's `alert` due at due,
+ * having counted stage_ms of agent time. */
+static void
+assert_res(size_t i, const char *alert, int64_t due, int64_t stage_ms) {
+    msgpack_unpacked u;
+    int kind;
+
+    assert_conv_sla(i, alert, "resolution", due);
+    msgpack_unpacked_init(&u);
+    out_record(i, &u, &kind);
+    cr_assert_eq(tmap_int(&u.data, "stage_ms"), stage_ms);
+    cr_assert_eq(tmap_int(&u.data, "start"), T0);
+    cr_assert_eq(tmap_int(&u.data, "elapsed_ms"), due - T0);
+    msgpack_unpacked_destroy(&u);
+}
+
+/* The conversation's clocks as the sla query reports them, unpacked into
+ * u from sb (which u borrows). */
+static msgpack_object
+conv_clocks(const char *conv, msgpack_sbuffer *sb, msgpack_unpacked *u) {
+    msgpack_packer pk;
+    msgpack_object a;
+    const char *why = NULL;
+
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    cr_assert_eq(
+        cc_engine_pack_sla(e, (struct cc_str){conv, (uint32_t)strlen(conv)},
+                           &pk, &why),
+        0, "%s", why);
+    unpack_sb(sb, u);
+    cr_assert(tmap_get(&u->data, "clocks", &a));
+    return a;
+}
+
+/* The clock counts only the time the conversation waits on an agent: an
+ * agent's message pauses it, the customer's next message resumes it, a
+ * resolve pauses it and a reopen resumes it where it stopped. */
+Test(engine, resolution_clock_pauses_while_waiting_on_the_customer,
+     .init = setup_resolution, .fini = teardown) {
+    msgpack_sbuffer sb;
+    msgpack_unpacked u;
+    msgpack_object a;
+
+    send_at(T0, "1", T0, "chat", "contact.open", "s1", "+15551001", NULL);
+    SEND("2", T0 + 2 * MIN, "chat", "message.out", "s1"); /* 2 min counted */
+    cc_engine_tick(e, (uint64_t)(T0 + 60 * MIN));
+    cr_assert_eq(sla_alerts(), 0);
+    /* Paused: nothing falls due; it has counted 2 minutes. */
+    a = conv_clocks("cv-1", &sb, &u);
+    cr_assert_eq(a.via.array.size, 1);
+    cr_assert(tmap_str_is(&a.via.array.ptr[0], "clock", "resolution"));
+    cr_assert_eq(tmap_int(&a.via.array.ptr[0], "counted_ms"), 2 * MIN);
+    cr_assert(tmap_is_true(&a.via.array.ptr[0], "paused"));
+    cr_assert(tmap_is_nil(&a.via.array.ptr[0], "breach_due"));
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+
+    /* The customer writes after an hour: 6 more minutes to the warning. */
+    SEND("3", T0 + 60 * MIN, "chat", "message.in", "s1");
+    a = conv_clocks("cv-1", &sb, &u);
+    cr_assert(!tmap_is_true(&a.via.array.ptr[0], "paused"));
+    cr_assert_eq(tmap_int(&a.via.array.ptr[0], "breach_due"), T0 + 68 * MIN);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    cc_engine_tick(e, (uint64_t)(T0 + 66 * MIN - 1));
+    cr_assert_eq(sla_alerts(), 0);
+    cc_engine_tick(e, (uint64_t)(T0 + 66 * MIN));
+    cr_assert_eq(sla_alerts(), 1);
+    assert_res(0, "sla.warning", T0 + 66 * MIN, 8 * MIN);
+    cc_outbox_clear(cc_engine_outbox(e));
+
+    /* Another reply at 67 (9 counted), the customer again at 80: the
+     * breach a minute later. */
+    SEND("4", T0 + 67 * MIN, "chat", "message.out", "s1");
+    cc_engine_tick(e, (uint64_t)(T0 + 80 * MIN));
+    cr_assert_eq(sla_alerts(), 0);
+    SEND("5", T0 + 80 * MIN, "chat", "message.in", "s1");
+    /* A second customer message does not move it. */
+    SEND("6", T0 + 80 * MIN + 30000, "chat", "message.in", "s1");
+    cc_engine_tick(e, (uint64_t)(T0 + 81 * MIN));
+    cr_assert_eq(sla_alerts(), 1);
+    assert_res(0, "sla.breach", T0 + 81 * MIN, 10 * MIN);
+    cc_outbox_clear(cc_engine_outbox(e));
+
+    /* Resolved at 82 (11 counted): the escalation at 15 never comes... */
+    send_at(T0 + 82 * MIN, "7", T0 + 82 * MIN, "chat", "conversation.resolve",
+            NULL, "+15551001", NULL);
+    cc_engine_tick(e, (uint64_t)(T0 + 120 * MIN));
+    cr_assert_eq(sla_alerts(), 0);
+    /* ...until the customer writes again and it reopens: 4 minutes on. */
+    SEND("8", T0 + 120 * MIN, "chat", "message.in", "s1");
+    cc_engine_tick(e, (uint64_t)(T0 + 124 * MIN - 1));
+    cr_assert_eq(sla_alerts(), 0);
+    cc_engine_tick(e, (uint64_t)(T0 + 124 * MIN));
+    cr_assert_eq(sla_alerts(), 1);
+    assert_res(0, "sla.escalation", T0 + 124 * MIN, 15 * MIN);
+    cc_outbox_clear(cc_engine_outbox(e));
+    cc_engine_tick(e, (uint64_t)(T0 + 48 * 60 * MIN));
+    cr_assert_eq(sla_alerts(), 0);
+}
+
+/* Resolved in time, it fires nothing; a conversation opened by an agent's
+ * message starts paused; each new contact of the customer's resumes it. */
+Test(engine, resolution_clock_met_or_waiting_fires_nothing,
+     .init = setup_resolution, .fini = teardown) {
+    send_at(T0, "1", T0, "chat", "contact.open", "s1", "+15551002", NULL);
+    send_at(T0 + 5 * MIN, "2", T0 + 5 * MIN, "chat", "conversation.resolve",
+            NULL, "+15551002", NULL);
+    cc_engine_tick(e, (uint64_t)(T0 + 600 * MIN));
+    cr_assert_eq(sla_alerts(), 0);
+
+    /* Outbound: the agent writes first; nothing counts until the
+     * customer's own contact, an email an hour later. */
+    send_at(T0 + 600 * MIN, "3", T0 + 600 * MIN, "chat", "message.out", "s2",
+            "+15551003", NULL);
+    cc_engine_tick(e, (uint64_t)(T0 + 660 * MIN));
+    cr_assert_eq(sla_alerts(), 0);
+    send_at(T0 + 660 * MIN, "4", T0 + 660 * MIN, "email", "contact.open", "m1",
+            "+15551003", NULL);
+    cc_engine_tick(e, (uint64_t)(T0 + 668 * MIN));
+    {
+        size_t k, n = 0;
+        /* The warning (8 counted minutes), and the repeat contact alert
+         * the email raised. */
+        for (k = 0; k < cc_engine_outbox(e)->n; k++) {
+            msgpack_unpacked u;
+            int kind;
+            const char *topic;
+            msgpack_unpacked_init(&u);
+            topic = out_record(k, &u, &kind);
+            if (topic != NULL && strcmp(topic, "sla.warning") == 0) {
+                cr_assert(tmap_str_is(&u.data, "clock", "resolution"));
+                cr_assert_eq(tmap_int(&u.data, "due"), T0 + 668 * MIN);
+                n++;
+            }
+            msgpack_unpacked_destroy(&u);
+        }
+        cr_assert_eq(n, 1);
+    }
+}
+
+/* Business hours: the clock counts open time only, and its pauses are
+ * taken out of that. */
+static void
+setup_office_resolution(void) {
+    setup_sla("[calendar.office]\n"
+              "timezone = UTC\n"
+              "mon = 09:00-17:00\n"
+              "tue = 09:00-17:00\n"
+              "wed = 09:00-17:00\n"
+              "thu = 09:00-17:00\n"
+              "fri = 09:00-17:00\n"
+              "[sla.chat]\n"
+              "first_response = off\n"
+              "next_response = off\n"
+              "resolution = 1h\n"
+              "warn = 50%\n"
+              "calendar = office\n");
+}
+
+/* Opened Friday 16:30, answered at 16:40 (10 business minutes), the
+ * customer back on Saturday: the clock resumes on Monday at 09:00 and warns
+ * at 30 counted minutes, 09:20; breaches at 09:50. */
+Test(engine, resolution_clock_counts_business_hours_between_pauses,
+     .init = setup_office_resolution, .fini = teardown) {
+    send_at(FRI_1630, "1", FRI_1630, "chat", "contact.open", "s1", "+15551004",
+            NULL);
+    SEND("2", FRI_1630 + 10 * MIN, "chat", "message.out", "s1");
+    SEND("3", FRI_1630 + 20 * 60 * MIN, "chat", "message.in", "s1");
+    /* Monday 09:00 is 2 days 16.5 hours after Friday 16:30. */
+    cc_engine_tick(e, (uint64_t)(FRI_1630 + (64 * 60 + 30 + 20) * MIN - 1));
+    cr_assert_eq(sla_alerts(), 0);
+    cc_engine_tick(e, (uint64_t)(FRI_1630 + (64 * 60 + 30 + 20) * MIN));
+    cr_assert_eq(sla_alerts(), 1);
+    assert_conv_sla(0, "sla.warning", "resolution",
+                    FRI_1630 + (64 * 60 + 50) * MIN);
+    cc_outbox_clear(cc_engine_outbox(e));
+    cc_engine_tick(e, (uint64_t)(FRI_1630 + (64 * 60 + 30 + 50) * MIN));
+    cr_assert_eq(sla_alerts(), 1);
+    assert_conv_sla(0, "sla.breach", "resolution",
+                    FRI_1630 + (64 * 60 + 80) * MIN);
+}
+
+/* Two customers found to be one: the older conversation's clock survives,
+ * and resumes if the newer one was waiting on an agent. */
+Test(engine, merge_resumes_the_resolution_clock, .init = setup_resolution,
+     .fini = teardown) {
+    open_two(T0, "1", "s1", "+15551005", NULL);
+    SEND("2", T0 + 3 * MIN, "chat", "message.out", "s1"); /* 3 counted */
+    open_two(T0 + 25 * MIN, "3", "s2", NULL, "merge@example.com");
+    open_two(T0 + 30 * MIN, "4", "s3", "+15551005", "merge@example.com");
+    /* Waiting on an agent since the newer one's start, 25: 5 more minutes
+     * to the warning, which falls due at the merge itself. */
+    cc_engine_tick(e, (uint64_t)(T0 + 30 * MIN));
+    cr_assert_eq(sla_alerts(), 1);
+    assert_res(0, "sla.warning", T0 + 30 * MIN, 8 * MIN);
+    {
+        msgpack_unpacked u;
+        int kind;
+        msgpack_unpacked_init(&u);
+        out_record(0, &u, &kind);
+        cr_assert(tmap_str_is(&u.data, "conversation", "cv-1"));
+        msgpack_unpacked_destroy(&u);
+    }
+    cc_outbox_clear(cc_engine_outbox(e));
+    cc_engine_tick(e, (uint64_t)(T0 + 32 * MIN));
+    cr_assert_eq(sla_alerts(), 1);
+    assert_res(0, "sla.breach", T0 + 32 * MIN, 10 * MIN);
+    cc_outbox_clear(cc_engine_outbox(e));
+    cc_engine_tick(e, (uint64_t)(T0 + 60 * MIN));
+    cr_assert_eq(sla_alerts(), 1); /* the escalation, at 37 */
+}
+
+/* A reload moves the deadline of a running resolution clock and of a
+ * paused one; stages fired stay fired. */
+Test(engine, resolution_clock_follows_new_policies, .init = setup_resolution,
+     .fini = teardown) {
+    struct cc_config *cfg = calloc(1, sizeof(*cfg));
+    char err[512] = "";
+
+    send_at(T0, "1", T0, "chat", "contact.open", "s1", "+15551006", NULL);
+    cc_engine_tick(e, (uint64_t)(T0 + 8 * MIN));
+    cr_assert_eq(sla_alerts(), 1); /* warned at 8 */
+    cc_outbox_clear(cc_engine_outbox(e));
+    SEND("2", T0 + 9 * MIN, "chat", "message.out", "s1"); /* 9 counted */
+    cc_config_defaults(cfg);
+    cr_assert_eq(cc_config_load_string(cfg,
+                                       "[sla.chat]\n"
+                                       "first_response = off\n"
+                                       "next_response = off\n"
+                                       "resolution = 20m\n"
+                                       "warn = 50%, 80%\n",
+                                       "t", err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_eq(cc_engine_set_sla(e, &cfg->sla, err, sizeof(err)), 0);
+    /* Resumed at 30: the second warning at 16 counted (37), the breach at
+     * 20 (41); the first warning fired already. */
+    SEND("3", T0 + 30 * MIN, "chat", "message.in", "s1");
+    cc_engine_tick(e, (uint64_t)(T0 + 37 * MIN - 1));
+    cr_assert_eq(sla_alerts(), 0);
+    cc_engine_tick(e, (uint64_t)(T0 + 37 * MIN));
+    cr_assert_eq(sla_alerts(), 1);
+    assert_res(0, "sla.warning", T0 + 37 * MIN, 16 * MIN);
+    cc_outbox_clear(cc_engine_outbox(e));
+    cc_engine_tick(e, (uint64_t)(T0 + 41 * MIN));
+    cr_assert_eq(sla_alerts(), 1);
+    assert_res(0, "sla.breach", T0 + 41 * MIN, 20 * MIN);
+    free(cfg);
 }

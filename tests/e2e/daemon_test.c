@@ -520,6 +520,82 @@ Test(daemon, sla_first_response_alerts_and_a_reply_cancels) {
     cr_assert_eq(stop_daemon(), 0);
 }
 
+/* The resolution clock against the real daemon: a conversation nobody
+ * answers warns and breaches at its due times; one whose agent replied
+ * pauses until the customer writes again, and its alerts come later by
+ * the pause; a resolved one raises nothing. */
+Test(daemon, sla_resolution_alerts_count_agent_time_only) {
+    static const struct {
+        const char *conv, *alert;
+        int64_t due;
+    } want[] = {{"cv-1", "sla.warning", 1000},
+                {"cv-1", "sla.breach", 2000},
+                {"cv-2", "sla.warning", 2000},
+                {"cv-2", "sla.breach", 3000}};
+    bool seen[4] = {false, false, false, false};
+    nng_socket sub;
+    msgpack_unpacked u;
+    char topic[32], *buf;
+    size_t len;
+    uint64_t t0, got;
+    unsigned i, k;
+
+    start_daemon("[sla.chat]\nfirst_response = off\nnext_response = off\n"
+                 "resolution = 2s\nwarn = 50%\n");
+    cr_assert_eq(nng_sub0_open(&sub), 0);
+    cr_assert_eq(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "sla.", 4), 0);
+    nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 5000);
+    cr_assert_eq(nng_dial(sub, d.addr[2], NULL, 0), 0);
+    nng_msleep(200); /* let the subscription reach the publisher */
+
+    t0 = wall_ms();
+    msgpack_pack_array(&t.pk, 7);
+    tb_event(&t, "o0", (int64_t)t0, "chat", "contact.open", "chat-0",
+             "+15558881000");
+    tb_event(&t, "o1", (int64_t)t0, "chat", "contact.open", "chat-1",
+             "+15558881001");
+    tb_event(&t, "o2", (int64_t)t0, "chat", "contact.open", "chat-2",
+             "+15558881002");
+    /* 200 ms counted, then a second's pause. */
+    tb_event(&t, "r1", (int64_t)t0 + 200, "chat", "message.out", "chat-1",
+             NULL);
+    tb_event(&t, "i1", (int64_t)t0 + 1200, "chat", "message.in", "chat-1",
+             NULL);
+    tb_event(&t, "r2", (int64_t)t0 + 100, "chat", "message.out", "chat-2",
+             NULL);
+    tb_event(&t, "x2", (int64_t)t0 + 300, "chat", "conversation.resolve", NULL,
+             "+15558881002");
+    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
+    cr_assert_eq(tmap_int(&u.data, "accepted"), 7);
+    msgpack_unpacked_destroy(&u);
+
+    for (k = 0; k < 4; k++) {
+        int64_t due;
+        got = recv_sla(sub, topic, sizeof(topic), &u, &buf, &len);
+        cr_assert(tmap_str_is(&u.data, "clock", "resolution"));
+        due = tmap_int(&u.data, "due") - (int64_t)t0;
+        for (i = 0; i < 4; i++)
+            if (!seen[i] &&
+                tmap_str_is(&u.data, "conversation", want[i].conv) &&
+                strcmp(topic, want[i].alert) == 0 && due == want[i].due)
+                break;
+        cr_assert_lt(i, 4, "unexpected %s due at t0 + %lld", topic,
+                     (long long)due);
+        seen[i] = true;
+        cr_assert_geq(got + 2, t0 + (uint64_t)due);
+        cr_assert_leq(got, t0 + (uint64_t)due + 500, "%s %llu ms late", topic,
+                      (unsigned long long)(got - t0 - (uint64_t)due));
+        msgpack_unpacked_destroy(&u);
+        nng_free(buf, len);
+    }
+    /* Nothing for the resolved conversation. */
+    nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 700);
+    cr_assert_eq(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), NNG_ETIMEDOUT,
+                 "an alert for the resolved conversation");
+    nng_close(sub);
+    cr_assert_eq(stop_daemon(), 0);
+}
+
 /* The forecast query and its contactctl command, against the real
  * daemon. */
 Test(daemon, at_risk_query_ranks_waiting_callers) {
