@@ -100,6 +100,8 @@ slas_free(struct cc_slas *s) {
     }
 }
 
+static void sl_sweep_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now);
+
 int
 cc_engine_new(struct cc_engine **out, const struct cc_engine_config *cfg,
               uint64_t now) {
@@ -121,6 +123,8 @@ cc_engine_new(struct cc_engine **out, const struct cc_engine_config *cfg,
         }
     }
     cc_wheel_init(&e->wheel, now);
+    cc_timer_init(&e->sl_timer, sl_sweep_cb);
+    cc_wheel_arm(&e->wheel, &e->sl_timer, (now / 60000 + 1) * 60000);
     cc_outbox_init(&e->outbox);
     /* Records on whole cache lines, about 2 MiB per chunk: one huge
      * page. */
@@ -985,6 +989,19 @@ sl_check(struct cc_engine *e, struct cc_queue *q, uint64_t now) {
         q->sl.below = false;
         fire_service_level(e, q, false, w, level, now);
     }
+}
+
+/* Each minute, as the window slides, every queue's service level is
+ * checked again: a queue whose good minutes slide out of the window falls
+ * below its target with no answer or abandon to notice it. O(queues). */
+static void
+sl_sweep_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
+    struct cc_engine *e = CC_CONTAINER_OF(w, struct cc_engine, wheel);
+    uint64_t i;
+
+    for (i = 0; i < e->nqueues; i++)
+        sl_check(e, e->queues[i], now);
+    cc_wheel_arm(w, t, (now / 60000 + 1) * 60000);
 }
 
 /* A queued contact is answered: its wait, and whether its answer clock

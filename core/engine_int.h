@@ -334,6 +334,7 @@ struct chan_stats {
 struct cc_engine {
     struct cc_engine_config cfg;
     struct cc_wheel wheel;
+    struct cc_timer sl_timer; /* each minute: service levels re-checked */
     struct cc_outbox outbox;
     struct cc_dedup dedup;
     struct cc_pool contacts;

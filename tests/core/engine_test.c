@@ -1063,6 +1063,52 @@ Test(engine, service_level_alert_with_hysteresis, .init = setup,
     cr_assert_eq(stat_int("alerts/queue.service_level"), 2);
 }
 
+/* The window slides with no answer or abandon to notice it: a queue
+ * whose good minute slides out falls below target, and says so within
+ * the minute. */
+Test(engine, service_level_alert_as_the_window_slides, .init = setup,
+     .fini = teardown) {
+    char id[16], c[16];
+    int i, below = 0;
+    size_t k;
+
+    /* Minute 0: 5 answered in time. Minutes 10 to 19: 7 in time, 3 late.
+     * 12 of 15 is 80%, on target; once minute 0 leaves the 30-minute
+     * window, 7 of 10 is 70%. */
+    for (i = 0; i < 15; i++) {
+        int late = i >= 12;
+        int64_t t0 = i < 5 ? MB + i * 1000LL : MB + (i + 5) * 60000LL;
+        snprintf(c, sizeof(c), "c%d", i);
+        snprintf(id, sizeof(id), "j%d", i);
+        join_at(t0, id, "phone", c, "sales", -1);
+        snprintf(id, sizeof(id), "a%d", i);
+        SEND(id, t0 + (late ? 30000 : 10000), "phone", "agent.answer", c);
+    }
+    cc_engine_tick(e, (uint64_t)MB + 29 * 60000);
+    cr_assert_eq(stat_int("alerts/queue.service_level"), 0);
+    /* Time passes as in the daemon, a second at a time. */
+    for (k = 29 * 60; k <= 45 * 60; k++)
+        cc_engine_tick(e, (uint64_t)MB + k * 1000);
+    for (k = 0; k < cc_engine_outbox(e)->n; k++) {
+        msgpack_unpacked u;
+        int kind;
+        const char *topic;
+        msgpack_unpacked_init(&u);
+        topic = out_record(k, &u, &kind);
+        if (topic != NULL && strcmp(topic, "queue.service_level") == 0) {
+            msgpack_object lv;
+            cr_assert(tmap_str_is(&u.data, "state", "below"));
+            cr_assert(tmap_get(&u.data, "service_level", &lv));
+            cr_assert_float_eq(lv.via.f64, 70.0, 0.05);
+            /* At the first minute's end once minute 0 is out. */
+            cr_assert_leq(tmap_int(&u.data, "ts"), MB + 31 * 60000);
+            below++;
+        }
+        msgpack_unpacked_destroy(&u);
+    }
+    cr_assert_eq(below, 1);
+}
+
 /* at_risk keeps the soonest `limit` of many, in order (against sorting
  * them all). */
 Test(engine, at_risk_picks_the_soonest_of_many, .init = setup,
