@@ -151,6 +151,11 @@ find_direct(const struct cc_convs *cs, uint64_t id) {
     return NULL;
 }
 
+struct cc_conv *
+cc_conv_get(const struct cc_engine *e, uint64_t id) {
+    return find_direct(&e->convs, id);
+}
+
 /* A bijection: distinct conversation ids never share a fingerprint. It is
  * 0 (the map's empty mark) only for id 0x9e37..., far above any id. */
 static inline uint64_t

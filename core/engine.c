@@ -1195,6 +1195,18 @@ pos_due(const struct cc_sched *sc, unsigned i, const struct clock_pos *p) {
                      : cc_sched_due_after(sc, i, p->from, p->acc);
 }
 
+/* When a clock at p breaches (CC_CAL_NEVER: not while paused, or its
+ * calendar has no business time left). */
+static uint64_t
+pos_breach(const struct cc_sched *sc, const struct clock_pos *p) {
+    unsigned i;
+
+    for (i = 0; i < sc->nstages; i++)
+        if (sc->st[i].type == CC_ST_BREACH)
+            return pos_due(sc, i, p);
+    return CC_CAL_NEVER;
+}
+
 /* What every clock answers with: 9 pairs (clock, start, target_ms,
  * elapsed_ms, breach_due, left_ms, policy, calendar, stages). */
 #define CLOCK_PAIRS 9
@@ -1202,12 +1214,9 @@ static void
 pack_clock_common(struct cc_engine *e, msgpack_packer *pk,
                   const struct cc_sched *sc, const struct clock_pos *p,
                   unsigned next) {
-    uint64_t now = e->wheel.now, breach = CC_CAL_NEVER;
+    uint64_t now = e->wheel.now, breach = pos_breach(sc, p);
     unsigned i;
 
-    for (i = 0; i < sc->nstages; i++)
-        if (sc->st[i].type == CC_ST_BREACH)
-            breach = pos_due(sc, i, p);
     cc_pack_str(pk, "clock");
     cc_pack_str(pk, cc_clock_name(sc->clock));
     cc_pack_kv_u64(pk, "start", p->start);
@@ -1370,9 +1379,17 @@ cc_engine_pack_sla(struct cc_engine *e, struct cc_str conv, msgpack_packer *pk,
     return 0;
 }
 
+/* A candidate for the forecast: a contact's clock, or a conversation's
+ * response or resolution clock. While the conversations are walked a
+ * candidate names its conversation by id (the walk spans loop turns, and
+ * the conversation may close meanwhile); the answer looks it up again. */
+enum { AR_CONTACT, AR_RESPONSE, AR_RESOLUTION };
+
 struct at_risk {
     uint64_t breach;
-    const struct cc_contact *c;
+    const void *p; /* the contact or the conversation, when packing */
+    uint64_t id;   /* the conversation, while walking */
+    int what;
 };
 
 static int
@@ -1415,41 +1432,150 @@ queue_named(const struct cc_queue *q, struct cc_str name) {
            (q->name->len == name.n && memcmp(q->name->s, name.p, name.n) == 0);
 }
 
-int
-cc_engine_pack_at_risk(struct cc_engine *e, struct cc_str queue, uint32_t limit,
-                       msgpack_packer *pk, const char **why) {
-    struct at_risk *v;
-    uint32_t n = 0, k;
-    uint64_t i;
-    const struct cc_contact *c;
-    bool found = queue.n == 0;
+/* The forecast query in progress: what it asked, how far the walk over
+ * the conversations has come, and the soonest breaches found so far. */
+struct cc_at_risk {
+    uint32_t limit, n, qidx;
+    uint64_t next;              /* the next conversation bucket */
+    struct at_risk *walk, *out; /* limit each */
+    size_t qlen;
+    char queue[]; /* the queue asked for, qlen bytes (none: every queue) */
+};
 
-    for (i = 0; i < e->nqueues; i++)
-        found |= queue.n != 0 && queue_named(e->queues[i], queue);
-    if (!found) {
+/* The query's one allocation: itself, the queue's name rounded up to 8
+ * bytes, and its two arrays. */
+static size_t
+at_risk_size(size_t qlen, uint32_t limit) {
+    return sizeof(struct cc_at_risk) + ((qlen + 7) & ~(size_t)7) +
+           2 * (size_t)limit * sizeof(struct at_risk);
+}
+
+int
+cc_engine_at_risk_begin(struct cc_engine *e, struct cc_str queue,
+                        uint32_t limit, struct cc_at_risk **out,
+                        const char **why) {
+    struct cc_at_risk *q;
+    uint32_t qidx = 0;
+    uint64_t i;
+    char *mem;
+
+    for (i = 0; i < e->nqueues && queue.n != 0 && qidx == 0; i++)
+        if (queue_named(e->queues[i], queue))
+            qidx = e->queues[i]->name->idx;
+    if (queue.n != 0 && qidx == 0) {
         *why = "no such queue: no contact has joined it";
         return CC_ENOENT;
     }
     if (limit == 0)
         limit = 1;
-    v = cc_malloc(limit * sizeof(*v));
-    if (v == NULL) {
+    mem = cc_malloc(at_risk_size(queue.n, limit));
+    if (mem == NULL) {
         *why = "out of memory";
         return CC_ENOMEM;
     }
-    /* One pass, keeping only the soonest `limit`: a query on a queue of a
-     * million callers costs a walk, not a sort. */
+    q = (struct cc_at_risk *)mem;
+    memset(q, 0, sizeof(*q));
+    q->limit = limit;
+    q->qidx = qidx;
+    q->qlen = queue.n;
+    if (queue.n != 0)
+        memcpy(q->queue, queue.p, queue.n);
+    /* The arrays after the name, aligned. */
+    q->walk = (struct at_risk *)(void *)(mem + sizeof(*q) +
+                                         ((queue.n + 7) & ~(size_t)7));
+    q->out = q->walk + limit;
+    *out = q;
+    return 0;
+}
+
+/* Offers conversation v's running clocks (queue permitting) to the heap
+ * h of n of limit, under `key`: the conversation's id while walking, its
+ * record when packing. */
+static void
+at_risk_offer_conv(struct cc_engine *e, const struct cc_conv *v, uint32_t qidx,
+                   struct at_risk *h, uint32_t *n, uint32_t limit,
+                   bool packing) {
+    struct at_risk x = {0, packing ? v : NULL, v->id, 0};
+
+    if (v->state != CV_OPEN || (qidx != 0 && v->queues[0] != qidx))
+        return;
+    if (v->resp.sched != 0) {
+        struct clock_pos p = conv_clock_pos(v, false);
+        x.breach = pos_breach(cc_slas_get(e->slas, v->resp.sched), &p);
+        x.what = AR_RESPONSE;
+        heap_offer(h, n, limit, x);
+    }
+    /* A paused clock waits on the customer: not at risk. */
+    if (v->res.sched != 0 && !v->res.paused) {
+        struct clock_pos p = conv_clock_pos(v, true);
+        x.breach = pos_breach(cc_slas_get(e->slas, v->res.sched), &p);
+        x.what = AR_RESOLUTION;
+        heap_offer(h, n, limit, x);
+    }
+}
+
+bool
+cc_engine_at_risk_step(struct cc_engine *e, struct cc_at_risk *q,
+                       uint64_t budget) {
+    struct cc_conv **b = e->convs.buckets;
+    uint64_t mask = e->convs.mask, end = q->next + budget, i;
+    const struct cc_conv *v;
+
+    if (end > mask + 1 || end < q->next)
+        end = mask + 1;
+    /* The conversations are not indexed by queue: the walk reads every
+     * one, asking for the three lines it needs a few buckets ahead. */
+    for (i = q->next; i < end; i++) {
+        if (i + 8 <= mask && b[i + 8] != NULL) {
+            const char *r = (const char *)b[i + 8];
+            __builtin_prefetch(r + offsetof(struct cc_conv, queues));
+            __builtin_prefetch(r + offsetof(struct cc_conv, hnext));
+            __builtin_prefetch(r + offsetof(struct cc_conv, res));
+        }
+        for (v = b[i]; v != NULL; v = v->hnext)
+            at_risk_offer_conv(e, v, q->qidx, q->walk, &q->n, q->limit, false);
+    }
+    q->next = end;
+    return end == mask + 1;
+}
+
+void
+cc_engine_at_risk_end(struct cc_engine *e, struct cc_at_risk *q,
+                      msgpack_packer *pk) {
+    uint32_t n = 0, k;
+    uint64_t i;
+    const struct cc_contact *c;
+    struct cc_str queue = {q->qlen != 0 ? q->queue : NULL, (uint32_t)q->qlen};
+
+    if (pk == NULL)
+        goto out;
+    /* The callers waiting, as they stand now; the conversations found,
+     * looked up again and their clocks read again (one that closed or
+     * stopped since it was found is left out). A walk of a queue of a
+     * million callers is a walk, not a sort. */
     for (i = 0; i < e->nqueues; i++) {
         if (!queue_named(e->queues[i], queue))
             continue;
         for (c = e->queues[i]->head; c != NULL; c = c->qnext) {
             const struct cc_sched *sc = cc_slas_get(e->slas, c->sla_sched);
             if (sc != NULL)
-                heap_offer(v, &n, limit,
-                           (struct at_risk){breach_due(sc, c), c});
+                heap_offer(
+                    q->out, &n, q->limit,
+                    (struct at_risk){breach_due(sc, c), c, 0, AR_CONTACT});
         }
     }
-    qsort(v, n, sizeof(*v), cmp_at_risk);
+    for (k = 0; k < q->n; k++) {
+        const struct cc_conv *v = cc_conv_get(e, q->walk[k].id);
+        uint32_t j;
+        bool seen = false;
+        /* Once per conversation: two found may have merged into one. */
+        for (j = 0; j < k && !seen; j++)
+            seen = q->walk[j].id == q->walk[k].id;
+        if (v == NULL || seen)
+            continue;
+        at_risk_offer_conv(e, v, q->qidx, q->out, &n, q->limit, true);
+    }
+    qsort(q->out, n, sizeof(*q->out), cmp_at_risk);
     msgpack_pack_map(pk, 3);
     cc_pack_str(pk, "queue");
     if (queue.n != 0)
@@ -1459,9 +1585,30 @@ cc_engine_pack_at_risk(struct cc_engine *e, struct cc_str queue, uint32_t limit,
     cc_pack_kv_u64(pk, "now", e->wheel.now);
     cc_pack_str(pk, "at_risk");
     msgpack_pack_array(pk, n);
-    for (k = 0; k < n; k++)
-        pack_clock(e, pk, v[k].c, cc_slas_get(e->slas, v[k].c->sla_sched));
-    cc_free(v, limit * sizeof(*v));
+    for (k = 0; k < n; k++) {
+        if (q->out[k].what == AR_CONTACT) {
+            c = q->out[k].p;
+            pack_clock(e, pk, c, cc_slas_get(e->slas, c->sla_sched));
+        } else {
+            pack_conv_clock(e, pk, q->out[k].p,
+                            q->out[k].what == AR_RESOLUTION);
+        }
+    }
+out:
+    cc_free(q, at_risk_size(q->qlen, q->limit));
+}
+
+int
+cc_engine_pack_at_risk(struct cc_engine *e, struct cc_str queue, uint32_t limit,
+                       msgpack_packer *pk, const char **why) {
+    struct cc_at_risk *q;
+    int rc = cc_engine_at_risk_begin(e, queue, limit, &q, why);
+
+    if (rc != 0)
+        return rc;
+    while (!cc_engine_at_risk_step(e, q, UINT64_MAX))
+        ;
+    cc_engine_at_risk_end(e, q, pk);
     return 0;
 }
 

@@ -167,14 +167,33 @@ int cc_engine_pack_conversation_by_id(struct cc_engine *e, struct cc_str id,
 int cc_engine_pack_sla(struct cc_engine *e, struct cc_str conv,
                        msgpack_packer *pk, const char **why);
 /*
- * {"q":"at_risk","queue":Q,"limit":N}: the callers waiting in queue Q (any
- * queue when Q is empty) whose answer clocks are nearest to their breach,
- * soonest first, at most limit of them. CC_ENOENT with *why for an unknown
- * queue.
+ * {"q":"at_risk","queue":Q,"limit":N}: the clocks nearest to their breach,
+ * soonest first, at most limit of them: the answer clocks of the callers
+ * waiting in queue Q, and the running response and resolution clocks of
+ * the conversations whose latest queue is Q (every queue when Q is empty).
+ * CC_ENOENT with *why for an unknown queue.
  */
 int cc_engine_pack_at_risk(struct cc_engine *e, struct cc_str queue,
                            uint32_t limit, msgpack_packer *pk,
                            const char **why);
+
+/*
+ * The same query in steps, so that the walk over every conversation need
+ * not hold the loop: begin (CC_ENOENT or CC_ENOMEM with *why), step until
+ * it returns true (each step walks at most `budget` of the conversation
+ * table's buckets; events may be applied between steps), then end, which
+ * packs the answer into pk (NULL: only frees the query). A conversation
+ * that closes, or a clock that stops, between the steps is left out.
+ */
+struct cc_at_risk;
+#define CC_AT_RISK_STEP 16384 /* the daemon's budget per loop turn */
+int cc_engine_at_risk_begin(struct cc_engine *e, struct cc_str queue,
+                            uint32_t limit, struct cc_at_risk **out,
+                            const char **why);
+bool cc_engine_at_risk_step(struct cc_engine *e, struct cc_at_risk *q,
+                            uint64_t budget);
+void cc_engine_at_risk_end(struct cc_engine *e, struct cc_at_risk *q,
+                           msgpack_packer *pk);
 
 /*
  * {"q":"queue","queue":Q} or {"q":"queue","channel":C}: offered, answered,

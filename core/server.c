@@ -38,6 +38,8 @@
 #define DRAIN_LIMIT_MS 2000
 #define RESERVE_RETRY_MS 10000 /* after a fill found no memory */
 #define ALERT_SENDBUF 8192     /* alerts queued per subscriber (NNG's max) */
+#define CC_AT_RISK_STEP                                                        \
+    16384 /* conversation buckets an at_risk query walks a turn */
 
 enum rep_kind { REP_INGEST, REP_QUERY };
 
@@ -48,9 +50,10 @@ struct rep_ctx {
     enum rep_kind kind;
     nng_ctx ctx;
     nng_aio *aio;
-    int sending; /* the pending operation is a send */
-    int done;    /* stopped: will not receive again */
-    int result;  /* of the completed operation */
+    int sending;             /* the pending operation is a send */
+    int done;                /* stopped: will not receive again */
+    int result;              /* of the completed operation */
+    struct cc_at_risk *walk; /* an at_risk query answered over loop turns */
     struct rep_ctx *next_ready;
 };
 
@@ -86,6 +89,8 @@ struct cc_server {
     uv_mutex_t rep_lock;
     struct rep_ctx *rep_ready;
     uv_async_t rep_async;
+    uv_idle_t walk_idle; /* runs while at_risk queries walk */
+    unsigned walks;
 
     /* callback triggers waiting for a callback system */
     nng_msg **cbq;
@@ -589,8 +594,12 @@ query_conversation(struct cc_server *s, msgpack_packer *pk, struct cc_str id,
                    "social or crm");
 }
 
-static void
-reply_query(struct cc_server *s, nng_msg *req) {
+static void walk_idle_cb(uv_idle_t *h);
+
+/* Answers a query into reply_sb; returns 1 when the answer comes later
+ * (an at_risk query walking the conversations over loop turns). */
+static int
+reply_query(struct cc_server *s, struct rep_ctx *c, nng_msg *req) {
     msgpack_packer *pk = &s->reply_pk;
     struct cc_mp m;
     struct cc_str k, q = {NULL, 0}, id = {NULL, 0}, conv = {NULL, 0};
@@ -604,74 +613,74 @@ reply_query(struct cc_server *s, nng_msg *req) {
     s->st.queries++;
     if (check_size(s, nng_msg_len(req), "query") != 0) {
         pack_error(pk, "message larger than [server] max_message");
-        return;
+        return 0;
     }
     cc_mp_init(&m, nng_msg_body(req), nng_msg_len(req));
     if (cc_mp_read_map(&m, &n) != 0) {
         pack_error(pk,
                    "a query is a MessagePack map such as {\"q\":\"stats\"}");
-        return;
+        return 0;
     }
     for (i = 0; i < n; i++) {
         if (cc_mp_read_str(&m, &k) != 0) {
             pack_error(pk, "malformed query: map keys must be strings");
-            return;
+            return 0;
         }
         if (cc_str_eq(k, "q")) {
             if (cc_mp_read_str(&m, &q) != 0) {
                 pack_error(pk, "key 'q' must be a string");
-                return;
+                return 0;
             }
         } else if (cc_str_eq(k, "id")) {
             if (cc_mp_read_str(&m, &id) != 0) {
                 pack_error(pk, "key 'id' must be a string such as \"cv-12\"");
-                return;
+                return 0;
             }
         } else if (cc_str_eq(k, "conversation")) {
             if (cc_mp_read_str(&m, &conv) != 0) {
                 pack_error(pk, "key 'conversation' must be a string such as "
                                "\"cv-12\"");
-                return;
+                return 0;
             }
         } else if (cc_str_eq(k, "queue")) {
             if (cc_mp_read_str(&m, &queue) != 0) {
                 pack_error(pk, "key 'queue' must be a string");
-                return;
+                return 0;
             }
         } else if (cc_str_eq(k, "channel")) {
             if (cc_mp_read_str(&m, &channel) != 0) {
                 pack_error(pk, "key 'channel' must be a string");
-                return;
+                return 0;
             }
         } else if (cc_str_eq(k, "limit")) {
             if (cc_mp_read_int(&m, &limit) != 0 || limit < 1 || limit > 1000) {
                 pack_error(pk, "key 'limit' must be a whole number from 1 "
                                "to 1000");
-                return;
+                return 0;
             }
         } else if (cc_str_eq(k, "customer")) {
             cust = m.p;
             if (cc_mp_skip(&m) != 0) {
                 pack_error(pk, "malformed MessagePack");
-                return;
+                return 0;
             }
             cust_len = (size_t)(m.p - cust);
         } else if (cc_mp_skip(&m) != 0) {
             pack_error(pk, "malformed MessagePack");
-            return;
+            return 0;
         }
     }
     if (q.n == 0) {
         pack_error(pk, "missing required key 'q'");
-        return;
+        return 0;
     }
     if (cc_str_eq(q, "stats")) {
         pack_server_stats(s, pk);
-        return;
+        return 0;
     }
     if (cc_str_eq(q, "conversation")) {
         query_conversation(s, pk, id, cust, cust_len);
-        return;
+        return 0;
     }
     /* The engine's clock moves with events and deadlines; bring it to now
      * so that waits, times left and windows are current (whatever falls
@@ -684,35 +693,77 @@ reply_query(struct cc_server *s, nng_msg *req) {
                            "\"cv-12\"");
         else if (cc_engine_pack_sla(s->engine, conv, pk, &why) != 0)
             pack_error(pk, why);
-        return;
+        return 0;
     }
     if (cc_str_eq(q, "at_risk")) {
-        if (cc_engine_pack_at_risk(s->engine, queue, (uint32_t)limit, pk,
-                                   &why) != 0)
+        /* It walks every conversation: a step a loop turn, so that events
+         * and deadlines go on meanwhile (walk_idle_cb answers). */
+        if (cc_engine_at_risk_begin(s->engine, queue, (uint32_t)limit, &c->walk,
+                                    &why) != 0) {
             pack_error(pk, why);
-        return;
+            return 0;
+        }
+        if (s->walks++ == 0)
+            uv_idle_start(&s->walk_idle, walk_idle_cb);
+        return 1;
     }
     if (cc_str_eq(q, "queue")) {
         if (queue.n != 0 && channel.n != 0) {
             pack_error(pk, "a queue query takes 'queue' or 'channel', not "
                            "both");
-            return;
+            return 0;
         }
         if (cc_engine_pack_service_level(s->engine, queue, channel, pk, &why) !=
             0)
             pack_error(pk, why);
-        return;
+        return 0;
     }
     pack_error(pk, "unknown query: this version answers \"stats\", "
                    "\"conversation\", \"sla\", \"at_risk\" and "
                    "\"queue\"");
+    return 0;
+}
+
+/* Sends what reply_sb holds as the context's reply. */
+static void
+rep_send(struct cc_server *s, struct rep_ctx *c) {
+    nng_msg *rep = msg_from(s->reply_sb.data, s->reply_sb.size);
+
+    if (rep == NULL) {
+        s->st.reply_failures++;
+        rep_recv(c);
+        return;
+    }
+    nng_aio_set_msg(c->aio, rep);
+    c->sending = 1;
+    nng_ctx_send(c->ctx, c->aio);
+}
+
+/* Walks each at_risk query a step further; answers those done. */
+static void
+walk_idle_cb(uv_idle_t *h) {
+    struct cc_server *s = CC_CONTAINER_OF(h, struct cc_server, walk_idle);
+    unsigned i;
+
+    for (i = REP_CTXS; i < CC_ARRAY_SIZE(s->ctxs); i++) {
+        struct rep_ctx *c = &s->ctxs[i];
+        if (c->walk == NULL ||
+            !cc_engine_at_risk_step(s->engine, c->walk, CC_AT_RISK_STEP))
+            continue;
+        msgpack_sbuffer_clear(&s->reply_sb);
+        cc_engine_at_risk_end(s->engine, c->walk, &s->reply_pk);
+        c->walk = NULL;
+        if (--s->walks == 0)
+            uv_idle_stop(&s->walk_idle);
+        rep_send(s, c);
+    }
 }
 
 static void
 rep_async_cb(uv_async_t *a) {
     struct cc_server *s = CC_CONTAINER_OF(a, struct cc_server, rep_async);
     struct rep_ctx *list, *c;
-    nng_msg *req, *rep;
+    nng_msg *req;
     int worked = 0;
 
     uv_mutex_lock(&s->rep_lock);
@@ -745,21 +796,15 @@ rep_async_cb(uv_async_t *a) {
         }
         req = nng_aio_get_msg(c->aio);
         msgpack_sbuffer_clear(&s->reply_sb);
-        if (c->kind == REP_INGEST)
-            reply_ingest(s, req);
-        else
-            reply_query(s, req);
         worked = 1;
-        nng_msg_free(req);
-        rep = msg_from(s->reply_sb.data, s->reply_sb.size);
-        if (rep == NULL) {
-            s->st.reply_failures++;
-            rep_recv(c);
-            continue;
+        if (c->kind == REP_INGEST) {
+            reply_ingest(s, req);
+        } else if (reply_query(s, c, req)) {
+            nng_msg_free(req);
+            continue; /* answered when its walk ends */
         }
-        nng_aio_set_msg(c->aio, rep);
-        c->sending = 1;
-        nng_ctx_send(c->ctx, c->aio);
+        nng_msg_free(req);
+        rep_send(s, c);
     }
     if (worked)
         after_work(s);
@@ -904,6 +949,7 @@ finish(struct cc_server *s) {
     uv_close((uv_handle_t *)&s->sighup, close_cb);
     uv_close((uv_handle_t *)&s->rx_async, close_cb);
     uv_close((uv_handle_t *)&s->rep_async, close_cb);
+    uv_close((uv_handle_t *)&s->walk_idle, close_cb);
     if (s->polls_ready) {
         uv_close((uv_handle_t *)&s->pull_poll, close_cb);
         uv_close((uv_handle_t *)&s->push_poll, close_cb);
@@ -1041,6 +1087,7 @@ cc_server_new(struct cc_server **out, const struct cc_config *cfg,
     msgpack_packer_init(&s->reply_pk, &s->reply_sb, cc_sbuffer_write);
     uv_timer_init(&s->loop, &s->timer);
     uv_timer_init(&s->loop, &s->drain_timer);
+    uv_idle_init(&s->loop, &s->walk_idle);
     uv_async_init(&s->loop, &s->rx_async, rx_async_cb);
     uv_async_init(&s->loop, &s->rep_async, rep_async_cb);
     uv_signal_init(&s->loop, &s->sigint);
@@ -1172,6 +1219,8 @@ cc_server_free(struct cc_server *s) {
     nng_close(s->pub);
     nng_close(s->push);
     for (i = 0; i < CC_ARRAY_SIZE(s->ctxs); i++) {
+        if (s->ctxs[i].walk != NULL) /* stopped before its walk ended */
+            cc_engine_at_risk_end(s->engine, s->ctxs[i].walk, NULL);
         if (s->ctxs[i].aio != NULL) {
             nng_aio_stop(s->ctxs[i].aio);
             if (s->ctxs[i].sending)

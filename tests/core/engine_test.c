@@ -1109,6 +1109,126 @@ Test(engine, service_level_alert_as_the_window_slides, .init = setup,
     cr_assert_eq(below, 1);
 }
 
+/* The forecast of queue Q: the conversations whose latest queue is Q,
+ * by their response and resolution clocks, beside the callers' answer
+ * clocks; a clock paused (waiting on the customer) or stopped is not at
+ * risk. */
+Test(engine, at_risk_ranks_conversation_clocks, .init = setup,
+     .fini = teardown) {
+    static const struct {
+        const char *clock;
+        int64_t breach;
+    } want[] = {{"first_response", T0 + 61000},
+                {"first_response", T0 + 2000 + 4 * 3600000LL},
+                {"resolution", T0 + 86400000LL},
+                {"resolution", T0 + 2000 + 86400000LL}};
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_unpacked u;
+    msgpack_object a;
+    const char *why = NULL;
+    unsigned i;
+
+    send_at(T0, "1", T0, "chat", "queue.join", "s1", "+15552001", "web");
+    SEND("2", T0 + 1000, "chat", "message.in", "s1");
+    send_at(T0 + 2000, "3", T0 + 2000, "email", "contact.open", "m1",
+            "+15552002", NULL);
+    send_at(T0 + 2000, "4", T0 + 2000, "email", "queue.join", "m1", NULL,
+            "web");
+    send_at(T0 + 3000, "5", T0 + 3000, "chat", "queue.join", "s3", "+15552003",
+            "other");
+    SEND("6", T0 + 3000, "chat", "message.in", "s3");
+    cc_engine_tick(e, (uint64_t)T0 + 10000);
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    cr_assert_eq(
+        cc_engine_pack_at_risk(e, (struct cc_str){"web", 3}, 10, &pk, &why), 0,
+        "%s", why);
+    unpack_sb(&sb, &u);
+    cr_assert(tmap_get(&u.data, "at_risk", &a));
+    cr_assert_eq(a.via.array.size, 4);
+    for (i = 0; i < 4; i++) {
+        cr_assert(tmap_str_is(&a.via.array.ptr[i], "clock", want[i].clock),
+                  "entry %u", i);
+        cr_assert_eq(tmap_int(&a.via.array.ptr[i], "breach_due"),
+                     want[i].breach, "entry %u", i);
+        cr_assert(tmap_str_is(&a.via.array.ptr[i], "conversation",
+                              i % 2 == 0 ? "cv-1" : "cv-2"));
+    }
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_clear(&sb);
+
+    /* Any queue, two: both chats' first responses. */
+    cr_assert_eq(
+        cc_engine_pack_at_risk(e, (struct cc_str){NULL, 0}, 2, &pk, &why), 0);
+    unpack_sb(&sb, &u);
+    cr_assert(tmap_get(&u.data, "at_risk", &a));
+    cr_assert_eq(a.via.array.size, 2);
+    cr_assert(tmap_str_is(&a.via.array.ptr[1], "conversation", "cv-3"));
+    cr_assert_eq(tmap_int(&a.via.array.ptr[1], "breach_due"), T0 + 63000);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_clear(&sb);
+
+    /* The email answered: its response clock stops and its resolution
+     * clock pauses, so it leaves the forecast. */
+    SEND("7", T0 + 20000, "email", "message.out", "m1");
+    cr_assert_eq(
+        cc_engine_pack_at_risk(e, (struct cc_str){"web", 3}, 10, &pk, &why), 0);
+    unpack_sb(&sb, &u);
+    cr_assert(tmap_get(&u.data, "at_risk", &a));
+    cr_assert_eq(a.via.array.size, 2);
+    cr_assert(tmap_str_is(&a.via.array.ptr[0], "conversation", "cv-1"));
+    cr_assert(tmap_str_is(&a.via.array.ptr[1], "conversation", "cv-1"));
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* The forecast in steps, as the daemon answers it over loop turns: one
+ * bucket a step gives the same answer as one walk, and a conversation
+ * resolved between the walk and the answer is left out. */
+Test(engine, at_risk_in_steps, .init = setup, .fini = teardown) {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_unpacked u;
+    msgpack_object a;
+    struct cc_at_risk *q;
+    const char *why = NULL;
+    unsigned steps = 0;
+
+    send_at(T0, "1", T0, "chat", "message.in", "s1", "+15553001", NULL);
+    send_at(T0 + 1000, "2", T0 + 1000, "chat", "message.in", "s2", "+15553002",
+            NULL);
+    send_at(T0 + 2000, "3", T0 + 2000, "social", "message.in", "x3",
+            "+15553003", NULL);
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    cr_assert_eq(
+        cc_engine_at_risk_begin(e, (struct cc_str){NULL, 0}, 3, &q, &why), 0);
+    while (!cc_engine_at_risk_step(e, q, 1))
+        steps++;
+    cr_assert_gt(steps, 3, "one bucket a step");
+    /* Resolved after the walk found it. */
+    send_at(T0 + 3000, "4", T0 + 3000, "chat", "conversation.resolve", NULL,
+            "+15553001", NULL);
+    cc_engine_at_risk_end(e, q, &pk);
+    unpack_sb(&sb, &u);
+    cr_assert(tmap_get(&u.data, "at_risk", &a));
+    /* cv-2's first response (1 min), cv-3's (1 h), cv-2's resolution. */
+    cr_assert_eq(a.via.array.size, 3);
+    cr_assert(tmap_str_is(&a.via.array.ptr[0], "conversation", "cv-2"));
+    cr_assert_eq(tmap_int(&a.via.array.ptr[0], "breach_due"), T0 + 61000);
+    cr_assert(tmap_str_is(&a.via.array.ptr[1], "conversation", "cv-3"));
+    cr_assert(tmap_str_is(&a.via.array.ptr[2], "clock", "resolution"));
+    cr_assert(tmap_str_is(&a.via.array.ptr[2], "conversation", "cv-2"));
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    /* A query ended unanswered (the daemon stopping) frees itself. */
+    cr_assert_eq(
+        cc_engine_at_risk_begin(e, (struct cc_str){NULL, 0}, 3, &q, &why), 0);
+    cc_engine_at_risk_end(e, q, NULL);
+}
+
 /* at_risk keeps the soonest `limit` of many, in order (against sorting
  * them all). */
 Test(engine, at_risk_picks_the_soonest_of_many, .init = setup,
