@@ -173,7 +173,12 @@ cc_sched_due(const struct cc_sched *sc, unsigned i, uint64_t start) {
 uint64_t
 cc_sched_due_after(const struct cc_sched *sc, unsigned i, uint64_t from,
                    uint64_t counted) {
-    uint64_t left = sc->st[i].at > counted ? sc->st[i].at - counted : 0;
+    uint64_t left;
+
+    if (sc->st[i].at <= counted) /* passed before `from` */
+        return from > counted - sc->st[i].at ? from - (counted - sc->st[i].at)
+                                             : 0;
+    left = sc->st[i].at - counted;
     if (sc->cal != NULL)
         return cc_cal_add(sc->cal, from, left);
     return from + left;

@@ -87,7 +87,8 @@ cc_slas_get(const struct cc_slas *s, uint16_t id) {
 uint64_t cc_sched_due(const struct cc_sched *sc, unsigned i, uint64_t start);
 /* The same for a clock that pauses: one that had counted `counted` ms
  * (business ms with a calendar) when it last resumed, at `from`. A stage
- * it had already counted past is due at `from`. */
+ * it had already counted past was due that much before `from` (in wall
+ * ms: as if it had not paused since). */
 uint64_t cc_sched_due_after(const struct cc_sched *sc, unsigned i,
                             uint64_t from, uint64_t counted);
 /* The time a clock under sc counts from a to b: business time with a

@@ -151,11 +151,6 @@ find_direct(const struct cc_convs *cs, uint64_t id) {
     return NULL;
 }
 
-struct cc_conv *
-cc_conv_get(const struct cc_engine *e, uint64_t id) {
-    return find_direct(&e->convs, id);
-}
-
 /* A bijection: distinct conversation ids never share a fingerprint. It is
  * 0 (the map's empty mark) only for id 0x9e37..., far above any id. */
 static inline uint64_t
@@ -298,9 +293,11 @@ conv_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
         if (rd < due)
             due = rd;
         /* Re-armed lazily, as contacts' idle timers are. A clock with
-         * stages to go keeps the conversation until its last one. */
+         * stages to go keeps the conversation until its last one (armed
+         * for that stage once the idle time has passed, not for the idle
+         * time in the past). */
         if (idle > now || due != CC_WHEEL_NEVER) {
-            cc_wheel_arm(w, t, due < idle ? due : idle);
+            cc_wheel_arm(w, t, idle > now && idle < due ? idle : due);
             return;
         }
         e->convs.idle_closed++;
@@ -324,42 +321,56 @@ conv_offset(const struct cc_conv *v, int64_t ts, uint32_t *off) {
 }
 
 /* The resolution clock stops at ts until the customer writes again: what
- * it ran since it last resumed is added to its count. */
+ * it ran since it last resumed is added to its count. An agent's message
+ * stamped before the stretch began (a late event) answered an earlier
+ * message, not the one waiting: it does not pause the clock. Stages the
+ * stretch passed that the engine's clock has not reached yet (an event
+ * stamped ahead of it) fire now, as a late event's do. */
 static void
-res_pause(struct cc_engine *e, struct cc_conv *v, int64_t ts) {
+res_pause(struct cc_engine *e, struct cc_conv *v, int64_t ts, uint64_t now) {
     const struct cc_sched *sc = cc_slas_get(e->slas, v->res.sched);
-    uint64_t from = (uint64_t)v->started_ts + v->res.seg, acc;
+    uint64_t from = (uint64_t)v->started_ts + v->res.seg, acc, due;
     uint32_t off;
 
     if (sc == NULL || v->res.paused)
         return;
+    if (ts < (int64_t)from) {
+        /* A resolve pauses it whatever its time: it counts nothing. */
+        if (v->state == CV_OPEN)
+            return;
+        ts = (int64_t)from;
+    }
     if (!conv_offset(v, ts, &off)) {
         v->res.sched = 0;
         e->slas->full++;
         return;
     }
+    while ((due = res_due(e, v)) <= (uint64_t)ts) {
+        cc_engine_fire_conv_stage(e, v, true, v->res.stage, due, now);
+        v->res.stage++;
+    }
     acc = v->res.acc + cc_sched_between(sc, from, (uint64_t)ts);
     v->res.acc = acc > UINT32_MAX ? UINT32_MAX : (uint32_t)acc;
-    if (off > v->res.seg)
-        v->res.seg = off;
+    v->res.seg = off;
     v->res.paused = 1;
 }
 
-/* It runs again from ts (or from its pause, for an event stamped before
- * it). */
+/* It runs again from ts. A customer's message stamped before the pause (a
+ * late event) was answered by the message that paused it: it does not
+ * resume the clock. */
 static void
 res_resume(struct cc_engine *e, struct cc_conv *v, int64_t ts) {
     uint32_t off;
 
-    if (v->res.sched == 0 || !v->res.paused || v->state != CV_OPEN)
+    if (v->res.sched == 0 || !v->res.paused || v->state != CV_OPEN ||
+        ts < v->started_ts + (int64_t)v->res.seg)
         return;
     if (!conv_offset(v, ts, &off)) {
         v->res.sched = 0;
         e->slas->full++;
         return;
     }
-    if (off > v->res.seg)
-        v->res.seg = off;
+    v->res.seg = off;
     v->res.paused = 0;
     cc_conv_arm_clock(e, v);
 }
@@ -372,7 +383,8 @@ res_resume(struct cc_engine *e, struct cc_conv *v, int64_t ts) {
  * issue keeps counting from where it stopped. */
 static void
 resolution_clock(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
-                 const struct cc_event *ev, bool fresh, bool joined) {
+                 const struct cc_event *ev, bool fresh, bool joined,
+                 uint64_t now) {
     if (!fresh && !joined && ev->type != CC_EV_MESSAGE_IN &&
         ev->type != CC_EV_MESSAGE_OUT)
         return; /* without loading the clock's line */
@@ -387,7 +399,7 @@ resolution_clock(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
     if (v->res.sched == 0)
         return;
     if (ev->type == CC_EV_MESSAGE_OUT)
-        res_pause(e, v, ev->ts);
+        res_pause(e, v, ev->ts, now);
     else if (ev->type == CC_EV_MESSAGE_IN || joined)
         res_resume(e, v, ev->ts);
 }
@@ -402,7 +414,14 @@ response_clock(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
     uint16_t sched;
     uint32_t start;
 
+    /* While no clock runs, `start` keeps the time of the last agent
+     * message, so that a late event can be told from a new one. */
     if (ev->type == CC_EV_MESSAGE_OUT) {
+        /* A reply stamped before the message waiting for one (a late
+         * event) answered an earlier one: the clock runs on. */
+        if (v->resp.sched != 0 &&
+            ev->ts < v->started_ts + (int64_t)v->resp.start)
+            return;
         if (v->resp.sched != 0) {
             /* The customer's wait for this reply, by the channel they
              * wrote on: the response-time percentiles. */
@@ -411,13 +430,17 @@ response_clock(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
                       ev->ts > from ? (uint64_t)(ev->ts - from) : 0);
         }
         v->resp.sched = 0;
+        if (conv_offset(v, ev->ts, &start) && start > v->resp.start)
+            v->resp.start = start;
         return;
     }
     /* The event's type first: other events need not load the clock's
-     * line. */
+     * line. A customer's message stamped before the last agent message
+     * (a late event) was answered by it. */
     if ((ev->type != CC_EV_MESSAGE_IN &&
          (ev->type != CC_EV_CONTACT_OPEN || c->channel == 0)) ||
-        v->state != CV_OPEN || v->resp.sched != 0)
+        v->state != CV_OPEN || v->resp.sched != 0 ||
+        ev->ts < v->started_ts + (int64_t)v->resp.start)
         return;
     /* Its start is kept in 32 bits of ms after the conversation's: 49
      * days. A later one is not started, and counted. A message stamped
@@ -941,7 +964,7 @@ resolve(struct cc_engine *e, struct cc_conv *v, const struct cc_event *ev,
         return;
     v->state = CV_RESOLVED;
     v->resp.sched = 0; /* resolved: nobody waits for a reply */
-    res_pause(e, v, ev->ts);
+    res_pause(e, v, ev->ts, now);
     v->resolved_ts = ev->ts;
     v->resolves++;
     cs->open--;
@@ -1084,7 +1107,7 @@ cc_conv_apply(struct cc_engine *e, struct cc_contact *c,
     }
     if (c != NULL) {
         response_clock(e, v, c, ev, now);
-        resolution_clock(e, v, c, ev, fresh, joined);
+        resolution_clock(e, v, c, ev, fresh, joined, now);
     }
     timeline_add(v, ev->ts, ev->type, ev->channel, c != NULL ? c->conv_n : 0);
     if (c != NULL)
@@ -1161,6 +1184,7 @@ merge_clock(struct cc_engine *e, struct cc_conv *v, const struct cc_conv *w) {
     } else if (v->resp.sched != 0) {
         start = vs;
     } else {
+        v->resp.start = 0; /* no clock: forget the last reply's time */
         return;
     }
     if ((uint64_t)(start - base) > UINT32_MAX) {

@@ -1565,12 +1565,15 @@ cc_engine_at_risk_end(struct cc_engine *e, struct cc_at_risk *q,
         }
     }
     for (k = 0; k < q->n; k++) {
-        const struct cc_conv *v = cc_conv_get(e, q->walk[k].id);
+        /* A conversation merged since it was found: its survivor. */
+        const struct cc_conv *v = cc_conv_find(e, q->walk[k].id);
         uint32_t j;
         bool seen = false;
-        /* Once per conversation: two found may have merged into one. */
+        q->walk[k].p = v;
+        /* Once per conversation: two found may be one now, and a
+         * conversation's two clocks are both offered at once. */
         for (j = 0; j < k && !seen; j++)
-            seen = q->walk[j].id == q->walk[k].id;
+            seen = q->walk[j].p == v;
         if (v == NULL || seen)
             continue;
         at_risk_offer_conv(e, v, q->qidx, q->out, &n, q->limit, true);
@@ -2295,7 +2298,8 @@ conv_lines(unsigned t) {
     switch (t) {
     case CC_EV_MESSAGE_IN:
     case CC_EV_MESSAGE_OUT:
-        return 0x81; /* and the clocks */
+        return 0x85; /* and the clocks, their base (started_ts) and the
+                        timer */
     case CC_EV_HOLD_START:
     case CC_EV_HOLD_END:
         return 0x1;

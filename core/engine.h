@@ -182,8 +182,11 @@ int cc_engine_pack_at_risk(struct cc_engine *e, struct cc_str queue,
  * not hold the loop: begin (CC_ENOENT or CC_ENOMEM with *why), step until
  * it returns true (each step walks at most `budget` of the conversation
  * table's buckets; events may be applied between steps), then end, which
- * packs the answer into pk (NULL: only frees the query). A conversation
- * that closes, or a clock that stops, between the steps is left out.
+ * packs the answer into pk (NULL: only frees the query). The conversations
+ * found are read again at the end, as they stand (a merged one as its
+ * survivor); one that closed, or whose clocks stopped, is left out, and
+ * one that started or resumed a clock in a part of the table already
+ * walked is missed.
  */
 struct cc_at_risk;
 #define CC_AT_RISK_STEP 16384 /* the daemon's budget per loop turn */

@@ -451,8 +451,6 @@ void cc_conv_pack(struct cc_engine *e, msgpack_packer *pk,
 /* "cv-<id>", or nil. */
 void cc_conv_pack_id(msgpack_packer *pk, const struct cc_conv *v);
 struct cc_conv *cc_conv_find(const struct cc_engine *e, uint64_t id);
-/* The conversation with this id, not following merges; NULL if closed. */
-struct cc_conv *cc_conv_get(const struct cc_engine *e, uint64_t id);
 /* The conversation named "cv-<n>": 0, or CC_EINVAL / CC_ENOENT with *why. */
 int cc_conv_by_name(const struct cc_engine *e, struct cc_str id,
                     struct cc_conv **out, const char **why);

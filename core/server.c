@@ -38,8 +38,6 @@
 #define DRAIN_LIMIT_MS 2000
 #define RESERVE_RETRY_MS 10000 /* after a fill found no memory */
 #define ALERT_SENDBUF 8192     /* alerts queued per subscriber (NNG's max) */
-#define CC_AT_RISK_STEP                                                        \
-    16384 /* conversation buckets an at_risk query walks a turn */
 
 enum rep_kind { REP_INGEST, REP_QUERY };
 
@@ -731,7 +729,10 @@ rep_send(struct cc_server *s, struct rep_ctx *c) {
 
     if (rep == NULL) {
         s->st.reply_failures++;
-        rep_recv(c);
+        if (s->stopping)
+            c->done = 1;
+        else
+            rep_recv(c);
         return;
     }
     nng_aio_set_msg(c->aio, rep);

@@ -1203,11 +1203,30 @@ Test(engine, at_risk_in_steps, .init = setup, .fini = teardown) {
             "+15553003", NULL);
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    /* One bucket a step, against one walk: the same bytes. */
+    cr_assert_eq(
+        cc_engine_pack_at_risk(e, (struct cc_str){NULL, 0}, 3, &pk, &why), 0);
+    {
+        msgpack_sbuffer one;
+        msgpack_packer pk1;
+        msgpack_sbuffer_init(&one);
+        msgpack_packer_init(&pk1, &one, msgpack_sbuffer_write);
+        cr_assert_eq(
+            cc_engine_at_risk_begin(e, (struct cc_str){NULL, 0}, 3, &q, &why),
+            0);
+        while (!cc_engine_at_risk_step(e, q, 1))
+            steps++;
+        cr_assert_gt(steps, 3);
+        cc_engine_at_risk_end(e, q, &pk1);
+        cr_assert_eq(one.size, sb.size);
+        cr_assert_eq(memcmp(one.data, sb.data, sb.size), 0);
+        msgpack_sbuffer_destroy(&one);
+    }
+    msgpack_sbuffer_clear(&sb);
     cr_assert_eq(
         cc_engine_at_risk_begin(e, (struct cc_str){NULL, 0}, 3, &q, &why), 0);
-    while (!cc_engine_at_risk_step(e, q, 1))
-        steps++;
-    cr_assert_gt(steps, 3, "one bucket a step");
+    while (!cc_engine_at_risk_step(e, q, 1000))
+        ;
     /* Resolved after the walk found it. */
     send_at(T0 + 3000, "4", T0 + 3000, "chat", "conversation.resolve", NULL,
             "+15553001", NULL);
@@ -1774,5 +1793,133 @@ Test(engine, resolution_clock_follows_new_policies, .init = setup_resolution,
     cc_engine_tick(e, (uint64_t)(T0 + 41 * MIN));
     cr_assert_eq(sla_alerts(), 1);
     assert_res(0, "sla.breach", T0 + 41 * MIN, 20 * MIN);
+    free(cfg);
+}
+
+/* A running clock keeps an idle conversation until its last stage, and
+ * waits for it: the conversation's timer is not left in the past. */
+Test(engine, resolution_clock_outlives_the_idle_close, .init = setup_resolution,
+     .fini = teardown) {
+    e->cfg.idle_close_ms = MIN; /* a minute */
+    send_at(T0, "1", T0, "chat", "contact.open", "s1", "+15551007", NULL);
+    cc_engine_tick(e, (uint64_t)(T0 + 2 * MIN));
+    cr_assert_eq(sla_alerts(), 0);
+    /* Idle since T0, the warning at 8 min to come: the conversation's
+     * timer waits for that warning, not for the idle time gone by. */
+    cr_assert_eq(cc_conv_find(e, 1)->timer.expires, (uint64_t)(T0 + 8 * MIN));
+    cc_engine_tick(e, (uint64_t)(T0 + 8 * MIN));
+    cr_assert_eq(sla_alerts(), 1);
+    cc_engine_tick(e, (uint64_t)(T0 + 10 * MIN));
+    cr_assert_eq(sla_alerts(), 2); /* the breach */
+    cc_engine_tick(e, (uint64_t)(T0 + 15 * MIN));
+    cr_assert_eq(sla_alerts(), 3); /* the escalation, the last stage */
+    cr_assert_eq(stat_int("conversations/open"), 0);
+}
+
+/* Events out of order: a customer's message stamped before the agent's
+ * reply does not resume the clock; an agent's reply stamped before the
+ * customer's waiting message neither pauses the resolution clock nor
+ * stops the response clock. */
+Test(engine, clocks_ignore_late_events_from_before, .init = setup,
+     .fini = teardown) {
+    /* Chat: first response 1 min, resolution 24 h. */
+    send_at(T0, "1", T0, "chat", "contact.open", "s1", "+15551008", NULL);
+    SEND("2", T0 + 2 * MIN, "chat", "message.out", "s1");
+    /* Stamped a minute in, arriving after the reply. */
+    send_at(T0 + 3 * MIN, "3", T0 + MIN, "chat", "message.in", "s1", NULL,
+            NULL);
+    {
+        msgpack_sbuffer sb;
+        msgpack_unpacked u;
+        msgpack_object a = conv_clocks("cv-1", &sb, &u);
+        cr_assert_eq(a.via.array.size, 1); /* no response clock */
+        cr_assert(tmap_is_true(&a.via.array.ptr[0], "paused"));
+        cr_assert_eq(tmap_int(&a.via.array.ptr[0], "counted_ms"), 2 * MIN);
+        msgpack_unpacked_destroy(&u);
+        msgpack_sbuffer_destroy(&sb);
+    }
+    /* (The first response breached before the reply at 2 min.) The
+     * customer writes at 10 min; a reply stamped at 9 arrives after it:
+     * both clocks run on. */
+    cc_outbox_clear(cc_engine_outbox(e));
+    SEND("4", T0 + 10 * MIN, "chat", "message.in", "s1");
+    send_at(T0 + 10 * MIN + 1000, "5", T0 + 9 * MIN, "chat", "message.out",
+            "s1", NULL, NULL);
+    cc_engine_tick(e, (uint64_t)(T0 + 12 * MIN));
+    cr_assert_eq(sla_alerts(), 2); /* next response: warned and breached */
+    assert_conv_sla(1, "sla.breach", "next_response", T0 + 12 * MIN);
+    {
+        msgpack_sbuffer sb;
+        msgpack_unpacked u;
+        msgpack_object a = conv_clocks("cv-1", &sb, &u);
+        cr_assert_eq(a.via.array.size, 2);
+        cr_assert(!tmap_is_true(&a.via.array.ptr[1], "paused"));
+        cr_assert_eq(tmap_int(&a.via.array.ptr[1], "counted_ms"), 4 * MIN);
+        msgpack_unpacked_destroy(&u);
+        msgpack_sbuffer_destroy(&sb);
+    }
+}
+
+/* Email has no resolution target here, chat has: the older (email)
+ * conversation survives a merge and takes the chat's running clock, its
+ * times rebased on the survivor's start. */
+static void
+setup_chat_only_resolution(void) {
+    setup_sla("[sla.email]\n"
+              "resolution = off\n"
+              "[sla.chat]\n"
+              "first_response = off\n"
+              "next_response = off\n"
+              "resolution = 10m\n"
+              "warn = 80%\n");
+}
+
+Test(engine, merge_takes_the_other_resolution_clock,
+     .init = setup_chat_only_resolution, .fini = teardown) {
+    tb_reset(&t);
+    send_at(T0, "1", T0, "email", "contact.open", "m1", "+15551009", NULL);
+    open_two(T0 + 5 * MIN, "2", "s2", NULL, "merge2@example.com");
+    open_two(T0 + 6 * MIN, "3", "s3", "+15551009", "merge2@example.com");
+    cc_outbox_clear(cc_engine_outbox(e)); /* the repeat contact alerts */
+    cc_engine_tick(e, (uint64_t)(T0 + 13 * MIN - 1));
+    cr_assert_eq(sla_alerts(), 0);
+    cc_engine_tick(e, (uint64_t)(T0 + 13 * MIN));
+    cr_assert_eq(sla_alerts(), 1);
+    /* The survivor's id and start; 8 minutes counted from the chat's. */
+    assert_res(0, "sla.warning", T0 + 13 * MIN, 8 * MIN);
+    {
+        msgpack_unpacked u;
+        int kind;
+        msgpack_unpacked_init(&u);
+        out_record(0, &u, &kind);
+        cr_assert(tmap_str_is(&u.data, "conversation", "cv-1"));
+        msgpack_unpacked_destroy(&u);
+    }
+}
+
+/* A reload moves a running resolution clock's stages: 20 minutes instead
+ * of 10, from the same start. */
+Test(engine, resolution_clock_reload_while_running, .init = setup_resolution,
+     .fini = teardown) {
+    struct cc_config *cfg = calloc(1, sizeof(*cfg));
+    char err[512] = "";
+
+    send_at(T0, "1", T0, "chat", "contact.open", "s1", "+15551010", NULL);
+    cc_engine_tick(e, (uint64_t)(T0 + MIN));
+    cc_config_defaults(cfg);
+    cr_assert_eq(cc_config_load_string(cfg,
+                                       "[sla.chat]\n"
+                                       "first_response = off\n"
+                                       "next_response = off\n"
+                                       "resolution = 20m\n"
+                                       "warn = 80%\n",
+                                       "t", err, sizeof(err)),
+                 0, "%s", err);
+    cr_assert_eq(cc_engine_set_sla(e, &cfg->sla, err, sizeof(err)), 0);
+    cc_engine_tick(e, (uint64_t)(T0 + 16 * MIN - 1));
+    cr_assert_eq(sla_alerts(), 0);
+    cc_engine_tick(e, (uint64_t)(T0 + 16 * MIN));
+    cr_assert_eq(sla_alerts(), 1);
+    assert_res(0, "sla.warning", T0 + 16 * MIN, 16 * MIN);
     free(cfg);
 }

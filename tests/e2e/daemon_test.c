@@ -640,6 +640,32 @@ Test(daemon, at_risk_query_ranks_waiting_callers) {
     msgpack_unpacked_destroy(&u);
     tb_fini(&q);
 
+    /* A chat customer who wrote 50 s ago waits for a first response (1
+     * min): every queue's forecast puts that conversation first, walked
+     * over the daemon's loop turns. */
+    tb_reset(&t);
+    tb_event(&t, "m0", (int64_t)now - 50000, "chat", "message.in", "chat-a",
+             "+15558882000");
+    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
+    cr_assert_eq(tmap_int(&u.data, "accepted"), 1);
+    msgpack_unpacked_destroy(&u);
+    tb_init(&q);
+    msgpack_pack_map(&q.pk, 2);
+    tb_kv_str(&q, "q", "at_risk");
+    tb_kv_int(&q, "limit", 4);
+    cr_assert_eq(req_once(d.addr[4], q.sb.data, q.sb.size, &u, 5000), 0);
+    cr_assert(tmap_get(&u.data, "at_risk", &a), "no at_risk in the reply");
+    cr_assert_eq(a.via.array.size, 4);
+    cr_assert(tmap_str_is(&a.via.array.ptr[0], "clock", "first_response"));
+    cr_assert(tmap_str_is(&a.via.array.ptr[0], "conversation", "cv-1"));
+    cr_assert_eq(tmap_int(&a.via.array.ptr[0], "breach_due"),
+                 (int64_t)now + 10000);
+    cr_assert(tmap_str_is(&a.via.array.ptr[1], "contact", "call-b"));
+    cr_assert(tmap_str_is(&a.via.array.ptr[2], "contact", "call-a"));
+    cr_assert(tmap_str_is(&a.via.array.ptr[3], "clock", "resolution"));
+    msgpack_unpacked_destroy(&u);
+    tb_fini(&q);
+
     /* Bad queries get a reason. */
     tb_init(&q);
     msgpack_pack_map(&q.pk, 1);
