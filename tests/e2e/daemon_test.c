@@ -55,6 +55,22 @@ wall_ms(void) {
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* How late an alert may arrive after its due time here. On an idle
+ * machine it is a millisecond or two (bench/README.md measures it under
+ * load); the margin is for the sanitizers and a busy CI host, not for the
+ * daemon's timers. */
+#define LATE_MS 25
+
+static void
+assert_on_time(uint64_t got, int64_t due, const char *what) {
+    cr_log_info("%s: arrived %lld ms after its due time", what,
+                (long long)((int64_t)got - due));
+    cr_assert_geq(got + 2, (uint64_t)due, "%s %lld ms early", what,
+                  (long long)(due - (int64_t)got));
+    cr_assert_leq(got, (uint64_t)due + LATE_MS, "%s %llu ms late", what,
+                  (unsigned long long)(got - (uint64_t)due));
+}
+
 /* Replies are copied here: unpacked strings point into it. */
 static char reply_buf[1 << 20];
 
@@ -354,12 +370,7 @@ Test(daemon, hold_breach_arrives_on_time) {
     cr_assert(tmap_str_is(&u.data, "clock", "hold"));
     due = tmap_int(&u.data, "due");
     cr_assert_eq(due, (int64_t)held_at + 1000);
-    /* Not early, and promptly after the limit (loaded CI machines are
-     * slow, so allow half a second). */
-    cr_assert_geq(got_at, held_at + 990, "fired %llu ms early",
-                  (unsigned long long)(held_at + 1000 - got_at));
-    cr_assert_leq(got_at, held_at + 1500, "fired %llu ms late",
-                  (unsigned long long)(got_at - held_at - 1000));
+    assert_on_time(got_at, due, "hold breach");
     msgpack_unpacked_destroy(&u);
     nng_free(buf, len);
     nng_close(sub);
@@ -436,12 +447,7 @@ Test(daemon, sla_answer_alerts_arrive_on_time) {
     cr_assert(tmap_str_is(&u.data, "clock", "answer"));
     due = tmap_int(&u.data, "due");
     cr_assert_eq(due, (int64_t)t0 + 500);
-    /* Not early; late by at most half a second on a loaded CI machine
-     * (bench/README.md measures the real lateness). */
-    cr_assert_geq(got + 2, (uint64_t)due, "warning %lld ms early",
-                  (long long)(due - (int64_t)got));
-    cr_assert_leq(got, (uint64_t)due + 500, "warning %llu ms late",
-                  (unsigned long long)(got - (uint64_t)due));
+    assert_on_time(got, due, "answer warning");
     msgpack_unpacked_destroy(&u);
     nng_free(buf, len);
 
@@ -450,9 +456,7 @@ Test(daemon, sla_answer_alerts_arrive_on_time) {
     cr_assert(tmap_str_is(&u.data, "contact", "call-0"));
     due = tmap_int(&u.data, "due");
     cr_assert_eq(due, (int64_t)t0 + 1000);
-    cr_assert_geq(got + 2, (uint64_t)due);
-    cr_assert_leq(got, (uint64_t)due + 500, "breach %llu ms late",
-                  (unsigned long long)(got - (uint64_t)due));
+    assert_on_time(got, due, "answer breach");
     msgpack_unpacked_destroy(&u);
     nng_free(buf, len);
 
@@ -501,15 +505,13 @@ Test(daemon, sla_first_response_alerts_and_a_reply_cancels) {
     cr_assert(tmap_str_is(&u.data, "clock", "first_response"));
     due = tmap_int(&u.data, "due");
     cr_assert_eq(due, (int64_t)t0 + 500);
-    cr_assert_geq(got + 2, (uint64_t)due);
-    cr_assert_leq(got, (uint64_t)due + 500, "warning %llu ms late",
-                  (unsigned long long)(got - (uint64_t)due));
+    assert_on_time(got, due, "first response warning");
     msgpack_unpacked_destroy(&u);
     nng_free(buf, len);
     got = recv_sla(sub, topic, sizeof(topic), &u, &buf, &len);
     cr_assert_str_eq(topic, "sla.breach");
     cr_assert_eq(tmap_int(&u.data, "due"), (int64_t)t0 + 1000);
-    cr_assert_leq(got, t0 + 1500);
+    assert_on_time(got, (int64_t)t0 + 1000, "first response breach");
     msgpack_unpacked_destroy(&u);
     nng_free(buf, len);
     /* Nothing for the customer answered in time. */
@@ -582,9 +584,7 @@ Test(daemon, sla_resolution_alerts_count_agent_time_only) {
         cr_assert_lt(i, 4, "unexpected %s due at t0 + %lld", topic,
                      (long long)due);
         seen[i] = true;
-        cr_assert_geq(got + 2, t0 + (uint64_t)due);
-        cr_assert_leq(got, t0 + (uint64_t)due + 500, "%s %llu ms late", topic,
-                      (unsigned long long)(got - t0 - (uint64_t)due));
+        assert_on_time(got, (int64_t)t0 + due, topic);
         msgpack_unpacked_destroy(&u);
         nng_free(buf, len);
     }
