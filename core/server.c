@@ -32,6 +32,10 @@
 
 #define RX_QUEUE_CAP 1024 /* messages the receive thread may queue */
 #define RX_GROUP 64       /* messages per engine call */
+/* ...and at most about this many bytes (some 650 events, a millisecond of
+ * engine work): between groups the engine's clock moves on and the alerts
+ * that fell due go out, so a deep receive queue does not hold them. */
+#define RX_GROUP_BYTES 65536
 #define POLL_BATCH 1024   /* messages taken per uv_poll callback */
 #define REP_CTXS 8        /* concurrent requests per REP socket */
 #define RX_TIMEOUT_MS 100 /* how often the receive thread checks stop */
@@ -346,6 +350,23 @@ refill_reserve(struct cc_server *s) {
                         reserve_done_cb);
 }
 
+/* Applies the first group of the n messages at msgs (RX_GROUP of them,
+ * or fewer making RX_GROUP_BYTES; at least one) at the present time, and
+ * sends what fell due or was caused meanwhile. Returns how many it took. */
+static uint32_t
+ingest_pull_some(struct cc_server *s, nng_msg **msgs, uint32_t n) {
+    uint32_t k = 0;
+    size_t bytes = 0;
+
+    while (k < n && k < RX_GROUP && (k == 0 || bytes < RX_GROUP_BYTES))
+        bytes += nng_msg_len(msgs[k++]);
+    uv_update_time(&s->loop);
+    ingest_pull_group(s, msgs, k);
+    if (cc_engine_outbox(s->engine)->n != 0)
+        flush_outbox(s);
+    return k;
+}
+
 static void
 after_work(struct cc_server *s) {
     flush_outbox(s);
@@ -357,7 +378,7 @@ static void
 rx_async_cb(uv_async_t *a) {
     struct cc_server *s = CC_CONTAINER_OF(a, struct cc_server, rx_async);
     nng_msg *batch[RX_QUEUE_CAP];
-    uint32_t n, i;
+    uint32_t n, i, k;
 
     uv_mutex_lock(&s->rx_lock);
     n = s->rx_count;
@@ -368,9 +389,8 @@ rx_async_cb(uv_async_t *a) {
     uv_cond_signal(&s->rx_cond);
     uv_mutex_unlock(&s->rx_lock);
 
-    uv_update_time(&s->loop);
-    for (i = 0; i < n; i += RX_GROUP)
-        ingest_pull_group(s, batch + i, n - i < RX_GROUP ? n - i : RX_GROUP);
+    for (i = 0; i < n; i += k)
+        k = ingest_pull_some(s, batch + i, n - i);
     after_work(s);
 }
 
@@ -412,19 +432,21 @@ static void
 pull_poll_cb(uv_poll_t *p, int status, int events) {
     struct cc_server *s = CC_CONTAINER_OF(p, struct cc_server, pull_poll);
     nng_msg *m[RX_GROUP];
-    uint32_t n, total = 0;
+    uint32_t n, i, total = 0;
+    size_t bytes;
 
     (void)status;
     (void)events;
-    uv_update_time(&s->loop);
     do {
+        bytes = 0;
         n = 0;
-        while (n < RX_GROUP &&
+        while (n < RX_GROUP && bytes < RX_GROUP_BYTES &&
                nng_recvmsg(s->pull, &m[n], NNG_FLAG_NONBLOCK) == 0)
-            n++;
-        ingest_pull_group(s, m, n);
+            bytes += nng_msg_len(m[n++]);
+        for (i = 0; i < n; i += ingest_pull_some(s, m + i, n - i))
+            ;
         total += n;
-    } while (n == RX_GROUP && total < POLL_BATCH);
+    } while ((n == RX_GROUP || bytes >= RX_GROUP_BYTES) && total < POLL_BATCH);
     after_work(s);
 }
 
