@@ -62,6 +62,21 @@ teardown(void) {
     tb_fini(&t);
 }
 
+/* Reloads the SLA policies from config text, as SIGHUP does. */
+static void
+reload_sla(const char *text) {
+    struct cc_config *cfg = calloc(1, sizeof(*cfg));
+    char err[512] = "";
+
+    cr_assert_not_null(cfg);
+    cc_config_defaults(cfg);
+    cr_assert_eq(cc_config_load_string(cfg, text, "t", err, sizeof(err)), 0,
+                 "%s", err);
+    cr_assert_eq(cc_engine_set_sla(e, &cfg->sla, err, sizeof(err)), 0, "%s",
+                 err);
+    free(cfg); /* the engine keeps a copy */
+}
+
 /* Sends one event at time now; returns the verdict as the report saw it:
  * 'a' accepted, 'd' duplicate, 'r' rejected. */
 static char
@@ -132,6 +147,28 @@ out_record(size_t i, msgpack_unpacked *u, int *kind) {
     cr_assert_eq(msgpack_unpack_next(u, data + off, o->len - off, NULL),
                  MSGPACK_UNPACK_SUCCESS);
     return o->kind == CC_OUT_ALERT ? data : NULL;
+}
+
+/* The index of the outbox's first alert whose topic starts with prefix
+ * (asserts there is one). */
+static size_t
+first_alert(const char *prefix) {
+    size_t k;
+
+    for (k = 0; k < cc_engine_outbox(e)->n; k++) {
+        msgpack_unpacked u;
+        int kind;
+        const char *topic;
+        bool match;
+        msgpack_unpacked_init(&u);
+        topic = out_record(k, &u, &kind);
+        match = topic != NULL && strncmp(topic, prefix, strlen(prefix)) == 0;
+        msgpack_unpacked_destroy(&u);
+        if (match)
+            return k;
+    }
+    cr_assert_fail("no %s alert in the outbox", prefix);
+    return 0;
 }
 
 Test(engine, phone_contact_lifecycle, .init = setup, .fini = teardown) {
@@ -591,19 +628,22 @@ Test(engine, answer_clock_stages_in_order, .init = setup_stages,
 /* Friday 2026-01-16 16:30 UTC, in ms. */
 #define FRI_1630 1768581000000LL
 
+/* Weekdays 09:00 to 17:00 UTC. */
+#define OFFICE                                                                 \
+    "[calendar.office]\n"                                                      \
+    "timezone = UTC\n"                                                         \
+    "mon = 09:00-17:00\n"                                                      \
+    "tue = 09:00-17:00\n"                                                      \
+    "wed = 09:00-17:00\n"                                                      \
+    "thu = 09:00-17:00\n"                                                      \
+    "fri = 09:00-17:00\n"
+
 static void
 setup_office(void) {
-    setup_sla("[calendar.office]\n"
-              "timezone = UTC\n"
-              "mon = 09:00-17:00\n"
-              "tue = 09:00-17:00\n"
-              "wed = 09:00-17:00\n"
-              "thu = 09:00-17:00\n"
-              "fri = 09:00-17:00\n"
-              "[sla.chat]\n"
-              "answer = 1h\n"
-              "warn = 50%\n"
-              "calendar = office\n");
+    setup_sla(OFFICE "[sla.chat]\n"
+                     "answer = 1h\n"
+                     "warn = 50%\n"
+                     "calendar = office\n");
 }
 
 /* A business-hours clock joined half an hour before Friday's close warns
@@ -825,6 +865,24 @@ unpack_sb(msgpack_sbuffer *sb, msgpack_unpacked *u) {
                  MSGPACK_UNPACK_SUCCESS);
 }
 
+/* The at_risk answer for queue (NULL: every queue), at most limit, unpacked
+ * into u from sb (cleared first; u borrows it). */
+static msgpack_object
+at_risk_list(const char *queue, uint32_t limit, msgpack_sbuffer *sb,
+             msgpack_unpacked *u) {
+    msgpack_packer pk;
+    msgpack_object a;
+    const char *why = NULL;
+    struct cc_str q = {queue, queue != NULL ? (uint32_t)strlen(queue) : 0};
+
+    msgpack_sbuffer_clear(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    cr_assert_eq(cc_engine_pack_at_risk(e, q, limit, &pk, &why), 0, "%s", why);
+    unpack_sb(sb, u);
+    cr_assert(tmap_get(&u->data, "at_risk", &a));
+    return a;
+}
+
 /* The supervisor's forecast: callers nearest to their breach first; the
  * conversation's clocks with every stage. */
 Test(engine, at_risk_and_sla_queries, .init = setup, .fini = teardown) {
@@ -842,11 +900,7 @@ Test(engine, at_risk_and_sla_queries, .init = setup, .fini = teardown) {
 
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    cr_assert_eq(
-        cc_engine_pack_at_risk(e, (struct cc_str){"sales", 5}, 10, &pk, &why),
-        0);
-    unpack_sb(&sb, &u);
-    cr_assert(tmap_get(&u.data, "at_risk", &a));
+    a = at_risk_list("sales", 10, &sb, &u);
     cr_assert_eq(a.via.array.size, 2);
     first = a.via.array.ptr[0];
     cr_assert(tmap_str_is(&first, "contact", "early"));
@@ -863,10 +917,7 @@ Test(engine, at_risk_and_sla_queries, .init = setup, .fini = teardown) {
     msgpack_sbuffer_clear(&sb);
 
     /* Every queue, at most one; an unknown queue is an error. */
-    cr_assert_eq(
-        cc_engine_pack_at_risk(e, (struct cc_str){NULL, 0}, 1, &pk, &why), 0);
-    unpack_sb(&sb, &u);
-    cr_assert(tmap_get(&u.data, "at_risk", &a));
+    a = at_risk_list(NULL, 1, &sb, &u);
     cr_assert_eq(a.via.array.size, 1);
     cr_assert(tmap_str_is(&a.via.array.ptr[0], "contact", "early"));
     msgpack_unpacked_destroy(&u);
@@ -1069,7 +1120,7 @@ Test(engine, service_level_alert_with_hysteresis, .init = setup,
 Test(engine, service_level_alert_as_the_window_slides, .init = setup,
      .fini = teardown) {
     char id[16], c[16];
-    int i, below = 0;
+    int i;
     size_t k;
 
     /* Minute 0: 5 answered in time. Minutes 10 to 19: 7 in time, 3 late.
@@ -1089,24 +1140,20 @@ Test(engine, service_level_alert_as_the_window_slides, .init = setup,
     /* Time passes as in the daemon, a second at a time. */
     for (k = 29 * 60; k <= 45 * 60; k++)
         cc_engine_tick(e, (uint64_t)MB + k * 1000);
-    for (k = 0; k < cc_engine_outbox(e)->n; k++) {
+    cr_assert_eq(stat_int("alerts/queue.service_level"), 1);
+    {
         msgpack_unpacked u;
+        msgpack_object lv;
         int kind;
-        const char *topic;
         msgpack_unpacked_init(&u);
-        topic = out_record(k, &u, &kind);
-        if (topic != NULL && strcmp(topic, "queue.service_level") == 0) {
-            msgpack_object lv;
-            cr_assert(tmap_str_is(&u.data, "state", "below"));
-            cr_assert(tmap_get(&u.data, "service_level", &lv));
-            cr_assert_float_eq(lv.via.f64, 70.0, 0.05);
-            /* At the first minute's end once minute 0 is out. */
-            cr_assert_leq(tmap_int(&u.data, "ts"), MB + 31 * 60000);
-            below++;
-        }
+        out_record(first_alert("queue.service_level"), &u, &kind);
+        cr_assert(tmap_str_is(&u.data, "state", "below"));
+        cr_assert(tmap_get(&u.data, "service_level", &lv));
+        cr_assert_float_eq(lv.via.f64, 70.0, 0.05);
+        /* At the first minute's end once minute 0 is out. */
+        cr_assert_leq(tmap_int(&u.data, "ts"), MB + 31 * 60000);
         msgpack_unpacked_destroy(&u);
     }
-    cr_assert_eq(below, 1);
 }
 
 /* The forecast of queue Q: the conversations whose latest queue is Q,
@@ -1126,7 +1173,6 @@ Test(engine, at_risk_ranks_conversation_clocks, .init = setup,
     msgpack_packer pk;
     msgpack_unpacked u;
     msgpack_object a;
-    const char *why = NULL;
     unsigned i;
 
     send_at(T0, "1", T0, "chat", "queue.join", "s1", "+15552001", "web");
@@ -1142,11 +1188,7 @@ Test(engine, at_risk_ranks_conversation_clocks, .init = setup,
 
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    cr_assert_eq(
-        cc_engine_pack_at_risk(e, (struct cc_str){"web", 3}, 10, &pk, &why), 0,
-        "%s", why);
-    unpack_sb(&sb, &u);
-    cr_assert(tmap_get(&u.data, "at_risk", &a));
+    a = at_risk_list("web", 10, &sb, &u);
     cr_assert_eq(a.via.array.size, 4);
     for (i = 0; i < 4; i++) {
         cr_assert(tmap_str_is(&a.via.array.ptr[i], "clock", want[i].clock),
@@ -1160,10 +1202,7 @@ Test(engine, at_risk_ranks_conversation_clocks, .init = setup,
     msgpack_sbuffer_clear(&sb);
 
     /* Any queue, two: both chats' first responses. */
-    cr_assert_eq(
-        cc_engine_pack_at_risk(e, (struct cc_str){NULL, 0}, 2, &pk, &why), 0);
-    unpack_sb(&sb, &u);
-    cr_assert(tmap_get(&u.data, "at_risk", &a));
+    a = at_risk_list(NULL, 2, &sb, &u);
     cr_assert_eq(a.via.array.size, 2);
     cr_assert(tmap_str_is(&a.via.array.ptr[1], "conversation", "cv-3"));
     cr_assert_eq(tmap_int(&a.via.array.ptr[1], "breach_due"), T0 + 63000);
@@ -1173,10 +1212,7 @@ Test(engine, at_risk_ranks_conversation_clocks, .init = setup,
     /* The email answered: its response clock stops and its resolution
      * clock pauses, so it leaves the forecast. */
     SEND("7", T0 + 20000, "email", "message.out", "m1");
-    cr_assert_eq(
-        cc_engine_pack_at_risk(e, (struct cc_str){"web", 3}, 10, &pk, &why), 0);
-    unpack_sb(&sb, &u);
-    cr_assert(tmap_get(&u.data, "at_risk", &a));
+    a = at_risk_list("web", 10, &sb, &u);
     cr_assert_eq(a.via.array.size, 2);
     cr_assert(tmap_str_is(&a.via.array.ptr[0], "conversation", "cv-1"));
     cr_assert(tmap_str_is(&a.via.array.ptr[1], "conversation", "cv-1"));
@@ -1257,7 +1293,6 @@ Test(engine, at_risk_picks_the_soonest_of_many, .init = setup,
     msgpack_packer pk;
     msgpack_unpacked u;
     msgpack_object a;
-    const char *why = NULL;
     int i, j;
 
     srand(3);
@@ -1279,11 +1314,7 @@ Test(engine, at_risk_picks_the_soonest_of_many, .init = setup,
             }
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    cr_assert_eq(
-        cc_engine_pack_at_risk(e, (struct cc_str){"sales", 5}, 7, &pk, &why),
-        0);
-    unpack_sb(&sb, &u);
-    cr_assert(tmap_get(&u.data, "at_risk", &a));
+    a = at_risk_list("sales", 7, &sb, &u);
     cr_assert_eq(a.via.array.size, 7);
     for (i = 0; i < 7; i++)
         cr_assert_eq(tmap_int(&a.via.array.ptr[i], "breach_due"),
@@ -1545,6 +1576,18 @@ setup_resolution(void) {
 
 #define MIN 60000LL
 
+/* Asserts outbox record i concerns conversation conv. */
+static void
+assert_record_conv(size_t i, const char *conv) {
+    msgpack_unpacked u;
+    int kind;
+
+    msgpack_unpacked_init(&u);
+    out_record(i, &u, &kind);
+    cr_assert(tmap_str_is(&u.data, "conversation", conv), "record %zu", i);
+    msgpack_unpacked_destroy(&u);
+}
+
 /* Asserts outbox record i is the resolution clock's `alert` due at due,
  * having counted stage_ms of agent time. */
 static void
@@ -1666,44 +1709,23 @@ Test(engine, resolution_clock_met_or_waiting_fires_nothing,
     send_at(T0 + 660 * MIN, "4", T0 + 660 * MIN, "email", "contact.open", "m1",
             "+15551003", NULL);
     cc_engine_tick(e, (uint64_t)(T0 + 668 * MIN));
-    {
-        size_t k, n = 0;
-        /* The warning (8 counted minutes), and the repeat contact alert
-         * the email raised. */
-        for (k = 0; k < cc_engine_outbox(e)->n; k++) {
-            msgpack_unpacked u;
-            int kind;
-            const char *topic;
-            msgpack_unpacked_init(&u);
-            topic = out_record(k, &u, &kind);
-            if (topic != NULL && strcmp(topic, "sla.warning") == 0) {
-                cr_assert(tmap_str_is(&u.data, "clock", "resolution"));
-                cr_assert_eq(tmap_int(&u.data, "due"), T0 + 668 * MIN);
-                n++;
-            }
-            msgpack_unpacked_destroy(&u);
-        }
-        cr_assert_eq(n, 1);
-    }
+    /* The warning at 8 counted minutes, beside the repeat contact alert
+     * the email raised. */
+    cr_assert_eq(sla_alerts(), 1);
+    assert_conv_sla(first_alert("sla."), "sla.warning", "resolution",
+                    T0 + 668 * MIN);
 }
 
 /* Business hours: the clock counts open time only, and its pauses are
  * taken out of that. */
 static void
 setup_office_resolution(void) {
-    setup_sla("[calendar.office]\n"
-              "timezone = UTC\n"
-              "mon = 09:00-17:00\n"
-              "tue = 09:00-17:00\n"
-              "wed = 09:00-17:00\n"
-              "thu = 09:00-17:00\n"
-              "fri = 09:00-17:00\n"
-              "[sla.chat]\n"
-              "first_response = off\n"
-              "next_response = off\n"
-              "resolution = 1h\n"
-              "warn = 50%\n"
-              "calendar = office\n");
+    setup_sla(OFFICE "[sla.chat]\n"
+                     "first_response = off\n"
+                     "next_response = off\n"
+                     "resolution = 1h\n"
+                     "warn = 50%\n"
+                     "calendar = office\n");
 }
 
 /* Opened Friday 16:30, answered at 16:40 (10 business minutes), the
@@ -1742,14 +1764,7 @@ Test(engine, merge_resumes_the_resolution_clock, .init = setup_resolution,
     cc_engine_tick(e, (uint64_t)(T0 + 30 * MIN));
     cr_assert_eq(sla_alerts(), 1);
     assert_res(0, "sla.warning", T0 + 30 * MIN, 8 * MIN);
-    {
-        msgpack_unpacked u;
-        int kind;
-        msgpack_unpacked_init(&u);
-        out_record(0, &u, &kind);
-        cr_assert(tmap_str_is(&u.data, "conversation", "cv-1"));
-        msgpack_unpacked_destroy(&u);
-    }
+    assert_record_conv(0, "cv-1");
     cc_outbox_clear(cc_engine_outbox(e));
     cc_engine_tick(e, (uint64_t)(T0 + 32 * MIN));
     cr_assert_eq(sla_alerts(), 1);
@@ -1763,24 +1778,16 @@ Test(engine, merge_resumes_the_resolution_clock, .init = setup_resolution,
  * paused one; stages fired stay fired. */
 Test(engine, resolution_clock_follows_new_policies, .init = setup_resolution,
      .fini = teardown) {
-    struct cc_config *cfg = calloc(1, sizeof(*cfg));
-    char err[512] = "";
-
     send_at(T0, "1", T0, "chat", "contact.open", "s1", "+15551006", NULL);
     cc_engine_tick(e, (uint64_t)(T0 + 8 * MIN));
     cr_assert_eq(sla_alerts(), 1); /* warned at 8 */
     cc_outbox_clear(cc_engine_outbox(e));
     SEND("2", T0 + 9 * MIN, "chat", "message.out", "s1"); /* 9 counted */
-    cc_config_defaults(cfg);
-    cr_assert_eq(cc_config_load_string(cfg,
-                                       "[sla.chat]\n"
-                                       "first_response = off\n"
-                                       "next_response = off\n"
-                                       "resolution = 20m\n"
-                                       "warn = 50%, 80%\n",
-                                       "t", err, sizeof(err)),
-                 0, "%s", err);
-    cr_assert_eq(cc_engine_set_sla(e, &cfg->sla, err, sizeof(err)), 0);
+    reload_sla("[sla.chat]\n"
+               "first_response = off\n"
+               "next_response = off\n"
+               "resolution = 20m\n"
+               "warn = 50%, 80%\n");
     /* Resumed at 30: the second warning at 16 counted (37), the breach at
      * 20 (41); the first warning fired already. */
     SEND("3", T0 + 30 * MIN, "chat", "message.in", "s1");
@@ -1793,7 +1800,6 @@ Test(engine, resolution_clock_follows_new_policies, .init = setup_resolution,
     cc_engine_tick(e, (uint64_t)(T0 + 41 * MIN));
     cr_assert_eq(sla_alerts(), 1);
     assert_res(0, "sla.breach", T0 + 41 * MIN, 20 * MIN);
-    free(cfg);
 }
 
 /* A running clock keeps an idle conversation until its last stage, and
@@ -1887,39 +1893,23 @@ Test(engine, merge_takes_the_other_resolution_clock,
     cr_assert_eq(sla_alerts(), 1);
     /* The survivor's id and start; 8 minutes counted from the chat's. */
     assert_res(0, "sla.warning", T0 + 13 * MIN, 8 * MIN);
-    {
-        msgpack_unpacked u;
-        int kind;
-        msgpack_unpacked_init(&u);
-        out_record(0, &u, &kind);
-        cr_assert(tmap_str_is(&u.data, "conversation", "cv-1"));
-        msgpack_unpacked_destroy(&u);
-    }
+    assert_record_conv(0, "cv-1");
 }
 
 /* A reload moves a running resolution clock's stages: 20 minutes instead
  * of 10, from the same start. */
 Test(engine, resolution_clock_reload_while_running, .init = setup_resolution,
      .fini = teardown) {
-    struct cc_config *cfg = calloc(1, sizeof(*cfg));
-    char err[512] = "";
-
     send_at(T0, "1", T0, "chat", "contact.open", "s1", "+15551010", NULL);
     cc_engine_tick(e, (uint64_t)(T0 + MIN));
-    cc_config_defaults(cfg);
-    cr_assert_eq(cc_config_load_string(cfg,
-                                       "[sla.chat]\n"
-                                       "first_response = off\n"
-                                       "next_response = off\n"
-                                       "resolution = 20m\n"
-                                       "warn = 80%\n",
-                                       "t", err, sizeof(err)),
-                 0, "%s", err);
-    cr_assert_eq(cc_engine_set_sla(e, &cfg->sla, err, sizeof(err)), 0);
+    reload_sla("[sla.chat]\n"
+               "first_response = off\n"
+               "next_response = off\n"
+               "resolution = 20m\n"
+               "warn = 80%\n");
     cc_engine_tick(e, (uint64_t)(T0 + 16 * MIN - 1));
     cr_assert_eq(sla_alerts(), 0);
     cc_engine_tick(e, (uint64_t)(T0 + 16 * MIN));
     cr_assert_eq(sla_alerts(), 1);
     assert_res(0, "sla.warning", T0 + 16 * MIN, 16 * MIN);
-    free(cfg);
 }

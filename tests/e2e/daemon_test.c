@@ -55,6 +55,21 @@ wall_ms(void) {
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* A subscriber to the daemon's alerts under topic prefix `prefix`, ready
+ * to receive (5 s timeout). */
+static nng_socket
+subscribe_alerts(const char *prefix) {
+    nng_socket sub;
+
+    cr_assert_eq(nng_sub0_open(&sub), 0);
+    cr_assert_eq(
+        nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, prefix, strlen(prefix)), 0);
+    nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 5000);
+    cr_assert_eq(nng_dial(sub, d.addr[2], NULL, 0), 0);
+    nng_msleep(200); /* let the subscription reach the publisher */
+    return sub;
+}
+
 /* How late an alert may arrive after its due time here. On an idle
  * machine it is a millisecond or two (bench/README.md measures it under
  * load); the margin is for the sanitizers and a busy CI host, not for the
@@ -343,12 +358,7 @@ Test(daemon, hold_breach_arrives_on_time) {
     int64_t due;
 
     start_daemon("[hold]\nlong = 1s\n");
-    cr_assert_eq(nng_sub0_open(&sub), 0);
-    cr_assert_eq(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "sla.breach", 10),
-                 0);
-    nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 5000);
-    cr_assert_eq(nng_dial(sub, d.addr[2], NULL, 0), 0);
-    nng_msleep(200); /* let the subscription reach the publisher */
+    sub = subscribe_alerts("sla.breach");
 
     held_at = wall_ms();
     msgpack_pack_array(&t.pk, 2);
@@ -410,11 +420,7 @@ Test(daemon, sla_answer_alerts_arrive_on_time) {
     int i;
 
     start_daemon("[sla.phone]\nanswer = 1s\nwarn = 50%\n");
-    cr_assert_eq(nng_sub0_open(&sub), 0);
-    cr_assert_eq(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "sla.", 4), 0);
-    nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 5000);
-    cr_assert_eq(nng_dial(sub, d.addr[2], NULL, 0), 0);
-    nng_msleep(200); /* let the subscription reach the publisher */
+    sub = subscribe_alerts("sla.");
 
     t0 = wall_ms();
     msgpack_pack_array(&t.pk, 2);
@@ -482,11 +488,7 @@ Test(daemon, sla_first_response_alerts_and_a_reply_cancels) {
     int64_t due;
 
     start_daemon("[sla.chat]\nfirst_response = 1s\nwarn = 50%\n");
-    cr_assert_eq(nng_sub0_open(&sub), 0);
-    cr_assert_eq(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "sla.", 4), 0);
-    nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 5000);
-    cr_assert_eq(nng_dial(sub, d.addr[2], NULL, 0), 0);
-    nng_msleep(200); /* let the subscription reach the publisher */
+    sub = subscribe_alerts("sla.");
 
     t0 = wall_ms();
     msgpack_pack_array(&t.pk, 3);
@@ -544,11 +546,7 @@ Test(daemon, sla_resolution_alerts_count_agent_time_only) {
 
     start_daemon("[sla.chat]\nfirst_response = off\nnext_response = off\n"
                  "resolution = 2s\nwarn = 50%\n");
-    cr_assert_eq(nng_sub0_open(&sub), 0);
-    cr_assert_eq(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "sla.", 4), 0);
-    nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 5000);
-    cr_assert_eq(nng_dial(sub, d.addr[2], NULL, 0), 0);
-    nng_msleep(200); /* let the subscription reach the publisher */
+    sub = subscribe_alerts("sla.");
 
     t0 = wall_ms();
     msgpack_pack_array(&t.pk, 7);
@@ -596,6 +594,25 @@ Test(daemon, sla_resolution_alerts_count_agent_time_only) {
     cr_assert_eq(stop_daemon(), 0);
 }
 
+/* Asks the daemon's query socket for the at_risk forecast of queue (NULL:
+ * every queue); returns its list, unpacked into u. */
+static msgpack_object
+query_at_risk(const char *queue, int64_t limit, msgpack_unpacked *u) {
+    struct tb q;
+    msgpack_object a;
+
+    tb_init(&q);
+    msgpack_pack_map(&q.pk, 2 + (queue != NULL));
+    tb_kv_str(&q, "q", "at_risk");
+    if (queue != NULL)
+        tb_kv_str(&q, "queue", queue);
+    tb_kv_int(&q, "limit", limit);
+    cr_assert_eq(req_once(d.addr[4], q.sb.data, q.sb.size, u, 5000), 0);
+    cr_assert(tmap_get(&u->data, "at_risk", &a), "no at_risk in the reply");
+    tb_fini(&q);
+    return a;
+}
+
 /* The forecast query and its contactctl command, against the real
  * daemon. */
 Test(daemon, at_risk_query_ranks_waiting_callers) {
@@ -625,20 +642,13 @@ Test(daemon, at_risk_query_ranks_waiting_callers) {
     cr_assert_eq(tmap_int(&u.data, "accepted"), 2);
     msgpack_unpacked_destroy(&u);
 
-    tb_init(&q);
-    msgpack_pack_map(&q.pk, 3);
-    tb_kv_str(&q, "q", "at_risk");
-    tb_kv_str(&q, "queue", "sales");
-    tb_kv_int(&q, "limit", 5);
-    cr_assert_eq(req_once(d.addr[4], q.sb.data, q.sb.size, &u, 5000), 0);
-    cr_assert(tmap_get(&u.data, "at_risk", &a), "no at_risk in the reply");
+    a = query_at_risk("sales", 5, &u);
     cr_assert_eq(a.via.array.size, 2);
     cr_assert(tmap_str_is(&a.via.array.ptr[0], "contact", "call-b"));
     cr_assert(tmap_str_is(&a.via.array.ptr[1], "contact", "call-a"));
     cr_assert_eq(tmap_int(&a.via.array.ptr[0], "breach_due"),
                  (int64_t)now + 30000);
     msgpack_unpacked_destroy(&u);
-    tb_fini(&q);
 
     /* A chat customer who wrote 50 s ago waits for a first response (1
      * min): every queue's forecast puts that conversation first, walked
@@ -649,12 +659,7 @@ Test(daemon, at_risk_query_ranks_waiting_callers) {
     cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
     cr_assert_eq(tmap_int(&u.data, "accepted"), 1);
     msgpack_unpacked_destroy(&u);
-    tb_init(&q);
-    msgpack_pack_map(&q.pk, 2);
-    tb_kv_str(&q, "q", "at_risk");
-    tb_kv_int(&q, "limit", 4);
-    cr_assert_eq(req_once(d.addr[4], q.sb.data, q.sb.size, &u, 5000), 0);
-    cr_assert(tmap_get(&u.data, "at_risk", &a), "no at_risk in the reply");
+    a = query_at_risk(NULL, 4, &u);
     cr_assert_eq(a.via.array.size, 4);
     cr_assert(tmap_str_is(&a.via.array.ptr[0], "clock", "first_response"));
     cr_assert(tmap_str_is(&a.via.array.ptr[0], "conversation", "cv-1"));
@@ -664,7 +669,6 @@ Test(daemon, at_risk_query_ranks_waiting_callers) {
     cr_assert(tmap_str_is(&a.via.array.ptr[2], "contact", "call-a"));
     cr_assert(tmap_str_is(&a.via.array.ptr[3], "clock", "resolution"));
     msgpack_unpacked_destroy(&u);
-    tb_fini(&q);
 
     /* Bad queries get a reason. */
     tb_init(&q);
@@ -869,12 +873,7 @@ Test(daemon, email_then_chat_then_call_is_one_conversation) {
     int64_t now = (int64_t)wall_ms();
 
     start_daemon(NULL);
-    cr_assert_eq(nng_sub0_open(&sub), 0);
-    cr_assert_eq(nng_socket_set(sub, NNG_OPT_SUB_SUBSCRIBE, "continuity.", 11),
-                 0);
-    nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 5000);
-    cr_assert_eq(nng_dial(sub, d.addr[2], NULL, 0), 0);
-    nng_msleep(200); /* let the subscription reach the publisher */
+    sub = subscribe_alerts("continuity.");
 
     /* An email, written as a mail client would put it. */
     send_open("m1", now, "email", "<1234@mail.example>",
