@@ -43,7 +43,7 @@ struct options {
     const char *ident_kind, *ident_value;
     const char *queue;   /* at-risk and queue: --queue */
     const char *channel; /* queue: --channel */
-    unsigned long limit; /* at-risk --limit; 0 = not given */
+    unsigned long limit; /* at-risk and queue: --limit; 0 = not given */
     int help, version;
     int npos; /* positional arguments, in argv[0..npos) */
 };
@@ -90,9 +90,12 @@ usage(FILE *out) {
           "                        (waiting callers, conversations "
           "awaiting an\n"
           "                        agent), soonest first (default 10)\n"
-          "  queue --queue Q | --channel C\n"
+          "  queue --queue Q [--limit N] | --channel C\n"
           "                        print service levels over 15, 30 and 60 "
-          "minutes\n"
+          "minutes;\n"
+          "                        for a queue also its agents and the "
+          "first N\n"
+          "                        callers in answer order (default 10)\n"
           "\n"
           "Options:\n"
           "  -c, --config FILE   read FILE over the embedded defaults, as "
@@ -109,7 +112,8 @@ usage(FILE *out) {
           "conversations\n"
           "                      last queued to Q; queue: the queue\n"
           "      --channel C     queue: a channel's figures instead\n"
-          "      --limit N       at-risk: at most N clocks (1 to 1000)\n"
+          "      --limit N       at-risk: at most N clocks; queue: N callers "
+          "(1 to 1000)\n"
           "  -f, --file FILE     send: read events from FILE\n"
           "  -V, --version       print the version and exit\n"
           "  -h, --help          print this help and exit\n"
@@ -952,9 +956,13 @@ cmd_queue(const struct cc_config *cfg, const struct options *o) {
     msgpack_sbuffer sb;
     msgpack_packer pk;
 
-    query_begin(&sb, &pk, 2, "queue");
+    query_begin(&sb, &pk, 2 + (o->limit != 0), "queue");
     cc_pack_str(&pk, o->queue != NULL ? "queue" : "channel");
     cc_pack_str(&pk, o->queue != NULL ? o->queue : o->channel);
+    if (o->limit != 0) {
+        cc_pack_str(&pk, "limit");
+        msgpack_pack_uint64(&pk, o->limit);
+    }
     return query_send(cfg, o, &sb);
 }
 
@@ -1067,8 +1075,9 @@ main(int argc, char **argv) {
         strcmp(cmd, "sla") != 0 && strcmp(cmd, "at-risk") != 0 &&
         strcmp(cmd, "queue") != 0)
         return usage_error("unknown command", cmd);
-    if (o.limit != 0 && strcmp(cmd, "at-risk") != 0)
-        return usage_error("--limit is an option of at-risk", NULL);
+    if (o.limit != 0 && strcmp(cmd, "at-risk") != 0 &&
+        strcmp(cmd, "queue") != 0)
+        return usage_error("--limit is an option of at-risk and queue", NULL);
     if (strcmp(cmd, "queue") == 0 &&
         ((o.queue == NULL) == (o.channel == NULL) || o.npos != 1))
         return usage_error("queue takes --queue Q or --channel C", NULL);

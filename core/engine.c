@@ -204,6 +204,8 @@ cc_engine_free(struct cc_engine *e) {
     for (i = 0; i <= e->nmask; i++) {
         for (n = e->nbuckets[i]; n != NULL; n = next) {
             next = n->hnext;
+            if (n->agent != NULL)
+                cc_free(n->agent, sizeof(*n->agent));
             cc_free(n, sizeof(*n) + n->len + 1);
         }
     }
@@ -389,6 +391,7 @@ cc_name_intern(struct cc_engine *e, struct cc_str s) {
     e->names[n->idx] = n;
     n->hash = h;
     n->queue = NULL;
+    n->agent = NULL;
     n->len = s.n;
     memcpy(n->s, s.p, s.n);
     n->s[s.n] = '\0';
@@ -567,6 +570,9 @@ contact_open(struct cc_engine *e, const struct cc_event *ev, uint64_t h,
 static void
 queue_remove(struct cc_contact *c) {
     struct cc_queue *q = c->queue;
+    if (q->ltail[c->prio1] == c)
+        q->ltail[c->prio1] =
+            c->qprev != NULL && c->qprev->prio1 == c->prio1 ? c->qprev : NULL;
     if (c->qprev != NULL)
         c->qprev->qnext = c->qnext;
     else
@@ -579,16 +585,29 @@ queue_remove(struct cc_contact *c) {
     q->waiting--;
 }
 
+/* Puts c in q's waiting list at its place: after every contact of its
+ * priority or a higher one (c->prio1 is set). */
 static void
-queue_append(struct cc_queue *q, struct cc_contact *c) {
+queue_insert(struct cc_queue *q, struct cc_contact *c) {
+    struct cc_contact *after = NULL;
+    unsigned k;
+
+    /* Higher levels come first: the last contact at c's level or above is
+     * the tail of the lowest such level that has one. */
+    for (k = c->prio1; k < QUEUE_LEVELS && after == NULL; k++)
+        after = q->ltail[k];
     c->queue = q;
-    c->qnext = NULL;
-    c->qprev = q->tail;
-    if (q->tail != NULL)
-        q->tail->qnext = c;
+    c->qprev = after;
+    c->qnext = after != NULL ? after->qnext : q->head;
+    if (c->qnext != NULL)
+        c->qnext->qprev = c;
+    else
+        q->tail = c;
+    if (after != NULL)
+        after->qnext = c;
     else
         q->head = c;
-    q->tail = c;
+    q->ltail[c->prio1] = c;
     q->waiting++;
     q->joined++;
 }
@@ -916,8 +935,8 @@ static void pack_sl_windows(msgpack_packer *pk, const struct cc_sl *sl,
 static uint64_t breach_due(const struct cc_sched *sc,
                            const struct cc_contact *c);
 
-/* The longest wait of the queue's callers: they wait in arrival order,
- * but an event may carry an earlier time than the one before it. */
+/* The longest wait of the queue's callers: they wait by priority, and an
+ * event may carry an earlier time than the one before it. */
 static uint64_t
 longest_wait(const struct cc_queue *q, uint64_t now) {
     const struct cc_contact *c;
@@ -1109,10 +1128,50 @@ pack_sl_windows(msgpack_packer *pk, const struct cc_sl *sl,
     }
 }
 
+static const char *const agent_state_names[AG__COUNT] = {"offline", "available",
+                                                         "busy", "away"};
+
+/* "agents": how many of the agents serving a queue (or all) are in each
+ * state. */
+static void
+pack_queue_agents(msgpack_packer *pk, const uint32_t *by_state) {
+    unsigned i;
+
+    cc_pack_str(pk, "agents");
+    msgpack_pack_map(pk, AG__COUNT);
+    for (i = 0; i < AG__COUNT; i++)
+        cc_pack_kv_u64(pk, agent_state_names[i], by_state[i]);
+}
+
+/* "next": the first `limit` callers waiting, in the order they will be
+ * answered. */
+static void
+pack_queue_next(struct cc_engine *e, msgpack_packer *pk,
+                const struct cc_queue *q, uint32_t limit, uint64_t now) {
+    const struct cc_contact *c;
+    uint32_t n = q->waiting < limit ? (uint32_t)q->waiting : limit, k = 0;
+
+    cc_pack_str(pk, "next");
+    msgpack_pack_array(pk, n);
+    for (c = q->head; c != NULL && k < n; c = c->qnext) {
+        msgpack_pack_map(pk, 8);
+        pack_contact_fields(e, pk, c);
+        cc_pack_str(pk, "priority");
+        if (c->prio1 != 0)
+            msgpack_pack_uint32(pk, c->prio1 - 1u);
+        else
+            msgpack_pack_nil(pk);
+        cc_pack_kv_u64(pk, "position", ++k);
+        cc_pack_kv_u64(
+            pk, "waited_ms",
+            now > (uint64_t)c->queued_ts ? now - (uint64_t)c->queued_ts : 0);
+    }
+}
+
 int
 cc_engine_pack_service_level(struct cc_engine *e, struct cc_str queue,
-                             struct cc_str channel, msgpack_packer *pk,
-                             const char **why) {
+                             struct cc_str channel, uint32_t limit,
+                             msgpack_packer *pk, const char **why) {
     uint64_t now = e->wheel.now, i;
 
     if (channel.n != 0) {
@@ -1133,12 +1192,14 @@ cc_engine_pack_service_level(struct cc_engine *e, struct cc_str queue,
         const struct cc_queue *q = e->queues[i];
         if (q->name->len != queue.n || memcmp(q->name->s, queue.p, queue.n))
             continue;
-        msgpack_pack_map(pk, 7);
+        msgpack_pack_map(pk, 9);
         cc_pack_str(pk, "queue");
         cc_pack_strn(pk, queue.p, queue.n);
         cc_pack_kv_u64(pk, "now", now);
         cc_pack_kv_u64(pk, "waiting", q->waiting);
         cc_pack_kv_u64(pk, "longest_wait_ms", longest_wait(q, now));
+        pack_queue_agents(pk, q->agents);
+        pack_queue_next(e, pk, q, limit, now);
         cc_pack_str(pk, "below_target");
         if (q->sl.below)
             msgpack_pack_true(pk);
@@ -1702,7 +1763,8 @@ cc_engine_conv_sched(struct cc_engine *e, const struct cc_conv *v, unsigned ch,
 static int
 join_queue(struct cc_engine *e, struct cc_contact *c, struct cc_queue *q,
            const struct cc_event *ev, uint64_t now) {
-    queue_append(q, c);
+    c->prio1 = (ev->flags & CC_EVF_PRIORITY) ? (uint16_t)(ev->priority + 1) : 0;
+    queue_insert(q, c);
     set_state(e, c, CS_QUEUED);
     c->queued_ts = ev->ts;
     /* Offered to the queue, by a join or a transfer. */
@@ -1712,7 +1774,6 @@ join_queue(struct cc_engine *e, struct cc_contact *c, struct cc_queue *q,
     /* Offers go to callers with a phone number. */
     if (!(c->flags & CF_PHONE) && ev->ident[CC_IDENT_PHONE].n == 0)
         c->flags |= CF_NO_OFFER;
-    c->prio1 = (ev->flags & CC_EVF_PRIORITY) ? (uint16_t)(ev->priority + 1) : 0;
     c->sla_sched = contact_sched(e, c, CC_CLOCK_ANSWER);
     c->sla_stage = 0;
     c->sla_last = SLA_LAST_NONE;
@@ -1993,6 +2054,85 @@ resolve_idents(struct cc_engine *e, const struct cc_contact *c,
     return res.cust;
 }
 
+/* ---- agents -------------------------------------------------------------- */
+
+static enum cc_agent_state
+agent_state_of(struct cc_str s) {
+    return cc_str_eq(s, "available") ? AG_AVAILABLE
+           : cc_str_eq(s, "busy")    ? AG_BUSY
+           : cc_str_eq(s, "away")    ? AG_AWAY
+                                     : AG_OFFLINE;
+}
+
+/* agent.status: the agent's state, and the queues it serves when the event
+ * names them (`queues`, replacing those named before). All or nothing:
+ * when a queue cannot be taken, nothing changes. */
+static int
+agent_status(struct cc_engine *e, const struct cc_event *ev,
+             struct cc_reject *rej) {
+    struct cc_name *n = (struct cc_name *)cc_name_intern(e, ev->agent);
+    struct cc_queue *qs[AGENT_QUEUES];
+    enum cc_agent_state st = agent_state_of(ev->state);
+    struct cc_agent *a;
+    uint32_t nq = 0, count = 0, i, k;
+
+    if (n == NULL) {
+        rej->code = CC_R_LIMIT;
+        rej->key = "agent";
+        rej->detail = "[limits] max_names distinct queue and agent names";
+        return -1;
+    }
+    if (ev->queues != NULL) {
+        struct cc_mp m;
+        struct cc_str qn;
+        cc_mp_init(&m, ev->queues, ev->queues_len);
+        (void)cc_mp_read_array(&m, &count); /* validated when decoded */
+        if (count > AGENT_QUEUES) {
+            rej->code = CC_R_OUT_OF_RANGE;
+            rej->key = "queues";
+            rej->detail = "an agent serves at most 16 queues";
+            return -1;
+        }
+        for (i = 0; i < count; i++) {
+            if (cc_mp_read_str(&m, &qn) != 0)
+                break;
+            qs[nq] = queue_get(e, qn, rej);
+            if (qs[nq] == NULL)
+                return -1;
+            for (k = 0; k < nq && qs[k] != qs[nq]; k++)
+                ;
+            nq += k == nq; /* a queue named twice counts once */
+        }
+    }
+    a = n->agent;
+    if (a == NULL) {
+        a = cc_calloc(1, sizeof(*a));
+        if (a == NULL) {
+            rej->code = CC_R_LIMIT;
+            rej->key = "agent";
+            rej->detail = "out of memory";
+            return -1;
+        }
+        a->state = AG_OFFLINE;
+        n->agent = a;
+        e->nagents++;
+        e->agents_by_state[AG_OFFLINE]++;
+    }
+    for (i = 0; i < a->nqueues; i++)
+        a->queues[i]->agents[a->state]--;
+    if (ev->queues != NULL) {
+        memcpy(a->queues, qs, nq * sizeof(*qs));
+        a->nqueues = (uint8_t)nq;
+    }
+    e->agents_by_state[a->state]--;
+    e->agents_by_state[st]++;
+    a->state = (uint8_t)st;
+    a->since_ts = ev->ts;
+    for (i = 0; i < a->nqueues; i++)
+        a->queues[i]->agents[st]++;
+    return 0;
+}
+
 /* ---- applying one event -------------------------------------------------- */
 
 /* Events with no contact: agent status, identity links, and resolve and
@@ -2030,6 +2170,8 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
         e->duplicates++;
         return CC_DUPLICATE;
     }
+    if (ev->type == CC_EV_AGENT_STATUS && agent_status(e, ev, rej) != 0)
+        goto rejected;
     if (ev->contact.n != 0)
         c = cc_contact_find(e, ev->channel, ev->contact, h);
     resolve = wants_identity(ev, c);
@@ -2572,7 +2714,7 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
     uint32_t i;
     int s;
 
-    msgpack_pack_map(pk, 13);
+    msgpack_pack_map(pk, 14);
 
     cc_pack_str(pk, "events");
     msgpack_pack_map(pk, 8);
@@ -2663,6 +2805,15 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
     cc_pack_kv_u64(pk, "sla.escalation", e->alerts_sla[CC_ST_ESCALATION]);
     cc_pack_kv_u64(pk, "continuity.repeat", e->convs.alerts_repeat);
     cc_pack_kv_u64(pk, "identity.conflict", e->convs.alerts_conflict);
+
+    cc_pack_str(pk, "agents");
+    msgpack_pack_map(pk, 1 + AG__COUNT);
+    cc_pack_kv_u64(pk, "known", e->nagents);
+    {
+        unsigned a;
+        for (a = 0; a < AG__COUNT; a++)
+            cc_pack_kv_u64(pk, agent_state_names[a], e->agents_by_state[a]);
+    }
 
     cc_pack_str(pk, "callbacks");
     msgpack_pack_map(pk, 2);

@@ -199,15 +199,16 @@ void cc_engine_at_risk_end(struct cc_engine *e, struct cc_at_risk *q,
                            msgpack_packer *pk);
 
 /*
- * {"q":"queue","queue":Q} or {"q":"queue","channel":C}: offered, answered,
- * answered within target, abandoned, short abandons, service level (both
- * forms) and average speed of answer over the last 15, 30 and 60 minutes;
- * for a queue also who waits and for how long. CC_ENOENT / CC_EINVAL with
- * *why.
+ * {"q":"queue","queue":Q,"limit":N} or {"q":"queue","channel":C}: offered,
+ * answered, answered within target, abandoned, short abandons, service
+ * level (both forms) and average speed of answer over the last 15, 30 and
+ * 60 minutes; for a queue also how many wait and for how long, its agents
+ * by state, and the first `limit` callers in the order they will be
+ * answered. CC_ENOENT / CC_EINVAL with *why.
  */
 int cc_engine_pack_service_level(struct cc_engine *e, struct cc_str queue,
-                                 struct cc_str channel, msgpack_packer *pk,
-                                 const char **why);
+                                 struct cc_str channel, uint32_t limit,
+                                 msgpack_packer *pk, const char **why);
 
 /* Packs the engine's counters and gauges as one MessagePack map. */
 void cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk);

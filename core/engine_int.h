@@ -26,14 +26,32 @@ struct cc_name {
     struct cc_name *hnext;
     uint64_t hash;
     struct cc_queue *queue; /* set when the name is used as a queue */
+    struct cc_agent *agent; /* set once an agent.status names it */
     uint32_t len;
     uint32_t idx; /* its number, from 1: what conversations keep */
     char s[];
 };
 
+/* An agent as its agent.status events describe it. */
+enum cc_agent_state { AG_OFFLINE, AG_AVAILABLE, AG_BUSY, AG_AWAY, AG__COUNT };
+#define AGENT_QUEUES 16 /* queues one agent may serve */
+
+struct cc_agent {
+    struct cc_queue *queues[AGENT_QUEUES]; /* those it serves */
+    int64_t since_ts;                      /* its state's, by event time */
+    uint8_t state, nqueues;
+};
+
+/* A waiting contact's level: its join's priority plus one (0: none). */
+#define QUEUE_LEVELS 11
+
 struct cc_queue {
     const struct cc_name *name;
-    struct cc_contact *head, *tail; /* waiting, in join order */
+    /* Waiting, by priority (highest first), then in join order; the last
+     * of each level, so that a join finds its place in O(levels). */
+    struct cc_contact *head, *tail;
+    struct cc_contact *ltail[QUEUE_LEVELS];
+    uint32_t agents[AG__COUNT]; /* of the agents serving it, by state */
     uint64_t waiting;
     uint64_t joined, answered, abandoned, offers, callbacks;
     struct cc_sl sl; /* the last hour, by minute */
@@ -351,6 +369,7 @@ struct cc_engine {
     uint64_t names_cap;
     struct cc_queue **queues;
     uint64_t nqueues;
+    uint64_t nagents, agents_by_state[AG__COUNT];
     /* counters */
     uint64_t messages, malformed;
     uint64_t accepted, duplicates, rejected, implicit_opens, expired;

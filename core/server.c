@@ -733,8 +733,8 @@ reply_query(struct cc_server *s, struct rep_ctx *c, nng_msg *req) {
                            "both");
             return 0;
         }
-        if (cc_engine_pack_service_level(s->engine, queue, channel, pk, &why) !=
-            0)
+        if (cc_engine_pack_service_level(s->engine, queue, channel,
+                                         (uint32_t)limit, pk, &why) != 0)
             pack_error(pk, why);
         return 0;
     }

@@ -992,7 +992,7 @@ sl_figure(const char *queue, const char *channel, unsigned window,
         cc_engine_pack_service_level(
             e, (struct cc_str){queue, queue ? (uint32_t)strlen(queue) : 0},
             (struct cc_str){channel, channel ? (uint32_t)strlen(channel) : 0},
-            &pk, &why),
+            10, &pk, &why),
         0, "%s", why);
     unpack_sb(&sb, &u);
     cr_assert(tmap_get(&u.data, "windows", &ws));
@@ -1912,4 +1912,159 @@ Test(engine, resolution_clock_reload_while_running, .init = setup_resolution,
     cc_engine_tick(e, (uint64_t)(T0 + 16 * MIN));
     cr_assert_eq(sla_alerts(), 1);
     assert_res(0, "sla.warning", T0 + 16 * MIN, 16 * MIN);
+}
+
+/* ---- queues and agents --------------------------------------------------- */
+
+/* The queue query for queue, the first `limit` waiting, unpacked into u
+ * from sb (cleared first). */
+static void
+queue_query(const char *queue, uint32_t limit, msgpack_sbuffer *sb,
+            msgpack_unpacked *u) {
+    msgpack_packer pk;
+    const char *why = NULL;
+
+    msgpack_sbuffer_clear(sb);
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    cr_assert_eq(cc_engine_pack_service_level(
+                     e, (struct cc_str){queue, (uint32_t)strlen(queue)},
+                     (struct cc_str){NULL, 0}, limit, &pk, &why),
+                 0, "%s", why);
+    unpack_sb(sb, u);
+}
+
+/* Asserts the queue's callers wait in the order given (contact ids). */
+static void
+assert_queue_order(const char *queue, const char *const *want, uint32_t n) {
+    msgpack_sbuffer sb;
+    msgpack_unpacked u;
+    msgpack_object a;
+    uint32_t i;
+
+    msgpack_sbuffer_init(&sb);
+    queue_query(queue, 1000, &sb, &u);
+    cr_assert_eq(tmap_int(&u.data, "waiting"), n);
+    cr_assert(tmap_get(&u.data, "next", &a));
+    cr_assert_eq(a.via.array.size, n);
+    for (i = 0; i < n; i++) {
+        cr_assert(tmap_str_is(&a.via.array.ptr[i], "contact", want[i]),
+                  "place %u is not %s", i + 1, want[i]);
+        cr_assert_eq(tmap_int(&a.via.array.ptr[i], "position"), i + 1);
+    }
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* Callers wait by priority (higher first), then in join order; leaving
+ * from any place keeps the order of the rest. */
+Test(engine, queue_orders_by_priority_then_join, .init = setup,
+     .fini = teardown) {
+    static const char *const first[] = {"c4", "c2", "c3", "c6", "c1", "c5"};
+
+    join_at(T0, "1", "phone", "c1", "sales", -1);
+    join_at(T0 + 1000, "2", "phone", "c2", "sales", 5);
+    join_at(T0 + 2000, "3", "phone", "c3", "sales", 5);
+    join_at(T0 + 3000, "4", "phone", "c4", "sales", 9);
+    join_at(T0 + 4000, "5", "phone", "c5", "sales", -1);
+    join_at(T0 + 5000, "6", "phone", "c6", "sales", 0);
+    assert_queue_order("sales", first, 6);
+    /* The two of priority 5 leave (the last of their level, then the
+     * first): a new 5 goes after the 9; a 9 joins after the 9 there. */
+    SEND("7", T0 + 6000, "phone", "queue.leave", "c3");
+    SEND("8", T0 + 7000, "phone", "agent.answer", "c2");
+    join_at(T0 + 8000, "9", "phone", "c7", "sales", 9);
+    join_at(T0 + 9000, "10", "phone", "c8", "sales", 5);
+    {
+        static const char *const mid[] = {"c4", "c7", "c8", "c6", "c1", "c5"};
+        assert_queue_order("sales", mid, 6);
+    }
+    /* The head leaves, then a 0 joins after the other 0, before those
+     * with none. */
+    SEND("11", T0 + 10000, "phone", "agent.answer", "c4");
+    join_at(T0 + 11000, "12", "phone", "c9", "sales", 0);
+    {
+        static const char *const last[] = {"c7", "c8", "c6", "c9", "c1", "c5"};
+        assert_queue_order("sales", last, 6);
+    }
+}
+
+/* agent.status with its fields: agent, state, and optionally queues. */
+static char
+agent_status_at(int64_t ts, const char *id, const char *agent,
+                const char *state, const char *const *queues, int nq) {
+    int i;
+
+    tb_reset(&t);
+    msgpack_pack_map(&t.pk, 6 + (nq >= 0));
+    tb_kv_str(&t, "id", id);
+    tb_kv_int(&t, "ts", ts);
+    tb_kv_str(&t, "channel", "phone");
+    tb_kv_str(&t, "type", "agent.status");
+    tb_kv_str(&t, "agent", agent);
+    tb_kv_str(&t, "state", state);
+    if (nq >= 0) {
+        tb_str(&t, "queues");
+        msgpack_pack_array(&t.pk, (uint32_t)nq);
+        for (i = 0; i < nq; i++)
+            tb_str(&t, queues[i]);
+    }
+    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)ts, &rep);
+    cr_assert_eq(rep.events, 1);
+    return rep.accepted ? 'a' : rep.duplicates ? 'd' : 'r';
+}
+
+/* A queue's agents, by state. */
+static int64_t
+queue_agents(const char *queue, const char *state) {
+    msgpack_sbuffer sb;
+    msgpack_unpacked u;
+    char path[64];
+    int64_t v;
+
+    msgpack_sbuffer_init(&sb);
+    queue_query(queue, 1, &sb, &u);
+    snprintf(path, sizeof(path), "agents/%s", state);
+    v = tmap_int(&u.data, path);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    return v;
+}
+
+/* Agents' states count in each queue they serve; naming queues replaces
+ * the ones before; an agent named without queues keeps them. */
+Test(engine, agents_count_in_the_queues_they_serve, .init = setup,
+     .fini = teardown) {
+    static const char *const both[] = {"sales", "billing"};
+    static const char *const sales[] = {"sales"};
+    static const char *const many[] = {"q1",  "q2",  "q3",  "q4",  "q5",  "q6",
+                                       "q7",  "q8",  "q9",  "q10", "q11", "q12",
+                                       "q13", "q14", "q15", "q16", "q17"};
+
+    cr_assert_eq(agent_status_at(T0, "1", "ann", "available", both, 2), 'a');
+    cr_assert_eq(agent_status_at(T0, "2", "bob", "available", sales, 1), 'a');
+    cr_assert_eq(queue_agents("sales", "available"), 2);
+    cr_assert_eq(queue_agents("billing", "available"), 1);
+    cr_assert_eq(agent_status_at(T0 + 1, "3", "ann", "busy", NULL, -1), 'a');
+    cr_assert_eq(queue_agents("sales", "available"), 1);
+    cr_assert_eq(queue_agents("sales", "busy"), 1);
+    cr_assert_eq(queue_agents("billing", "busy"), 1);
+    /* Ann now serves sales only. */
+    cr_assert_eq(agent_status_at(T0 + 2, "4", "ann", "away", sales, 1), 'a');
+    cr_assert_eq(queue_agents("billing", "busy"), 0);
+    cr_assert_eq(queue_agents("billing", "away"), 0);
+    cr_assert_eq(queue_agents("sales", "away"), 1);
+    cr_assert_eq(queue_agents("sales", "busy"), 0);
+    cr_assert_eq(stat_int("agents/known"), 2);
+    cr_assert_eq(stat_int("agents/away"), 1);
+    cr_assert_eq(stat_int("agents/available"), 1);
+    /* Seventeen queues are too many: refused, nothing changes. */
+    cr_assert_eq(agent_status_at(T0 + 3, "5", "bob", "offline", many, 17), 'r');
+    cr_assert_eq(rep.rej[0].rej.code, CC_R_OUT_OF_RANGE);
+    cr_assert_eq(queue_agents("sales", "available"), 1);
+    cr_assert_eq(stat_int("agents/offline"), 0);
+    /* A state that is not one: refused when decoded. */
+    cr_assert_eq(agent_status_at(T0 + 4, "6", "bob", "lunch", NULL, -1), 'r');
+    cr_assert_eq(agent_status_at(T0 + 5, "7", "bob", "offline", NULL, -1), 'a');
+    cr_assert_eq(queue_agents("sales", "offline"), 1);
+    cr_assert_eq(queue_agents("sales", "available"), 0);
 }
