@@ -709,7 +709,9 @@ emit_callback_cancel(struct cc_engine *e, struct cc_contact *c, uint64_t now,
     e->cb_cancels++;
 }
 
-/* Takes a contact out of its queue: answered, abandoned or moved. */
+/* Takes a contact out of its queue: answered, abandoned or moved. It is
+ * no longer queued (open, until its caller says what it is now), so that
+ * nothing takes it out of the list a second time. */
 static void
 leave_queue(struct cc_engine *e, struct cc_contact *c, uint64_t now,
             const char *why) {
@@ -720,6 +722,7 @@ leave_queue(struct cc_engine *e, struct cc_contact *c, uint64_t now,
     c->sla_sched = 0; /* the answer clock stops, met or not */
     if ((c->flags & CF_OFFERED) && !(c->flags & CF_ACCEPTED))
         emit_callback_cancel(e, c, now, why);
+    set_state(e, c, CS_OPEN);
 }
 
 static void

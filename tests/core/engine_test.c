@@ -1988,6 +1988,31 @@ Test(engine, queue_orders_by_priority_then_join, .init = setup,
     }
 }
 
+/* A caller who hangs up while queued, or expires there, leaves the queue
+ * once: the callers behind and ahead keep their places (closing used to
+ * take the contact out of the list twice, losing the others). */
+Test(engine, closing_a_queued_caller_keeps_the_others, .init = setup,
+     .fini = teardown) {
+    static const char *const rest[] = {"c1", "c3"};
+    static const char *const last[] = {"c3"};
+
+    join_at(T0, "1", "phone", "c1", "sales", -1);
+    join_at(T0 + 1000, "2", "phone", "c2", "sales", -1);
+    join_at(T0 + 2000, "3", "phone", "c3", "sales", -1);
+    SEND("4", T0 + 3000, "phone", "contact.close", "c2");
+    assert_queue_order("sales", rest, 2);
+    SEND("5", T0 + 4000, "phone", "contact.close", "c1");
+    assert_queue_order("sales", last, 1);
+    cr_assert_eq(stat_int("queues/sales/waiting"), 1);
+    cr_assert_eq(stat_int("queues/sales/abandoned"), 2);
+    cr_assert_eq(stat_int("contacts/queued"), 1);
+    /* Silent past contact_idle: it expires, and the queue is empty. */
+    cc_engine_tick(e, (uint64_t)T0 + 2000 + e->cfg.contact_idle_ms + 1);
+    cr_assert_eq(stat_int("queues/sales/waiting"), 0);
+    cr_assert_eq(stat_int("contacts/queued"), 0);
+    cr_assert_eq(stat_int("contacts/open"), 0);
+}
+
 /* agent.status with its fields: agent, state, and optionally queues. */
 static char
 agent_status_at(int64_t ts, const char *id, const char *agent,
