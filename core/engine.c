@@ -12,6 +12,7 @@
  * pooled memory: the hot path does not call malloc.
  */
 #include "engine_int.h"
+#include "waitest.h"
 
 #include "mp.h"
 
@@ -573,6 +574,7 @@ queue_remove(struct cc_contact *c) {
     if (q->ltail[c->prio1] == c)
         q->ltail[c->prio1] =
             c->qprev != NULL && c->qprev->prio1 == c->prio1 ? c->qprev : NULL;
+    q->lcount[c->prio1]--;
     if (c->qprev != NULL)
         c->qprev->qnext = c->qnext;
     else
@@ -608,8 +610,64 @@ queue_insert(struct cc_queue *q, struct cc_contact *c) {
     else
         q->head = c;
     q->ltail[c->prio1] = c;
+    q->lcount[c->prio1]++;
     q->waiting++;
     q->joined++;
+}
+
+/* How many callers wait ahead of one joining q at level `level`. */
+static uint64_t
+queue_ahead(const struct cc_queue *q, unsigned level) {
+    uint64_t n = 0;
+    unsigned k;
+
+    for (k = level; k < QUEUE_LEVELS; k++)
+        n += q->lcount[k];
+    return n;
+}
+
+/* A caller's estimated wait: by position (the agents serving the queue
+ * finish a call each handle time on average: the caller's turn comes
+ * after as many completions as callers ahead of it that the free agents
+ * cannot take at once), and by the queue's recent drain rate. */
+struct wait_est {
+    const char *why; /* no estimate by position, and why; else NULL */
+    uint64_t p50_ms, p80_ms;
+    int64_t drain_ms; /* -1: nobody answered in the window */
+};
+
+static void
+wait_estimate(struct cc_engine *e, struct cc_queue *q, uint64_t ahead,
+              uint64_t now, struct wait_est *w) {
+    const struct cc_sl_window *r =
+        cc_sl_running(&q->sl, now, e->cfg.sl_window_min);
+    uint32_t serving = q->agents[AG_AVAILABLE] + q->agents[AG_BUSY];
+    uint32_t free = q->agents[AG_AVAILABLE];
+    double window = (double)e->cfg.sl_window_min * 60000.0, rate, k;
+
+    w->why = NULL;
+    w->p50_ms = w->p80_ms = 0;
+    w->drain_ms = -1;
+    if (serving == 0) {
+        w->why = "no agent serves the queue";
+        return;
+    }
+    if (r->answered != 0)
+        w->drain_ms =
+            ahead < free
+                ? 0
+                : (int64_t)((double)(ahead + 1) * window / (double)r->answered);
+    if (ahead < free)
+        return; /* a free agent takes it at once */
+    if (r->handled == 0) {
+        w->why = "no handle times in the window yet";
+        return;
+    }
+    /* Completions come at `serving` per handle time. */
+    rate = (double)serving * (double)r->handled / (double)r->handle_ms;
+    k = (double)(ahead - free + 1);
+    w->p50_ms = (uint64_t)(cc_gamma_quantile(k, rate, 0) + 0.5);
+    w->p80_ms = (uint64_t)(cc_gamma_quantile(k, rate, CC_Z80) + 0.5);
 }
 
 static uint64_t
@@ -1039,6 +1097,13 @@ sl_answered(struct cc_engine *e, struct cc_contact *c,
     cc_sl_answered(&c->queue->sl, now, wait, met);
     cc_sl_answered(&e->chan_sl[c->channel], now, wait, met);
     sl_check(e, c->queue, now);
+    if (c->joined_est >= 0) {
+        uint64_t est = (uint64_t)c->joined_est;
+        uint64_t err = wait > est ? wait - est : est - wait;
+        c->queue->est_n++;
+        c->queue->est_abs_ms += err;
+        c->queue->est_within30 += err <= 30000;
+    }
 }
 
 static void
@@ -1149,15 +1214,111 @@ pack_queue_agents(msgpack_packer *pk, const uint32_t *by_state) {
 /* "next": the first `limit` callers waiting, in the order they will be
  * answered. */
 static void
-pack_queue_next(struct cc_engine *e, msgpack_packer *pk,
-                const struct cc_queue *q, uint32_t limit, uint64_t now) {
+pack_wait_est(msgpack_packer *pk, const struct wait_est *w) {
+    msgpack_pack_map(pk, 4);
+    cc_pack_str(pk, "p50_ms");
+    if (w->why == NULL)
+        cc_pack_u64(pk, w->p50_ms);
+    else
+        msgpack_pack_nil(pk);
+    cc_pack_str(pk, "p80_ms");
+    if (w->why == NULL)
+        cc_pack_u64(pk, w->p80_ms);
+    else
+        msgpack_pack_nil(pk);
+    cc_pack_str(pk, "drain_ms");
+    if (w->drain_ms >= 0)
+        cc_pack_u64(pk, (uint64_t)w->drain_ms);
+    else
+        msgpack_pack_nil(pk);
+    cc_pack_str(pk, "why");
+    if (w->why != NULL)
+        cc_pack_str(pk, w->why);
+    else
+        msgpack_pack_nil(pk);
+}
+
+static void
+pack_opt_double(msgpack_packer *pk, const char *key, bool have, double v) {
+    cc_pack_str(pk, key);
+    if (have)
+        msgpack_pack_double(pk, v);
+    else
+        msgpack_pack_nil(pk);
+}
+
+/* "estimate": what the queue's estimates rest on (agents serving, handle
+ * time, arrivals), Erlang C for the queue as a whole, and how good the
+ * estimates given at join were. */
+static void
+pack_queue_estimate(struct cc_engine *e, msgpack_packer *pk, struct cc_queue *q,
+                    uint64_t now) {
+    const struct cc_sl_window *r =
+        cc_sl_running(&q->sl, now, e->cfg.sl_window_min);
+    unsigned n = q->agents[AG_AVAILABLE] + q->agents[AG_BUSY];
+    double window = (double)e->cfg.sl_window_min * 60000.0;
+    double aht = r->handled ? (double)r->handle_ms / (double)r->handled : 0;
+    double traffic = (double)r->offered / window * aht;
+    const char *why = n == 0            ? "no agent serves the queue"
+                      : r->handled == 0 ? "no handle times in the window yet"
+                      : traffic >= n    ? "overloaded: more traffic than "
+                                          "agents, waits grow without bound"
+                                        : NULL;
+
+    cc_pack_str(pk, "estimate");
+    msgpack_pack_map(pk, 7);
+    cc_pack_kv_u64(pk, "serving", n);
+    cc_pack_kv_u64(pk, "free", q->agents[AG_AVAILABLE]);
+    cc_pack_str(pk, "aht_ms");
+    if (r->handled != 0)
+        cc_pack_u64(pk, (uint64_t)aht);
+    else
+        msgpack_pack_nil(pk);
+    pack_opt_double(pk, "traffic_erlangs", r->handled != 0, traffic);
+    cc_pack_str(pk, "erlang_c");
+    if (why == NULL) {
+        msgpack_pack_map(pk, 4);
+        pack_opt_double(pk, "p_wait", true, cc_erlang_c(n, traffic));
+        cc_pack_kv_u64(pk, "asa_ms", (uint64_t)cc_erlang_asa(n, traffic, aht));
+        cc_pack_kv_u64(pk, "p50_ms",
+                       (uint64_t)cc_erlang_wait_quantile(n, traffic, aht, 0.5));
+        cc_pack_kv_u64(pk, "p80_ms",
+                       (uint64_t)cc_erlang_wait_quantile(n, traffic, aht, 0.8));
+    } else {
+        msgpack_pack_nil(pk);
+    }
+    cc_pack_str(pk, "why");
+    if (why != NULL)
+        cc_pack_str(pk, why);
+    else
+        msgpack_pack_nil(pk);
+    cc_pack_str(pk, "accuracy");
+    msgpack_pack_map(pk, 3);
+    cc_pack_kv_u64(pk, "answered", q->est_n);
+    cc_pack_str(pk, "mae_ms");
+    if (q->est_n != 0)
+        cc_pack_u64(pk, q->est_abs_ms / q->est_n);
+    else
+        msgpack_pack_nil(pk);
+    pack_opt_double(pk, "within_30s", q->est_n != 0,
+                    (double)q->est_within30 /
+                        (double)(q->est_n ? q->est_n : 1));
+}
+
+static void
+pack_queue_next(struct cc_engine *e, msgpack_packer *pk, struct cc_queue *q,
+                uint32_t limit, uint64_t now) {
     const struct cc_contact *c;
     uint32_t n = q->waiting < limit ? (uint32_t)q->waiting : limit, k = 0;
 
     cc_pack_str(pk, "next");
     msgpack_pack_array(pk, n);
     for (c = q->head; c != NULL && k < n; c = c->qnext) {
-        msgpack_pack_map(pk, 8);
+        struct wait_est w;
+        wait_estimate(e, q, k, now, &w);
+        msgpack_pack_map(pk, 9);
+        cc_pack_str(pk, "estimate");
+        pack_wait_est(pk, &w);
         pack_contact_fields(e, pk, c);
         cc_pack_str(pk, "priority");
         if (c->prio1 != 0)
@@ -1192,16 +1353,17 @@ cc_engine_pack_service_level(struct cc_engine *e, struct cc_str queue,
         return 0;
     }
     for (i = 0; i < e->nqueues; i++) {
-        const struct cc_queue *q = e->queues[i];
+        struct cc_queue *q = e->queues[i];
         if (q->name->len != queue.n || memcmp(q->name->s, queue.p, queue.n))
             continue;
-        msgpack_pack_map(pk, 9);
+        msgpack_pack_map(pk, 10);
         cc_pack_str(pk, "queue");
         cc_pack_strn(pk, queue.p, queue.n);
         cc_pack_kv_u64(pk, "now", now);
         cc_pack_kv_u64(pk, "waiting", q->waiting);
         cc_pack_kv_u64(pk, "longest_wait_ms", longest_wait(q, now));
         pack_queue_agents(pk, q->agents);
+        pack_queue_estimate(e, pk, q, now);
         pack_queue_next(e, pk, q, limit, now);
         cc_pack_str(pk, "below_target");
         if (q->sl.below)
@@ -1766,7 +1928,13 @@ cc_engine_conv_sched(struct cc_engine *e, const struct cc_conv *v, unsigned ch,
 static int
 join_queue(struct cc_engine *e, struct cc_contact *c, struct cc_queue *q,
            const struct cc_event *ev, uint64_t now) {
+    struct wait_est w;
+
     c->prio1 = (ev->flags & CC_EVF_PRIORITY) ? (uint16_t)(ev->priority + 1) : 0;
+    /* The estimate it would be told at its join, kept to measure how good
+     * the estimates are once it is answered. */
+    wait_estimate(e, q, queue_ahead(q, c->prio1), now, &w);
+    c->joined_est = w.why == NULL ? (int64_t)w.p50_ms : -1;
     queue_insert(q, c);
     set_state(e, c, CS_QUEUED);
     c->queued_ts = ev->ts;
@@ -2776,13 +2944,23 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
     for (i = 0; i < e->nqueues; i++) {
         const struct cc_queue *q = e->queues[i];
         cc_pack_strn(pk, q->name->s, q->name->len);
-        msgpack_pack_map(pk, 6);
+        msgpack_pack_map(pk, 9);
         cc_pack_kv_u64(pk, "waiting", q->waiting);
         cc_pack_kv_u64(pk, "joined", q->joined);
         cc_pack_kv_u64(pk, "answered", q->answered);
         cc_pack_kv_u64(pk, "abandoned", q->abandoned);
         cc_pack_kv_u64(pk, "callback_offers", q->offers);
         cc_pack_kv_u64(pk, "callbacks_accepted", q->callbacks);
+        /* The wait estimates given at join, against the waits. */
+        cc_pack_kv_u64(pk, "estimated", q->est_n);
+        cc_pack_str(pk, "estimate_mae_ms");
+        if (q->est_n != 0)
+            cc_pack_u64(pk, q->est_abs_ms / q->est_n);
+        else
+            msgpack_pack_nil(pk);
+        pack_opt_double(pk, "estimate_within_30s", q->est_n != 0,
+                        (double)q->est_within30 /
+                            (double)(q->est_n ? q->est_n : 1));
     }
 
     cc_pack_str(pk, "identity");

@@ -51,7 +51,12 @@ struct cc_queue {
      * of each level, so that a join finds its place in O(levels). */
     struct cc_contact *head, *tail;
     struct cc_contact *ltail[QUEUE_LEVELS];
-    uint32_t agents[AG__COUNT]; /* of the agents serving it, by state */
+    uint32_t lcount[QUEUE_LEVELS]; /* callers waiting at each level */
+    uint32_t agents[AG__COUNT];    /* of the agents serving it, by state */
+    /* How good its estimates were: of the callers answered that had one
+     * at their join, the sum of |actual - estimated| waits and how many
+     * were within 30 s. */
+    uint64_t est_n, est_abs_ms, est_within30;
     uint64_t waiting;
     uint64_t joined, answered, abandoned, offers, callbacks;
     struct cc_sl sl; /* the last hour, by minute */
@@ -103,7 +108,12 @@ struct cc_contact {
     uint64_t hold_total_ms;
     /* queued_ts: when it joined its queue; once answered, when it was
      * answered (where its handle time starts) */
-    int64_t opened_ts, queued_ts, hold_ts;
+    int64_t opened_ts, queued_ts;
+    union {
+        int64_t hold_ts;    /* held: when the hold began */
+        int64_t joined_est; /* queued: the wait estimated at its join, ms
+                               (the median; -1: none) */
+    };
     /* Last line: with the first, all that a message touches. */
     uint64_t last_seen; /* engine time of the last event */
     const struct cc_name *agent;
