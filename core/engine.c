@@ -639,8 +639,7 @@ struct wait_est {
 static void
 wait_estimate(struct cc_engine *e, struct cc_queue *q, uint64_t ahead,
               uint64_t now, struct wait_est *w) {
-    const struct cc_sl_window *r =
-        cc_sl_running(&q->sl, now, e->cfg.sl_window_min);
+    const struct cc_sl_window *r;
     uint32_t serving = q->agents[AG_AVAILABLE] + q->agents[AG_BUSY];
     uint32_t free = q->agents[AG_AVAILABLE];
     double window = (double)e->cfg.sl_window_min * 60000.0, rate, k;
@@ -652,6 +651,7 @@ wait_estimate(struct cc_engine *e, struct cc_queue *q, uint64_t ahead,
         w->why = "no agent serves the queue";
         return;
     }
+    r = cc_sl_running(&q->sl, now, e->cfg.sl_window_min);
     if (r->answered != 0)
         w->drain_ms =
             ahead < free
@@ -1933,8 +1933,12 @@ join_queue(struct cc_engine *e, struct cc_contact *c, struct cc_queue *q,
     c->prio1 = (ev->flags & CC_EVF_PRIORITY) ? (uint16_t)(ev->priority + 1) : 0;
     /* The estimate it would be told at its join, kept to measure how good
      * the estimates are once it is answered. */
-    wait_estimate(e, q, queue_ahead(q, c->prio1), now, &w);
-    c->joined_est = w.why == NULL ? (int64_t)w.p50_ms : -1;
+    c->joined_est = -1;
+    if (q->agents[AG_AVAILABLE] + q->agents[AG_BUSY] != 0) {
+        wait_estimate(e, q, queue_ahead(q, c->prio1), now, &w);
+        if (w.why == NULL)
+            c->joined_est = (int64_t)w.p50_ms;
+    }
     queue_insert(q, c);
     set_state(e, c, CS_QUEUED);
     c->queued_ts = ev->ts;
