@@ -1083,6 +1083,9 @@ main(int argc, char **argv) {
         return usage_error("queue takes --queue Q or --channel C", NULL);
     if (o.channel != NULL && strcmp(cmd, "queue") != 0)
         return usage_error("--channel is an option of queue", NULL);
+    if (o.channel != NULL && o.limit != 0)
+        return usage_error("--limit goes with queue --queue, not --channel",
+                           NULL);
     if (strcmp(cmd, "sla") == 0 &&
         (o.ident_kind == NULL || strcmp(o.ident_kind, "id") != 0 ||
          o.npos != 1))

@@ -345,11 +345,9 @@ res_pause(struct cc_engine *e, struct cc_conv *v, int64_t ts, uint64_t now) {
         e->slas->full++;
         return;
     }
-    /* (Those due by the engine's clock fired when it got there; none is
-     * due before the conversation's timer, armed at or before the clock's
-     * next stage.) */
-    while ((uint64_t)ts > e->wheel.now &&
-           (!cc_timer_armed(&v->timer) || (uint64_t)ts >= v->timer.expires) &&
+    /* (None is due before the conversation's timer, armed at or before
+     * the clock's next stage.) */
+    while ((!cc_timer_armed(&v->timer) || (uint64_t)ts >= v->timer.expires) &&
            (due = res_due(e, v)) <= (uint64_t)ts) {
         cc_engine_fire_conv_stage(e, v, true, v->res.stage, due, now);
         v->res.stage++;

@@ -359,6 +359,19 @@ names_grow(struct cc_engine *e) {
     e->nmask = nb - 1;
 }
 
+/* The name s if it is interned already, else NULL. */
+static struct cc_name *
+name_find(const struct cc_engine *e, struct cc_str s) {
+    uint64_t h = cc_hash(s.p, s.n, e->cfg.seed ^ 0x4e41);
+    struct cc_name *n;
+
+    for (n = e->nbuckets[h & e->nmask]; n != NULL; n = n->hnext) {
+        if (n->hash == h && n->len == s.n && cc_bytes_eq(n->s, s.p, s.n))
+            return n;
+    }
+    return NULL;
+}
+
 const struct cc_name *
 cc_name_intern(struct cc_engine *e, struct cc_str s) {
     uint64_t h = cc_hash(s.p, s.n, e->cfg.seed ^ 0x4e41);
@@ -626,6 +639,15 @@ queue_ahead(const struct cc_queue *q, unsigned level) {
     return n;
 }
 
+/* A duration in ms from a double, capped at about 30 years (and 0 for
+ * anything not positive, NaN included). */
+static uint64_t
+ms_of(double v) {
+    if (!(v > 0))
+        return 0;
+    return v < 1e12 ? (uint64_t)(v + 0.5) : (uint64_t)1e12;
+}
+
 /* A caller's estimated wait: by position (the agents serving the queue
  * finish a call each handle time on average: the caller's turn comes
  * after as many completions as callers ahead of it that the free agents
@@ -653,10 +675,10 @@ wait_estimate(struct cc_engine *e, struct cc_queue *q, uint64_t ahead,
     }
     r = cc_sl_running(&q->sl, now, e->cfg.sl_window_min);
     if (r->answered != 0)
-        w->drain_ms =
-            ahead < free
-                ? 0
-                : (int64_t)((double)(ahead + 1) * window / (double)r->answered);
+        w->drain_ms = ahead < free
+                          ? 0
+                          : (int64_t)ms_of((double)(ahead + 1) * window /
+                                           (double)r->answered);
     if (ahead < free)
         return; /* a free agent takes it at once */
     if (r->handled == 0) {
@@ -666,8 +688,8 @@ wait_estimate(struct cc_engine *e, struct cc_queue *q, uint64_t ahead,
     /* Completions come at `serving` per handle time. */
     rate = (double)serving * (double)r->handled / (double)r->handle_ms;
     k = (double)(ahead - free + 1);
-    w->p50_ms = (uint64_t)(cc_gamma_quantile(k, rate, 0) + 0.5);
-    w->p80_ms = (uint64_t)(cc_gamma_quantile(k, rate, CC_Z80) + 0.5);
+    w->p50_ms = ms_of(cc_gamma_quantile(k, rate, 0));
+    w->p80_ms = ms_of(cc_gamma_quantile(k, rate, CC_Z80));
 }
 
 static uint64_t
@@ -824,9 +846,18 @@ fire_offer(struct cc_engine *e, struct cc_contact *c, uint64_t now) {
     pack_contact_fields(e, pk, c);
     cc_pack_str(pk, "number");
     cc_pack_strn(pk, phone.p, phone.n);
-    cc_pack_kv_u64(pk, "position", queue_position(c));
-    cc_pack_str(pk, "ewt_ms");
-    msgpack_pack_nil(pk); /* no wait estimate yet */
+    {
+        uint64_t pos = queue_position(c);
+        struct wait_est w;
+        cc_pack_kv_u64(pk, "position", pos);
+        /* The median of its estimate by position, nil without one. */
+        wait_estimate(e, c->queue, pos - 1, now, &w);
+        cc_pack_str(pk, "ewt_ms");
+        if (w.why == NULL)
+            cc_pack_u64(pk, w.p50_ms);
+        else
+            msgpack_pack_nil(pk);
+    }
     cc_pack_kv_u64(pk, "waited_ms",
                    now > (uint64_t)c->queued_ts ? now - (uint64_t)c->queued_ts
                                                 : 0);
@@ -1261,9 +1292,10 @@ pack_queue_estimate(struct cc_engine *e, msgpack_packer *pk, struct cc_queue *q,
     double traffic = (double)r->offered / window * aht;
     const char *why = n == 0            ? "no agent serves the queue"
                       : r->handled == 0 ? "no handle times in the window yet"
-                      : traffic >= n    ? "overloaded: more traffic than "
-                                          "agents, waits grow without bound"
-                                        : NULL;
+                      : traffic >= 0.999 * n ? "overloaded: as much traffic "
+                                               "as agents, waits grow without "
+                                               "bound"
+                                             : NULL;
 
     cc_pack_str(pk, "estimate");
     msgpack_pack_map(pk, 7);
@@ -1271,7 +1303,7 @@ pack_queue_estimate(struct cc_engine *e, msgpack_packer *pk, struct cc_queue *q,
     cc_pack_kv_u64(pk, "free", q->agents[AG_AVAILABLE]);
     cc_pack_str(pk, "aht_ms");
     if (r->handled != 0)
-        cc_pack_u64(pk, (uint64_t)aht);
+        cc_pack_u64(pk, ms_of(aht));
     else
         msgpack_pack_nil(pk);
     pack_opt_double(pk, "traffic_erlangs", r->handled != 0, traffic);
@@ -1279,11 +1311,11 @@ pack_queue_estimate(struct cc_engine *e, msgpack_packer *pk, struct cc_queue *q,
     if (why == NULL) {
         msgpack_pack_map(pk, 4);
         pack_opt_double(pk, "p_wait", true, cc_erlang_c(n, traffic));
-        cc_pack_kv_u64(pk, "asa_ms", (uint64_t)cc_erlang_asa(n, traffic, aht));
+        cc_pack_kv_u64(pk, "asa_ms", ms_of(cc_erlang_asa(n, traffic, aht)));
         cc_pack_kv_u64(pk, "p50_ms",
-                       (uint64_t)cc_erlang_wait_quantile(n, traffic, aht, 0.5));
+                       ms_of(cc_erlang_wait_quantile(n, traffic, aht, 0.5)));
         cc_pack_kv_u64(pk, "p80_ms",
-                       (uint64_t)cc_erlang_wait_quantile(n, traffic, aht, 0.8));
+                       ms_of(cc_erlang_wait_quantile(n, traffic, aht, 0.8)));
     } else {
         msgpack_pack_nil(pk);
     }
@@ -1981,6 +2013,9 @@ end_hold(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev) {
     c->sla_sched = 0; /* the hold clock stops */
 }
 
+static int agent_status(struct cc_engine *e, const struct cc_event *ev,
+                        struct cc_reject *rej);
+
 /* Applies a lifecycle event to contact c. Returns 0, or -1 with *rej set
  * and nothing changed. */
 static int
@@ -2099,6 +2134,9 @@ lifecycle(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
     case CC_EV_CALLBACK_DECLINED:
         c->flags &= (uint8_t)~CF_OFFERED;
         return 0;
+    case CC_EV_AGENT_STATUS:
+        /* Naming a contact changes nothing of it. */
+        return agent_status(e, ev, rej);
     default:
         return 0;
     }
@@ -2241,25 +2279,20 @@ agent_state_of(struct cc_str s) {
 
 /* agent.status: the agent's state, and the queues it serves when the event
  * names them (`queues`, replacing those named before). All or nothing:
- * when a queue cannot be taken, nothing changes. */
+ * the limits are checked before anything is created, and the event is
+ * refused with nothing changed when one would be passed. */
 static int
 agent_status(struct cc_engine *e, const struct cc_event *ev,
              struct cc_reject *rej) {
-    struct cc_name *n = (struct cc_name *)cc_name_intern(e, ev->agent);
     struct cc_queue *qs[AGENT_QUEUES];
     enum cc_agent_state st = agent_state_of(ev->state);
+    struct cc_name *n;
     struct cc_agent *a;
-    uint32_t nq = 0, count = 0, i, k;
+    uint32_t nq = 0, count = 0, new_names = 0, new_queues = 0, i, k;
+    struct cc_mp m;
+    struct cc_str qn;
 
-    if (n == NULL) {
-        rej->code = CC_R_LIMIT;
-        rej->key = "agent";
-        rej->detail = "[limits] max_names distinct queue and agent names";
-        return -1;
-    }
     if (ev->queues != NULL) {
-        struct cc_mp m;
-        struct cc_str qn;
         cc_mp_init(&m, ev->queues, ev->queues_len);
         (void)cc_mp_read_array(&m, &count); /* validated when decoded */
         if (count > AGENT_QUEUES) {
@@ -2268,20 +2301,33 @@ agent_status(struct cc_engine *e, const struct cc_event *ev,
             rej->detail = "an agent serves at most 16 queues";
             return -1;
         }
-        for (i = 0; i < count; i++) {
-            if (cc_mp_read_str(&m, &qn) != 0)
-                break;
-            qs[nq] = queue_get(e, qn, rej);
-            if (qs[nq] == NULL)
-                return -1;
-            for (k = 0; k < nq && qs[k] != qs[nq]; k++)
-                ;
-            nq += k == nq; /* a queue named twice counts once */
+        /* What would be new (a name counted twice is harmless: the
+         * check is only stricter). */
+        for (i = 0; i < count && cc_mp_read_str(&m, &qn) == 0; i++) {
+            const struct cc_name *qname = name_find(e, qn);
+            new_names += qname == NULL;
+            new_queues += qname == NULL || qname->queue == NULL;
         }
     }
-    a = n->agent;
-    if (a == NULL) {
-        a = cc_calloc(1, sizeof(*a));
+    n = name_find(e, ev->agent);
+    new_names += n == NULL;
+    if (e->nnames + new_names > e->cfg.max_names) {
+        rej->code = CC_R_LIMIT;
+        rej->key = "agent";
+        rej->detail = "[limits] max_names distinct queue and agent names";
+        return -1;
+    }
+    if (e->nqueues + new_queues > e->cfg.max_queues) {
+        rej->code = CC_R_LIMIT;
+        rej->key = "queues";
+        rej->detail = "[limits] max_queues queues";
+        return -1;
+    }
+    if (n == NULL || n->agent == NULL) {
+        /* The name first: once it is made, the record hangs off it. */
+        if (n == NULL)
+            n = (struct cc_name *)cc_name_intern(e, ev->agent);
+        a = n != NULL ? cc_calloc(1, sizeof(*a)) : NULL;
         if (a == NULL) {
             rej->code = CC_R_LIMIT;
             rej->key = "agent";
@@ -2292,6 +2338,23 @@ agent_status(struct cc_engine *e, const struct cc_event *ev,
         n->agent = a;
         e->nagents++;
         e->agents_by_state[AG_OFFLINE]++;
+    }
+    a = n->agent;
+    /* A late event (older than the state it would replace) changes
+     * nothing: the agent's latest word stands. */
+    if (a->since_ts > ev->ts)
+        return 0;
+    if (ev->queues != NULL) {
+        cc_mp_init(&m, ev->queues, ev->queues_len);
+        (void)cc_mp_read_array(&m, &count);
+        for (i = 0; i < count && cc_mp_read_str(&m, &qn) == 0; i++) {
+            qs[nq] = queue_get(e, qn, rej);
+            if (qs[nq] == NULL)
+                return -1; /* out of memory only: the limits held */
+            for (k = 0; k < nq && qs[k] != qs[nq]; k++)
+                ;
+            nq += k == nq; /* a queue named twice counts once */
+        }
     }
     for (i = 0; i < a->nqueues; i++)
         a->queues[i]->agents[a->state]--;
@@ -2315,10 +2378,14 @@ agent_status(struct cc_engine *e, const struct cc_event *ev,
 static enum cc_verdict
 apply_contactless(struct cc_engine *e, const struct cc_event *ev,
                   const struct ev_idents *ids, bool resolve, uint64_t fp,
-                  uint64_t now) {
+                  uint64_t now, struct cc_reject *rej) {
     struct cc_customer *cust = NULL;
     struct cc_conv_delta d = {0, 0, 0, false};
 
+    if (ev->type == CC_EV_AGENT_STATUS && agent_status(e, ev, rej) != 0) {
+        cc_engine_count_reject(e, rej->code);
+        return CC_REJECTED;
+    }
     if (resolve)
         cust = resolve_idents(e, NULL, ev, ids);
     if (ev->type == CC_EV_CONVERSATION_RESOLVE || ev->type == CC_EV_FEEDBACK)
@@ -2345,8 +2412,6 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
         e->duplicates++;
         return CC_DUPLICATE;
     }
-    if (ev->type == CC_EV_AGENT_STATUS && agent_status(e, ev, rej) != 0)
-        goto rejected;
     if (ev->contact.n != 0)
         c = cc_contact_find(e, ev->channel, ev->contact, h);
     resolve = wants_identity(ev, c);
@@ -2360,7 +2425,7 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
         }
     }
     if (ev->contact.n == 0)
-        return apply_contactless(e, ev, ids, resolve, fp, now);
+        return apply_contactless(e, ev, ids, resolve, fp, now, rej);
     d.created = false;
     d.thread_key = k->thread;
     if (c == NULL) {
@@ -2387,7 +2452,7 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
             if (ev->type >= CC_EV_CALLBACK_ACCEPTED &&
                 ev->type <= CC_EV_CALLBACK_FAILED)
                 e->callback_unknown++;
-            return apply_contactless(e, ev, ids, resolve, fp, now);
+            return apply_contactless(e, ev, ids, resolve, fp, now, rej);
         } else {
             rej->code = CC_R_STATE;
             rej->key = NULL;

@@ -19,10 +19,12 @@ cc_erlang_c(unsigned n, double a) {
 
 double
 cc_gamma_quantile(double k, double rate, double z) {
-    double c = 1.0 / (9.0 * k), t = 1.0 - c + z * sqrt(c);
+    double c, t;
 
-    if (k <= 0 || rate <= 0)
+    if (!(k > 0) || !(rate > 0))
         return 0;
+    c = 1.0 / (9.0 * k);
+    t = 1.0 - c + z * sqrt(c);
     if (t < 0)
         t = 0;
     return k * t * t * t / rate;

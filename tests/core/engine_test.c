@@ -384,6 +384,12 @@ Test(engine, callback_offer_then_cancel_on_answer, .init = setup_no_sla,
     cr_assert(tmap_str_is(&u.data, "queue", "sales"));
     cr_assert_eq(tmap_int(&u.data, "position"), 2);
     cr_assert_eq(tmap_int(&u.data, "waited_ms"), 120000);
+    /* No agent serves sales: no estimate rather than a made-up one. */
+    {
+        msgpack_object ewt;
+        cr_assert(tmap_get(&u.data, "ewt_ms", &ewt));
+        cr_assert_eq(ewt.type, MSGPACK_OBJECT_NIL);
+    }
     cc_outbox_clear(cc_engine_outbox(e));
     SEND("4", T0 + 130000, "phone", "agent.answer", "c2");
     cr_assert_eq(cc_engine_outbox(e)->n, 1);
@@ -2219,4 +2225,42 @@ Test(engine, queue_estimates_by_position_and_their_accuracy, .init = setup,
                  'a');
     cr_assert_eq(next_estimate("sales", 0, "p50_ms", why, sizeof(why)), -1);
     cr_assert_str_eq(why, "no agent serves the queue");
+}
+
+/* agent.status is all or nothing: refused (a contact it names is
+ * unknown, or the queues would pass max_queues), it changes neither the
+ * agent nor the queues; and an event older than the agent's last changes
+ * nothing. */
+Test(engine, agent_status_refused_or_late_changes_nothing, .init = setup,
+     .fini = teardown) {
+    static const char *const sales[] = {"sales"};
+    static const char *const others[] = {"other"};
+
+    cr_assert_eq(agent_status_at(T0, "1", "ann", "available", sales, 1), 'a');
+    /* Naming a contact nobody opened: refused, ann still available. */
+    tb_reset(&t);
+    msgpack_pack_map(&t.pk, 7);
+    tb_kv_str(&t, "id", "2");
+    tb_kv_int(&t, "ts", T0 + 1000);
+    tb_kv_str(&t, "channel", "phone");
+    tb_kv_str(&t, "type", "agent.status");
+    tb_kv_str(&t, "agent", "ann");
+    tb_kv_str(&t, "state", "busy");
+    tb_kv_str(&t, "contact", "nobody");
+    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)T0 + 1000, &rep);
+    cr_assert_eq(rep.rejected, 1);
+    cr_assert_eq(queue_agents("sales", "available"), 1);
+    cr_assert_eq(queue_agents("sales", "busy"), 0);
+    /* One queue more than max_queues allows: refused, and no queue made. */
+    e->cfg.max_queues = e->nqueues;
+    cr_assert_eq(agent_status_at(T0 + 2000, "3", "ann", "busy", others, 1),
+                 'r');
+    cr_assert_eq(rep.rej[0].rej.code, CC_R_LIMIT);
+    cr_assert_eq(e->nqueues, 1);
+    cr_assert_eq(queue_agents("sales", "available"), 1);
+    /* Late: stamped before the last applied, it changes nothing. */
+    cr_assert_eq(agent_status_at(T0 + 3000, "4", "ann", "away", NULL, -1), 'a');
+    cr_assert_eq(agent_status_at(T0 + 2500, "5", "ann", "busy", NULL, -1), 'a');
+    cr_assert_eq(queue_agents("sales", "away"), 1);
+    cr_assert_eq(queue_agents("sales", "busy"), 0);
 }
