@@ -1278,6 +1278,23 @@ pack_opt_double(msgpack_packer *pk, const char *key, bool have, double v) {
         msgpack_pack_nil(pk);
 }
 
+/* How good q's estimates at join were, under the three keys given: how
+ * many were answered, their mean absolute error, the share within 30 s. */
+static void
+pack_est_accuracy(msgpack_packer *pk, const struct cc_queue *q,
+                  const char *n_key, const char *mae_key,
+                  const char *within_key) {
+    cc_pack_kv_u64(pk, n_key, q->est_n);
+    cc_pack_str(pk, mae_key);
+    if (q->est_n != 0)
+        cc_pack_u64(pk, q->est_abs_ms / q->est_n);
+    else
+        msgpack_pack_nil(pk);
+    pack_opt_double(pk, within_key, q->est_n != 0,
+                    (double)q->est_within30 /
+                        (double)(q->est_n ? q->est_n : 1));
+}
+
 /* "estimate": what the queue's estimates rest on (agents serving, handle
  * time, arrivals), Erlang C for the queue as a whole, and how good the
  * estimates given at join were. */
@@ -1326,15 +1343,7 @@ pack_queue_estimate(struct cc_engine *e, msgpack_packer *pk, struct cc_queue *q,
         msgpack_pack_nil(pk);
     cc_pack_str(pk, "accuracy");
     msgpack_pack_map(pk, 3);
-    cc_pack_kv_u64(pk, "answered", q->est_n);
-    cc_pack_str(pk, "mae_ms");
-    if (q->est_n != 0)
-        cc_pack_u64(pk, q->est_abs_ms / q->est_n);
-    else
-        msgpack_pack_nil(pk);
-    pack_opt_double(pk, "within_30s", q->est_n != 0,
-                    (double)q->est_within30 /
-                        (double)(q->est_n ? q->est_n : 1));
+    pack_est_accuracy(pk, q, "answered", "mae_ms", "within_30s");
 }
 
 static void
@@ -3021,15 +3030,8 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
         cc_pack_kv_u64(pk, "callback_offers", q->offers);
         cc_pack_kv_u64(pk, "callbacks_accepted", q->callbacks);
         /* The wait estimates given at join, against the waits. */
-        cc_pack_kv_u64(pk, "estimated", q->est_n);
-        cc_pack_str(pk, "estimate_mae_ms");
-        if (q->est_n != 0)
-            cc_pack_u64(pk, q->est_abs_ms / q->est_n);
-        else
-            msgpack_pack_nil(pk);
-        pack_opt_double(pk, "estimate_within_30s", q->est_n != 0,
-                        (double)q->est_within30 /
-                            (double)(q->est_n ? q->est_n : 1));
+        pack_est_accuracy(pk, q, "estimated", "estimate_mae_ms",
+                          "estimate_within_30s");
     }
 
     cc_pack_str(pk, "identity");
