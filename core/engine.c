@@ -1423,22 +1423,6 @@ cc_engine_pack_service_level(struct cc_engine *e, struct cc_str queue,
 
 /* ---- SLA queries ------------------------------------------------------ */
 
-/* The breach's due time of a contact's running clock (CC_CAL_NEVER when
- * its calendar has none). */
-static uint64_t
-sched_breach(const struct cc_sched *sc, uint64_t start) {
-    unsigned i;
-    for (i = 0; i < sc->nstages; i++)
-        if (sc->st[i].type == CC_ST_BREACH)
-            return cc_sched_due(sc, i, start);
-    return CC_CAL_NEVER;
-}
-
-static uint64_t
-breach_due(const struct cc_sched *sc, const struct cc_contact *c) {
-    return sched_breach(sc, (uint64_t)clock_start(c));
-}
-
 static void
 pack_due(msgpack_packer *pk, uint64_t due) {
     if (due == CC_CAL_NEVER)
@@ -1472,6 +1456,21 @@ pos_breach(const struct cc_sched *sc, const struct clock_pos *p) {
         if (sc->st[i].type == CC_ST_BREACH)
             return pos_due(sc, i, p);
     return CC_CAL_NEVER;
+}
+
+/* Where a contact's clock (answer or hold: they never pause) stands. */
+static struct clock_pos
+contact_clock_pos(const struct cc_contact *c) {
+    uint64_t start = (uint64_t)clock_start(c);
+    return (struct clock_pos){start, start, 0, false};
+}
+
+/* The breach's due time of a contact's running clock (CC_CAL_NEVER when
+ * its calendar has none). */
+static uint64_t
+breach_due(const struct cc_sched *sc, const struct cc_contact *c) {
+    struct clock_pos p = contact_clock_pos(c);
+    return pos_breach(sc, &p);
 }
 
 /* What every clock answers with: 9 pairs (clock, start, target_ms,
@@ -1524,8 +1523,7 @@ pack_clock_common(struct cc_engine *e, msgpack_packer *pk,
 static void
 pack_clock(struct cc_engine *e, msgpack_packer *pk, const struct cc_contact *c,
            const struct cc_sched *sc) {
-    struct clock_pos p = {(uint64_t)clock_start(c), (uint64_t)clock_start(c), 0,
-                          false};
+    struct clock_pos p = contact_clock_pos(c);
 
     msgpack_pack_map(pk, CLOCK_PAIRS + 6);
     pack_contact_fields(e, pk, c);

@@ -678,20 +678,11 @@ Test(engine, answer_clock_counts_business_hours, .init = setup_office,
  * fires at once. */
 Test(engine, answer_clock_follows_new_policies, .init = setup,
      .fini = teardown) {
-    struct cc_config *cfg = calloc(1, sizeof(*cfg));
-    char err[512] = "";
-
     join_at(T0, "1", "phone", "c1", "sales", -1);
     cc_engine_tick(e, (uint64_t)T0 + 17000);
     cr_assert_eq(cc_engine_outbox(e)->n, 1); /* the warning at 16 s */
     cc_outbox_clear(cc_engine_outbox(e));
-    cc_config_defaults(cfg);
-    cr_assert_eq(cc_config_load_string(cfg,
-                                       "[sla.phone]\nanswer = 60s\n"
-                                       "warn = 10s, 50%\n",
-                                       "t", err, sizeof(err)),
-                 0, "%s", err);
-    cr_assert_eq(cc_engine_set_sla(e, &cfg->sla, err, sizeof(err)), 0);
+    reload_sla("[sla.phone]\nanswer = 60s\nwarn = 10s, 50%\n");
     /* Warning 1 fired under the old policy: the new first warning (30 s)
      * is not repeated, the second (50 s) is new; the breach moves from
      * 20 s to 60 s. */
@@ -708,16 +699,10 @@ Test(engine, answer_clock_follows_new_policies, .init = setup,
     assert_sla(0, "sla.breach", 0, T0 + 60000);
     cc_outbox_clear(cc_engine_outbox(e));
     /* Tightened below the time waited: the breach fires at once. */
-    cr_assert_eq(cc_config_load_string(cfg,
-                                       "[sla.phone]\nanswer = 10s\n"
-                                       "escalate = +100%\n",
-                                       "t", err, sizeof(err)),
-                 0, "%s", err);
-    cr_assert_eq(cc_engine_set_sla(e, &cfg->sla, err, sizeof(err)), 0);
+    reload_sla("[sla.phone]\nanswer = 10s\nescalate = +100%\n");
     cc_engine_tick(e, (uint64_t)T0 + 60001);
     cr_assert_eq(cc_engine_outbox(e)->n, 1);
     assert_sla(0, "sla.escalation", 1, T0 + 20000);
-    free(cfg);
 }
 
 /* The callback offer and the answer clock share the contact's timer: both
@@ -816,35 +801,22 @@ Test(engine, answer_clock_matches_conversation_tags, .init = setup_vip,
  * fire again when the policy comes back. */
 Test(engine, answer_clock_survives_two_reloads, .init = setup,
      .fini = teardown) {
-    struct cc_config *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
-    char err[512] = "";
+    static const char *const a = "[sla.phone]\nanswer = 60s\n"
+                                 "warn = 10%, 20%\n";
+    static const char *const b = "[sla.phone]\nanswer = 60s\nwarn = 50%\n";
 
-    cc_config_defaults(a);
-    cr_assert_eq(cc_config_load_string(a,
-                                       "[sla.phone]\nanswer = 60s\n"
-                                       "warn = 10%, 20%\n",
-                                       "a", err, sizeof(err)),
-                 0, "%s", err);
-    cc_config_defaults(b);
-    cr_assert_eq(cc_config_load_string(b,
-                                       "[sla.phone]\nanswer = 60s\n"
-                                       "warn = 50%\n",
-                                       "b", err, sizeof(err)),
-                 0, "%s", err);
-    cr_assert_eq(cc_engine_set_sla(e, &a->sla, err, sizeof(err)), 0);
+    reload_sla(a);
     join_at(T0, "1", "phone", "c1", "sales", -1);
     cc_engine_tick(e, (uint64_t)T0 + 13000);
     cr_assert_eq(cc_engine_outbox(e)->n, 2); /* warnings at 6 s and 12 s */
     cc_outbox_clear(cc_engine_outbox(e));
-    cr_assert_eq(cc_engine_set_sla(e, &b->sla, err, sizeof(err)), 0);
-    cr_assert_eq(cc_engine_set_sla(e, &a->sla, err, sizeof(err)), 0);
+    reload_sla(b);
+    reload_sla(a);
     cc_engine_tick(e, (uint64_t)T0 + 59999);
     cr_assert_eq(cc_engine_outbox(e)->n, 0);
     cc_engine_tick(e, (uint64_t)T0 + 60000);
     cr_assert_eq(cc_engine_outbox(e)->n, 1);
     assert_sla(0, "sla.breach", 0, T0 + 60000);
-    free(a);
-    free(b);
 }
 
 /* A transfer to another queue starts a new answer clock; closing the
@@ -1333,25 +1305,17 @@ Test(engine, at_risk_picks_the_soonest_of_many, .init = setup,
 
 /* A reload while a caller is on hold moves the hold clock's deadline. */
 Test(engine, hold_clock_follows_new_policies, .init = setup, .fini = teardown) {
-    struct cc_config *cfg = calloc(1, sizeof(*cfg));
-    char err[512] = "";
-
     SEND("1", T0, "phone", "agent.answer", "c1");
     SEND("2", T0, "phone", "hold.start", "c1");
     cc_engine_tick(e, (uint64_t)T0 + 49000);
     cr_assert_eq(cc_engine_outbox(e)->n, 1); /* warned at 48 s */
     cc_outbox_clear(cc_engine_outbox(e));
-    cc_config_defaults(cfg);
-    cr_assert_eq(cc_config_load_string(cfg, "[sla.phone]\nhold = 2m\n", "t",
-                                       err, sizeof(err)),
-                 0, "%s", err);
-    cr_assert_eq(cc_engine_set_sla(e, &cfg->sla, err, sizeof(err)), 0);
+    reload_sla("[sla.phone]\nhold = 2m\n");
     /* Warned once already; the breach moves from 60 s to 120 s. */
     cc_engine_tick(e, (uint64_t)T0 + 119999);
     cr_assert_eq(cc_engine_outbox(e)->n, 0);
     cc_engine_tick(e, (uint64_t)T0 + 120000);
     cr_assert_eq(cc_engine_outbox(e)->n, 1);
-    free(cfg);
 }
 
 /* ---- the response clock ------------------------------------------------ */

@@ -117,6 +117,17 @@ req_once(const char *addr, const void *buf, size_t len, msgpack_unpacked *u,
     return rc;
 }
 
+/* Sends the events built in t on the acknowledged ingest socket and
+ * checks that `accepted` of them were accepted. */
+static void
+send_acked(int64_t accepted) {
+    msgpack_unpacked u;
+
+    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
+    cr_assert_eq(tmap_int(&u.data, "accepted"), accepted);
+    msgpack_unpacked_destroy(&u);
+}
+
 static void
 query_stats(msgpack_unpacked *u) {
     struct tb q;
@@ -308,9 +319,7 @@ Test(daemon, bad_input_gets_a_reason_and_the_daemon_lives_on) {
     tb_reset(&t);
     /* And valid work still goes through. */
     tb_event(&t, "ok", T0, "chat", "contact.open", "s1", NULL);
-    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
-    cr_assert_eq(tmap_int(&u.data, "accepted"), 1);
-    msgpack_unpacked_destroy(&u);
+    send_acked(1);
     query_stats(&u);
     cr_assert_eq(tmap_int(&u.data, "engine/events/malformed_messages"), 4);
     cr_assert_eq(tmap_int(&u.data, "server/oversized_messages"), 1);
@@ -365,9 +374,7 @@ Test(daemon, hold_breach_arrives_on_time) {
     tb_event(&t, "h1", (int64_t)held_at, "phone", "agent.answer", "call-7",
              "+15557654321");
     tb_event(&t, "h2", (int64_t)held_at, "phone", "hold.start", "call-7", NULL);
-    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
-    cr_assert_eq(tmap_int(&u.data, "accepted"), 2);
-    msgpack_unpacked_destroy(&u);
+    send_acked(2);
 
     cr_assert_eq(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), 0,
                  "no sla.breach alert within 5 s");
@@ -407,16 +414,45 @@ recv_sla(nng_socket sub, char *topic, size_t n, msgpack_unpacked *u, char **buf,
     return at;
 }
 
+/* Receives the next SLA alert and checks it: topic, clock, contact (NULL:
+ * not checked), due time, and that it came on time. */
+static void
+expect_sla(nng_socket sub, const char *topic, const char *clock,
+           const char *contact, int64_t due) {
+    msgpack_unpacked u;
+    char got_topic[32], *buf, what[64];
+    size_t len;
+    uint64_t got = recv_sla(sub, got_topic, sizeof(got_topic), &u, &buf, &len);
+
+    cr_assert_str_eq(got_topic, topic);
+    cr_assert(tmap_str_is(&u.data, "clock", clock), "%s: not %s", topic, clock);
+    if (contact != NULL)
+        cr_assert(tmap_str_is(&u.data, "contact", contact), "%s: not %s", topic,
+                  contact);
+    cr_assert_eq(tmap_int(&u.data, "due"), due);
+    snprintf(what, sizeof(what), "%s %s", clock, topic);
+    assert_on_time(got, due, what);
+    msgpack_unpacked_destroy(&u);
+    nng_free(buf, len);
+}
+
+/* Checks that no alert arrives within ms. */
+static void
+expect_no_alert(nng_socket sub, int ms, const char *why) {
+    char *buf;
+    size_t len;
+
+    nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, ms);
+    cr_assert_eq(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), NNG_ETIMEDOUT, "%s",
+                 why);
+}
+
 /* Short targets: the warning and the breach of a caller left waiting
  * arrive on the alert socket at their due times; a caller answered in
  * time raises nothing. */
 Test(daemon, sla_answer_alerts_arrive_on_time) {
     nng_socket sub;
-    msgpack_unpacked u;
-    char topic[32], *buf;
-    size_t len;
-    uint64_t t0, got;
-    int64_t due;
+    uint64_t t0;
     int i;
 
     start_daemon("[sla.phone]\nanswer = 1s\nwarn = 50%\n");
@@ -436,42 +472,17 @@ Test(daemon, sla_answer_alerts_arrive_on_time) {
         tb_kv_str(&t, "contact", contact);
         tb_kv_str(&t, "queue", "sales");
     }
-    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
-    cr_assert_eq(tmap_int(&u.data, "accepted"), 2);
-    msgpack_unpacked_destroy(&u);
+    send_acked(2);
     /* call-1 is answered well within its target. */
     tb_reset(&t);
     tb_event(&t, "a1", (int64_t)t0 + 100, "phone", "agent.answer", "call-1",
              NULL);
-    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
-    cr_assert_eq(tmap_int(&u.data, "accepted"), 1);
-    msgpack_unpacked_destroy(&u);
+    send_acked(1);
 
-    got = recv_sla(sub, topic, sizeof(topic), &u, &buf, &len);
-    cr_assert_str_eq(topic, "sla.warning");
-    cr_assert(tmap_str_is(&u.data, "contact", "call-0"));
-    cr_assert(tmap_str_is(&u.data, "clock", "answer"));
-    due = tmap_int(&u.data, "due");
-    cr_assert_eq(due, (int64_t)t0 + 500);
-    assert_on_time(got, due, "answer warning");
-    msgpack_unpacked_destroy(&u);
-    nng_free(buf, len);
-
-    got = recv_sla(sub, topic, sizeof(topic), &u, &buf, &len);
-    cr_assert_str_eq(topic, "sla.breach");
-    cr_assert(tmap_str_is(&u.data, "contact", "call-0"));
-    due = tmap_int(&u.data, "due");
-    cr_assert_eq(due, (int64_t)t0 + 1000);
-    assert_on_time(got, due, "answer breach");
-    msgpack_unpacked_destroy(&u);
-    nng_free(buf, len);
-
+    expect_sla(sub, "sla.warning", "answer", "call-0", (int64_t)t0 + 500);
+    expect_sla(sub, "sla.breach", "answer", "call-0", (int64_t)t0 + 1000);
     /* Nothing for the answered caller. */
-    {
-        nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 700);
-        cr_assert_eq(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), NNG_ETIMEDOUT,
-                     "an alert for the caller answered in time");
-    }
+    expect_no_alert(sub, 700, "an alert for the caller answered in time");
     nng_close(sub);
     cr_assert_eq(stop_daemon(), 0);
 }
@@ -481,11 +492,7 @@ Test(daemon, sla_answer_alerts_arrive_on_time) {
  * customer's clock. */
 Test(daemon, sla_first_response_alerts_and_a_reply_cancels) {
     nng_socket sub;
-    msgpack_unpacked u;
-    char topic[32], *buf;
-    size_t len;
-    uint64_t t0, got;
-    int64_t due;
+    uint64_t t0;
 
     start_daemon("[sla.chat]\nfirst_response = 1s\nwarn = 50%\n");
     sub = subscribe_alerts("sla.");
@@ -498,28 +505,12 @@ Test(daemon, sla_first_response_alerts_and_a_reply_cancels) {
              "+15558880001");
     tb_event(&t, "r1", (int64_t)t0 + 100, "chat", "message.out", "chat-1",
              NULL);
-    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
-    cr_assert_eq(tmap_int(&u.data, "accepted"), 3);
-    msgpack_unpacked_destroy(&u);
+    send_acked(3);
 
-    got = recv_sla(sub, topic, sizeof(topic), &u, &buf, &len);
-    cr_assert_str_eq(topic, "sla.warning");
-    cr_assert(tmap_str_is(&u.data, "clock", "first_response"));
-    due = tmap_int(&u.data, "due");
-    cr_assert_eq(due, (int64_t)t0 + 500);
-    assert_on_time(got, due, "first response warning");
-    msgpack_unpacked_destroy(&u);
-    nng_free(buf, len);
-    got = recv_sla(sub, topic, sizeof(topic), &u, &buf, &len);
-    cr_assert_str_eq(topic, "sla.breach");
-    cr_assert_eq(tmap_int(&u.data, "due"), (int64_t)t0 + 1000);
-    assert_on_time(got, (int64_t)t0 + 1000, "first response breach");
-    msgpack_unpacked_destroy(&u);
-    nng_free(buf, len);
+    expect_sla(sub, "sla.warning", "first_response", NULL, (int64_t)t0 + 500);
+    expect_sla(sub, "sla.breach", "first_response", NULL, (int64_t)t0 + 1000);
     /* Nothing for the customer answered in time. */
-    nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 700);
-    cr_assert_eq(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), NNG_ETIMEDOUT,
-                 "an alert for the chat answered in time");
+    expect_no_alert(sub, 700, "an alert for the chat answered in time");
     nng_close(sub);
     cr_assert_eq(stop_daemon(), 0);
 }
@@ -565,9 +556,7 @@ Test(daemon, sla_resolution_alerts_count_agent_time_only) {
              NULL);
     tb_event(&t, "x2", (int64_t)t0 + 300, "chat", "conversation.resolve", NULL,
              "+15558881002");
-    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
-    cr_assert_eq(tmap_int(&u.data, "accepted"), 7);
-    msgpack_unpacked_destroy(&u);
+    send_acked(7);
 
     for (k = 0; k < 4; k++) {
         int64_t due;
@@ -587,9 +576,7 @@ Test(daemon, sla_resolution_alerts_count_agent_time_only) {
         nng_free(buf, len);
     }
     /* Nothing for the resolved conversation. */
-    nng_socket_set_ms(sub, NNG_OPT_RECVTIMEO, 700);
-    cr_assert_eq(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), NNG_ETIMEDOUT,
-                 "an alert for the resolved conversation");
+    expect_no_alert(sub, 700, "an alert for the resolved conversation");
     nng_close(sub);
     cr_assert_eq(stop_daemon(), 0);
 }
@@ -638,9 +625,7 @@ Test(daemon, at_risk_query_ranks_waiting_callers) {
         tb_kv_str(&t, "contact", i ? "call-b" : "call-a");
         tb_kv_str(&t, "queue", "sales");
     }
-    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
-    cr_assert_eq(tmap_int(&u.data, "accepted"), 2);
-    msgpack_unpacked_destroy(&u);
+    send_acked(2);
 
     a = query_at_risk("sales", 5, &u);
     cr_assert_eq(a.via.array.size, 2);
@@ -656,9 +641,7 @@ Test(daemon, at_risk_query_ranks_waiting_callers) {
     tb_reset(&t);
     tb_event(&t, "m0", (int64_t)now - 50000, "chat", "message.in", "chat-a",
              "+15558882000");
-    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
-    cr_assert_eq(tmap_int(&u.data, "accepted"), 1);
-    msgpack_unpacked_destroy(&u);
+    send_acked(1);
     a = query_at_risk(NULL, 4, &u);
     cr_assert_eq(a.via.array.size, 4);
     cr_assert(tmap_str_is(&a.via.array.ptr[0], "clock", "first_response"));
@@ -730,9 +713,7 @@ Test(daemon, callback_offer_reaches_a_callback_system) {
     tb_str(&t, "customer");
     msgpack_pack_map(&t.pk, 1);
     tb_kv_str(&t, "phone", "+15550009");
-    cr_assert_eq(req_once(d.addr[1], t.sb.data, t.sb.size, &u, 5000), 0);
-    cr_assert_eq(tmap_int(&u.data, "accepted"), 1);
-    msgpack_unpacked_destroy(&u);
+    send_acked(1);
     cr_assert_eq(nng_recv(pull, &buf, &len, NNG_FLAG_ALLOC), 0,
                  "no callback trigger within 5 s");
     msgpack_unpacked_init(&u);
