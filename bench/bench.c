@@ -272,6 +272,11 @@ bench_engine(uint32_t contacts, uint64_t customers, int anonymous,
                 cfg.max_conversations = pop * 2;
         }
         cfg.hold_long_ms = 600000;
+        /* The offer rules as before callbacks had more than the waited
+         * one: the bench's callers join queues thousands deep, and an
+         * offer at every join would measure the trigger socket. */
+        cfg.cb.def.v[CC_CB_WAIT_OVER] = 0;
+        cfg.cb.def.v[CC_CB_POSITION_OVER] = 0;
         if (no_sla) {
             char err[256];
             cc_config_defaults(&sla_off);

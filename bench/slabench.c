@@ -299,6 +299,7 @@ bench_sla(const char *bin, uint64_t clocks, uint64_t rate) {
             "ingest_ack = tcp://127.0.0.1:%d\n"
             "callbacks = tcp://127.0.0.1:%d\nlog_level = error\n"
             "[callback]\noffer_after_waiting = 0\n"
+            "offer_when_wait_over = 0\noffer_when_position_over = 0\n"
             "[sla.phone.bulk]\nqueue = bulk\nanswer = 1h\n"
             "[sla.phone]\nanswer = 2s\nwarn = 50%%\n",
             ingest, query, alerts, free_port(), free_port());

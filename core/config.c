@@ -60,8 +60,6 @@ static const struct key keys[] = {
      365 * DAY_MS, NULL},
     {"hold", "long", K_DURATION, OFF(hold_long_ms), "60s", 1000, 7 * DAY_MS,
      NULL},
-    {"callback", "offer_after_waiting", K_DURATION, OFF(offer_after_waiting_ms),
-     "3m", 0, 7 * DAY_MS, NULL},
     {"identity", "default_country", K_UINT, OFF(default_country), "1", 1, 999,
      NULL},
     {"identity", "max_identifiers", K_UINT, OFF(max_identifiers), "50", 2,
@@ -263,6 +261,7 @@ cc_config_defaults(struct cc_config *cfg) {
     rc = cc_sla_config_finish(&cfg->sla, &cfg->channels, cfg->hold_long_ms,
                               NULL, why, sizeof(why));
     CC_ASSERT(rc == 0);
+    cc_cb_config_init(&cfg->cb);
 }
 
 struct load_ctx {
@@ -288,6 +287,17 @@ handler(void *user, const char *section, const char *name, const char *value) {
         strncmp(section, "calendar.", 9) == 0) {
         if (cc_sla_config_set(&c->cfg->sla, section, name, value, c->line, why,
                               sizeof(why)) != 0) {
+            snprintf(c->err, c->errlen, "%s:%d: [%s] %s = %s: %s", c->name,
+                     c->line, section, name, value, why);
+            c->failed = true;
+            return 0;
+        }
+        return 1;
+    }
+    if (strcmp(section, "callback") == 0 ||
+        strncmp(section, "callback.", 9) == 0) {
+        if (cc_cb_config_set(&c->cfg->cb, section, name, value, c->line, why,
+                             sizeof(why)) != 0) {
             snprintf(c->err, c->errlen, "%s:%d: [%s] %s = %s: %s", c->name,
                      c->line, section, name, value, why);
             c->failed = true;
@@ -347,6 +357,7 @@ load(struct load_ctx *c) {
 
     /* The file's policies come first; the built-in ones follow them. */
     cc_sla_config_init(&c->cfg->sla);
+    cc_cb_config_init(&c->cfg->cb);
     rc = ini_parse_stream(reader, c, handler, c);
     if (c->failed)
         return CC_EINVAL;
@@ -370,6 +381,10 @@ load(struct load_ctx *c) {
     if (cc_sla_config_finish(&c->cfg->sla, &c->cfg->channels,
                              c->cfg->hold_long_ms, NULL, why,
                              sizeof(why)) != 0) {
+        snprintf(c->err, c->errlen, "%s:%s", c->name, why);
+        return CC_EINVAL;
+    }
+    if (cc_cb_config_finish(&c->cfg->cb, &c->cfg->sla, why, sizeof(why)) != 0) {
         snprintf(c->err, c->errlen, "%s:%s", c->name, why);
         return CC_EINVAL;
     }
@@ -557,5 +572,6 @@ cc_config_write(const struct cc_config *cfg, FILE *out) {
         }
         fputc('\n', out);
     }
+    cc_cb_config_write(&cfg->cb, out, write_duration);
     write_sla(&cfg->sla, out);
 }

@@ -9,6 +9,7 @@
 #ifndef CC_CONFIG_H
 #define CC_CONFIG_H
 
+#include "cbconfig.h"
 #include "cc.h"
 #include "event.h"
 #include "sla.h"
@@ -45,8 +46,6 @@ struct cc_config {
     uint64_t contact_idle_ms;
     /* [hold] */
     uint64_t hold_long_ms;
-    /* [callback] */
-    uint64_t offer_after_waiting_ms;
     /* [identity] */
     uint64_t default_country;
     uint64_t max_identifiers;
@@ -67,6 +66,8 @@ struct cc_config {
     struct cc_channels channels;
     /* [sla.*] and [calendar.*], built-in policies last */
     struct cc_sla_config sla;
+    /* [callback] and [callback.queue.*] */
+    struct cc_cb_config cb;
 };
 
 /* Fills cfg with the embedded defaults. */

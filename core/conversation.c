@@ -19,9 +19,6 @@
 
 #include <string.h>
 
-/* Flags of a conversation. */
-enum { CVF_SENTIMENT = 1 << 0 };
-
 static const char *const live_state_names[] = {"open", "queued", "connected",
                                                "held"};
 
@@ -983,6 +980,8 @@ resolve(struct cc_engine *e, struct cc_conv *v, const struct cc_event *ev,
         }
     }
     cc_wheel_arm(&e->wheel, &v->timer, now + e->cfg.reopen_window_ms);
+    if (v->flags & CVF_CALLBACK)
+        cc_cb_served(e, v, NULL, now, "resolved");
 }
 
 static void
@@ -1292,6 +1291,7 @@ conv_merge(struct cc_engine *e, struct cc_conv *v, struct cc_conv *w) {
     memcpy(v->tags, w->tags, sizeof(v->tags));
     if (v->topic == 0)
         v->topic = w->topic;
+    v->flags |= w->flags & CVF_CALLBACK;
     if ((w->flags & CVF_SENTIMENT) &&
         (!(v->flags & CVF_SENTIMENT) || w->last_ts > v->last_ts)) {
         v->sentiment = w->sentiment;

@@ -25,7 +25,7 @@ void
 cc_engine_config_defaults(struct cc_engine_config *c) {
     memset(c, 0, sizeof(*c));
     c->hold_long_ms = 60000;
-    c->offer_after_waiting_ms = 180000;
+    cc_cb_config_init(&c->cb);
     c->contact_idle_ms = 3 * 86400000ULL;
     c->dedup_window = 1000000;
     c->max_contacts = 2000000;
@@ -161,9 +161,13 @@ cc_engine_new(struct cc_engine **out, const struct cc_engine_config *cfg,
     }
     if (cc_convs_init(e) != 0)
         goto fail_convs;
+    if (cc_cbs_init(e) != 0)
+        goto fail_cbs;
     *out = e;
     return 0;
 
+fail_cbs:
+    cc_convs_fini(e);
 fail_convs:
     cc_identity_fini(&e->ident);
 fail_ident:
@@ -193,6 +197,7 @@ cc_engine_free(struct cc_engine *e) {
 
     if (e == NULL)
         return;
+    cc_cbs_fini(e);
     cc_convs_fini(e); /* detaches every contact from its conversation */
     cc_identity_fini(&e->ident);
     slas_free(e->slas);
@@ -296,7 +301,8 @@ cc_engine_set_sla(struct cc_engine *e, const struct cc_sla_config *sla,
 void
 cc_engine_reconfigure(struct cc_engine *e, const struct cc_engine_config *cfg) {
     e->cfg.hold_long_ms = cfg->hold_long_ms;
-    e->cfg.offer_after_waiting_ms = cfg->offer_after_waiting_ms;
+    e->cfg.cb = cfg->cb;
+    cc_cbs_policies(e);
     e->cfg.contact_idle_ms = cfg->contact_idle_ms;
     e->cfg.reopen_window_ms = cfg->reopen_window_ms;
     e->cfg.idle_close_ms = cfg->idle_close_ms;
@@ -442,6 +448,7 @@ queue_get(struct cc_engine *e, struct cc_str s, struct cc_reject *rej) {
         return NULL;
     }
     q->name = n;
+    q->cb = cc_cb_policy_for(&e->cfg.cb, n->s, n->len);
     n->queue = q;
     e->queues[e->nqueues++] = q;
     return q;
@@ -581,8 +588,8 @@ contact_open(struct cc_engine *e, const struct cc_event *ev, uint64_t h,
     return c;
 }
 
-static void
-queue_remove(struct cc_contact *c) {
+void
+cc_queue_remove(struct cc_contact *c) {
     struct cc_queue *q = c->queue;
     if (q->ltail[c->prio1] == c)
         q->ltail[c->prio1] =
@@ -598,6 +605,27 @@ queue_remove(struct cc_contact *c) {
         q->tail = c->qprev;
     c->qnext = c->qprev = NULL;
     q->waiting--;
+}
+
+void
+cc_queue_swap(struct cc_contact *c, struct cc_contact *place) {
+    struct cc_queue *q = c->queue;
+
+    place->queue = q;
+    place->prio1 = c->prio1;
+    place->qprev = c->qprev;
+    place->qnext = c->qnext;
+    if (c->qprev != NULL)
+        c->qprev->qnext = place;
+    else
+        q->head = place;
+    if (c->qnext != NULL)
+        c->qnext->qprev = place;
+    else
+        q->tail = place;
+    if (q->ltail[c->prio1] == c)
+        q->ltail[c->prio1] = place;
+    c->qnext = c->qprev = NULL;
 }
 
 /* Puts c in q's waiting list at its place: after every contact of its
@@ -628,17 +656,6 @@ queue_insert(struct cc_queue *q, struct cc_contact *c) {
     q->joined++;
 }
 
-/* How many callers wait ahead of one joining q at level `level`. */
-static uint64_t
-queue_ahead(const struct cc_queue *q, unsigned level) {
-    uint64_t n = 0;
-    unsigned k;
-
-    for (k = level; k < QUEUE_LEVELS; k++)
-        n += q->lcount[k];
-    return n;
-}
-
 /* A duration in ms from a double, capped at about 30 years (and 0 for
  * anything not positive, NaN included). */
 static uint64_t
@@ -652,15 +669,9 @@ ms_of(double v) {
  * finish a call each handle time on average: the caller's turn comes
  * after as many completions as callers ahead of it that the free agents
  * cannot take at once), and by the queue's recent drain rate. */
-struct wait_est {
-    const char *why; /* no estimate by position, and why; else NULL */
-    uint64_t p50_ms, p80_ms;
-    int64_t drain_ms; /* -1: nobody answered in the window */
-};
-
-static void
-wait_estimate(struct cc_engine *e, struct cc_queue *q, uint64_t ahead,
-              uint64_t now, struct wait_est *w) {
+void
+cc_wait_estimate(struct cc_engine *e, struct cc_queue *q, uint64_t ahead,
+                 uint64_t now, struct cc_wait_est *w) {
     const struct cc_sl_window *r;
     uint32_t serving = q->agents[AG_AVAILABLE] + q->agents[AG_BUSY];
     uint32_t free = q->agents[AG_AVAILABLE];
@@ -692,18 +703,18 @@ wait_estimate(struct cc_engine *e, struct cc_queue *q, uint64_t ahead,
     w->p80_ms = ms_of(cc_gamma_quantile(k, rate, CC_Z80));
 }
 
-static uint64_t
-queue_position(const struct cc_contact *c) {
+uint64_t
+cc_queue_position(const struct cc_contact *c, uint64_t cap) {
     const struct cc_contact *p;
     uint64_t pos = 1;
-    for (p = c->queue->head; p != NULL && p != c; p = p->qnext)
+    for (p = c->queue->head; p != NULL && p != c && pos <= cap; p = p->qnext)
         pos++;
     return pos;
 }
 
 /* Finds the customer's phone number in the stored customer map. */
-static struct cc_str
-contact_phone(const struct cc_contact *c) {
+struct cc_str
+cc_contact_phone(const struct cc_contact *c) {
     struct cc_str none = {NULL, 0}, k, v;
     struct cc_mp m;
     uint32_t n, i;
@@ -730,9 +741,9 @@ cc_pack_contact_customer(msgpack_packer *pk, const struct cc_contact *c) {
 }
 
 /* The fields every alert and trigger about a contact carries. */
-static void
-pack_contact_fields(struct cc_engine *e, msgpack_packer *pk,
-                    const struct cc_contact *c) {
+void
+cc_pack_contact_fields(struct cc_engine *e, msgpack_packer *pk,
+                       const struct cc_contact *c) {
     cc_pack_str(pk, "conversation");
     cc_conv_pack_id(pk, c->conv);
     cc_pack_str(pk, "contact");
@@ -756,53 +767,25 @@ cc_pack_rule_id(struct cc_engine *e, msgpack_packer *pk, const char *rule,
                                      tail, tail_n));
 }
 
-/* Writes a deterministic id: "<rule>:<channel>:<contact>:<ts>". */
-static void
-pack_rule_id(struct cc_engine *e, msgpack_packer *pk, const char *rule,
-             const struct cc_contact *c, int64_t ts) {
-    char buf[24];
-    size_t tn;
-
-    buf[0] = ':';
-    tn = 1 + cc_fmt_i64(buf + 1, ts);
-    cc_pack_rule_id(e, pk, rule, c, buf, tn);
-}
-
-static void
-emit_callback_cancel(struct cc_engine *e, struct cc_contact *c, uint64_t now,
-                     const char *why) {
-    msgpack_packer *pk = &e->outbox.pk;
-
-    cc_outbox_begin(&e->outbox, CC_OUT_CALLBACK, NULL);
-    msgpack_pack_map(pk, 9);
-    cc_pack_str(pk, "type");
-    cc_pack_str(pk, "callback.cancel");
-    cc_pack_str(pk, "id");
-    pack_rule_id(e, pk, "callback.cancel", c, c->queued_ts);
-    cc_pack_str(pk, "ts");
-    cc_pack_u64(pk, now);
-    pack_contact_fields(e, pk, c);
-    cc_pack_str(pk, "reason");
-    cc_pack_str(pk, why);
-    cc_outbox_end(&e->outbox);
-    c->flags &= (uint8_t)~CF_OFFERED;
-    e->cb_cancels++;
-}
-
 /* Takes a contact out of its queue: answered, abandoned or moved. It is
  * no longer queued (open, until its caller says what it is now), so that
  * nothing takes it out of the list a second time. */
 static void
 leave_queue(struct cc_engine *e, struct cc_contact *c, uint64_t now,
             const char *why) {
+    struct cc_queue *q = c->queue;
+
     if (c->state != CS_QUEUED)
         return;
-    queue_remove(c);
+    cc_queue_remove(c);
     cc_wheel_cancel(&e->wheel, &c->state_timer);
     c->sla_sched = 0; /* the answer clock stops, met or not */
-    if ((c->flags & CF_OFFERED) && !(c->flags & CF_ACCEPTED))
-        emit_callback_cancel(e, c, now, why);
+    if (c->flags & CF_OFFERED)
+        cc_cb_left(e, c, now, why,
+                   strcmp(why, "abandoned") == 0 || strcmp(why, "closed") == 0);
     set_state(e, c, CS_OPEN);
+    if (q->places != 0)
+        cc_cb_queue_changed(e, q, now);
 }
 
 static void
@@ -813,8 +796,9 @@ contact_free(struct cc_engine *e, struct cc_contact *c) {
     while (*pp != c)
         pp = &(*pp)->hnext;
     *pp = c->hnext;
-    if (c->state == CS_QUEUED)
-        queue_remove(c);
+    /* At teardown (the callbacks gone first) the queues go as a whole. */
+    if (c->state == CS_QUEUED && e->cbs.buckets != NULL)
+        leave_queue(e, c, e->wheel.now, "expired");
     cc_wheel_cancel(&e->wheel, &c->state_timer);
     cc_wheel_cancel(&e->wheel, &c->idle_timer);
     e->by_state[c->state]--;
@@ -827,45 +811,6 @@ contact_free(struct cc_engine *e, struct cc_contact *c) {
 }
 
 /* ---- timed rules ------------------------------------------------------ */
-
-static void
-fire_offer(struct cc_engine *e, struct cc_contact *c, uint64_t now) {
-    msgpack_packer *pk = &e->outbox.pk;
-    struct cc_str phone = contact_phone(c);
-
-    if (phone.n == 0 || (c->flags & (CF_OFFERED | CF_ACCEPTED)))
-        return;
-    cc_outbox_begin(&e->outbox, CC_OUT_CALLBACK, NULL);
-    msgpack_pack_map(pk, 12);
-    cc_pack_str(pk, "type");
-    cc_pack_str(pk, "callback.offer");
-    cc_pack_str(pk, "id");
-    pack_rule_id(e, pk, "callback.offer", c, c->queued_ts);
-    cc_pack_str(pk, "ts");
-    cc_pack_u64(pk, now);
-    pack_contact_fields(e, pk, c);
-    cc_pack_str(pk, "number");
-    cc_pack_strn(pk, phone.p, phone.n);
-    {
-        uint64_t pos = queue_position(c);
-        struct wait_est w;
-        cc_pack_kv_u64(pk, "position", pos);
-        /* The median of its estimate by position, nil without one. */
-        wait_estimate(e, c->queue, pos - 1, now, &w);
-        cc_pack_str(pk, "ewt_ms");
-        if (w.why == NULL)
-            cc_pack_u64(pk, w.p50_ms);
-        else
-            msgpack_pack_nil(pk);
-    }
-    cc_pack_kv_u64(pk, "waited_ms",
-                   now > (uint64_t)c->queued_ts ? now - (uint64_t)c->queued_ts
-                                                : 0);
-    cc_outbox_end(&e->outbox);
-    c->flags |= CF_OFFERED;
-    c->queue->offers++;
-    e->cb_offers++;
-}
 
 /* The start of a contact's running clock: the join (answer) or the hold
  * (hold). */
@@ -936,19 +881,13 @@ fire_contact_stage(struct cc_engine *e, struct cc_contact *c,
     cc_pack_rule_id(e, pk, alert, c, tail, tn);
     cc_pack_str(pk, "ts");
     cc_pack_u64(pk, now);
-    pack_contact_fields(e, pk, c);
+    cc_pack_contact_fields(e, pk, c);
     cc_pack_str(pk, "agent");
     cc_pack_name_or_nil(pk, c->agent);
     pack_stage_fields(pk, sc, i, start, due, now);
     cc_outbox_end(&e->outbox);
     e->alerts_sla[st->type]++;
     c->sla_last = (uint16_t)(st->type << 4 | st->level) & 0x3f;
-}
-
-static bool
-offer_pending(const struct cc_engine *e, const struct cc_contact *c) {
-    return e->cfg.offer_after_waiting_ms != 0 &&
-           !(c->flags & (CF_OFFERED | CF_ACCEPTED | CF_NO_OFFER));
 }
 
 /* Arms a contact's state timer for whichever comes first: the callback
@@ -959,8 +898,8 @@ arm_state_timer(struct cc_engine *e, struct cc_contact *c) {
     uint64_t due = CC_WHEEL_NEVER;
     const struct cc_sched *sc = cc_slas_get(e->slas, c->sla_sched);
 
-    if (c->state == CS_QUEUED && offer_pending(e, c))
-        due = (uint64_t)c->queued_ts + e->cfg.offer_after_waiting_ms;
+    if (c->state == CS_QUEUED)
+        due = cc_cb_waited_due(e, c);
     if (sc != NULL && c->sla_stage < sc->nstages) {
         uint64_t d = cc_sched_due(sc, c->sla_stage, (uint64_t)clock_start(c));
         if (d < due)
@@ -980,11 +919,8 @@ state_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
     struct cc_contact *c = CC_CONTAINER_OF(t, struct cc_contact, state_timer);
     const struct cc_sched *sc = cc_slas_get(e->slas, c->sla_sched);
 
-    if (c->state == CS_QUEUED && offer_pending(e, c) &&
-        (uint64_t)c->queued_ts + e->cfg.offer_after_waiting_ms <= now) {
-        fire_offer(e, c, now);
-        c->flags |= CF_NO_OFFER; /* tried once, made or not */
-    }
+    if (c->state == CS_QUEUED && cc_cb_waited_due(e, c) <= now)
+        cc_cb_waited(e, c, now);
     while (sc != NULL && c->sla_stage < sc->nstages) {
         uint64_t due = cc_sched_due(sc, c->sla_stage, (uint64_t)clock_start(c));
         if (due > now)
@@ -1245,7 +1181,7 @@ pack_queue_agents(msgpack_packer *pk, const uint32_t *by_state) {
 /* "next": the first `limit` callers waiting, in the order they will be
  * answered. */
 static void
-pack_wait_est(msgpack_packer *pk, const struct wait_est *w) {
+pack_wait_est(msgpack_packer *pk, const struct cc_wait_est *w) {
     msgpack_pack_map(pk, 4);
     cc_pack_str(pk, "p50_ms");
     if (w->why == NULL)
@@ -1355,12 +1291,20 @@ pack_queue_next(struct cc_engine *e, msgpack_packer *pk, struct cc_queue *q,
     cc_pack_str(pk, "next");
     msgpack_pack_array(pk, n);
     for (c = q->head; c != NULL && k < n; c = c->qnext) {
-        struct wait_est w;
-        wait_estimate(e, q, k, now, &w);
-        msgpack_pack_map(pk, 9);
+        struct cc_wait_est w;
+        cc_wait_estimate(e, q, k, now, &w);
+        msgpack_pack_map(pk, 10);
         cc_pack_str(pk, "estimate");
         pack_wait_est(pk, &w);
-        pack_contact_fields(e, pk, c);
+        /* A callback's place: the caller is not on the line. */
+        cc_pack_str(pk, "callback");
+        if (cc_contact_is_place(c)) {
+            msgpack_pack_true(pk);
+            cc_cb_pack_place(e, pk, c);
+        } else {
+            msgpack_pack_false(pk);
+            cc_pack_contact_fields(e, pk, c);
+        }
         cc_pack_str(pk, "priority");
         if (c->prio1 != 0)
             msgpack_pack_uint32(pk, c->prio1 - 1u);
@@ -1397,11 +1341,13 @@ cc_engine_pack_service_level(struct cc_engine *e, struct cc_str queue,
         struct cc_queue *q = e->queues[i];
         if (q->name->len != queue.n || memcmp(q->name->s, queue.p, queue.n))
             continue;
-        msgpack_pack_map(pk, 10);
+        msgpack_pack_map(pk, 11);
         cc_pack_str(pk, "queue");
         cc_pack_strn(pk, queue.p, queue.n);
         cc_pack_kv_u64(pk, "now", now);
         cc_pack_kv_u64(pk, "waiting", q->waiting);
+        cc_pack_str(pk, "callbacks");
+        cc_cb_pack_queue(q, pk);
         cc_pack_kv_u64(pk, "longest_wait_ms", longest_wait(q, now));
         pack_queue_agents(pk, q->agents);
         pack_queue_estimate(e, pk, q, now);
@@ -1526,7 +1472,7 @@ pack_clock(struct cc_engine *e, msgpack_packer *pk, const struct cc_contact *c,
     struct clock_pos p = contact_clock_pos(c);
 
     msgpack_pack_map(pk, CLOCK_PAIRS + 6);
-    pack_contact_fields(e, pk, c);
+    cc_pack_contact_fields(e, pk, c);
     cc_pack_str(pk, "agent");
     cc_pack_name_or_nil(pk, c->agent);
     pack_clock_common(e, pk, sc, &p, c->sla_stage);
@@ -1964,17 +1910,37 @@ cc_engine_conv_sched(struct cc_engine *e, const struct cc_conv *v, unsigned ch,
     return subject_sched(e, ch, cc_name_at(e, v->queues[0]), -1, v, k);
 }
 
+const struct cc_calendar *
+cc_engine_cb_calendar(struct cc_engine *e, const struct cc_queue *q,
+                      unsigned channel) {
+    const struct cc_sla_config *sla = &e->slas->cfg;
+    const char *name = q->cb->calendar;
+    const struct cc_sched *sc;
+    uint32_t i;
+
+    if (name[0] != '\0') {
+        for (i = 0; i < sla->ncalendars; i++)
+            if (strcmp(sla->calendars[i].name, name) == 0)
+                return &e->slas->cals[i];
+        return NULL; /* gone with a reload: [callback] is checked at load */
+    }
+    /* The hours the queue's answer clock keeps. */
+    sc = cc_slas_get(
+        e->slas, subject_sched(e, channel, q->name, -1, NULL, CC_CLOCK_ANSWER));
+    return sc != NULL ? sc->cal : NULL;
+}
+
 static int
 join_queue(struct cc_engine *e, struct cc_contact *c, struct cc_queue *q,
            const struct cc_event *ev, uint64_t now) {
-    struct wait_est w;
+    struct cc_wait_est w;
 
     c->prio1 = (ev->flags & CC_EVF_PRIORITY) ? (uint16_t)(ev->priority + 1) : 0;
     /* The estimate it would be told at its join, kept to measure how good
      * the estimates are once it is answered. */
     c->joined_est = -1;
     if (q->agents[AG_AVAILABLE] + q->agents[AG_BUSY] != 0) {
-        wait_estimate(e, q, queue_ahead(q, c->prio1), now, &w);
+        cc_wait_estimate(e, q, cc_queue_ahead(q, c->prio1), now, &w);
         if (w.why == NULL)
             c->joined_est = (int64_t)w.p50_ms;
     }
@@ -2021,7 +1987,7 @@ end_hold(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev) {
 }
 
 static int agent_status(struct cc_engine *e, const struct cc_event *ev,
-                        struct cc_reject *rej);
+                        uint64_t now, struct cc_reject *rej);
 
 /* Applies a lifecycle event to contact c. Returns 0, or -1 with *rej set
  * and nothing changed. */
@@ -2131,19 +2097,27 @@ lifecycle(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
         }
         return 0;
     case CC_EV_CALLBACK_ACCEPTED:
-        c->flags |= CF_ACCEPTED | CF_CALLBACK;
-        if (c->state == CS_QUEUED) {
-            c->queue->callbacks++;
-            leave_queue(e, c, now, "accepted");
-            set_state(e, c, CS_OPEN);
-        }
+        if (c->state != CS_QUEUED)
+            return cc_cb_event(e, c, ev, c->hash, now, rej);
+        q = c->queue;
+        if (cc_cb_accept(e, c, ev, now, rej) != 0)
+            return -1;
+        /* Out of the live queue, counted as a callback: its place (if it
+         * keeps one) stands in for it. */
+        c->flags =
+            (uint8_t)((c->flags & ~CF_OFFERED) | CF_ACCEPTED | CF_CALLBACK);
+        cc_wheel_cancel(&e->wheel, &c->state_timer);
+        c->sla_sched = 0;
+        set_state(e, c, CS_OPEN);
+        cc_cb_queue_changed(e, q, now);
         return 0;
     case CC_EV_CALLBACK_DECLINED:
-        c->flags &= (uint8_t)~CF_OFFERED;
-        return 0;
+    case CC_EV_CALLBACK_COMPLETED:
+    case CC_EV_CALLBACK_FAILED:
+        return cc_cb_event(e, c, ev, c->hash, now, rej);
     case CC_EV_AGENT_STATUS:
         /* Naming a contact changes nothing of it. */
-        return agent_status(e, ev, rej);
+        return agent_status(e, ev, now, rej);
     default:
         return 0;
     }
@@ -2289,7 +2263,7 @@ agent_state_of(struct cc_str s) {
  * the limits are checked before anything is created, and the event is
  * refused with nothing changed when one would be passed. */
 static int
-agent_status(struct cc_engine *e, const struct cc_event *ev,
+agent_status(struct cc_engine *e, const struct cc_event *ev, uint64_t now,
              struct cc_reject *rej) {
     struct cc_queue *qs[AGENT_QUEUES];
     enum cc_agent_state st = agent_state_of(ev->state);
@@ -2373,8 +2347,12 @@ agent_status(struct cc_engine *e, const struct cc_event *ev,
     e->agents_by_state[st]++;
     a->state = (uint8_t)st;
     a->since_ts = ev->ts;
-    for (i = 0; i < a->nqueues; i++)
+    for (i = 0; i < a->nqueues; i++) {
         a->queues[i]->agents[st]++;
+        /* A freed agent may bring a callback's turn within its lead. */
+        if (a->queues[i]->places != 0)
+            cc_cb_queue_changed(e, a->queues[i], now);
+    }
     return 0;
 }
 
@@ -2389,7 +2367,7 @@ apply_contactless(struct cc_engine *e, const struct cc_event *ev,
     struct cc_customer *cust = NULL;
     struct cc_conv_delta d = {0, 0, 0, false};
 
-    if (ev->type == CC_EV_AGENT_STATUS && agent_status(e, ev, rej) != 0) {
+    if (ev->type == CC_EV_AGENT_STATUS && agent_status(e, ev, now, rej) != 0) {
         cc_engine_count_reject(e, rej->code);
         return CC_REJECTED;
     }
@@ -2457,8 +2435,11 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
              * an error. A resolve or feedback that names the customer
              * still reaches the customer's conversation. */
             if (ev->type >= CC_EV_CALLBACK_ACCEPTED &&
-                ev->type <= CC_EV_CALLBACK_FAILED)
+                ev->type <= CC_EV_CALLBACK_FAILED) {
+                if (cc_cb_event(e, NULL, ev, h, now, rej) != 0)
+                    goto rejected;
                 e->callback_unknown++;
+            }
             return apply_contactless(e, ev, ids, resolve, fp, now, rej);
         } else {
             rej->code = CC_R_STATE;
@@ -2507,6 +2488,15 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
     if (resolve)
         cust = resolve_idents(e, c, ev, ids);
     cc_conv_apply(e, c, cust, ev, &d, now);
+    /* Joined a queue (its conversation known now, for the offer's
+     * gates): an offer at join. */
+    if ((ev->type == CC_EV_QUEUE_JOIN || ev->type == CC_EV_TRANSFER) &&
+        c->state == CS_QUEUED && !(c->flags & CF_NO_OFFER))
+        cc_cb_joined(e, c, now);
+    /* Served here: a callback promised elsewhere is not needed. */
+    if (ev->type == CC_EV_AGENT_ANSWER && c->conv != NULL &&
+        (c->conv->flags & CVF_CALLBACK))
+        cc_cb_served(e, c->conv, c, now, "served");
     c->last_seen = now;
     count_accepted(e, ev, fp);
     return CC_ACCEPTED;
@@ -2943,7 +2933,7 @@ cc_engine_counts(const struct cc_engine *e, struct cc_engine_counts *c) {
     c->alerts = e->alerts_sl + e->convs.alerts_repeat +
                 e->convs.alerts_conflict + e->alerts_sla[CC_ST_WARNING] +
                 e->alerts_sla[CC_ST_BREACH] + e->alerts_sla[CC_ST_ESCALATION];
-    c->callbacks = e->cb_offers + e->cb_cancels;
+    c->callbacks = e->cbs.st.offers + e->cbs.st.cancelled + e->cbs.st.dialled;
     c->contact_bytes = contact_bytes(e);
     c->customers = e->ident.customers;
     c->identifiers = e->ident.nodes;
@@ -3020,13 +3010,13 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
     for (i = 0; i < e->nqueues; i++) {
         const struct cc_queue *q = e->queues[i];
         cc_pack_strn(pk, q->name->s, q->name->len);
-        msgpack_pack_map(pk, 9);
+        msgpack_pack_map(pk, 8);
         cc_pack_kv_u64(pk, "waiting", q->waiting);
         cc_pack_kv_u64(pk, "joined", q->joined);
         cc_pack_kv_u64(pk, "answered", q->answered);
         cc_pack_kv_u64(pk, "abandoned", q->abandoned);
-        cc_pack_kv_u64(pk, "callback_offers", q->offers);
-        cc_pack_kv_u64(pk, "callbacks_accepted", q->callbacks);
+        cc_pack_str(pk, "callbacks");
+        cc_cb_pack_queue(q, pk);
         /* The wait estimates given at join, against the waits. */
         pack_est_accuracy(pk, q, "estimated", "estimate_mae_ms",
                           "estimate_within_30s");
@@ -3066,9 +3056,7 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
     }
 
     cc_pack_str(pk, "callbacks");
-    msgpack_pack_map(pk, 2);
-    cc_pack_kv_u64(pk, "callback.offer", e->cb_offers);
-    cc_pack_kv_u64(pk, "callback.cancel", e->cb_cancels);
+    cc_cb_pack_stats(e, pk);
 
     cc_pack_str(pk, "sla");
     msgpack_pack_map(pk, 2);

@@ -19,6 +19,7 @@
 #ifndef CC_ENGINE_H
 #define CC_ENGINE_H
 
+#include "cbconfig.h"
 #include "cc.h"
 #include "event.h"
 #include "outbox.h"
@@ -28,9 +29,8 @@
 #include <stdbool.h>
 
 struct cc_engine_config {
-    uint64_t hold_long_ms; /* the built-in hold target when sla is NULL */
-    uint64_t offer_after_waiting_ms; /* 0 disables offers */
-    uint64_t contact_idle_ms;        /* a contact silent this long closes */
+    uint64_t hold_long_ms;    /* the built-in hold target when sla is NULL */
+    uint64_t contact_idle_ms; /* a contact silent this long closes */
     uint64_t dedup_window;
     uint64_t max_contacts;
     uint64_t max_queues;
@@ -54,6 +54,8 @@ struct cc_engine_config {
     uint32_t sl_hysteresis; /* percentage points */
     uint64_t sl_min_answered;
     uint64_t short_abandon_ms;
+    /* [callback] and [callback.queue.*] (cc_cb_config_init()'s defaults) */
+    struct cc_cb_config cb;
 };
 
 void cc_engine_config_defaults(struct cc_engine_config *c);

@@ -7,6 +7,7 @@
 #ifndef CC_ENGINE_INT_H
 #define CC_ENGINE_INT_H
 
+#include "cbconfig.h"
 #include "clock.h"
 #include "dedup.h"
 #include "engine.h"
@@ -45,6 +46,17 @@ struct cc_agent {
 /* A waiting contact's level: its join's priority plus one (0: none). */
 #define QUEUE_LEVELS 11
 
+/* What callbacks did, per queue and in all (see callback.c). */
+struct cc_cb_stats {
+    uint64_t offers, accepted, declined, lapsed, cancelled, scheduled;
+    uint64_t dialled, completed, first_attempt, retries, failed;
+    uint64_t on_time, late, overdue;
+    uint64_t saved_ms; /* from acceptance to the first dial */
+    /* Callers offered a callback (counted once per queue visit) and how
+     * many of them abandoned anyway. */
+    uint64_t offered_callers, offered_abandoned;
+};
+
 struct cc_queue {
     const struct cc_name *name;
     /* Waiting, by priority (highest first), then in join order; the last
@@ -57,9 +69,16 @@ struct cc_queue {
      * at their join, the sum of |actual - estimated| waits and how many
      * were within 30 s. */
     uint64_t est_n, est_abs_ms, est_within30;
+    /* Callers and callback places waiting (a place is counted in
+     * lcount and ltail like a caller). */
     uint64_t waiting;
-    uint64_t joined, answered, abandoned, offers, callbacks;
+    uint64_t joined, answered, abandoned;
     struct cc_sl sl; /* the last hour, by minute */
+    /* Callbacks: the queue's policy, places in its list, accepted and not
+     * done, and what they did. */
+    const struct cc_cb_policy *cb;
+    uint32_t places, pending;
+    struct cc_cb_stats cbst;
 };
 
 /* ---- contacts --------------------------------------------------------- */
@@ -165,6 +184,67 @@ contact_blob_size(const struct cc_contact *c) {
     return contact_id_ext(c) + c->cust_len;
 }
 
+/* A callback place: a record in a queue's waiting list that keeps the
+ * place of a caller who accepted a callback (see callback.c). It is in no
+ * table, has no id (id_len 0) and no timers; its blob points to its
+ * callback. */
+static inline bool
+cc_contact_is_place(const struct cc_contact *c) {
+    return c->id_len == 0;
+}
+
+static inline struct cc_callback *
+cc_place_callback(const struct cc_contact *c) {
+    return (struct cc_callback *)(void *)c->blob;
+}
+
+/* ---- callbacks -------------------------------------------------------- */
+
+enum cc_cb_state {
+    CB_OFFERED,   /* the offer stands: the caller waits in the queue */
+    CB_LAPSED,    /* declined or expired: a re-offer may follow */
+    CB_WAITING,   /* accepted: its place waits in the queue */
+    CB_SCHEDULED, /* accepted for a time the customer asked for */
+    CB_DIALLING,  /* callback.dial sent: its outcome is awaited */
+    CB_RETRY      /* an attempt failed: dialled again after a delay */
+};
+
+/* One callback, from its offer to its outcome. Kept apart from the
+ * contact, which usually closes as soon as the caller accepts: callback
+ * events name the contact, and find it here by the contact's hash. */
+struct cc_callback {
+    struct cc_callback *hnext;       /* in the table */
+    struct cc_callback *next, *prev; /* accepted ones, in the engine */
+    struct cc_queue *queue;
+    struct cc_contact *place; /* CB_WAITING: its place in the queue */
+    struct cc_timer timer;    /* by state: lapse, re-offer, overdue,
+                                 scheduled dial, outcome wait, retry */
+    uint64_t hash;            /* the contact's */
+    uint64_t conv;            /* its conversation's id (0: none) */
+    int64_t join_ts;          /* the caller's join: its place */
+    uint64_t offered_ts, accepted_ts, window_from, window_to;
+    uint64_t dial_at; /* CB_SCHEDULED: when it is dialled */
+    int64_t ewt_ms;   /* the estimate offered (median; -1: none) */
+    uint32_t offers;  /* made to this caller in this queue visit */
+    uint16_t id_len, cust_len;
+    uint8_t state, channel, attempts, prio1;
+    bool declined, overdue, first_dialled;
+    uint8_t number_len;
+    char number[24]; /* E.164 */
+    char data[];     /* the contact id, then the customer map */
+};
+
+struct cc_callbacks {
+    struct cc_callback **buckets;
+    uint64_t mask, n, bytes;
+    struct cc_callback *accepted; /* through next/prev */
+    uint64_t pending;
+    struct cc_cb_stats st;
+    /* Offers a rule called for that a gate stopped, by gate. */
+    uint64_t gated[5];
+    uint64_t rejected; /* callback.* events refused */
+};
+
 /* ---- conversations ---------------------------------------------------- */
 
 /* Bounds on what one conversation keeps: its context never grows with the
@@ -177,6 +257,12 @@ contact_blob_size(const struct cc_contact *c) {
 #define CONV_TAGS 8      /* most recent distinct tags */
 
 enum cc_conv_state { CV_OPEN, CV_RESOLVED };
+
+/* Flags of a conversation. */
+enum {
+    CVF_SENTIMENT = 1 << 0,
+    CVF_CALLBACK = 1 << 1 /* it may have a pending callback */
+};
 
 /* Outcome bits of a contact in a conversation's history. */
 enum {
@@ -391,7 +477,7 @@ struct cc_engine {
     uint64_t alerts_sla[3];                /* by enum cc_stage_type */
     uint64_t alerts_sl;                    /* queue.service_level */
     struct cc_slas *slas;
-    uint64_t cb_offers, cb_cancels;
+    struct cc_callbacks cbs;
     uint64_t callback_unknown;
     /* identity and conversations */
     struct cc_identity ident;
@@ -501,6 +587,83 @@ void cc_conv_arm_clock(struct cc_engine *e, struct cc_conv *v);
  * clock. */
 void cc_engine_fire_conv_stage(struct cc_engine *e, struct cc_conv *v, bool res,
                                unsigned i, uint64_t due, uint64_t now);
+
+/* Shared by engine.c and callback.c. */
+struct cc_wait_est {
+    const char *why; /* no estimate by position, and why; else NULL */
+    uint64_t p50_ms, p80_ms;
+    int64_t drain_ms; /* -1: nobody answered in the window */
+};
+/* The wait of a caller with `ahead` callers (and places) ahead of it. */
+void cc_wait_estimate(struct cc_engine *e, struct cc_queue *q, uint64_t ahead,
+                      uint64_t now, struct cc_wait_est *w);
+/* How many wait ahead of one joining q at level `level`. */
+static inline uint64_t
+cc_queue_ahead(const struct cc_queue *q, unsigned level) {
+    uint64_t n = 0;
+    unsigned k;
+
+    for (k = level; k < QUEUE_LEVELS; k++)
+        n += q->lcount[k];
+    return n;
+}
+/* c's place in its queue, from 1 (a walk from the head, at most `cap`
+ * steps: cap + 1 past it). */
+uint64_t cc_queue_position(const struct cc_contact *c, uint64_t cap);
+void cc_queue_remove(struct cc_contact *c);
+/* Puts `place` where c is in its queue and takes c out. */
+void cc_queue_swap(struct cc_contact *c, struct cc_contact *place);
+/* The customer's phone number as received (empty: none). */
+struct cc_str cc_contact_phone(const struct cc_contact *c);
+/* conversation, contact, channel, customer, queue: 5 pairs. */
+void cc_pack_contact_fields(struct cc_engine *e, msgpack_packer *pk,
+                            const struct cc_contact *c);
+/* The business hours callbacks on queue q keep to, or NULL (always). */
+const struct cc_calendar *cc_engine_cb_calendar(struct cc_engine *e,
+                                                const struct cc_queue *q,
+                                                unsigned channel);
+
+/* callback.c */
+int cc_cbs_init(struct cc_engine *e);
+void cc_cbs_fini(struct cc_engine *e);
+/* Points every queue at its callback policy (after a reconfigure). */
+void cc_cbs_policies(struct cc_engine *e);
+/* c joined its queue: the rules an offer at join may meet. */
+void cc_cb_joined(struct cc_engine *e, struct cc_contact *c, uint64_t now);
+/* c has waited [callback] offer_after_waiting. */
+void cc_cb_waited(struct cc_engine *e, struct cc_contact *c, uint64_t now);
+/* When c's waited rule falls due (CC_WHEEL_NEVER: none). */
+uint64_t cc_cb_waited_due(const struct cc_engine *e,
+                          const struct cc_contact *c);
+/* c is leaving its queue unaccepted (why: answered, closed, ...): its
+ * offer is withdrawn. */
+void cc_cb_left(struct cc_engine *e, struct cc_contact *c, uint64_t now,
+                const char *why, bool abandoned);
+/* Something changed in q (a caller left, an agent's state): places whose
+ * turn is within dial_lead are dialled. */
+void cc_cb_queue_changed(struct cc_engine *e, struct cc_queue *q, uint64_t now);
+/* callback.accepted for a queued caller: 0, or -1 with *rej and nothing
+ * changed. On success c's place is taken by the callback's; the caller
+ * takes c out of the queue's accounting. */
+int cc_cb_accept(struct cc_engine *e, struct cc_contact *c,
+                 const struct cc_event *ev, uint64_t now,
+                 struct cc_reject *rej);
+/* callback.declined, .completed, .failed, and callback.accepted for a
+ * contact that is not queued; c is NULL when the contact is closed (h is
+ * its hash). 0, or -1 with *rej and nothing changed. */
+int cc_cb_event(struct cc_engine *e, struct cc_contact *c,
+                const struct cc_event *ev, uint64_t h, uint64_t now,
+                struct cc_reject *rej);
+/* v was served (a contact other than c answered) or resolved: its pending
+ * callbacks are cancelled. */
+void cc_cb_served(struct cc_engine *e, struct cc_conv *v,
+                  const struct cc_contact *c, uint64_t now, const char *why);
+void cc_cb_pack_stats(const struct cc_engine *e, msgpack_packer *pk);
+/* A queue's callback figures (one map). */
+void cc_cb_pack_queue(const struct cc_queue *q, msgpack_packer *pk);
+/* A place in the "next" list of the queue query: 5 pairs. */
+void cc_cb_pack_place(struct cc_engine *e, msgpack_packer *pk,
+                      const struct cc_contact *place);
 
 /* Emits an identity.conflict alert for ev. */
 void cc_conv_alert_conflict(struct cc_engine *e, const struct cc_contact *c,

@@ -466,7 +466,9 @@ enum ev_key {
     K_SCORE,
     K_SCALE,
     K_STATE,
-    K_QUEUES
+    K_QUEUES,
+    K_AT,
+    K_REASON
 };
 
 #define KEY_IS(k, lit) (memcmp((k).p, lit, sizeof(lit) - 1) == 0)
@@ -475,7 +477,10 @@ static enum ev_key
 key_of(struct cc_str k) {
     switch (k.n) {
     case 2:
-        return KEY_IS(k, "id") ? K_ID : KEY_IS(k, "ts") ? K_TS : K_UNKNOWN;
+        return KEY_IS(k, "id")   ? K_ID
+               : KEY_IS(k, "ts") ? K_TS
+               : KEY_IS(k, "at") ? K_AT
+                                 : K_UNKNOWN;
     case 4:
         return KEY_IS(k, "type")   ? K_TYPE
                : KEY_IS(k, "tags") ? K_TAGS
@@ -496,7 +501,9 @@ key_of(struct cc_str k) {
         }
         return K_UNKNOWN;
     case 6:
-        return KEY_IS(k, "queues") ? K_QUEUES : K_UNKNOWN;
+        return KEY_IS(k, "queues")   ? K_QUEUES
+               : KEY_IS(k, "reason") ? K_REASON
+                                     : K_UNKNOWN;
     case 7:
         return KEY_IS(k, "channel")   ? K_CHANNEL
                : KEY_IS(k, "contact") ? K_CONTACT
@@ -520,7 +527,7 @@ event_clear(struct cc_event *ev) {
     int i;
 
     ev->id = ev->contact = ev->queue = ev->agent = ev->topic = none;
-    ev->reply_to = ev->state = ev->scale = none;
+    ev->reply_to = ev->state = ev->scale = ev->reason = none;
     for (i = 0; i < CC_IDENT__COUNT; i++)
         ev->ident[i] = none;
     ev->ts = 0;
@@ -531,6 +538,7 @@ event_clear(struct cc_event *ev) {
     ev->queues_len = ev->nqueues = 0;
     ev->score = 0;
     ev->sentiment = 0;
+    ev->at = 0;
 }
 
 static int
@@ -633,6 +641,18 @@ decode_event(struct cc_mp *m, const struct cc_channels *ch, struct cc_event *ev,
         case K_QUEUES:
             rc = get_str_array(m, "queues", &ev->queues, &ev->queues_len,
                                &ev->nqueues, rej);
+            break;
+        case K_AT:
+            if (cc_mp_read_int(m, &iv) != 0)
+                REJECT(CC_R_WRONG_TYPE, "at",
+                       "an integer (milliseconds since the Unix epoch)");
+            if (iv <= 0 || iv > CC_TS_MAX)
+                REJECT(CC_R_OUT_OF_RANGE, "at",
+                       "milliseconds since the Unix epoch, years 1970-9999");
+            ev->at = iv;
+            break;
+        case K_REASON:
+            rc = get_str(m, "reason", CC_NAME_MAX, &ev->reason, rej);
             break;
         case K_UNKNOWN:
             /* Unknown keys are ignored: producers may be newer than us. */

@@ -138,6 +138,10 @@ struct cc_event {
     uint32_t queues_len, nqueues;
     int64_t score;
     double sentiment;
+    /* callback.accepted: the time the customer asked to be called (0:
+     * none); callback.failed: why (no_answer, busy, voicemail, ...). */
+    int64_t at;
+    struct cc_str reason;
 };
 
 /* Iterates the events of one message. */

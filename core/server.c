@@ -846,7 +846,7 @@ static void
 to_engine_config(const struct cc_config *c, struct cc_engine_config *e) {
     cc_engine_config_defaults(e);
     e->hold_long_ms = c->hold_long_ms;
-    e->offer_after_waiting_ms = c->offer_after_waiting_ms;
+    e->cb = c->cb;
     e->contact_idle_ms = c->contact_idle_ms;
     e->dedup_window = c->dedup_window;
     e->max_contacts = c->max_contacts;
@@ -908,7 +908,7 @@ reload(struct cc_server *s) {
                     "next start");
     /* What can change live: */
     s->cfg.hold_long_ms = next.hold_long_ms;
-    s->cfg.offer_after_waiting_ms = next.offer_after_waiting_ms;
+    s->cfg.cb = next.cb;
     s->cfg.contact_idle_ms = next.contact_idle_ms;
     s->cfg.reopen_window_ms = next.reopen_window_ms;
     s->cfg.idle_close_ms = next.idle_close_ms;
