@@ -729,6 +729,137 @@ Test(daemon, callback_offer_reaches_a_callback_system) {
     cr_assert_eq(stop_daemon(), 0);
 }
 
+/* Packs one phone event into t: contact, and a queue, agent, state and
+ * phone number when not NULL (agent.status serves `queue`). */
+static void
+pack_phone_event(const char *id, uint64_t ts, const char *type,
+                 const char *contact, const char *queue, const char *agent,
+                 const char *state, const char *phone) {
+    bool status = strcmp(type, "agent.status") == 0;
+
+    msgpack_pack_map(&t.pk, 4 + (contact != NULL) + (queue != NULL) +
+                                (agent != NULL) + (state != NULL) +
+                                (phone != NULL));
+    tb_kv_str(&t, "id", id);
+    tb_kv_int(&t, "ts", (int64_t)ts);
+    tb_kv_str(&t, "channel", "phone");
+    tb_kv_str(&t, "type", type);
+    if (contact != NULL)
+        tb_kv_str(&t, "contact", contact);
+    if (queue != NULL && status) {
+        tb_str(&t, "queues");
+        msgpack_pack_array(&t.pk, 1);
+        tb_str(&t, queue);
+    } else if (queue != NULL) {
+        tb_kv_str(&t, "queue", queue);
+    }
+    if (agent != NULL)
+        tb_kv_str(&t, "agent", agent);
+    if (state != NULL)
+        tb_kv_str(&t, "state", state);
+    if (phone != NULL) {
+        tb_str(&t, "customer");
+        msgpack_pack_map(&t.pk, 1);
+        tb_kv_str(&t, "phone", phone);
+    }
+}
+
+/* Receives one trigger of type `type` on pull within timeout_ms, into u,
+ * which borrows the message (held in trig until the next call). */
+static char *trig;
+static size_t trig_len;
+
+static int
+recv_trigger(nng_socket pull, const char *type, int timeout_ms,
+             msgpack_unpacked *u) {
+    int rc;
+
+    if (trig != NULL)
+        nng_free(trig, trig_len);
+    trig = NULL;
+    nng_socket_set_ms(pull, NNG_OPT_RECVTIMEO, timeout_ms);
+    rc = nng_recv(pull, &trig, &trig_len, NNG_FLAG_ALLOC);
+    if (rc != 0)
+        return rc;
+    msgpack_unpacked_init(u);
+    cr_assert_eq(msgpack_unpack_next(u, trig, trig_len, NULL),
+                 MSGPACK_UNPACK_SUCCESS);
+    cr_assert(tmap_str_is(&u->data, "type", type), "expected %s", type);
+    return 0;
+}
+
+/*
+ * One agent, busy, with a 300 s handle time: a caller who joins with
+ * nobody ahead waits for one completion, a median of 208 s, over the
+ * 2 min threshold: offered at once. Once accepted, its place is at the
+ * head but its turn is still minutes away (past the 30 s lead): no dial
+ * until the agent is free, and then at once.
+ */
+Test(daemon, estimate_over_threshold_offers_and_accepting_dials) {
+    nng_socket pull;
+    msgpack_unpacked u;
+    uint64_t now;
+    char id[16];
+    int i;
+
+    start_daemon("[callback]\noffer_when_wait_over = 2m\n"
+                 "offer_when_position_over = 0\noffer_after_waiting = 0\n"
+                 "dial_lead = 30s\n");
+    cr_assert_eq(nng_pull0_open(&pull), 0);
+    cr_assert_eq(nng_dial(pull, d.addr[3], NULL, 0), 0);
+    now = wall_ms();
+    tb_reset(&t);
+    msgpack_pack_array(&t.pk, 1 + 3 * 3);
+    pack_phone_event("s1", now - 400000, "agent.status", NULL, "billing", "ann",
+                     "busy", NULL);
+    for (i = 0; i < 3; i++) {
+        char c[8];
+        snprintf(c, sizeof(c), "w%d", i);
+        snprintf(id, sizeof(id), "wj%d", i);
+        pack_phone_event(id, now - 400000, "queue.join", c, "billing", NULL,
+                         NULL, NULL);
+        snprintf(id, sizeof(id), "wa%d", i);
+        pack_phone_event(id, now - 400000, "agent.answer", c, NULL, "ann", NULL,
+                         NULL);
+        snprintf(id, sizeof(id), "wc%d", i);
+        pack_phone_event(id, now - 100000, "contact.close", c, NULL, NULL, NULL,
+                         NULL);
+    }
+    send_acked(10);
+    tb_reset(&t);
+    pack_phone_event("j1", now, "queue.join", "call-1", "billing", NULL, NULL,
+                     "+15550101");
+    send_acked(1);
+    cr_assert_eq(recv_trigger(pull, "callback.offer", 5000, &u), 0,
+                 "no offer within 5 s");
+    cr_assert(tmap_str_is(&u.data, "rule", "estimate"));
+    cr_assert(tmap_str_is(&u.data, "number", "+15550101"));
+    cr_assert_geq(tmap_int(&u.data, "ewt_ms"), 200000);
+    cr_assert_gt(tmap_int(&u.data, "window/to"), (int64_t)now + 200000);
+    msgpack_unpacked_destroy(&u);
+
+    tb_reset(&t);
+    pack_phone_event("acc", now + 1, "callback.accepted", "call-1", NULL, NULL,
+                     NULL, NULL);
+    send_acked(1);
+    cr_assert_neq(recv_trigger(pull, "callback.dial", 300, &u), 0,
+                  "dialled while its turn was minutes away");
+    tb_reset(&t);
+    pack_phone_event("s2", wall_ms(), "agent.status", NULL, NULL, "ann",
+                     "available", NULL);
+    send_acked(1);
+    cr_assert_eq(recv_trigger(pull, "callback.dial", 5000, &u), 0,
+                 "no dial within 5 s of the agent's freeing");
+    cr_assert(tmap_str_is(&u.data, "contact", "call-1"));
+    cr_assert(tmap_str_is(&u.data, "number", "+15550101"));
+    cr_assert_eq(tmap_int(&u.data, "attempt"), 1);
+    msgpack_unpacked_destroy(&u);
+    nng_free(trig, trig_len);
+    trig = NULL;
+    nng_close(pull);
+    cr_assert_eq(stop_daemon(), 0);
+}
+
 Test(daemon, sighup_reloads_and_bad_config_is_refused) {
     int status;
     pid_t pid;
