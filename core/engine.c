@@ -2932,7 +2932,8 @@ cc_engine_counts(const struct cc_engine *e, struct cc_engine_counts *c) {
     c->implicit_opens = e->implicit_opens;
     c->alerts = e->alerts_sl + e->convs.alerts_repeat +
                 e->convs.alerts_conflict + e->alerts_sla[CC_ST_WARNING] +
-                e->alerts_sla[CC_ST_BREACH] + e->alerts_sla[CC_ST_ESCALATION];
+                e->alerts_sla[CC_ST_BREACH] + e->alerts_sla[CC_ST_ESCALATION] +
+                e->cbs.st.failed + e->cbs.st.overdue;
     c->callbacks = e->cbs.st.offers + e->cbs.st.cancelled + e->cbs.st.dialled;
     c->contact_bytes = contact_bytes(e);
     c->customers = e->ident.customers;
@@ -3038,13 +3039,15 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
     cc_convs_pack_stats(e, pk);
 
     cc_pack_str(pk, "alerts");
-    msgpack_pack_map(pk, 6);
+    msgpack_pack_map(pk, 8);
     cc_pack_kv_u64(pk, "queue.service_level", e->alerts_sl);
     cc_pack_kv_u64(pk, "sla.warning", e->alerts_sla[CC_ST_WARNING]);
     cc_pack_kv_u64(pk, "sla.breach", e->alerts_sla[CC_ST_BREACH]);
     cc_pack_kv_u64(pk, "sla.escalation", e->alerts_sla[CC_ST_ESCALATION]);
     cc_pack_kv_u64(pk, "continuity.repeat", e->convs.alerts_repeat);
     cc_pack_kv_u64(pk, "identity.conflict", e->convs.alerts_conflict);
+    cc_pack_kv_u64(pk, "callback.failed", e->cbs.st.failed);
+    cc_pack_kv_u64(pk, "callback.overdue", e->cbs.st.overdue);
 
     cc_pack_str(pk, "agents");
     msgpack_pack_map(pk, 1 + AG__COUNT);
