@@ -23,9 +23,11 @@
  * callback.overdue. One whose customer is served on another contact, or
  * whose conversation is resolved, is cancelled.
  *
- * The work is proportional to callbacks, never to callers: a queue with no
+ * The work is proportional to callbacks, not to callers: a queue with no
  * places costs nothing more per event, and a dial check reads the queue
- * from its head only as far as the lead time reaches.
+ * from its head only as far as the lead time reaches. The exception is
+ * the place in line of a caller offered by the waited rule or re-offered,
+ * counted by a walk from the head (at most POSITION_WALK entries).
  */
 #include "engine_int.h"
 
@@ -50,6 +52,8 @@ _Static_assert(G__COUNT ==
 #define COUNT(e, q, f) ((e)->cbs.st.f++, (q)->cbst.f++)
 
 static void cb_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now);
+static void emit_alert(struct cc_engine *e, struct cc_callback *cb,
+                       const char *alert, const char *reason, uint64_t now);
 
 static uint64_t
 pol(const struct cc_queue *q, enum cc_cb_key k) {
@@ -190,6 +194,8 @@ cb_free(struct cc_engine *e, struct cc_callback *cb) {
     struct cc_callback **pp = &e->cbs.buckets[cb->hash & e->cbs.mask];
 
     place_drop(e, cb);
+    if (cb->state == CB_DIALLING)
+        cb->queue->dialling--;
     if (cb_is_accepted(cb)) {
         if (cb->prev != NULL)
             cb->prev->next = cb->next;
@@ -207,6 +213,17 @@ cb_free(struct cc_engine *e, struct cc_callback *cb) {
     e->cbs.n--;
     e->cbs.bytes -= cb_size(cb);
     cc_free(cb, cb_size(cb));
+}
+
+/* Frees cb; when it had a place, the places behind it move up. */
+static void
+cb_done(struct cc_engine *e, struct cc_callback *cb, uint64_t now) {
+    struct cc_queue *q = cb->queue;
+    bool had_place = cb->place != NULL;
+
+    cb_free(e, cb);
+    if (had_place)
+        cc_cb_queue_changed(e, q, now);
 }
 
 /* ---- what triggers and alerts say -------------------------------------- */
@@ -341,19 +358,23 @@ next_open(const struct cc_calendar *cal, uint64_t t) {
     return at == CC_CAL_NEVER ? at : at - 1;
 }
 
-/* Which gate stops an offer to c, or -1. */
+/* Which gate stops an offer to c, or -1: the cheap ones first. */
 static int
 offer_gate(struct cc_engine *e, struct cc_contact *c,
-           const struct cc_wait_est *w, uint64_t now) {
+           const struct cc_wait_est *w, char *number, size_t *number_len,
+           uint64_t now) {
     struct cc_queue *q = c->queue;
     uint32_t serving = q->agents[AG_AVAILABLE] + q->agents[AG_BUSY];
     const struct cc_calendar *cal;
 
+    if (q->pending >= pol(q, CC_CB_MAX_PENDING))
+        return G_MAX_PENDING;
     if (c->conv != NULL && (c->conv->flags & CVF_CALLBACK) &&
         conv_has_pending(e, c->conv))
         return G_PENDING;
-    if (q->pending >= pol(q, CC_CB_MAX_PENDING))
-        return G_MAX_PENDING;
+    if (!cb_number(e, c, number, sizeof(((struct cc_callback *)0)->number),
+                   number_len))
+        return G_NO_PHONE;
     if (pol(q, CC_CB_LOAD_HORIZON) != 0 && serving != 0) {
         /* The work already promised, shared among the staffed agents. */
         const struct cc_sl_window *r =
@@ -381,10 +402,13 @@ make_offer(struct cc_engine *e, struct cc_contact *c, const char *rule,
            size_t number_len, uint64_t now) {
     msgpack_packer *pk = &e->outbox.pk;
     struct cc_queue *q = c->queue;
-    struct cc_callback *cb = (c->flags & CF_OFFERED) ? cb_of(e, c) : NULL;
+    struct cc_callback *cb = cb_of(e, c);
     uint64_t waited =
         now > (uint64_t)c->queued_ts ? now - (uint64_t)c->queued_ts : 0;
 
+    /* One record per contact: one accepted is not offered over
+     * (consider() gates it). */
+    CC_ASSERT(cb == NULL || !cb_is_accepted(cb));
     if (cb == NULL && (cb = cb_new(e, c)) == NULL)
         return; /* out of memory: no offer, nothing promised */
     cb->state = CB_OFFERED;
@@ -447,8 +471,15 @@ consider(struct cc_engine *e, struct cc_contact *c, uint64_t pos,
     const char *rule = NULL;
     char number[sizeof(((struct cc_callback *)0)->number)];
     size_t number_len = 0;
+    struct cc_callback *cb;
     int gate;
 
+    /* A contact that rejoined a queue with its callback still to come is
+     * not offered a second one. */
+    if ((cb = cb_of(e, c)) != NULL && cb_is_accepted(cb)) {
+        e->cbs.gated[G_PENDING]++;
+        return;
+    }
     if (pos == 0)
         pos = cc_queue_position(c, POSITION_WALK);
     cc_wait_estimate(e, q, pos - 1, now, &w);
@@ -463,9 +494,7 @@ consider(struct cc_engine *e, struct cc_contact *c, uint64_t pos,
         rule = "waited";
     if (rule == NULL)
         return;
-    gate = cb_number(e, c, number, sizeof(number), &number_len)
-               ? offer_gate(e, c, &w, now)
-               : G_NO_PHONE;
+    gate = offer_gate(e, c, &w, number, &number_len, now);
     if (gate >= 0) {
         e->cbs.gated[gate]++;
         return;
@@ -521,9 +550,7 @@ static void
 emit_dial(struct cc_engine *e, struct cc_callback *cb, uint64_t now) {
     msgpack_packer *pk = &e->outbox.pk;
     struct cc_queue *q = cb->queue;
-    char tail[16];
 
-    snprintf(tail, sizeof(tail), "%u", (unsigned)cb->attempts);
     cc_outbox_begin(&e->outbox, CC_OUT_CALLBACK, NULL);
     msgpack_pack_map(pk, 14);
     cc_pack_str(pk, "type");
@@ -556,6 +583,7 @@ dial(struct cc_engine *e, struct cc_callback *cb, uint64_t now) {
     place_drop(e, cb);
     cb->attempts++;
     cb->state = CB_DIALLING;
+    q->dialling++;
     if (!cb->first_dialled) {
         cb->first_dialled = true;
         COUNT(e, q, dialled);
@@ -571,14 +599,22 @@ dial(struct cc_engine *e, struct cc_callback *cb, uint64_t now) {
     cc_wheel_arm(&e->wheel, &cb->timer, now + pol(q, CC_CB_OUTCOME_WAIT));
 }
 
-/* Whether a caller with k ahead would be answered within dial_lead: by
- * the estimate, or (no agent known to serve the queue) at the head. */
+/* Whether an entry with k entries ahead of it would be answered within
+ * dial_lead. The customers of callbacks being dialled count ahead: each
+ * takes the next agent. With no agent known to the queue at all, the
+ * turn is the head's; with agents known but none on duty, it is not
+ * near. */
 static bool
 turn_near(struct cc_engine *e, struct cc_queue *q, uint64_t k, uint64_t now) {
+    uint32_t serving = q->agents[AG_AVAILABLE] + q->agents[AG_BUSY];
+    uint32_t known = serving + q->agents[AG_AWAY] + q->agents[AG_OFFLINE];
     struct cc_wait_est w;
 
-    if (q->agents[AG_AVAILABLE] + q->agents[AG_BUSY] == 0)
+    k += q->dialling;
+    if (known == 0)
         return k == 0;
+    if (serving == 0)
+        return false;
     cc_wait_estimate(e, q, k, now, &w);
     return w.why == NULL && w.p50_ms <= pol(q, CC_CB_DIAL_LEAD);
 }
@@ -591,15 +627,22 @@ cc_cb_queue_changed(struct cc_engine *e, struct cc_queue *q, uint64_t now) {
     if (q->places == 0)
         return;
     /* Estimates grow with the place in line: read from the head until a
-     * turn is further than the lead. A place dialled still counts ahead
-     * of the rest: its customer takes the next agent. */
-    for (x = q->head; x != NULL && k < DIAL_WALK && q->places != 0;
-         x = next, k++) {
+     * turn is further than the lead. */
+    for (x = q->head; x != NULL && k < DIAL_WALK && q->places != 0; x = next) {
         next = x->qnext;
         if (!turn_near(e, q, k, now))
             break;
-        if (cc_contact_is_place(x))
-            dial(e, cc_place_callback(x), now);
+        if (cc_contact_is_place(x)) {
+            struct cc_callback *cb = cc_place_callback(x);
+            const struct cc_calendar *cal =
+                cc_engine_cb_calendar(e, q, cb->channel);
+            /* Out of business hours a place waits, and keeps its turn. */
+            if (cal == NULL || cc_cal_open(cal, now)) {
+                dial(e, cb, now); /* counted in q->dialling from now */
+                continue;
+            }
+        }
+        k++;
     }
 }
 
@@ -610,10 +653,16 @@ dial_in_hours(struct cc_engine *e, struct cc_callback *cb, uint64_t now) {
         cc_engine_cb_calendar(e, cb->queue, cb->channel);
     uint64_t at = next_open(cal, now);
 
-    if (at <= now)
+    if (at <= now) {
         dial(e, cb, now);
-    else if (at != CC_CAL_NEVER)
+    } else if (at != CC_CAL_NEVER) {
         cc_wheel_arm(&e->wheel, &cb->timer, at);
+    } else {
+        /* The calendar has no hours left (a reload may have done it). */
+        COUNT(e, cb->queue, failed);
+        emit_alert(e, cb, "callback.failed", "no business hours left", now);
+        cb_free(e, cb);
+    }
 }
 
 /* ---- outcomes ------------------------------------------------------------ */
@@ -648,8 +697,11 @@ failed(struct cc_engine *e, struct cc_callback *cb, const char *reason,
        uint64_t now) {
     struct cc_queue *q = cb->queue;
 
+    if (cb->state == CB_DIALLING) {
+        q->dialling--;
+        cb->state = CB_RETRY; /* not dialling while it waits */
+    }
     if (cb->attempts < pol(q, CC_CB_MAX_ATTEMPTS)) {
-        cb->state = CB_RETRY;
         COUNT(e, q, retries);
         cc_wheel_arm(&e->wheel, &cb->timer, now + pol(q, CC_CB_RETRY_DELAY));
         return;
@@ -657,6 +709,7 @@ failed(struct cc_engine *e, struct cc_callback *cb, const char *reason,
     COUNT(e, q, failed);
     emit_alert(e, cb, "callback.failed", reason, now);
     cb_free(e, cb);
+    cc_cb_queue_changed(e, q, now); /* one customer fewer ahead */
 }
 
 static void
@@ -681,8 +734,10 @@ cb_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
          * rules are asked again after the same delay. */
         c = cc_contact_find(e, cb->channel,
                             (struct cc_str){cb->data, cb->id_len}, cb->hash);
-        if (c == NULL || c->state != CS_QUEUED || c->queue != q)
+        if (c == NULL || c->state != CS_QUEUED || c->queue != q) {
+            cb_free(e, cb); /* not expected: leaving the queue frees it */
             return;
+        }
         consider(e, c, 0, now);
         if (cb->state == CB_LAPSED)
             cc_wheel_arm(&e->wheel, &cb->timer,
@@ -729,9 +784,14 @@ cc_cb_accept(struct cc_engine *e, struct cc_contact *c,
     struct cc_contact *place = NULL;
     uint64_t at = 0;
 
-    if (cb == NULL)
+    if (cb == NULL || cb_is_accepted(cb))
         REJ(CC_R_STATE, NULL,
             "no callback was offered to this caller in this queue");
+    if (c->conv != NULL && (c->conv->flags & CVF_CALLBACK) &&
+        conv_has_pending(e, c->conv))
+        REJ(CC_R_STATE, NULL,
+            "the customer already has a callback pending (another offer "
+            "was accepted)");
     if (cb->state == CB_LAPSED)
         REJ(CC_R_STATE, NULL,
             cb->declined ? "the offer was declined"
@@ -800,6 +860,7 @@ cc_cb_event(struct cc_engine *e, struct cc_contact *c,
                   : cb_find(e, ev->channel, ev->contact.p, ev->contact.n, h);
     struct cc_queue *q;
     char reason[CC_NAME_MAX + 1];
+    bool dialled;
 
     switch ((enum cc_event_type)ev->type) {
     case CC_EV_CALLBACK_ACCEPTED:
@@ -829,9 +890,12 @@ cc_cb_event(struct cc_engine *e, struct cc_contact *c,
             REJ(CC_R_STATE, NULL, "no accepted callback for this contact");
         q = cb->queue;
         COUNT(e, q, completed);
-        if (cb->attempts <= 1)
+        if (cb->attempts == 1)
             COUNT(e, q, first_attempt);
-        cb_free(e, cb);
+        dialled = cb->state == CB_DIALLING;
+        cb_done(e, cb, now);
+        if (dialled) /* its customer no longer takes an agent ahead */
+            cc_cb_queue_changed(e, q, now);
         return 0;
     case CC_EV_CALLBACK_FAILED:
         if (cb == NULL || cb->state != CB_DIALLING)
@@ -845,6 +909,16 @@ cc_cb_event(struct cc_engine *e, struct cc_contact *c,
     default:
         return 0;
     }
+}
+
+void
+cc_cb_accepted_conv(struct cc_engine *e, const struct cc_contact *c) {
+    struct cc_callback *cb;
+
+    if (c->conv == NULL || (cb = cb_of(e, c)) == NULL || !cb_is_accepted(cb))
+        return;
+    cb->conv = c->conv->id;
+    c->conv->flags |= CVF_CALLBACK;
 }
 
 void
@@ -869,7 +943,7 @@ cc_cb_served(struct cc_engine *e, struct cc_conv *v, const struct cc_contact *c,
             continue;
         }
         emit_cancel(e, cb, now, why);
-        cb_free(e, cb);
+        cb_done(e, cb, now);
     }
     if (!left)
         v->flags &= (uint8_t)~CVF_CALLBACK;

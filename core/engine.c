@@ -971,7 +971,8 @@ longest_wait(const struct cc_queue *q, uint64_t now) {
     uint64_t w = 0;
 
     for (c = q->head; c != NULL; c = c->qnext)
-        if (now > (uint64_t)c->queued_ts && now - (uint64_t)c->queued_ts > w)
+        if (!cc_contact_is_place(c) && now > (uint64_t)c->queued_ts &&
+            now - (uint64_t)c->queued_ts > w)
             w = now - (uint64_t)c->queued_ts;
     return w;
 }
@@ -2493,6 +2494,8 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
     if ((ev->type == CC_EV_QUEUE_JOIN || ev->type == CC_EV_TRANSFER) &&
         c->state == CS_QUEUED && !(c->flags & CF_NO_OFFER))
         cc_cb_joined(e, c, now);
+    if (ev->type == CC_EV_CALLBACK_ACCEPTED && c->conv != NULL)
+        cc_cb_accepted_conv(e, c);
     /* Served here: a callback promised elsewhere is not needed. */
     if (ev->type == CC_EV_AGENT_ANSWER && c->conv != NULL &&
         (c->conv->flags & CVF_CALLBACK))

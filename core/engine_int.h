@@ -78,6 +78,7 @@ struct cc_queue {
      * done, and what they did. */
     const struct cc_cb_policy *cb;
     uint32_t places, pending;
+    uint32_t dialling; /* callbacks dialled, outcome not yet known */
     struct cc_cb_stats cbst;
 };
 
@@ -93,7 +94,8 @@ enum cc_cstate {
 
 enum {
     CF_ANSWERED = 1 << 0, /* an agent answered at least once */
-    CF_OFFERED = 1 << 1,  /* a callback offer is outstanding */
+    CF_OFFERED = 1 << 1,  /* offered a callback in this queue visit (the
+                             offer stands, lapsed or was declined) */
     CF_ACCEPTED = 1 << 2, /* the customer accepted a callback */
     CF_PHONE = 1 << 3,    /* the customer map has a phone number */
     /* Outcomes, never cleared: what its conversation's history shows. */
@@ -654,6 +656,9 @@ int cc_cb_accept(struct cc_engine *e, struct cc_contact *c,
 int cc_cb_event(struct cc_engine *e, struct cc_contact *c,
                 const struct cc_event *ev, uint64_t h, uint64_t now,
                 struct cc_reject *rej);
+/* c accepted a callback and its conversation is known now (the event
+ * was applied to it): the callback belongs to it. */
+void cc_cb_accepted_conv(struct cc_engine *e, const struct cc_contact *c);
 /* v was served (a contact other than c answered) or resolved: its pending
  * callbacks are cancelled. */
 void cc_cb_served(struct cc_engine *e, struct cc_conv *v,

@@ -439,6 +439,14 @@ check_semantics(struct cc_event *ev, struct cc_reject *rej) {
         !cc_str_eq(ev->state, "away") && !cc_str_eq(ev->state, "offline"))
         REJECT(CC_R_BAD_VALUE, "state",
                "expected available, busy, away or offline");
+    if (ev->type == CC_EV_CALLBACK_ACCEPTED && (ev->flags & CC_EVF_BAD_AT))
+        REJECT(CC_R_OUT_OF_RANGE, "at",
+               "an integer, milliseconds since the Unix epoch, years "
+               "1970-9999");
+    if (ev->type == CC_EV_CALLBACK_FAILED && (ev->flags & CC_EVF_BAD_REASON))
+        REJECT(CC_R_WRONG_TYPE, "reason", "a string of 1-128 bytes");
+    if (ev->type != CC_EV_CALLBACK_ACCEPTED)
+        ev->at = 0;
     if (ev->type == CC_EV_CONVERSATION_RESOLVE && ev->contact.n == 0 &&
         !(ev->flags & CC_EVF_CUSTOMER))
         REJECT(CC_R_MISSING, "contact", "or 'customer' for this type");
@@ -642,18 +650,30 @@ decode_event(struct cc_mp *m, const struct cc_channels *ch, struct cc_event *ev,
             rc = get_str_array(m, "queues", &ev->queues, &ev->queues_len,
                                &ev->nqueues, rej);
             break;
-        case K_AT:
-            if (cc_mp_read_int(m, &iv) != 0)
-                REJECT(CC_R_WRONG_TYPE, "at",
-                       "an integer (milliseconds since the Unix epoch)");
-            if (iv <= 0 || iv > CC_TS_MAX)
-                REJECT(CC_R_OUT_OF_RANGE, "at",
-                       "milliseconds since the Unix epoch, years 1970-9999");
+        case K_AT: {
+            const uint8_t *at = m->p;
+            if (cc_mp_read_int(m, &iv) != 0 || iv <= 0 || iv > CC_TS_MAX) {
+                m->p = at;
+                if (cc_mp_skip(m) != 0)
+                    REJECT(CC_R_WRONG_TYPE, NULL, "well-formed");
+                ev->flags |= CC_EVF_BAD_AT;
+                break;
+            }
             ev->at = iv;
             break;
-        case K_REASON:
-            rc = get_str(m, "reason", CC_NAME_MAX, &ev->reason, rej);
+        }
+        case K_REASON: {
+            const uint8_t *at = m->p;
+            if (cc_mp_read_str(m, &ev->reason) != 0 || ev->reason.n == 0 ||
+                ev->reason.n > CC_NAME_MAX) {
+                m->p = at;
+                if (cc_mp_skip(m) != 0)
+                    REJECT(CC_R_WRONG_TYPE, NULL, "well-formed");
+                ev->reason = (struct cc_str){NULL, 0};
+                ev->flags |= CC_EVF_BAD_REASON;
+            }
             break;
+        }
         case K_UNKNOWN:
             /* Unknown keys are ignored: producers may be newer than us. */
             if (cc_mp_skip(m) != 0)

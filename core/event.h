@@ -116,7 +116,11 @@ enum {
     CC_EVF_PRIORITY = 1 << 0,
     CC_EVF_SENTIMENT = 1 << 1,
     CC_EVF_SCORE = 1 << 2,
-    CC_EVF_CUSTOMER = 1 << 3
+    CC_EVF_CUSTOMER = 1 << 3,
+    /* `at` or `reason` could not be read: refused only by the types that
+     * use them (other types ignore the keys, as before they had any). */
+    CC_EVF_BAD_AT = 1 << 4,
+    CC_EVF_BAD_REASON = 1 << 5
 };
 
 struct cc_event {

@@ -781,3 +781,93 @@ Test(callback, queue_sections_override_the_defaults) {
                  CC_EINVAL);
     free(c);
 }
+
+/* A customer being called back takes the next agent: while its outcome is
+ * unknown the place behind it is not dialled on the same free agent. */
+Test(callback, one_free_agent_dials_one_callback_at_a_time, .fini = teardown) {
+    start(pos1);
+    agent(FRI_10, "ann", "available", "sales");
+    caller_ahead(FRI_10, "sales");
+    EV(FRI_10 + 1, "queue.join", "p1", .queue = "sales",
+       .phone = "+15550100001");
+    EV(FRI_10 + 2, "queue.join", "p2", .queue = "sales",
+       .phone = "+15550100002");
+    cr_assert_eq(EV(FRI_10 + 3, "callback.accepted", "p1"), 'a');
+    cr_assert_eq(EV(FRI_10 + 4, "callback.accepted", "p2"), 'a');
+    clear();
+    EV(FRI_10 + 5, "agent.answer", "w0", .agent = "ann");
+    cr_assert_eq(out_count("callback.dial"), 1);
+    assert_order("sales", "*p2");
+    /* p1's customer reached an agent: p2's turn. */
+    clear();
+    cr_assert_eq(EV(FRI_10 + 6, "callback.completed", "p1"), 'a');
+    cr_assert_eq(out_count("callback.dial"), 1);
+    assert_order("sales", "");
+}
+
+/* Agents known but none on duty: places wait for one. */
+Test(callback, no_dial_while_no_agent_is_on_duty, .fini = teardown) {
+    start(pos1);
+    agent(FRI_10, "ann", "offline", "sales");
+    caller_ahead(FRI_10, "sales");
+    EV(FRI_10 + 1, "queue.join", "p1", .queue = "sales",
+       .phone = "+15550100001");
+    cr_assert_eq(EV(FRI_10 + 2, "callback.accepted", "p1"), 'a');
+    EV(FRI_10 + 3, "queue.leave", "w0");
+    clear();
+    cr_assert_eq(out_count("callback.dial"), 0);
+    agent(FRI_10 + 4, "ann", "available", "sales");
+    cr_assert_eq(out_count("callback.dial"), 1);
+}
+
+/* A caller who rejoins with its callback still to come keeps that one
+ * callback: no second offer, and its outcome still finds it. */
+Test(callback, a_rejoining_caller_keeps_its_one_callback, .fini = teardown) {
+    start(pos1);
+    caller_ahead(FRI_10, "sales");
+    EV(FRI_10 + 1, "queue.join", "p1", .queue = "sales",
+       .phone = "+15550100001");
+    cr_assert_eq(EV(FRI_10 + 2, "callback.accepted", "p1"), 'a');
+    clear();
+    EV(FRI_10 + 3, "queue.join", "p9", .queue = "billing");
+    cr_assert_eq(EV(FRI_10 + 4, "queue.join", "p1", .queue = "billing"), 'a');
+    cr_assert_eq(out_count("callback.offer"), 0);
+    cr_assert_eq(stat_int("callbacks/gated/pending_callback"), 1);
+    cr_assert_eq(EV(FRI_10 + 5, "callback.accepted", "p1"), 'r');
+    cr_assert_eq(stat_int("callbacks/pending"), 1);
+    cr_assert_eq(EV(FRI_10 + 6, "callback.completed", "p1"), 'a');
+    cr_assert_eq(stat_int("callbacks/pending"), 0);
+    assert_order("sales", "w0");
+}
+
+/* `at` and `reason` belong to two types: elsewhere a bad one is ignored,
+ * as any unknown key is. */
+Test(callback, at_and_reason_are_checked_where_they_mean_something,
+     .fini = teardown) {
+    start(pos1);
+    tb_reset(&t);
+    msgpack_pack_map(&t.pk, 7);
+    tb_kv_str(&t, "id", "x1");
+    tb_kv_int(&t, "ts", FRI_10);
+    tb_kv_str(&t, "channel", "phone");
+    tb_kv_str(&t, "type", "contact.open");
+    tb_kv_str(&t, "contact", "k1");
+    tb_kv_int(&t, "reason", 5);
+    tb_kv_str(&t, "at", "soon");
+    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)FRI_10, &rep);
+    cr_assert_eq(rep.accepted, 1);
+    caller_ahead(FRI_10, "sales");
+    EV(FRI_10 + 1, "queue.join", "p1", .queue = "sales",
+       .phone = "+15550100001");
+    tb_reset(&t);
+    msgpack_pack_map(&t.pk, 6);
+    tb_kv_str(&t, "id", "x2");
+    tb_kv_int(&t, "ts", FRI_10 + 2);
+    tb_kv_str(&t, "channel", "phone");
+    tb_kv_str(&t, "type", "callback.accepted");
+    tb_kv_str(&t, "contact", "p1");
+    tb_kv_str(&t, "at", "soon");
+    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)FRI_10 + 2, &rep);
+    cr_assert_eq(rep.rejected, 1);
+    cr_assert_str_eq(rep.rej[0].rej.key, "at");
+}
