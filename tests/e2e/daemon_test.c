@@ -860,6 +860,46 @@ Test(daemon, estimate_over_threshold_offers_and_accepting_dials) {
     cr_assert_eq(stop_daemon(), 0);
 }
 
+/* A trigger made while no callback system is connected waits in the
+ * backlog and is sent when one connects. */
+Test(daemon, triggers_wait_for_a_callback_system) {
+    nng_socket pull;
+    msgpack_unpacked u;
+    uint64_t now;
+
+    start_daemon("[callback]\noffer_when_position_over = 1\n"
+                 "offer_after_waiting = 0\n");
+    now = wall_ms();
+    tb_reset(&t);
+    msgpack_pack_array(&t.pk, 2);
+    pack_phone_event("b1", now, "queue.join", "call-1", "billing", NULL, NULL,
+                     NULL);
+    pack_phone_event("b2", now, "queue.join", "call-2", "billing", NULL, NULL,
+                     "+15550102");
+    send_acked(2);
+    {
+        int64_t held = -1;
+        int tries;
+        for (tries = 0; tries < 100 && held != 1; tries++) {
+            nng_msleep(20);
+            query_stats(&u);
+            held = tmap_int(&u.data, "server/callbacks_backlog");
+            msgpack_unpacked_destroy(&u);
+        }
+        cr_assert_eq(held, 1, "the offer is not waiting in the backlog");
+    }
+    cr_assert_eq(nng_pull0_open(&pull), 0);
+    cr_assert_eq(nng_dial(pull, d.addr[3], NULL, 0), 0);
+    cr_assert_eq(recv_trigger(pull, "callback.offer", 5000, &u), 0,
+                 "the waiting offer was not sent within 5 s of connecting");
+    cr_assert(tmap_str_is(&u.data, "contact", "call-2"));
+    msgpack_unpacked_destroy(&u);
+    nng_free(trig, trig_len);
+    trig = NULL;
+    nng_close(pull);
+    cr_assert_eq(stop_daemon(), 0);
+}
+
 Test(daemon, sighup_reloads_and_bad_config_is_refused) {
     int status;
     pid_t pid;
