@@ -286,6 +286,36 @@ pack_number(msgpack_packer *pk, const struct cc_callback *cb) {
     cc_pack_strn(pk, cb->number, cb->number_len);
 }
 
+/* Starts a trigger (kind CC_OUT_CALLBACK, key "type") or an alert
+ * (CC_OUT_ALERT, key "alert", topic its name) of `pairs` pairs: its name,
+ * id (n as in pack_cb_id()) and time. */
+static void
+record_begin(struct cc_engine *e, enum cc_out_kind kind, const char *name,
+             const struct cc_callback *cb, uint32_t n, uint32_t pairs,
+             uint64_t now) {
+    msgpack_packer *pk = &e->outbox.pk;
+
+    cc_outbox_begin(&e->outbox, kind, kind == CC_OUT_ALERT ? name : NULL);
+    msgpack_pack_map(pk, pairs);
+    cc_pack_str(pk, kind == CC_OUT_ALERT ? "alert" : "type");
+    cc_pack_str(pk, name);
+    cc_pack_str(pk, "id");
+    pack_cb_id(e, pk, name, cb, n);
+    cc_pack_str(pk, "ts");
+    cc_pack_u64(pk, now);
+}
+
+/* An estimate's figure, nil without an estimate. */
+static void
+pack_est_ms(msgpack_packer *pk, const char *key, const struct cc_wait_est *w,
+            uint64_t v) {
+    cc_pack_str(pk, key);
+    if (w->why == NULL)
+        cc_pack_u64(pk, v);
+    else
+        msgpack_pack_nil(pk);
+}
+
 /* callback.cancel: an offer withdrawn (the caller left the queue, or it
  * expired) or a callback no longer needed. */
 static void
@@ -293,14 +323,8 @@ emit_cancel(struct cc_engine *e, struct cc_callback *cb, uint64_t now,
             const char *why) {
     msgpack_packer *pk = &e->outbox.pk;
 
-    cc_outbox_begin(&e->outbox, CC_OUT_CALLBACK, NULL);
-    msgpack_pack_map(pk, 10);
-    cc_pack_str(pk, "type");
-    cc_pack_str(pk, "callback.cancel");
-    cc_pack_str(pk, "id");
-    pack_cb_id(e, pk, "callback.cancel", cb, cb->offers);
-    cc_pack_str(pk, "ts");
-    cc_pack_u64(pk, now);
+    record_begin(e, CC_OUT_CALLBACK, "callback.cancel", cb, cb->offers, 10,
+                 now);
     pack_cb_fields(e, pk, cb);
     cc_pack_str(pk, "of");
     cc_pack_str(pk, cb_is_accepted(cb) ? "callback" : "offer");
@@ -426,27 +450,12 @@ make_offer(struct cc_engine *e, struct cc_contact *c, const char *rule,
     cc_wheel_arm(&e->wheel, &cb->timer, now + pol(q, CC_CB_OFFER_EXPIRES));
     c->flags |= CF_OFFERED;
 
-    cc_outbox_begin(&e->outbox, CC_OUT_CALLBACK, NULL);
-    msgpack_pack_map(pk, 17);
-    cc_pack_str(pk, "type");
-    cc_pack_str(pk, "callback.offer");
-    cc_pack_str(pk, "id");
-    pack_cb_id(e, pk, "callback.offer", cb, cb->offers);
-    cc_pack_str(pk, "ts");
-    cc_pack_u64(pk, now);
+    record_begin(e, CC_OUT_CALLBACK, "callback.offer", cb, cb->offers, 17, now);
     cc_pack_contact_fields(e, pk, c);
     pack_number(pk, cb);
     cc_pack_kv_u64(pk, "position", pos);
-    cc_pack_str(pk, "ewt_ms");
-    if (w->why == NULL)
-        cc_pack_u64(pk, w->p50_ms);
-    else
-        msgpack_pack_nil(pk);
-    cc_pack_str(pk, "ewt_p80_ms");
-    if (w->why == NULL)
-        cc_pack_u64(pk, w->p80_ms);
-    else
-        msgpack_pack_nil(pk);
+    pack_est_ms(pk, "ewt_ms", w, w->p50_ms);
+    pack_est_ms(pk, "ewt_p80_ms", w, w->p80_ms);
     cc_pack_kv_u64(pk, "waited_ms", waited);
     cc_pack_str(pk, "rule");
     cc_pack_str(pk, rule);
@@ -551,15 +560,9 @@ emit_dial(struct cc_engine *e, struct cc_callback *cb, uint64_t now) {
     msgpack_packer *pk = &e->outbox.pk;
     struct cc_queue *q = cb->queue;
 
-    cc_outbox_begin(&e->outbox, CC_OUT_CALLBACK, NULL);
-    msgpack_pack_map(pk, 14);
-    cc_pack_str(pk, "type");
-    cc_pack_str(pk, "callback.dial");
-    cc_pack_str(pk, "id");
     /* Attempt n has ":n" at the end from the second on. */
-    pack_cb_id(e, pk, "callback.dial", cb, cb->attempts);
-    cc_pack_str(pk, "ts");
-    cc_pack_u64(pk, now);
+    record_begin(e, CC_OUT_CALLBACK, "callback.dial", cb, cb->attempts, 14,
+                 now);
     pack_cb_fields(e, pk, cb);
     pack_number(pk, cb);
     cc_pack_kv_u64(pk, "attempt", cb->attempts);
@@ -672,14 +675,7 @@ emit_alert(struct cc_engine *e, struct cc_callback *cb, const char *alert,
            const char *reason, uint64_t now) {
     msgpack_packer *pk = &e->outbox.pk;
 
-    cc_outbox_begin(&e->outbox, CC_OUT_ALERT, alert);
-    msgpack_pack_map(pk, 14);
-    cc_pack_str(pk, "alert");
-    cc_pack_str(pk, alert);
-    cc_pack_str(pk, "id");
-    pack_cb_id(e, pk, alert, cb, 0);
-    cc_pack_str(pk, "ts");
-    cc_pack_u64(pk, now);
+    record_begin(e, CC_OUT_ALERT, alert, cb, 0, 14, now);
     pack_cb_fields(e, pk, cb);
     pack_number(pk, cb);
     cc_pack_kv_u64(pk, "attempts", cb->attempts);

@@ -280,30 +280,27 @@ handler(void *user, const char *section, const char *name, const char *value) {
     struct load_ctx *c = user;
     char why[256];
     size_t i;
+    int rc;
 
     if (c->failed)
         return 1; /* report the first error only */
+    /* Sections read by their own modules. */
+    rc = 1;
     if (strncmp(section, "sla.", 4) == 0 ||
-        strncmp(section, "calendar.", 9) == 0) {
-        if (cc_sla_config_set(&c->cfg->sla, section, name, value, c->line, why,
-                              sizeof(why)) != 0) {
-            snprintf(c->err, c->errlen, "%s:%d: [%s] %s = %s: %s", c->name,
-                     c->line, section, name, value, why);
-            c->failed = true;
-            return 0;
-        }
+        strncmp(section, "calendar.", 9) == 0)
+        rc = cc_sla_config_set(&c->cfg->sla, section, name, value, c->line, why,
+                               sizeof(why));
+    else if (strcmp(section, "callback") == 0 ||
+             strncmp(section, "callback.", 9) == 0)
+        rc = cc_cb_config_set(&c->cfg->cb, section, name, value, c->line, why,
+                              sizeof(why));
+    if (rc == 0)
         return 1;
-    }
-    if (strcmp(section, "callback") == 0 ||
-        strncmp(section, "callback.", 9) == 0) {
-        if (cc_cb_config_set(&c->cfg->cb, section, name, value, c->line, why,
-                             sizeof(why)) != 0) {
-            snprintf(c->err, c->errlen, "%s:%d: [%s] %s = %s: %s", c->name,
-                     c->line, section, name, value, why);
-            c->failed = true;
-            return 0;
-        }
-        return 1;
+    if (rc != 1) {
+        snprintf(c->err, c->errlen, "%s:%d: [%s] %s = %s: %s", c->name, c->line,
+                 section, name, value, why);
+        c->failed = true;
+        return 0;
     }
     for (i = 0; i < CC_ARRAY_SIZE(keys); i++) {
         if (strcmp(keys[i].section, section) != 0 ||

@@ -5,6 +5,8 @@
 #ifndef CC_TESTUTIL_H
 #define CC_TESTUTIL_H
 
+#include "engine.h"
+
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -131,6 +133,27 @@ static inline bool
 tmap_is_nil(const msgpack_object *map, const char *key) {
     msgpack_object v;
     return tmap_get(map, key, &v) && v.type == MSGPACK_OBJECT_NIL;
+}
+
+/* A number in the engine's stats at a path of keys separated by '/'
+ * (tmap_int()), or INT64_MIN when the stats do not unpack. */
+static inline int64_t
+tstat_int(const struct cc_engine *e, const char *path) {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_unpacked u;
+    int64_t v = INT64_MIN;
+
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    cc_engine_pack_stats(e, &pk);
+    msgpack_unpacked_init(&u);
+    if (msgpack_unpack_next(&u, sb.data, sb.size, NULL) ==
+        MSGPACK_UNPACK_SUCCESS)
+        v = tmap_int(&u.data, path);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    return v;
 }
 
 #endif

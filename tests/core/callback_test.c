@@ -152,6 +152,19 @@ warm(int64_t ts, const char *q, int n, int64_t handle_ms) {
     return ts + handle_ms;
 }
 
+/* An engine under text whose queue q has one agent, ann, busy, and a
+ * 300 s handle time; returns the time the warm-up ended. */
+static int64_t
+busy_queue(const char *text, const char *q) {
+    int64_t ts;
+
+    start(text);
+    agent(FRI_10, "ann", "busy", q);
+    ts = warm(FRI_10, q, 3, 300 * SEC);
+    cc_outbox_clear(cc_engine_outbox(e));
+    return ts;
+}
+
 /* The outbox's records named `name` ("type" of a trigger, "alert" of an
  * alert). */
 static int
@@ -203,21 +216,7 @@ clear(void) {
 
 static int64_t
 stat_int(const char *path) {
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_unpacked u;
-    int64_t v;
-
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    cc_engine_pack_stats(e, &pk);
-    msgpack_unpacked_init(&u);
-    cr_assert_eq(msgpack_unpack_next(&u, sb.data, sb.size, NULL),
-                 MSGPACK_UNPACK_SUCCESS);
-    v = tmap_int(&u.data, path);
-    msgpack_unpacked_destroy(&u);
-    msgpack_sbuffer_destroy(&sb);
-    return v;
+    return tstat_int(e, path);
 }
 
 /* The queue query's answer, unpacked into u. */
@@ -247,11 +246,9 @@ Test(callback, offered_when_the_estimate_is_over_the_threshold,
     msgpack_unpacked u;
     int64_t ts;
 
-    start("[callback]\noffer_when_position_over = 0\n"
-          "offer_after_waiting = 0\n");
-    agent(FRI_10, "ann", "busy", "sales");
-    ts = warm(FRI_10, "sales", 3, 300 * SEC);
-    clear();
+    ts = busy_queue("[callback]\noffer_when_position_over = 0\n"
+                    "offer_after_waiting = 0\n",
+                    "sales");
     cr_assert_eq(EV(ts, "queue.join", "x1", .queue = "sales",
                     .phone = "+1 (555) 010-0001"),
                  'a');
@@ -338,6 +335,17 @@ caller_ahead(int64_t ts, const char *q) {
     cr_assert_eq(EV(ts, "queue.join", "w0", .queue = q), 'a');
 }
 
+/* An engine under pos1 where w0 waits and p1, behind it, accepted a
+ * callback at FRI_10 + 2 (its customer with `email` when not NULL). */
+static void
+place_p1(const char *email) {
+    start(pos1);
+    caller_ahead(FRI_10, "sales");
+    EV(FRI_10 + 1, "queue.join", "p1", .queue = "sales",
+       .phone = "+15550100001", .email = email);
+    cr_assert_eq(EV(FRI_10 + 2, "callback.accepted", "p1"), 'a');
+}
+
 Test(callback, one_pending_callback_per_customer_on_any_channel,
      .fini = teardown) {
     start(pos1);
@@ -411,11 +419,8 @@ Test(callback, no_offer_that_business_hours_would_break, .fini = teardown) {
              "%s[callback]\noffer_when_position_over = 0\n"
              "offer_after_waiting = 0\ncalendar = office\n",
              office);
-    start(text);
-    agent(FRI_10, "ann", "busy", "sales");
-    ts = warm(FRI_10, "sales", 3, 300 * SEC);
+    ts = busy_queue(text, "sales");
     /* At 10:05 there is time for a 3.5 min wait. */
-    clear();
     EV(ts, "queue.join", "p1", .queue = "sales", .phone = "+15550100001");
     cr_assert_eq(out_count("callback.offer"), 1);
     /* At 16:58 the office closes before the caller's turn. */
@@ -525,11 +530,7 @@ Test(callback, an_accepted_callback_keeps_its_place_under_priorities,
      .fini = teardown) {
     msgpack_unpacked u;
 
-    start(pos1);
-    caller_ahead(FRI_10, "sales");
-    EV(FRI_10 + 1, "queue.join", "p1", .queue = "sales",
-       .phone = "+15550100001");
-    cr_assert_eq(EV(FRI_10 + 2, "callback.accepted", "p1"), 'a');
+    place_p1(NULL);
     /* The caller hangs up: its place stays. */
     cr_assert_eq(EV(FRI_10 + 3, "contact.close", "p1"), 'a');
     cr_assert_eq(EV(FRI_10 + 4, "queue.join", "b1", .queue = "sales"), 'a');
@@ -563,10 +564,9 @@ Test(callback, a_place_is_dialled_when_its_turn_is_within_the_lead,
      .fini = teardown) {
     int64_t ts;
 
-    start("[callback]\noffer_when_position_over = 1\noffer_after_waiting = 0\n"
-          "load_horizon = 0\n");
-    agent(FRI_10, "ann", "busy", "sales");
-    ts = warm(FRI_10, "sales", 3, 300 * SEC);
+    ts = busy_queue("[callback]\noffer_when_position_over = 1\n"
+                    "offer_after_waiting = 0\nload_horizon = 0\n",
+                    "sales");
     caller_ahead(ts, "sales");
     EV(ts + 1, "queue.join", "p1", .queue = "sales", .phone = "+15550100001");
     cr_assert_eq(EV(ts + 2, "callback.accepted", "p1"), 'a');
@@ -687,11 +687,7 @@ Test(callback, a_broken_promise_raises_overdue, .fini = teardown) {
     msgpack_unpacked u;
     int64_t due = FRI_10 + 1 + 65 * MIN; /* promise_max + margin */
 
-    start(pos1);
-    caller_ahead(FRI_10, "sales");
-    EV(FRI_10 + 1, "queue.join", "p1", .queue = "sales",
-       .phone = "+15550100001");
-    cr_assert_eq(EV(FRI_10 + 2, "callback.accepted", "p1"), 'a');
+    place_p1(NULL);
     clear();
     cc_engine_tick(e, (uint64_t)due - 1);
     cr_assert_eq(out_count("callback.overdue"), 0);
@@ -711,11 +707,7 @@ Test(callback, served_or_resolved_elsewhere_cancels_the_callback,
      .fini = teardown) {
     msgpack_unpacked u;
 
-    start(pos1);
-    caller_ahead(FRI_10, "sales");
-    EV(FRI_10 + 1, "queue.join", "p1", .queue = "sales",
-       .phone = "+15550100001", .email = "ann@example.com");
-    cr_assert_eq(EV(FRI_10 + 2, "callback.accepted", "p1"), 'a');
+    place_p1("ann@example.com");
     clear();
     /* She chats meanwhile and an agent answers the chat. */
     EV(FRI_10 + 3, "contact.open", "c1", .channel = "chat",
@@ -823,11 +815,7 @@ Test(callback, no_dial_while_no_agent_is_on_duty, .fini = teardown) {
 /* A caller who rejoins with its callback still to come keeps that one
  * callback: no second offer, and its outcome still finds it. */
 Test(callback, a_rejoining_caller_keeps_its_one_callback, .fini = teardown) {
-    start(pos1);
-    caller_ahead(FRI_10, "sales");
-    EV(FRI_10 + 1, "queue.join", "p1", .queue = "sales",
-       .phone = "+15550100001");
-    cr_assert_eq(EV(FRI_10 + 2, "callback.accepted", "p1"), 'a');
+    place_p1(NULL);
     clear();
     EV(FRI_10 + 3, "queue.join", "p9", .queue = "billing");
     cr_assert_eq(EV(FRI_10 + 4, "queue.join", "p1", .queue = "billing"), 'a');

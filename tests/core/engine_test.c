@@ -119,21 +119,7 @@ send_at(int64_t now, const char *id, int64_t ts, const char *channel,
 
 static int64_t
 stat_int(const char *path) {
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_unpacked u;
-    int64_t v;
-
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    cc_engine_pack_stats(e, &pk);
-    msgpack_unpacked_init(&u);
-    cr_assert_eq(msgpack_unpack_next(&u, sb.data, sb.size, NULL),
-                 MSGPACK_UNPACK_SUCCESS);
-    v = tmap_int(&u.data, path);
-    msgpack_unpacked_destroy(&u);
-    msgpack_sbuffer_destroy(&sb);
-    return v;
+    return tstat_int(e, path);
 }
 
 /* Unpacks outbox record i into u; returns its topic (alerts) or NULL. */

@@ -788,6 +788,15 @@ recv_trigger(nng_socket pull, const char *type, int timeout_ms,
     return 0;
 }
 
+/* Closes a callback system's socket and frees the last trigger. */
+static void
+close_pull(nng_socket pull) {
+    if (trig != NULL)
+        nng_free(trig, trig_len);
+    trig = NULL;
+    nng_close(pull);
+}
+
 /*
  * One agent, busy, with a 300 s handle time: a caller who joins with
  * nobody ahead waits for one completion, a median of 208 s, over the
@@ -854,9 +863,7 @@ Test(daemon, estimate_over_threshold_offers_and_accepting_dials) {
     cr_assert(tmap_str_is(&u.data, "number", "+15550101"));
     cr_assert_eq(tmap_int(&u.data, "attempt"), 1);
     msgpack_unpacked_destroy(&u);
-    nng_free(trig, trig_len);
-    trig = NULL;
-    nng_close(pull);
+    close_pull(pull);
     cr_assert_eq(stop_daemon(), 0);
 }
 
@@ -894,9 +901,7 @@ Test(daemon, triggers_wait_for_a_callback_system) {
                  "the waiting offer was not sent within 5 s of connecting");
     cr_assert(tmap_str_is(&u.data, "contact", "call-2"));
     msgpack_unpacked_destroy(&u);
-    nng_free(trig, trig_len);
-    trig = NULL;
-    nng_close(pull);
+    close_pull(pull);
     cr_assert_eq(stop_daemon(), 0);
 }
 
