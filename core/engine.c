@@ -1092,7 +1092,10 @@ sl_abandoned(struct cc_engine *e, struct cc_contact *c,
 static void
 sl_handled(struct cc_engine *e, struct cc_contact *c, const struct cc_event *ev,
            uint64_t now) {
-    uint64_t t = ev->ts > c->queued_ts ? (uint64_t)(ev->ts - c->queued_ts) : 0;
+    /* Answer to close, plus the wrap-up the close reports. */
+    uint64_t t =
+        (ev->ts > c->queued_ts ? (uint64_t)(ev->ts - c->queued_ts) : 0) +
+        (uint64_t)ev->wrapup_ms;
 
     if (c->queue != NULL)
         cc_sl_handled(&c->queue->sl, now, t);

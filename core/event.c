@@ -445,8 +445,12 @@ check_semantics(struct cc_event *ev, struct cc_reject *rej) {
                "1970-9999");
     if (ev->type == CC_EV_CALLBACK_FAILED && (ev->flags & CC_EVF_BAD_REASON))
         REJECT(CC_R_WRONG_TYPE, "reason", "a string of 1-128 bytes");
+    if (ev->type == CC_EV_CONTACT_CLOSE && (ev->flags & CC_EVF_BAD_WRAPUP))
+        REJECT(CC_R_OUT_OF_RANGE, "wrapup_ms", "an integer, 0 to 86400000");
     if (ev->type != CC_EV_CALLBACK_ACCEPTED)
         ev->at = 0;
+    if (ev->type != CC_EV_CONTACT_CLOSE)
+        ev->wrapup_ms = 0;
     if (ev->type == CC_EV_CONVERSATION_RESOLVE && ev->contact.n == 0 &&
         !(ev->flags & CC_EVF_CUSTOMER))
         REJECT(CC_R_MISSING, "contact", "or 'customer' for this type");
@@ -476,7 +480,8 @@ enum ev_key {
     K_STATE,
     K_QUEUES,
     K_AT,
-    K_REASON
+    K_REASON,
+    K_WRAPUP
 };
 
 #define KEY_IS(k, lit) (memcmp((k).p, lit, sizeof(lit) - 1) == 0)
@@ -522,7 +527,9 @@ key_of(struct cc_str k) {
                : KEY_IS(k, "reply_to") ? K_REPLY_TO
                                        : K_UNKNOWN;
     case 9:
-        return KEY_IS(k, "sentiment") ? K_SENTIMENT : K_UNKNOWN;
+        return KEY_IS(k, "sentiment")   ? K_SENTIMENT
+               : KEY_IS(k, "wrapup_ms") ? K_WRAPUP
+                                        : K_UNKNOWN;
     }
     return K_UNKNOWN;
 }
@@ -547,6 +554,7 @@ event_clear(struct cc_event *ev) {
     ev->score = 0;
     ev->sentiment = 0;
     ev->at = 0;
+    ev->wrapup_ms = 0;
 }
 
 static int
@@ -672,6 +680,18 @@ decode_event(struct cc_mp *m, const struct cc_channels *ch, struct cc_event *ev,
                 ev->reason = (struct cc_str){NULL, 0};
                 ev->flags |= CC_EVF_BAD_REASON;
             }
+            break;
+        }
+        case K_WRAPUP: {
+            const uint8_t *at = m->p;
+            if (cc_mp_read_int(m, &iv) != 0 || iv < 0 || iv > 86400000) {
+                m->p = at;
+                if (cc_mp_skip(m) != 0)
+                    REJECT(CC_R_WRONG_TYPE, NULL, "well-formed");
+                ev->flags |= CC_EVF_BAD_WRAPUP;
+                break;
+            }
+            ev->wrapup_ms = iv;
             break;
         }
         case K_UNKNOWN:

@@ -120,7 +120,8 @@ enum {
     /* `at` or `reason` could not be read: refused only by the types that
      * use them (other types ignore the keys, as before they had any). */
     CC_EVF_BAD_AT = 1 << 4,
-    CC_EVF_BAD_REASON = 1 << 5
+    CC_EVF_BAD_REASON = 1 << 5,
+    CC_EVF_BAD_WRAPUP = 1 << 6
 };
 
 struct cc_event {
@@ -146,6 +147,8 @@ struct cc_event {
      * none); callback.failed: why (no_answer, busy, voicemail, ...). */
     int64_t at;
     struct cc_str reason;
+    /* contact.close: the agent's wrap-up after the call, ms (0: none). */
+    int64_t wrapup_ms;
 };
 
 /* Iterates the events of one message. */

@@ -61,7 +61,7 @@ teardown(void) {
 struct opt {
     const char *channel; /* NULL: phone */
     const char *queue, *agent, *phone, *email, *reason;
-    int64_t at;
+    int64_t at, wrapup;
     int prio1; /* priority + 1; 0: none */
 };
 
@@ -72,7 +72,7 @@ send_ev(int64_t ts, const char *type, const char *contact, struct opt o) {
 
     n += (contact != NULL) + (o.queue != NULL) + (o.agent != NULL) +
          (o.phone != NULL || o.email != NULL) + (o.reason != NULL) +
-         (o.at != 0) + (o.prio1 != 0);
+         (o.at != 0) + (o.prio1 != 0) + (o.wrapup != 0);
     snprintf(id, sizeof(id), "e%u", ++seq);
     tb_reset(&t);
     msgpack_pack_map(&t.pk, n);
@@ -90,6 +90,8 @@ send_ev(int64_t ts, const char *type, const char *contact, struct opt o) {
         tb_kv_str(&t, "reason", o.reason);
     if (o.at != 0)
         tb_kv_int(&t, "at", o.at);
+    if (o.wrapup != 0)
+        tb_kv_int(&t, "wrapup_ms", o.wrapup);
     if (o.prio1 != 0)
         tb_kv_int(&t, "priority", o.prio1 - 1);
     if (o.phone != NULL || o.email != NULL) {
@@ -858,4 +860,27 @@ Test(callback, at_and_reason_are_checked_where_they_mean_something,
     cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)FRI_10 + 2, &rep);
     cr_assert_eq(rep.rejected, 1);
     cr_assert_str_eq(rep.rej[0].rej.key, "at");
+}
+
+/* The handle time is answer to close plus the wrap-up the close reports. */
+Test(callback, wrap_up_counts_in_the_handle_time, .fini = teardown) {
+    msgpack_sbuffer sb;
+    msgpack_unpacked u;
+
+    start(pos1);
+    agent(FRI_10, "ann", "busy", "sales");
+    cr_assert_eq(EV(FRI_10, "queue.join", "h1", .queue = "sales"), 'a');
+    cr_assert_eq(EV(FRI_10, "agent.answer", "h1", .agent = "ann"), 'a');
+    cr_assert_eq(
+        EV(FRI_10 + 300 * SEC, "contact.close", "h1", .wrapup = 60 * SEC), 'a');
+    queue_query("sales", &sb, &u);
+    cr_assert_eq(tmap_int(&u.data, "estimate/aht_ms"), 360 * SEC);
+    msgpack_unpacked_destroy(&u);
+    msgpack_sbuffer_destroy(&sb);
+    /* Out of range: refused on a close, ignored elsewhere. */
+    cr_assert_eq(EV(FRI_10 + 301 * SEC, "contact.open", "h2", .wrapup = -1),
+                 'a');
+    cr_assert_eq(EV(FRI_10 + 302 * SEC, "contact.close", "h2", .wrapup = -1),
+                 'r');
+    cr_assert_str_eq(rep.rej[0].rej.key, "wrapup_ms");
 }
