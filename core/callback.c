@@ -409,7 +409,7 @@ offer_gate(struct cc_engine *e, struct cc_contact *c,
                                    (double)pol(q, CC_CB_LOAD_HORIZON))
             return G_LOAD;
     }
-    cal = cc_engine_cb_calendar(e, q, c->channel);
+    cal = cc_engine_cb_calendar(e, q);
     if (cal != NULL) {
         /* Open now, and still open when its turn would come. */
         uint64_t expect = w->why == NULL ? w->p50_ms : 0;
@@ -602,6 +602,16 @@ dial(struct cc_engine *e, struct cc_callback *cb, uint64_t now) {
     cc_wheel_arm(&e->wheel, &cb->timer, now + pol(q, CC_CB_OUTCOME_WAIT));
 }
 
+/* A waiting place's timer: at `wake` (CC_CAL_NEVER: none), or at the end
+ * of its promise if that comes first and has not passed. */
+static void
+arm_waiting(struct cc_engine *e, struct cc_callback *cb, uint64_t wake) {
+    if (!cb->overdue && cb->window_to < wake)
+        wake = cb->window_to;
+    if (wake != CC_CAL_NEVER)
+        cc_wheel_arm(&e->wheel, &cb->timer, wake);
+}
+
 /* Whether an entry with k entries ahead of it would be answered within
  * dial_lead. The customers of callbacks being dialled count ahead: each
  * takes the next agent. With no agent known to the queue at all, the
@@ -637,13 +647,15 @@ cc_cb_queue_changed(struct cc_engine *e, struct cc_queue *q, uint64_t now) {
             break;
         if (cc_contact_is_place(x)) {
             struct cc_callback *cb = cc_place_callback(x);
-            const struct cc_calendar *cal =
-                cc_engine_cb_calendar(e, q, cb->channel);
-            /* Out of business hours a place waits, and keeps its turn. */
+            const struct cc_calendar *cal = cc_engine_cb_calendar(e, q);
+            /* Out of business hours a place waits, and keeps its turn:
+             * its timer wakes it at the opening (or at the end of its
+             * promise, if that comes first). */
             if (cal == NULL || cc_cal_open(cal, now)) {
                 dial(e, cb, now); /* counted in q->dialling from now */
                 continue;
             }
+            arm_waiting(e, cb, next_open(cal, now));
         }
         k++;
     }
@@ -652,8 +664,7 @@ cc_cb_queue_changed(struct cc_engine *e, struct cc_queue *q, uint64_t now) {
 /* Dials now if business is open, else at the opening. */
 static void
 dial_in_hours(struct cc_engine *e, struct cc_callback *cb, uint64_t now) {
-    const struct cc_calendar *cal =
-        cc_engine_cb_calendar(e, cb->queue, cb->channel);
+    const struct cc_calendar *cal = cc_engine_cb_calendar(e, cb->queue);
     uint64_t at = next_open(cal, now);
 
     if (at <= now) {
@@ -700,6 +711,7 @@ failed(struct cc_engine *e, struct cc_callback *cb, const char *reason,
     if (cb->attempts < pol(q, CC_CB_MAX_ATTEMPTS)) {
         COUNT(e, q, retries);
         cc_wheel_arm(&e->wheel, &cb->timer, now + pol(q, CC_CB_RETRY_DELAY));
+        cc_cb_queue_changed(e, q, now); /* not ahead of anyone meanwhile */
         return;
     }
     COUNT(e, q, failed);
@@ -740,8 +752,9 @@ cb_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
                          now + pol(q, CC_CB_REOFFER_AFTER));
         return;
     case CB_WAITING:
-        /* The promised window ended before its turn came. */
-        if (!cb->overdue) {
+        /* The promised window ended before its turn came, or business
+         * opened. */
+        if (!cb->overdue && now >= cb->window_to) {
             cb->overdue = true;
             COUNT(e, q, overdue);
             emit_alert(e, cb, "callback.overdue",
@@ -750,6 +763,9 @@ cb_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
                        now);
         }
         cc_cb_queue_changed(e, q, now);
+        /* Still waiting, with no opening to wake it: the promise's end. */
+        if (cb->state == CB_WAITING && !cc_timer_armed(&cb->timer))
+            arm_waiting(e, cb, CC_CAL_NEVER);
         return;
     case CB_SCHEDULED:
     case CB_RETRY:
@@ -793,7 +809,7 @@ cc_cb_accept(struct cc_engine *e, struct cc_contact *c,
             cb->declined ? "the offer was declined"
                          : "the offer expired ([callback] offer_expires)");
     if (ev->at != 0) {
-        const struct cc_calendar *cal = cc_engine_cb_calendar(e, q, c->channel);
+        const struct cc_calendar *cal = cc_engine_cb_calendar(e, q);
         if (ev->at < ev->ts)
             REJ(CC_R_OUT_OF_RANGE, "at", "the time asked for has passed");
         if ((uint64_t)ev->at > now + MAX_AHEAD_MS)
@@ -908,11 +924,25 @@ cc_cb_event(struct cc_engine *e, struct cc_contact *c,
 }
 
 void
-cc_cb_accepted_conv(struct cc_engine *e, const struct cc_contact *c) {
+cc_cb_accepted_conv(struct cc_engine *e, const struct cc_contact *c,
+                    uint64_t now) {
     struct cc_callback *cb;
 
     if (c->conv == NULL || (cb = cb_of(e, c)) == NULL || !cb_is_accepted(cb))
         return;
+    if (cb->conv != c->conv->id && (c->conv->flags & CVF_CALLBACK)) {
+        /* The acceptance named the customer: one who has a callback
+         * pending already. One callback per customer. */
+        const struct cc_callback *o;
+        for (o = e->cbs.accepted; o != NULL; o = o->next)
+            if (o != cb && o->conv != 0 && cc_conv_find(e, o->conv) == c->conv)
+                break;
+        if (o != NULL) {
+            emit_cancel(e, cb, now, "the customer has another callback");
+            cb_done(e, cb, now);
+            return;
+        }
+    }
     cb->conv = c->conv->id;
     c->conv->flags |= CVF_CALLBACK;
 }
@@ -921,14 +951,20 @@ void
 cc_cb_served(struct cc_engine *e, struct cc_conv *v, const struct cc_contact *c,
              uint64_t now, const char *why) {
     struct cc_callback *cb, *next;
+    struct cc_queue *qs[8];
     char reason[CC_CHANNEL_NAME_MAX + 16];
     bool left = false;
+    unsigned nq = 0, i;
 
     if (c != NULL) {
         snprintf(reason, sizeof(reason), "%s on %s", why,
                  e->cfg.channels.names[c->channel]);
         why = reason;
+        if (c->queue != NULL)
+            qs[nq++] = c->queue; /* it left it: see leave_queue() */
     }
+    /* Every callback of v goes before any queue is looked at again, so
+     * that none of them is dialled on the way. */
     for (cb = e->cbs.accepted; cb != NULL; cb = next) {
         next = cb->next;
         if (cb->conv == 0 || cc_conv_find(e, cb->conv) != v)
@@ -939,10 +975,16 @@ cc_cb_served(struct cc_engine *e, struct cc_conv *v, const struct cc_contact *c,
             continue;
         }
         emit_cancel(e, cb, now, why);
-        cb_done(e, cb, now);
+        for (i = 0; i < nq && qs[i] != cb->queue; i++)
+            ;
+        if (i == nq && nq < CC_ARRAY_SIZE(qs))
+            qs[nq++] = cb->queue;
+        cb_free(e, cb);
     }
     if (!left)
         v->flags &= (uint8_t)~CVF_CALLBACK;
+    for (i = 0; i < nq; i++)
+        cc_cb_queue_changed(e, qs[i], now);
 }
 
 /* ---- figures ---------------------------------------------------------------

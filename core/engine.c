@@ -784,7 +784,10 @@ leave_queue(struct cc_engine *e, struct cc_contact *c, uint64_t now,
         cc_cb_left(e, c, now, why,
                    strcmp(why, "abandoned") == 0 || strcmp(why, "closed") == 0);
     set_state(e, c, CS_OPEN);
-    if (q->places != 0)
+    /* The places behind it move up; after an answer of a customer who has
+     * a callback, once that callback is cancelled (cc_cb_served()). */
+    if (q->places != 0 && !(strcmp(why, "answered") == 0 && c->conv != NULL &&
+                            (c->conv->flags & CVF_CALLBACK)))
         cc_cb_queue_changed(e, q, now);
 }
 
@@ -1915,8 +1918,7 @@ cc_engine_conv_sched(struct cc_engine *e, const struct cc_conv *v, unsigned ch,
 }
 
 const struct cc_calendar *
-cc_engine_cb_calendar(struct cc_engine *e, const struct cc_queue *q,
-                      unsigned channel) {
+cc_engine_cb_calendar(struct cc_engine *e, const struct cc_queue *q) {
     const struct cc_sla_config *sla = &e->slas->cfg;
     const char *name = q->cb->calendar;
     const struct cc_sched *sc;
@@ -1928,9 +1930,10 @@ cc_engine_cb_calendar(struct cc_engine *e, const struct cc_queue *q,
                 return &e->slas->cals[i];
         return NULL; /* gone with a reload: [callback] is checked at load */
     }
-    /* The hours the queue's answer clock keeps. */
-    sc = cc_slas_get(
-        e->slas, subject_sched(e, channel, q->name, -1, NULL, CC_CLOCK_ANSWER));
+    /* The hours the queue's phone answer clock keeps: callbacks are
+     * calls. */
+    sc = cc_slas_get(e->slas,
+                     subject_sched(e, 0, q->name, -1, NULL, CC_CLOCK_ANSWER));
     return sc != NULL ? sc->cal : NULL;
 }
 
@@ -2498,7 +2501,7 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
         c->state == CS_QUEUED && !(c->flags & CF_NO_OFFER))
         cc_cb_joined(e, c, now);
     if (ev->type == CC_EV_CALLBACK_ACCEPTED && c->conv != NULL)
-        cc_cb_accepted_conv(e, c);
+        cc_cb_accepted_conv(e, c, now);
     /* Served here: a callback promised elsewhere is not needed. */
     if (ev->type == CC_EV_AGENT_ANSWER && c->conv != NULL &&
         (c->conv->flags & CVF_CALLBACK))

@@ -620,10 +620,10 @@ struct cc_str cc_contact_phone(const struct cc_contact *c);
 /* conversation, contact, channel, customer, queue: 5 pairs. */
 void cc_pack_contact_fields(struct cc_engine *e, msgpack_packer *pk,
                             const struct cc_contact *c);
-/* The business hours callbacks on queue q keep to, or NULL (always). */
+/* The business hours callbacks on queue q keep to (its [callback]
+ * calendar, else its phone answer clock's), or NULL (always). */
 const struct cc_calendar *cc_engine_cb_calendar(struct cc_engine *e,
-                                                const struct cc_queue *q,
-                                                unsigned channel);
+                                                const struct cc_queue *q);
 
 /* callback.c */
 int cc_cbs_init(struct cc_engine *e);
@@ -658,7 +658,8 @@ int cc_cb_event(struct cc_engine *e, struct cc_contact *c,
                 struct cc_reject *rej);
 /* c accepted a callback and its conversation is known now (the event
  * was applied to it): the callback belongs to it. */
-void cc_cb_accepted_conv(struct cc_engine *e, const struct cc_contact *c);
+void cc_cb_accepted_conv(struct cc_engine *e, const struct cc_contact *c,
+                         uint64_t now);
 /* v was served (a contact other than c answered) or resolved: its pending
  * callbacks are cancelled. */
 void cc_cb_served(struct cc_engine *e, struct cc_conv *v,

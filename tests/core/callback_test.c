@@ -884,3 +884,29 @@ Test(callback, wrap_up_counts_in_the_handle_time, .fini = teardown) {
                  'r');
     cr_assert_str_eq(rep.rej[0].rej.key, "wrapup_ms");
 }
+
+/* A place whose turn comes after closing waits for the opening, and is
+ * dialled then without any other event. */
+Test(callback, a_place_waits_for_business_hours, .fini = teardown) {
+    char text[1024];
+    const int64_t t0 = FRI_1658;
+
+    snprintf(text, sizeof(text), "%s%s\ncalendar = office\n", office, pos1);
+    start(text);
+    agent(t0, "ann", "busy", "sales");
+    caller_ahead(t0, "sales");
+    EV(t0 + 1, "queue.join", "p1", .queue = "sales", .phone = "+15550100001");
+    cr_assert_eq(EV(t0 + 2, "callback.accepted", "p1"), 'a');
+    /* After closing the caller ahead is answered and an agent is free:
+     * the place is at the head, but the office is closed. */
+    EV(FRI_18, "agent.answer", "w0", .agent = "ann");
+    agent(FRI_18 + 1, "ann", "available", "sales");
+    clear();
+    cr_assert_eq(out_count("callback.dial"), 0);
+    cc_engine_tick(e, (uint64_t)MON_09 - 1);
+    cr_assert_eq(out_count("callback.dial"), 0);
+    /* Its promise ran out over the weekend. */
+    cr_assert_eq(out_count("callback.overdue"), 1);
+    cc_engine_tick(e, (uint64_t)MON_09);
+    cr_assert_eq(out_count("callback.dial"), 1);
+}
