@@ -75,10 +75,11 @@ int cc_engine_set_sla(struct cc_engine *e, const struct cc_sla_config *sla,
                       char *err, size_t errlen);
 
 /* Applies the settings that can change while running (the callback
- * offer's wait, contact expiry, the conversation windows, the service-level
+ * policies, contact expiry, the conversation windows, the service-level
  * alert's settings); armed timers keep their deadlines, new ones use the
- * new values (a pending callback offer is made at its join plus the new
- * wait, or when its timer next fires if that is later). The SLA policies,
+ * new values (a waited-rule offer is made at its join plus the new wait,
+ * or when its timer next fires if that is later; offers, places and
+ * callbacks under way keep the deadlines they were given). The SLA policies,
  * the hold target among them, change with cc_engine_set_sla(). */
 void cc_engine_reconfigure(struct cc_engine *e,
                            const struct cc_engine_config *cfg);
