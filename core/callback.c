@@ -635,10 +635,14 @@ turn_near(struct cc_engine *e, struct cc_queue *q, uint64_t k, uint64_t now) {
 void
 cc_cb_queue_changed(struct cc_engine *e, struct cc_queue *q, uint64_t now) {
     struct cc_contact *x, *next;
+    const struct cc_calendar *cal;
+    bool open;
     uint64_t k = 0;
 
     if (q->places == 0)
         return;
+    cal = cc_engine_cb_calendar(e, q);
+    open = cal == NULL || cc_cal_open(cal, now);
     /* Estimates grow with the place in line: read from the head until a
      * turn is further than the lead. */
     for (x = q->head; x != NULL && k < DIAL_WALK && q->places != 0; x = next) {
@@ -647,11 +651,10 @@ cc_cb_queue_changed(struct cc_engine *e, struct cc_queue *q, uint64_t now) {
             break;
         if (cc_contact_is_place(x)) {
             struct cc_callback *cb = cc_place_callback(x);
-            const struct cc_calendar *cal = cc_engine_cb_calendar(e, q);
             /* Out of business hours a place waits, and keeps its turn:
              * its timer wakes it at the opening (or at the end of its
              * promise, if that comes first). */
-            if (cal == NULL || cc_cal_open(cal, now)) {
+            if (open) {
                 dial(e, cb, now); /* counted in q->dialling from now */
                 continue;
             }

@@ -35,27 +35,8 @@ static const struct {
 static int
 parse_value(unsigned k, const char *value, uint64_t *v, char *why,
             size_t whylen) {
-    int rc;
-
-    if (cb_keys[k].duration) {
-        rc = cc_parse_duration(value, v);
-        if (rc != 0)
-            return cc_errf(why, whylen, CC_EINVAL,
-                           "expected a duration such as 90s, 2m or 1h");
-    } else {
-        char *end;
-        if (*value < '0' || *value > '9')
-            return cc_errf(why, whylen, CC_EINVAL, "expected a whole number");
-        *v = strtoull(value, &end, 10);
-        if (*end != '\0')
-            return cc_errf(why, whylen, CC_EINVAL, "expected a whole number");
-    }
-    if (*v < cb_keys[k].min || *v > cb_keys[k].max)
-        return cc_errf(why, whylen, CC_EINVAL,
-                       "out of range (%" PRIu64 " to %" PRIu64 "%s)",
-                       cb_keys[k].min, cb_keys[k].max,
-                       cb_keys[k].duration ? " ms" : "");
-    return 0;
+    return cc_parse_bounded(value, cb_keys[k].duration, cb_keys[k].min,
+                            cb_keys[k].max, v, why, whylen);
 }
 
 void

@@ -154,6 +154,34 @@ cc_parse_size(const char *s, uint64_t *bytes) {
     return CC_EINVAL;
 }
 
+/* Stores v in *out if it lies in [min, max] (unit names what it counts in
+ * the message); else writes the reason into why. */
+static int
+in_range(uint64_t v, uint64_t min, uint64_t max, const char *unit,
+         uint64_t *out, char *why, size_t whylen) {
+    if (v < min || v > max)
+        return cc_errf(why, whylen, CC_EINVAL,
+                       "out of range (%" PRIu64 " to %" PRIu64 "%s)", min, max,
+                       unit);
+    *out = v;
+    return 0;
+}
+
+int
+cc_parse_bounded(const char *value, bool duration, uint64_t min, uint64_t max,
+                 uint64_t *out, char *why, size_t whylen) {
+    const char *rest = "";
+    uint64_t v;
+
+    if (duration ? cc_parse_duration(value, &v) != 0
+                 : parse_uint(value, &v, &rest) != 0 || *rest != '\0')
+        return cc_errf(why, whylen, CC_EINVAL,
+                       duration ? "expected a duration such as 250ms, 20s, "
+                                  "5m, 4h or 2d"
+                                : "expected a whole number");
+    return in_range(v, min, max, duration ? " ms" : "", out, why, whylen);
+}
+
 /* Sets one key from its text; on error writes the reason into why. */
 static int
 set_key(struct cc_config *cfg, const struct key *k, const char *value,
@@ -176,22 +204,12 @@ set_key(struct cc_config *cfg, const struct key *k, const char *value,
             snprintf(why, whylen, "expected a size such as 256KiB or 4MiB");
             return CC_EINVAL;
         }
-        break;
+        return in_range(v, k->min, k->max, " bytes", (uint64_t *)(void *)base,
+                        why, whylen);
     case K_DURATION:
-        if (cc_parse_duration(value, &v) != 0) {
-            snprintf(why, whylen,
-                     "expected a duration such as 250ms, 20s, 5m, 4h or 2d");
-            return CC_EINVAL;
-        }
-        break;
-    case K_UINT: {
-        const char *rest;
-        if (parse_uint(value, &v, &rest) != 0 || *rest != '\0') {
-            snprintf(why, whylen, "expected a whole number");
-            return CC_EINVAL;
-        }
-        break;
-    }
+    case K_UINT:
+        return cc_parse_bounded(value, k->type == K_DURATION, k->min, k->max,
+                                (uint64_t *)(void *)base, why, whylen);
     case K_ENUM:
         for (i = 0; k->choices[i] != NULL; i++) {
             if (strcmp(value, k->choices[i]) == 0) {
@@ -233,15 +251,6 @@ set_key(struct cc_config *cfg, const struct key *k, const char *value,
         return 0;
     }
     }
-    if (v < k->min || v > k->max) {
-        snprintf(why, whylen, "out of range (%" PRIu64 " to %" PRIu64 "%s)",
-                 k->min, k->max,
-                 k->type == K_DURATION ? " ms"
-                 : k->type == K_SIZE   ? " bytes"
-                                       : "");
-        return CC_EINVAL;
-    }
-    *(uint64_t *)(void *)base = v;
     return 0;
 }
 

@@ -89,6 +89,10 @@ void cc_config_write(const struct cc_config *cfg, FILE *out);
 
 /* "250ms", "20s", "5m", "4h", "2d" to milliseconds. */
 int cc_parse_duration(const char *s, uint64_t *ms);
+/* A duration (ms) or a whole number that must lie in [min, max]: 0, or
+ * CC_EINVAL with the reason in why. */
+int cc_parse_bounded(const char *value, bool duration, uint64_t min,
+                     uint64_t max, uint64_t *out, char *why, size_t whylen);
 /* "65536", "256KiB", "4MiB", "1GiB" to bytes. */
 int cc_parse_size(const char *s, uint64_t *bytes);
 

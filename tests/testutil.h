@@ -73,6 +73,27 @@ tb_event(struct tb *t, const char *id, int64_t ts, const char *channel,
     }
 }
 
+/* Packs an agent.status event, with `queues` (nq of them) when nq >= 0. */
+static inline void
+tb_agent_status(struct tb *t, const char *id, int64_t ts, const char *agent,
+                const char *state, const char *const *queues, int nq) {
+    int i;
+
+    msgpack_pack_map(&t->pk, 6 + (nq >= 0));
+    tb_kv_str(t, "id", id);
+    tb_kv_int(t, "ts", ts);
+    tb_kv_str(t, "channel", "phone");
+    tb_kv_str(t, "type", "agent.status");
+    tb_kv_str(t, "agent", agent);
+    tb_kv_str(t, "state", state);
+    if (nq >= 0) {
+        tb_str(t, "queues");
+        msgpack_pack_array(&t->pk, (uint32_t)nq);
+        for (i = 0; i < nq; i++)
+            tb_str(t, queues[i]);
+    }
+}
+
 /* Finds key in a packed map (top level) and returns its object, borrowing
  * the unpacked zone. */
 static inline bool

@@ -124,16 +124,7 @@ agent(int64_t ts, const char *name, const char *state, const char *queue) {
 
     snprintf(id, sizeof(id), "a%u", ++seq);
     tb_reset(&t);
-    msgpack_pack_map(&t.pk, 7);
-    tb_kv_str(&t, "id", id);
-    tb_kv_int(&t, "ts", ts);
-    tb_kv_str(&t, "channel", "phone");
-    tb_kv_str(&t, "type", "agent.status");
-    tb_kv_str(&t, "agent", name);
-    tb_kv_str(&t, "state", state);
-    tb_str(&t, "queues");
-    msgpack_pack_array(&t.pk, 1);
-    tb_str(&t, queue);
+    tb_agent_status(&t, id, ts, name, state, &queue, 1);
     cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)ts, &rep);
     cr_assert_eq(rep.accepted, 1);
 }

@@ -1983,22 +1983,8 @@ Test(engine, closing_a_queued_caller_keeps_the_others, .init = setup,
 static char
 agent_status_at(int64_t ts, const char *id, const char *agent,
                 const char *state, const char *const *queues, int nq) {
-    int i;
-
     tb_reset(&t);
-    msgpack_pack_map(&t.pk, 6 + (nq >= 0));
-    tb_kv_str(&t, "id", id);
-    tb_kv_int(&t, "ts", ts);
-    tb_kv_str(&t, "channel", "phone");
-    tb_kv_str(&t, "type", "agent.status");
-    tb_kv_str(&t, "agent", agent);
-    tb_kv_str(&t, "state", state);
-    if (nq >= 0) {
-        tb_str(&t, "queues");
-        msgpack_pack_array(&t.pk, (uint32_t)nq);
-        for (i = 0; i < nq; i++)
-            tb_str(&t, queues[i]);
-    }
+    tb_agent_status(&t, id, ts, agent, state, queues, nq);
     cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)ts, &rep);
     cr_assert_eq(rep.events, 1);
     return rep.accepted ? 'a' : rep.duplicates ? 'd' : 'r';
