@@ -8,7 +8,8 @@ set -eu
 cd "$(dirname "$0")"
 
 PACKAGES="build-essential cmake pkg-config libuv1-dev libnng-dev \
-libmsgpack-dev libinih-dev libjansson-dev libcriterion-dev tzdata"
+libmsgpack-dev libinih-dev libjansson-dev libcriterion-dev tzdata \
+libmicrohttpd-dev libgmime-3.0-dev libmbedtls-dev"
 
 install_missing() {
     missing=""

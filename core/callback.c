@@ -791,6 +791,25 @@ cb_timer_cb(struct cc_wheel *w, struct cc_timer *t, uint64_t now) {
         return -1;                                                             \
     } while (0)
 
+/* queue.withdraw, for the shell: the caller accepted and leaves the live
+ * queue, so the adapter of its channel can take it out of the PBX's. */
+static void
+emit_withdraw(struct cc_engine *e, const struct cc_callback *cb) {
+    msgpack_packer *pk = &e->outbox.pk;
+
+    cc_outbox_begin(&e->outbox, CC_OUT_NOTICE, NULL);
+    msgpack_pack_map(pk, 4);
+    cc_pack_str(pk, "type");
+    cc_pack_str(pk, "queue.withdraw");
+    cc_pack_str(pk, "channel");
+    cc_pack_str(pk, e->cfg.channels.names[cb->channel]);
+    cc_pack_str(pk, "contact");
+    cc_pack_strn(pk, cb->data, cb->id_len);
+    cc_pack_str(pk, "queue");
+    cc_pack_name_or_nil(pk, cb->queue->name);
+    cc_outbox_end(&e->outbox);
+}
+
 int
 cc_cb_accept(struct cc_engine *e, struct cc_contact *c,
              const struct cc_event *ev, uint64_t now, struct cc_reject *rej) {
@@ -838,6 +857,7 @@ cc_cb_accept(struct cc_engine *e, struct cc_contact *c,
     q->pending++;
     e->cbs.pending++;
     COUNT(e, q, accepted);
+    emit_withdraw(e, cb);
     if (place == NULL) {
         /* Called at the time asked for (or the next opening after it):
          * no place in the queue. */

@@ -9,7 +9,16 @@
 #include <string.h>
 #include <strings.h>
 
-enum key_type { K_ADDR, K_SIZE, K_DURATION, K_UINT, K_ENUM, K_CHANNELS };
+enum key_type {
+    K_ADDR,
+    K_SIZE,
+    K_DURATION,
+    K_UINT,
+    K_ENUM,
+    K_CHANNELS,
+    K_TEXT,  /* free text, shorter than CC_TEXT_MAX */
+    K_SECRET /* text that --check-config does not print */
+};
 
 struct key {
     const char *section;
@@ -22,6 +31,7 @@ struct key {
 };
 
 static const char *const io_choices[] = {"thread", "poll", NULL};
+static const char *const bool_choices[] = {"false", "true", NULL};
 static const char *const level_choices[] = {"error", "warn", "info", "debug",
                                             NULL};
 
@@ -86,6 +96,67 @@ static const struct key keys[] = {
     {"service_level", "short_abandon", K_DURATION, OFF(short_abandon_ms), "5s",
      0, 600000, NULL},
     {"channels", "extra", K_CHANNELS, OFF(channels), "", 0, 0, NULL},
+    {"ami", "enabled", K_ENUM, OFF(ami.enabled), "false", 0, 0, bool_choices},
+    {"ami", "host", K_TEXT, OFF(ami.host), "127.0.0.1", 1, 0, NULL},
+    {"ami", "port", K_UINT, OFF(ami.port), "5038", 1, 65535, NULL},
+    {"ami", "username", K_TEXT, OFF(ami.username), "", 0, 0, NULL},
+    {"ami", "secret", K_SECRET, OFF(ami.secret), "", 0, 0, NULL},
+    {"ami", "channel", K_TEXT, OFF(ami.channel), "phone", 1, 0, NULL},
+    {"ami", "keepalive", K_DURATION, OFF(ami.keepalive_ms), "20s", 1000,
+     3600000, NULL},
+    {"ami", "reconnect_min", K_DURATION, OFF(ami.reconnect_min_ms), "500ms", 10,
+     3600000, NULL},
+    {"ami", "reconnect_max", K_DURATION, OFF(ami.reconnect_max_ms), "30s", 10,
+     3600000, NULL},
+    {"ami", "withdraw_on_callback", K_ENUM, OFF(ami.withdraw), "true", 0, 0,
+     bool_choices},
+    {"ami", "moh_as_hold", K_ENUM, OFF(ami.moh_as_hold), "false", 0, 0,
+     bool_choices},
+    {"ami", "max_message", K_SIZE, OFF(ami.max_message), "64KiB", 1 * KIB,
+     4 * MIB, NULL},
+    {"http", "enabled", K_ENUM, OFF(http.enabled), "false", 0, 0, bool_choices},
+    {"http", "listen", K_TEXT, OFF(http.listen), "127.0.0.1:7480", 1, 0, NULL},
+    {"http", "max_body", K_SIZE, OFF(http.max_body), "1MiB", 1 * KIB, 64 * MIB,
+     NULL},
+    {"http", "max_header", K_SIZE, OFF(http.max_header), "32KiB", 4 * KIB,
+     1 * MIB, NULL},
+    {"http", "max_connections", K_UINT, OFF(http.max_connections), "256", 1,
+     10000, NULL},
+    {"http", "timeout", K_DURATION, OFF(http.timeout_ms), "30s", 1000, 3600000,
+     NULL},
+    {"http", "max_depth", K_UINT, OFF(http.max_depth), "32", 4, 1000, NULL},
+    {"http.events", "enabled", K_ENUM, OFF(http.events), "true", 0, 0,
+     bool_choices},
+    {"http.events", "secret", K_SECRET, OFF(http.events_secret), "", 0, 0,
+     NULL},
+    {"http.chatwoot", "enabled", K_ENUM, OFF(http.chatwoot), "true", 0, 0,
+     bool_choices},
+    {"http.chatwoot", "secret", K_SECRET, OFF(http.chatwoot_secret), "", 0, 0,
+     NULL},
+    {"http.chatwoot", "channel", K_TEXT, OFF(http.chatwoot_channel), "chat", 1,
+     0, NULL},
+    {"http.x", "enabled", K_ENUM, OFF(http.x), "false", 0, 0, bool_choices},
+    {"http.x", "consumer_secret", K_SECRET, OFF(http.x_secret), "", 0, 0, NULL},
+    {"http.x", "account", K_TEXT, OFF(http.x_account), "", 0, 0, NULL},
+    {"http.x", "channel", K_TEXT, OFF(http.x_channel), "social", 1, 0, NULL},
+    {"http.messenger", "enabled", K_ENUM, OFF(http.messenger), "false", 0, 0,
+     bool_choices},
+    {"http.messenger", "app_secret", K_SECRET, OFF(http.messenger_secret), "",
+     0, 0, NULL},
+    {"http.messenger", "verify_token", K_SECRET, OFF(http.messenger_verify), "",
+     0, 0, NULL},
+    {"http.messenger", "channel", K_TEXT, OFF(http.messenger_channel), "social",
+     1, 0, NULL},
+    {"maildir", "enabled", K_ENUM, OFF(maildir.enabled), "false", 0, 0,
+     bool_choices},
+    {"maildir", "path", K_TEXT, OFF(maildir.path), "", 0, 0, NULL},
+    {"maildir", "quarantine", K_TEXT, OFF(maildir.quarantine), "", 0, 0, NULL},
+    {"maildir", "support", K_TEXT, OFF(maildir.support), "", 0, 0, NULL},
+    {"maildir", "channel", K_TEXT, OFF(maildir.channel), "email", 1, 0, NULL},
+    {"maildir", "max_message", K_SIZE, OFF(maildir.max_message), "10MiB",
+     1 * KIB, 256 * MIB, NULL},
+    {"maildir", "rescan", K_DURATION, OFF(maildir.rescan_ms), "60s", 1000,
+     DAY_MS, NULL},
 };
 
 static int
@@ -223,6 +294,15 @@ set_key(struct cc_config *cfg, const struct key *k, const char *value,
             snprintf(why + used, whylen - used, " %s", k->choices[i]);
         }
         return CC_EINVAL;
+    case K_TEXT:
+    case K_SECRET:
+        if (strlen(value) >= CC_TEXT_MAX)
+            return cc_errf(why, whylen, CC_EINVAL, "longer than %d bytes",
+                           CC_TEXT_MAX - 1);
+        if (k->min != 0 && value[0] == '\0')
+            return cc_errf(why, whylen, CC_EINVAL, "must not be empty");
+        strcpy(base, value);
+        return 0;
     case K_CHANNELS: {
         struct cc_channels *ch = (struct cc_channels *)(void *)base;
         char buf[1024], *tok, *save = NULL;
@@ -545,12 +625,21 @@ cc_config_write(const struct cc_config *cfg, FILE *out) {
             fprintf(out, "%s[%s]\n", i ? "\n" : "", k->section);
             section = k->section;
         }
+        if (k->type == K_SECRET) {
+            /* Not shown: the output is for reading and sharing. */
+            fprintf(out, "%s%s = %s\n", *(const char *)f ? "; " : "", k->name,
+                    *(const char *)f ? "(set, not shown)" : "");
+            continue;
+        }
         fprintf(out, "%s = ", k->name);
-        if (k->type != K_ADDR && k->type != K_ENUM && k->type != K_CHANNELS)
+        if (k->type == K_SIZE || k->type == K_DURATION || k->type == K_UINT)
             memcpy(&v, f, sizeof(v));
         switch (k->type) {
         case K_ADDR:
+        case K_TEXT:
             fputs((const char *)f, out);
+            break;
+        case K_SECRET:
             break;
         case K_SIZE:
             if (v % MIB == 0)

@@ -23,6 +23,58 @@ enum cc_ingest_io {
     CC_IO_POLL    /* uv_poll on NNG's receive descriptor */
 };
 
+#define CC_TEXT_MAX 256
+
+/* [ami]: the Asterisk Manager Interface client (channels/phone). */
+struct cc_ami_config {
+    int enabled;
+    char host[CC_TEXT_MAX];
+    uint64_t port;
+    char username[CC_TEXT_MAX];
+    char secret[CC_TEXT_MAX];
+    char channel[CC_TEXT_MAX]; /* the channel its events carry */
+    uint64_t keepalive_ms;     /* a Ping after this much silence */
+    uint64_t reconnect_min_ms, reconnect_max_ms;
+    int withdraw;         /* QueueWithdrawCaller when a callback is accepted */
+    int moh_as_hold;      /* MusicOnHoldStart/Stop on a connected call: hold */
+    uint64_t max_message; /* bytes of one AMI message */
+};
+
+/* [http] and its endpoints: webhooks (channels/chat, channels/social). */
+struct cc_http_config {
+    int enabled;
+    char listen[CC_TEXT_MAX]; /* host:port */
+    uint64_t max_body, max_header, max_connections, timeout_ms, max_depth;
+    /* [http.events]: our events as JSON */
+    int events;
+    char events_secret[CC_TEXT_MAX];
+    /* [http.chatwoot] */
+    int chatwoot;
+    char chatwoot_secret[CC_TEXT_MAX];
+    char chatwoot_channel[CC_TEXT_MAX];
+    /* [http.x]: the Account Activity API */
+    int x;
+    char x_secret[CC_TEXT_MAX];  /* the app's consumer secret */
+    char x_account[CC_TEXT_MAX]; /* the support account's user id */
+    char x_channel[CC_TEXT_MAX];
+    /* [http.messenger]: Facebook Messenger and Instagram */
+    int messenger;
+    char messenger_secret[CC_TEXT_MAX]; /* the app secret */
+    char messenger_verify[CC_TEXT_MAX]; /* hub.verify_token */
+    char messenger_channel[CC_TEXT_MAX];
+};
+
+/* [maildir]: the support mailbox (channels/email). */
+struct cc_maildir_config {
+    int enabled;
+    char path[CC_TEXT_MAX];
+    char quarantine[CC_TEXT_MAX];
+    char support[CC_TEXT_MAX]; /* the support team's addresses, ", " list */
+    char channel[CC_TEXT_MAX];
+    uint64_t max_message;
+    uint64_t rescan_ms; /* a full scan of new/ as a safety net */
+};
+
 enum cc_log_level { CC_LOG_ERROR, CC_LOG_WARN, CC_LOG_INFO, CC_LOG_DEBUG };
 
 struct cc_config {
@@ -68,6 +120,10 @@ struct cc_config {
     struct cc_sla_config sla;
     /* [callback] and [callback.queue.*] */
     struct cc_cb_config cb;
+    /* the channel adapters */
+    struct cc_ami_config ami;
+    struct cc_http_config http;
+    struct cc_maildir_config maildir;
 };
 
 /* Fills cfg with the embedded defaults. */

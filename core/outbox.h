@@ -3,7 +3,7 @@
  * buffer. The shell drains it after each batch of work and then clears it;
  * the buffer keeps its memory, so steady traffic does not allocate. An alert
  * record is its topic in ASCII, a NUL byte and a MessagePack map; a callback
- * record is a MessagePack map. Not thread-safe.
+ * or notice record is a MessagePack map. Not thread-safe.
  */
 #ifndef CC_OUTBOX_H
 #define CC_OUTBOX_H
@@ -13,7 +13,10 @@
 #include <msgpack.h>
 #include <string.h>
 
-enum cc_out_kind { CC_OUT_ALERT, CC_OUT_CALLBACK };
+/* CC_OUT_NOTICE: for the shell itself, not sent anywhere: a map whose
+ * "type" says what (queue.withdraw: a caller who accepted a callback is to
+ * leave the native queue, for the adapter of its channel). */
+enum cc_out_kind { CC_OUT_ALERT, CC_OUT_CALLBACK, CC_OUT_NOTICE };
 
 struct cc_out {
     uint32_t kind;

@@ -17,7 +17,9 @@
  */
 #include "server.h"
 
+#include "adapter.h"
 #include "engine.h"
+#include "http.h"
 #include "log.h"
 #include "mem.h"
 
@@ -121,6 +123,11 @@ struct cc_server {
     msgpack_packer reply_pk;
     struct cc_ratelimit rl_bad;
     struct server_stats st;
+
+    /* channel adapters: each submits through host, on the loop thread */
+    struct cc_adapter_host host;
+    struct cc_ingest_report ad_report;
+    struct cc_http *http;
 };
 
 /* ---- time ------------------------------------------------------------- */
@@ -209,6 +216,40 @@ queue_callback(struct cc_server *s, nng_msg *m) {
     s->st.callbacks_queued++;
 }
 
+static void adapters_withdraw(struct cc_server *s, struct cc_str channel,
+                              struct cc_str contact, struct cc_str queue);
+
+/* A notice from the engine to the shell (see outbox.h). */
+static void
+notice(struct cc_server *s, const char *data, size_t len) {
+    struct cc_str k, v, type = {0}, channel = {0}, contact = {0}, queue = {0};
+    struct cc_mp m;
+    uint32_t n, i;
+
+    cc_mp_init(&m, data, len);
+    if (cc_mp_read_map(&m, &n) != 0)
+        return;
+    for (i = 0; i < n; i++) {
+        if (cc_mp_read_str(&m, &k) != 0)
+            return;
+        if (cc_mp_peek(&m) != CC_MP_STR) {
+            cc_mp_skip(&m);
+            continue;
+        }
+        cc_mp_read_str(&m, &v);
+        if (cc_str_eq(k, "type"))
+            type = v;
+        else if (cc_str_eq(k, "channel"))
+            channel = v;
+        else if (cc_str_eq(k, "contact"))
+            contact = v;
+        else if (cc_str_eq(k, "queue"))
+            queue = v;
+    }
+    if (cc_str_eq(type, "queue.withdraw"))
+        adapters_withdraw(s, channel, contact, queue);
+}
+
 /* Sends what the engine put in its outbox, then clears it. */
 static void
 flush_outbox(struct cc_server *s) {
@@ -218,7 +259,12 @@ flush_outbox(struct cc_server *s) {
 
     for (i = 0; i < ob->n; i++) {
         const struct cc_out *o = &ob->v[i];
-        nng_msg *m = msg_from(cc_outbox_data(ob, o), o->len);
+        nng_msg *m;
+        if (o->kind == CC_OUT_NOTICE) {
+            notice(s, cc_outbox_data(ob, o), o->len);
+            continue;
+        }
+        m = msg_from(cc_outbox_data(ob, o), o->len);
         if (m == NULL) {
             cc_log_error("out of memory sending a message");
             continue;
@@ -372,6 +418,112 @@ after_work(struct cc_server *s) {
     flush_outbox(s);
     rearm_timer(s);
     refill_reserve(s);
+}
+
+/* ---- channel adapters ----------------------------------------------------
+ * Each adapter turns its native input into a batch of events and submits
+ * it here: the same decode, validation and engine path as NNG ingest, then
+ * the alerts and triggers it caused go out at once. */
+
+static void
+adapter_submit(void *ctx, const void *msg, size_t len, struct cc_submit *out) {
+    struct cc_server *s = ctx;
+
+    uv_update_time(&s->loop);
+    cc_engine_ingest(s->engine, msg, len, now_ms(s), &s->ad_report);
+    log_report(s, &s->ad_report, "adapter");
+    cc_submit_from_report(&s->ad_report, out);
+    after_work(s);
+}
+
+static uint64_t
+adapter_now(void *ctx) {
+    return now_ms(ctx);
+}
+
+/* The channel an adapter's events carry must be one contactd knows. */
+static int
+check_channel(struct cc_server *s, const char *section, const char *name,
+              char *err, size_t errlen) {
+    if (cc_channels_find(&s->cfg.channels, cc_str_of(name)) >= 0)
+        return 0;
+    return cc_errf(err, errlen, CC_EINVAL,
+                   "[%s] channel = %s: not a channel (built in: phone, chat, "
+                   "email, social; others go in [channels] extra)",
+                   section, name);
+}
+
+static int
+adapters_start(struct cc_server *s, char *err, size_t errlen) {
+    const struct cc_http_config *h = &s->cfg.http;
+    int rc;
+
+    s->host.submit = adapter_submit;
+    s->host.now = adapter_now;
+    s->host.ctx = s;
+    if (h->enabled) {
+        if ((h->chatwoot &&
+             (rc = check_channel(s, "http.chatwoot", h->chatwoot_channel, err,
+                                 errlen)) != 0) ||
+            (h->x && (rc = check_channel(s, "http.x", h->x_channel, err,
+                                         errlen)) != 0) ||
+            (h->messenger &&
+             (rc = check_channel(s, "http.messenger", h->messenger_channel, err,
+                                 errlen)) != 0))
+            return rc;
+        if (h->x && h->x_secret[0] == '\0')
+            return cc_errf(err, errlen, CC_EINVAL,
+                           "[http.x] is enabled without consumer_secret: X "
+                           "signs every request with it");
+        if (h->messenger &&
+            (h->messenger_secret[0] == '\0' || h->messenger_verify[0] == '\0'))
+            return cc_errf(err, errlen, CC_EINVAL,
+                           "[http.messenger] is enabled without app_secret "
+                           "and verify_token");
+        rc = cc_http_new(&s->http, &s->loop, h, &s->host, err, errlen);
+        if (rc != 0)
+            return rc;
+        cc_log_info("http: webhooks on %s (port %u)", h->listen,
+                    cc_http_port(s->http));
+    }
+    return 0;
+}
+
+static void
+adapters_withdraw(struct cc_server *s, struct cc_str channel,
+                  struct cc_str contact, struct cc_str queue) {
+    (void)s;
+    (void)channel;
+    (void)contact;
+    (void)queue;
+}
+
+static void
+adapter_closed(void *arg) {
+    (void)arg;
+}
+
+/* Stops the adapters taking input; their handles close with the loop's. */
+static void
+adapters_close(struct cc_server *s) {
+    if (s->http != NULL)
+        cc_http_close(s->http, adapter_closed, s);
+}
+
+static void
+adapters_free(struct cc_server *s) {
+    cc_http_free(s->http);
+    s->http = NULL;
+    cc_ingest_report_fini(&s->ad_report);
+}
+
+static void
+pack_adapters(struct cc_server *s, msgpack_packer *pk) {
+    msgpack_pack_map(pk, s->http != NULL);
+    if (s->http != NULL) {
+        cc_pack_str(pk, "http");
+        cc_http_pack_stats(s->http, pk);
+    }
 }
 
 static void
@@ -534,7 +686,7 @@ pack_server_stats(struct cc_server *s, msgpack_packer *pk) {
 
     cc_mem_stats(&ms);
     cc_mem_reserve_stats(&rs);
-    msgpack_pack_map(pk, 4);
+    msgpack_pack_map(pk, 5);
     cc_pack_str(pk, "version");
     cc_pack_str(pk, CC_VERSION);
     cc_pack_kv_u64(pk, "uptime_ms", now_ms(s) - s->started);
@@ -559,6 +711,8 @@ pack_server_stats(struct cc_server *s, msgpack_packer *pk) {
     cc_pack_kv_u64(pk, "memory_reserve_missed", rs.missed);
     cc_pack_str(pk, "engine");
     cc_engine_pack_stats(s->engine, pk);
+    cc_pack_str(pk, "adapters");
+    pack_adapters(s, pk);
 }
 
 /* {"q":"conversation","customer":{"email":...}} (the first identifier
@@ -902,10 +1056,14 @@ reload(struct cc_server *s) {
         next.max_identities != s->cfg.max_identities ||
         next.max_conversations != s->cfg.max_conversations ||
         next.thread_index != s->cfg.thread_index ||
-        memcmp(&next.channels, &s->cfg.channels, sizeof(next.channels)))
+        memcmp(&next.channels, &s->cfg.channels, sizeof(next.channels)) ||
+        memcmp(&next.ami, &s->cfg.ami, sizeof(next.ami)) ||
+        memcmp(&next.http, &s->cfg.http, sizeof(next.http)) ||
+        memcmp(&next.maildir, &s->cfg.maildir, sizeof(next.maildir)))
         cc_log_warn("SIGHUP: [server], [ingest], [limits], [identity], "
-                    "[channels] and [conversation] limits take effect at the "
-                    "next start");
+                    "[channels], [conversation] limits and the adapters "
+                    "([ami], [http], [maildir]) take effect at the next "
+                    "start");
     /* What can change live: */
     s->cfg.hold_long_ms = next.hold_long_ms;
     s->cfg.cb = next.cb;
@@ -965,6 +1123,7 @@ finish(struct cc_server *s) {
     uv_mutex_lock(&s->rep_lock);
     s->handles_closed = 1;
     uv_mutex_unlock(&s->rep_lock);
+    adapters_close(s);
     uv_close((uv_handle_t *)&s->timer, close_cb);
     uv_close((uv_handle_t *)&s->drain_timer, close_cb);
     uv_close((uv_handle_t *)&s->sigint, close_cb);
@@ -1199,6 +1358,9 @@ cc_server_new(struct cc_server **out, const struct cc_config *cfg,
         }
         s->rx_started = 1;
     }
+    rc = adapters_start(s, err, errlen);
+    if (rc != 0)
+        return rc;
     uv_signal_start(&s->sigint, signal_cb, SIGINT);
     uv_signal_start(&s->sigterm, signal_cb, SIGTERM);
     uv_signal_start(&s->sighup, signal_cb, SIGHUP);
@@ -1266,6 +1428,7 @@ cc_server_free(struct cc_server *s) {
         s->cbq_count--;
     }
     cc_free(s->cbq, s->cbq_cap * sizeof(*s->cbq));
+    adapters_free(s);
     cc_engine_free(s->engine);
     cc_mem_reserve_release();
     cc_ingest_report_fini(&s->report);
