@@ -18,10 +18,12 @@
 #include "server.h"
 
 #include "adapter.h"
+#include "email/mail.h"
 #include "engine.h"
 #include "http.h"
 #include "log.h"
 #include "mem.h"
+#include "phone/ami.h"
 
 #include <nng/nng.h>
 #include <nng/protocol/pipeline0/pull.h>
@@ -128,6 +130,8 @@ struct cc_server {
     struct cc_adapter_host host;
     struct cc_ingest_report ad_report;
     struct cc_http *http;
+    struct cc_maildir *maildir;
+    struct cc_ami_client *ami;
 };
 
 /* ---- time ------------------------------------------------------------- */
@@ -486,16 +490,46 @@ adapters_start(struct cc_server *s, char *err, size_t errlen) {
         cc_log_info("http: webhooks on %s (port %u)", h->listen,
                     cc_http_port(s->http));
     }
+    if (s->cfg.ami.enabled) {
+        rc = check_channel(s, "ami", s->cfg.ami.channel, err, errlen);
+        if (rc == 0 &&
+            s->cfg.ami.reconnect_min_ms > s->cfg.ami.reconnect_max_ms)
+            rc = cc_errf(err, errlen, CC_EINVAL,
+                         "[ami] reconnect_min is longer than reconnect_max");
+        if (rc == 0 && (rc = cc_ami_client_new(&s->ami, &s->loop, &s->cfg.ami,
+                                               &s->host)) != 0)
+            rc = cc_errf(err, errlen, rc,
+                         rc == CC_ENOMEM
+                             ? "[ami]: out of memory"
+                             : "[ami]: host is empty, or username or secret "
+                               "holds a line break");
+        if (rc != 0)
+            return rc;
+        cc_ami_client_start(s->ami);
+        cc_log_info("ami: connecting to %s:%llu as %s", s->cfg.ami.host,
+                    (unsigned long long)s->cfg.ami.port, s->cfg.ami.username);
+    }
+    if (s->cfg.maildir.enabled) {
+        rc = check_channel(s, "maildir", s->cfg.maildir.channel, err, errlen);
+        if (rc == 0)
+            rc = cc_maildir_new(&s->maildir, &s->loop, &s->cfg.maildir,
+                                &s->host, err, errlen);
+        if (rc == 0)
+            rc = cc_maildir_start(s->maildir, err, errlen);
+        if (rc != 0)
+            return rc;
+        cc_log_info("maildir: watching %s", s->cfg.maildir.path);
+    }
     return 0;
 }
 
+/* A caller of the AMI adapter's channel accepted a callback: Asterisk
+ * may take them out of its queue ([ami] withdraw_on_callback). */
 static void
 adapters_withdraw(struct cc_server *s, struct cc_str channel,
                   struct cc_str contact, struct cc_str queue) {
-    (void)s;
-    (void)channel;
-    (void)contact;
-    (void)queue;
+    if (s->ami != NULL && cc_str_eq(channel, s->cfg.ami.channel))
+        cc_ami_client_withdraw(s->ami, contact, queue);
 }
 
 static void
@@ -508,21 +542,38 @@ static void
 adapters_close(struct cc_server *s) {
     if (s->http != NULL)
         cc_http_close(s->http, adapter_closed, s);
+    if (s->maildir != NULL)
+        cc_maildir_close(s->maildir, adapter_closed, s);
+    if (s->ami != NULL)
+        cc_ami_client_close(s->ami, adapter_closed, s);
 }
 
 static void
 adapters_free(struct cc_server *s) {
     cc_http_free(s->http);
     s->http = NULL;
+    cc_maildir_free(s->maildir);
+    s->maildir = NULL;
+    cc_ami_client_free(s->ami);
+    s->ami = NULL;
     cc_ingest_report_fini(&s->ad_report);
 }
 
 static void
 pack_adapters(struct cc_server *s, msgpack_packer *pk) {
-    msgpack_pack_map(pk, s->http != NULL);
+    msgpack_pack_map(pk, (s->http != NULL) + (s->maildir != NULL) +
+                             (s->ami != NULL));
+    if (s->ami != NULL) {
+        cc_pack_str(pk, "ami");
+        cc_ami_client_pack_stats(s->ami, pk);
+    }
     if (s->http != NULL) {
         cc_pack_str(pk, "http");
         cc_http_pack_stats(s->http, pk);
+    }
+    if (s->maildir != NULL) {
+        cc_pack_str(pk, "maildir");
+        cc_maildir_pack_stats(s->maildir, pk);
     }
 }
 
