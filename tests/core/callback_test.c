@@ -442,6 +442,16 @@ Test(callback, acceptances_that_answer_no_offer_are_refused, .fini = teardown) {
     EV(FRI_10 + 2, "queue.join", "p1", .queue = "sales",
        .phone = "+15550100001");
     cr_assert_eq(EV(FRI_10 + 3, "callback.accepted", "p1"), 'a');
+    /* The shell is told, so that the PBX's adapter can take the caller out
+     * of its own queue. */
+    {
+        msgpack_unpacked u;
+        out_last("queue.withdraw", &u);
+        cr_assert(tmap_str_is(&u.data, "contact", "p1"));
+        cr_assert(tmap_str_is(&u.data, "queue", "sales"));
+        cr_assert(tmap_str_is(&u.data, "channel", "phone"));
+        msgpack_unpacked_destroy(&u);
+    }
     cr_assert_eq(EV(FRI_10 + 4, "callback.accepted", "p1"), 'r');
     cr_assert_str_eq(refused_why(), "the callback was already accepted");
     /* Expired. */

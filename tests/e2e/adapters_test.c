@@ -9,6 +9,7 @@
 #include "webhook.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #define REAL TEST_DATA_DIR "/realdata/"
@@ -285,4 +286,222 @@ Test(adapters, a_maildir_thread_becomes_one_conversation) {
     /* Nothing was deleted. */
     snprintf(sub, sizeof(sub), "rm -rf '%s'", dir);
     cr_assert_eq(system(sub), 0);
+}
+
+/* ---- a fake Asterisk ------------------------------------------------------
+ * Listens on a loopback port, greets, answers every action with Success
+ * (echoing its ActionID) and keeps what it was sent; the test writes
+ * events to the connection. */
+
+struct fake_pbx {
+    int lfd, fd, port;
+    pthread_t th;
+    pthread_mutex_t mu;
+    char seen[65536]; /* every action received */
+    size_t nseen;
+    int done;
+};
+
+static struct fake_pbx pbx;
+
+static void
+pbx_write(const char *text) {
+    pthread_mutex_lock(&pbx.mu);
+    if (pbx.fd >= 0)
+        (void)!write(pbx.fd, text, strlen(text));
+    pthread_mutex_unlock(&pbx.mu);
+}
+
+/* Answers each complete action (up to its blank line) from seen[from]. */
+static size_t
+pbx_answer(size_t from) {
+    char reply[256], id[64];
+    const char *end, *a;
+
+    while ((end = strstr(pbx.seen + from, "\r\n\r\n")) != NULL) {
+        id[0] = '\0';
+        a = strstr(pbx.seen + from, "ActionID: ");
+        if (a != NULL && a < end)
+            sscanf(a + 10, "%63[^\r]", id);
+        snprintf(reply, sizeof(reply),
+                 "Response: Success\r\n%s%s%sMessage: OK\r\n\r\n",
+                 id[0] ? "ActionID: " : "", id, id[0] ? "\r\n" : "");
+        pbx_write(reply);
+        from = (size_t)(end - pbx.seen) + 4;
+    }
+    return from;
+}
+
+static void *
+pbx_main(void *arg) {
+    size_t answered = 0;
+    ssize_t n;
+    int fd;
+
+    (void)arg;
+    fd = accept(pbx.lfd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    pthread_mutex_lock(&pbx.mu);
+    pbx.fd = fd;
+    pthread_mutex_unlock(&pbx.mu);
+    pbx_write("Asterisk Call Manager/7.0.3\r\n");
+    for (;;) {
+        n = read(fd, pbx.seen + pbx.nseen, sizeof(pbx.seen) - 1 - pbx.nseen);
+        if (n <= 0)
+            break;
+        pthread_mutex_lock(&pbx.mu);
+        pbx.nseen += (size_t)n;
+        pbx.seen[pbx.nseen] = '\0';
+        pthread_mutex_unlock(&pbx.mu);
+        answered = pbx_answer(answered);
+    }
+    return NULL;
+}
+
+static void
+pbx_start(void) {
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int one = 1;
+
+    memset(&pbx, 0, sizeof(pbx));
+    pbx.fd = -1;
+    pthread_mutex_init(&pbx.mu, NULL);
+    pbx.lfd = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(pbx.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(bind(pbx.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(listen(pbx.lfd, 4), 0);
+    getsockname(pbx.lfd, (struct sockaddr *)&sa, &len);
+    pbx.port = ntohs(sa.sin_port);
+    pthread_create(&pbx.th, NULL, pbx_main, NULL);
+}
+
+static void
+pbx_stop(void) {
+    shutdown(pbx.lfd, SHUT_RDWR);
+    close(pbx.lfd);
+    pthread_mutex_lock(&pbx.mu);
+    if (pbx.fd >= 0)
+        shutdown(pbx.fd, SHUT_RDWR);
+    pthread_mutex_unlock(&pbx.mu);
+    pthread_join(pbx.th, NULL);
+    if (pbx.fd >= 0)
+        close(pbx.fd);
+}
+
+/* Waits up to 5 s for the fake PBX to have been sent text. */
+static bool
+pbx_saw(const char *text) {
+    bool seen = false;
+    int i;
+
+    for (i = 0; i < 100 && !seen; i++) {
+        pthread_mutex_lock(&pbx.mu);
+        seen = strstr(pbx.seen, text) != NULL;
+        pthread_mutex_unlock(&pbx.mu);
+        if (!seen)
+            nng_msleep(50);
+    }
+    return seen;
+}
+
+/* A queue call replayed by a fake Asterisk: built from the documented
+ * field lists of Newchannel and QueueCallerJoin (no openly licensed capture
+ * of a queue call exists). The SLA alert and the callback offer that follow
+ * come out of the daemon; the callback system's acceptance makes the
+ * adapter withdraw the caller from the Asterisk queue. */
+Test(adapters, an_asterisk_queue_call_gives_alerts_triggers_and_withdrawal) {
+    nng_socket sub, pull;
+    msgpack_unpacked u;
+    char conf[1024], *buf;
+    size_t len;
+
+    pbx_start();
+    snprintf(conf, sizeof(conf),
+             "[ami]\nenabled = true\nport = %d\nusername = contactd\n"
+             "secret = pw\n[callback]\noffer_after_waiting = 1s\n"
+             "[sla.phone]\nanswer = 2s\n",
+             pbx.port);
+    start_with(conf);
+    cr_assert(pbx_saw("Action: Login"), "no login: %s", pbx.seen);
+    cr_assert(strstr(pbx.seen, "Username: contactd") != NULL);
+    sub = subscribe_alerts("sla.breach");
+    cr_assert_eq(nng_pull0_open(&pull), 0);
+    nng_socket_set_ms(pull, NNG_OPT_RECVTIMEO, 5000);
+    cr_assert_eq(nng_dial(pull, d.addr[3], NULL, 0), 0);
+
+    pbx_write("Event: Newchannel\r\nPrivilege: call,all\r\n"
+              "Channel: PJSIP/trunk-00000001\r\nChannelState: 4\r\n"
+              "ChannelStateDesc: Ring\r\nCallerIDNum: +15551234567\r\n"
+              "CallerIDName: Ann Lee\r\nConnectedLineNum: <unknown>\r\n"
+              "ConnectedLineName: <unknown>\r\nLanguage: en\r\n"
+              "AccountCode: \r\nContext: from-trunk\r\nExten: 600\r\n"
+              "Priority: 1\r\nUniqueid: 1700000000.1\r\n"
+              "Linkedid: 1700000000.1\r\n\r\n");
+    pbx_write("Event: QueueCallerJoin\r\nPrivilege: agent,all\r\n"
+              "Channel: PJSIP/trunk-00000001\r\nChannelState: 6\r\n"
+              "ChannelStateDesc: Up\r\nCallerIDNum: +15551234567\r\n"
+              "CallerIDName: Ann Lee\r\nConnectedLineNum: <unknown>\r\n"
+              "ConnectedLineName: <unknown>\r\nLanguage: en\r\n"
+              "AccountCode: \r\nContext: from-trunk\r\nExten: 600\r\n"
+              "Priority: 2\r\nUniqueid: 1700000000.1\r\n"
+              "Linkedid: 1700000000.1\r\nQueue: support\r\nPosition: 1\r\n"
+              "Count: 1\r\n\r\n");
+
+    /* After 1 s of waiting: a callback offer to the caller's number. */
+    cr_assert_eq(nng_recv(pull, &buf, &len, NNG_FLAG_ALLOC), 0,
+                 "no callback offer within 5 s");
+    msgpack_unpacked_init(&u);
+    cr_assert_eq(msgpack_unpack_next(&u, buf, len, NULL),
+                 MSGPACK_UNPACK_SUCCESS);
+    cr_assert(tmap_str_is(&u.data, "type", "callback.offer"));
+    cr_assert(tmap_str_is(&u.data, "number", "+15551234567"));
+    cr_assert(tmap_str_is(&u.data, "contact", "1700000000.1"));
+    cr_assert(tmap_str_is(&u.data, "queue", "support"));
+    msgpack_unpacked_destroy(&u);
+    nng_free(buf, len);
+
+    /* After 2 s unanswered: the answer SLA breaks. */
+    cr_assert_eq(nng_recv(sub, &buf, &len, NNG_FLAG_ALLOC), 0,
+                 "no sla.breach within 5 s");
+    msgpack_unpacked_init(&u);
+    cr_assert_eq(msgpack_unpack_next(&u, buf + 11, len - 11, NULL),
+                 MSGPACK_UNPACK_SUCCESS);
+    cr_assert(tmap_str_is(&u.data, "contact", "1700000000.1"));
+    cr_assert(tmap_str_is(&u.data, "clock", "answer"));
+    msgpack_unpacked_destroy(&u);
+    nng_free(buf, len);
+
+    /* The callback system accepts: the caller leaves the Asterisk queue. */
+    msgpack_pack_map(&t.pk, 5);
+    tb_kv_str(&t, "id", "cb-accept-1");
+    tb_kv_int(&t, "ts", (int64_t)wall_ms());
+    tb_kv_str(&t, "channel", "phone");
+    tb_kv_str(&t, "type", "callback.accepted");
+    tb_kv_str(&t, "contact", "1700000000.1");
+    send_acked(1);
+    cr_assert(pbx_saw("Action: QueueWithdrawCaller"), "no withdrawal: %s",
+              pbx.seen);
+    cr_assert(pbx_saw("Caller: PJSIP/trunk-00000001"), "%s", pbx.seen);
+    cr_assert(pbx_saw("Queue: support"), "%s", pbx.seen);
+
+    cr_assert_eq(stat_path("adapters/ami/mapped"), 2);
+    query_stats(&u);
+    {
+        msgpack_object ami, c;
+        cr_assert(tmap_get(&u.data, "adapters", &ami) &&
+                  tmap_get(&ami, "ami", &ami) &&
+                  tmap_get(&ami, "connected", &c));
+        cr_assert(c.type == MSGPACK_OBJECT_BOOLEAN && c.via.boolean);
+    }
+    msgpack_unpacked_destroy(&u);
+    cr_assert_eq(stat_path("adapters/ami/withdrawals"), 1);
+    nng_close(sub);
+    nng_close(pull);
+    cr_assert_eq(stop_daemon(), 0);
+    pbx_stop();
 }
