@@ -18,6 +18,7 @@ struct request {
     char *body;
     size_t len, cap;
     bool too_big;
+    bool health; /* GET /health */
 };
 
 struct cc_http {
@@ -147,8 +148,12 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url,
         if (q == NULL)
             return MHD_NO;
         *con_cls = q;
-        if (strcmp(url, "/health") == 0)
-            return answer_json(h, conn, 200, NULL);
+        /* Answered on the next call, once the request is read whole:
+         * an answer before that closes the connection. */
+        if (strcmp(url, "/health") == 0) {
+            q->health = true;
+            return MHD_YES;
+        }
         q->w = route(h, url);
         if (q->w == NULL)
             return answer_json(h, conn, 404, "no such endpoint");
@@ -170,6 +175,8 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url,
         *upload_size = 0;
         return MHD_YES;
     }
+    if (q->health)
+        return answer_json(h, conn, 200, NULL);
     if (q->w == NULL)
         return MHD_YES; /* already answered */
     if (q->too_big) {

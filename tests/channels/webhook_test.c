@@ -522,3 +522,30 @@ Test(webhook, messenger_envelopes_as_published) {
     cr_assert_eq(w.st.rejected, 2);
     cc_webhook_fini(&w);
 }
+
+/* An engine at a configured limit refuses with code "limit": the platform
+ * is told 503 with Retry-After, so that it delivers again later. */
+Test(webhook, overloaded_engine_answers_503) {
+    struct cc_engine_config ec;
+    struct cc_webhook w;
+    struct cc_http_resp r;
+    struct fake f = {0};
+    const char *a = "{\"id\":\"o1\",\"ts\":1700000000000,\"channel\":\"chat\","
+                    "\"type\":\"contact.open\",\"contact\":\"c1\"}";
+    const char *b = "{\"id\":\"o2\",\"ts\":1700000000000,\"channel\":\"chat\","
+                    "\"type\":\"contact.open\",\"contact\":\"c2\"}";
+
+    thost_fini(&h);
+    cc_engine_config_defaults(&ec);
+    ec.max_contacts = 1;
+    thost_init(&h, &ec, NOW);
+    cc_webhook_init(&w, "events", "/events", cc_webhook_events, &cfg, &h.host);
+    cr_assert_eq(call(cc_webhook_events, &w, "POST", a, strlen(a), &f, &r),
+                 200);
+    cr_assert_eq(call(cc_webhook_events, &w, "POST", b, strlen(b), &f, &r), 503,
+                 "%.*s", (int)r.len, r.body);
+    cr_assert_eq(r.retry_after, 1);
+    cr_assert(strstr(r.body, "retry later") != NULL, "%s", r.body);
+    cr_assert_eq(cc_adapter_rejected(&w.st, "event: limit"), 1);
+    cc_webhook_fini(&w);
+}
