@@ -144,4 +144,9 @@ size_t cc_fmt_u64(char *out, uint64_t v);
 /* The same for a signed value (room for 20 characters). */
 size_t cc_fmt_i64(char *out, int64_t v);
 
+/* The length of the UTF-8 sequence at p (at most n bytes), or 0 when it is
+ * not a valid one (no overlong forms, surrogates or values past U+10FFFF,
+ * as JSON parsers check). *cp receives the code point. */
+size_t cc_utf8_seq(const unsigned char *p, size_t n, uint32_t *cp);
+
 #endif

@@ -372,39 +372,11 @@ pack_json(msgpack_packer *pk, json_t *v) {
 
 /* ---- MessagePack to JSON ---------------------------------------------- */
 
-/* Returns the length of the valid UTF-8 sequence at p (the rules jansson
- * checks: no overlong forms, surrogates or code points past U+10FFFF), or 0
- * when the bytes there are not one. */
+/* The length of the valid UTF-8 sequence at p, or 0. */
 static size_t
 utf8_seq_len(const unsigned char *p, size_t n) {
     uint32_t cp;
-    size_t len, i;
-
-    if (p[0] < 0x80)
-        return 1;
-    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-        len = 2;
-        cp = p[0] & 0x1f;
-    } else if ((p[0] & 0xf0) == 0xe0) {
-        len = 3;
-        cp = p[0] & 0x0f;
-    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-        len = 4;
-        cp = p[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
+    return cc_utf8_seq(p, n, &cp);
 }
 
 /* A JSON string from bytes that should be UTF-8; bytes that are not become

@@ -28,46 +28,6 @@ ascii_lower(char c) {
     return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
 }
 
-/* The length of the UTF-8 sequence at p (at most n bytes), or 0 when it is
- * not a valid one (overlong forms, surrogates and values past U+10FFFF are
- * not). *cp receives the code point. */
-static size_t
-utf8_seq(const unsigned char *p, size_t n, uint32_t *cp) {
-    uint32_t c = p[0], min;
-    size_t len, i;
-
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        c &= 0x1f;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        c &= 0x0f;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        c &= 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (p[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return len;
-}
-
 static bool
 utf8_valid(const char *s, size_t n) {
     const unsigned char *p = (const unsigned char *)s;
@@ -75,7 +35,7 @@ utf8_valid(const char *s, size_t n) {
     uint32_t cp;
 
     while (i < n) {
-        k = utf8_seq(p + i, n - i, &cp);
+        k = cc_utf8_seq(p + i, n - i, &cp);
         if (k == 0)
             return false;
         i += k;
@@ -176,7 +136,7 @@ fold_text(const char *in, char *out, size_t cap) {
     uint32_t cp;
 
     while (i < n) {
-        k = utf8_seq(p + i, n - i, &cp);
+        k = cc_utf8_seq(p + i, n - i, &cp);
         if (k == 0) {
             i++;
             continue;
