@@ -249,7 +249,11 @@ cc_submit_from_report(const struct cc_ingest_report *r, struct cc_submit *out) {
     out->error = r->error;
     for (i = 0; i < r->rejected; i++) {
         const struct cc_reject *rej = &r->rej[i].rej;
-        if (rej->code == CC_R_LIMIT)
+        /* Contacts close and memory comes back: retrying later helps.
+         * Names and queues are never freed: it would not. */
+        if (rej->code == CC_R_LIMIT && rej->detail != NULL &&
+            (strstr(rej->detail, "max_contacts") != NULL ||
+             strcmp(rej->detail, "out of memory") == 0))
             out->overloaded = true;
         if (i < CC_ARRAY_SIZE(out->codes))
             out->codes[i] = cc_reason_name(rej->code);

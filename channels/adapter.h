@@ -74,6 +74,7 @@ struct cc_submit {
      * memory: the sender should retry later (HTTP 503). */
     bool overloaded;
     const char *error; /* the whole message was refused, or NULL */
+    bool too_big;      /* ...for being larger than [server] max_message */
     /* The first rejected event: its index, reason code and text. */
     uint32_t first_index;
     const char *first_code;
@@ -83,8 +84,9 @@ struct cc_submit {
 };
 
 /* Fills out from the engine's report on one message (the shell's and the
- * tests' hosts). A rejection for a limit (code "limit") marks it
- * overloaded. */
+ * tests' hosts). A rejection for a limit that passes by itself (open
+ * contacts, memory) marks it overloaded; one for a limit that does not
+ * ([limits] max_names, max_queues) is an ordinary rejection. */
 struct cc_ingest_report;
 void cc_submit_from_report(const struct cc_ingest_report *r,
                            struct cc_submit *out);

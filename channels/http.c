@@ -173,17 +173,21 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url,
         if (q->w != NULL)
             take_body(h, q, upload_data, *upload_size);
         *upload_size = 0;
+        if (q->too_big) {
+            /* A body without Content-Length that outgrew max_body: drop
+             * the connection rather than read the rest. */
+            h->too_large++;
+            cc_adapter_reject(&q->w->st, "body too large");
+            return MHD_NO;
+        }
         return MHD_YES;
     }
     if (q->health)
-        return answer_json(h, conn, 200, NULL);
+        return strcmp(method, "GET") == 0
+                   ? answer_json(h, conn, 200, NULL)
+                   : answer_json(h, conn, 405, "use GET");
     if (q->w == NULL)
         return MHD_YES; /* already answered */
-    if (q->too_big) {
-        h->too_large++;
-        cc_adapter_reject(&q->w->st, "body too large");
-        return answer_json(h, conn, 413, "body larger than [http] max_body");
-    }
     req.method = method;
     req.path = url;
     req.body = q->body != NULL ? q->body : "";
@@ -322,7 +326,9 @@ cc_http_new(struct cc_http **out, uv_loop_t *loop,
         cc_webhook_init(&h->ep[h->nep++], "messenger", "/messenger",
                         cc_webhook_messenger, cfg, host);
     h->d = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, access_cb, h,
+        MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+            (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+        0, NULL, NULL, access_cb, h,
         /* first, so that every message of the library comes here */
         MHD_OPTION_EXTERNAL_LOGGER, log_cb, h, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_MEMORY_LIMIT,

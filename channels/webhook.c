@@ -69,7 +69,7 @@ cc_resp_submit(struct cc_http_resp *resp, const struct cc_submit *r) {
     char q[256], why[320];
 
     if (r->error != NULL) {
-        cc_resp_json(resp, 400, r->error);
+        cc_resp_json(resp, r->too_big ? 413 : 400, r->error);
         return;
     }
     if (r->overloaded) {
@@ -134,6 +134,20 @@ cc_webhook_submit(struct cc_webhook *w, struct cc_http_resp *resp) {
     cc_evbuf_reset(&w->eb);
     cc_adapter_count_submit(&w->st, &r);
     cc_resp_submit(resp, &r);
+}
+
+struct cc_str
+cc_strf(char *buf, size_t n, const char *fmt, ...) {
+    struct cc_str r = {buf, 0};
+    va_list ap;
+    int k;
+
+    va_start(ap, fmt);
+    k = vsnprintf(buf, n, fmt, ap);
+    va_end(ap);
+    if (k > 0 && (size_t)k < n)
+        r.n = (uint32_t)k;
+    return r;
 }
 
 /* ---- signatures -----------------------------------------------------------

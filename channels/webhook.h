@@ -81,6 +81,12 @@ void cc_webhook_x(struct cc_webhook *w, const struct cc_http_req *req,
 void cc_webhook_messenger(struct cc_webhook *w, const struct cc_http_req *req,
                           struct cc_http_resp *resp);
 
+/* Formats into buf (n bytes). The result, or an empty string when it does
+ * not fit: an id built from an over-long native value is left out (and
+ * the event refused for it), never cut short into another id. */
+struct cc_str cc_strf(char *buf, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* ---- signatures ----------------------------------------------------------
  * HMAC-SHA256 with mbedtls (already installed with NNG). */
 #define CC_SHA256_LEN 32

@@ -436,6 +436,81 @@ reader(char *buf, int size, void *stream) {
     return r;
 }
 
+/* Whether [http] listen = host:port binds only the loopback interface. */
+static bool
+listen_is_loopback(const char *listen) {
+    return strncmp(listen, "127.", 4) == 0 ||
+           strncmp(listen, "localhost:", 10) == 0 ||
+           strncmp(listen, "[::1]:", 6) == 0;
+}
+
+static int
+channel_known(const struct cc_config *cfg, const char *section,
+              const char *name, char *why, size_t whylen) {
+    struct cc_str n = {name, (uint32_t)strlen(name)};
+
+    if (cc_channels_find(&cfg->channels, n) >= 0)
+        return 0;
+    return cc_errf(why, whylen, CC_EINVAL,
+                   "[%s] channel = %s: not a channel (built in: phone, chat, "
+                   "email, social; others go in [channels] extra)",
+                   section, name);
+}
+
+/* What the adapters' sections must agree on, checked once all is read. */
+static int
+adapters_check(const struct cc_config *cfg, char *why, size_t whylen) {
+    const struct cc_http_config *h = &cfg->http;
+    int rc;
+
+    if (cfg->ami.enabled) {
+        if ((rc = channel_known(cfg, "ami", cfg->ami.channel, why, whylen)))
+            return rc;
+        if (cfg->ami.reconnect_min_ms > cfg->ami.reconnect_max_ms)
+            return cc_errf(why, whylen, CC_EINVAL,
+                           "[ami] reconnect_min is longer than reconnect_max");
+    }
+    if (cfg->maildir.enabled) {
+        if ((rc = channel_known(cfg, "maildir", cfg->maildir.channel, why,
+                                whylen)))
+            return rc;
+        if (cfg->maildir.path[0] == '\0')
+            return cc_errf(why, whylen, CC_EINVAL,
+                           "[maildir] is enabled without a path");
+    }
+    if (!h->enabled)
+        return 0;
+    if ((h->chatwoot &&
+         (rc = channel_known(cfg, "http.chatwoot", h->chatwoot_channel, why,
+                             whylen))) ||
+        (h->x &&
+         (rc = channel_known(cfg, "http.x", h->x_channel, why, whylen))) ||
+        (h->messenger &&
+         (rc = channel_known(cfg, "http.messenger", h->messenger_channel, why,
+                             whylen))))
+        return rc;
+    if (h->x && h->x_secret[0] == '\0')
+        return cc_errf(why, whylen, CC_EINVAL,
+                       "[http.x] is enabled without consumer_secret: X signs "
+                       "every request with it");
+    if (h->messenger &&
+        (h->messenger_secret[0] == '\0' || h->messenger_verify[0] == '\0'))
+        return cc_errf(why, whylen, CC_EINVAL,
+                       "[http.messenger] is enabled without app_secret and "
+                       "verify_token");
+    /* Anyone who can reach an unsigned endpoint can inject events: off
+     * loopback, each endpoint that is on needs its secret. */
+    if (!listen_is_loopback(h->listen) &&
+        ((h->events && h->events_secret[0] == '\0') ||
+         (h->chatwoot && h->chatwoot_secret[0] == '\0')))
+        return cc_errf(why, whylen, CC_EINVAL,
+                       "[http] listen = %s is reachable from other machines: "
+                       "set [http.events] secret and [http.chatwoot] secret, "
+                       "or enabled = false for those not used",
+                       h->listen);
+    return 0;
+}
+
 static int
 load(struct load_ctx *c) {
     char why[512];
@@ -472,6 +547,10 @@ load(struct load_ctx *c) {
     }
     if (cc_cb_config_finish(&c->cfg->cb, &c->cfg->sla, why, sizeof(why)) != 0) {
         snprintf(c->err, c->errlen, "%s:%s", c->name, why);
+        return CC_EINVAL;
+    }
+    if (adapters_check(c->cfg, why, sizeof(why)) != 0) {
+        snprintf(c->err, c->errlen, "%s: %s", c->name, why);
         return CC_EINVAL;
     }
     return 0;

@@ -433,6 +433,12 @@ static void
 adapter_submit(void *ctx, const void *msg, size_t len, struct cc_submit *out) {
     struct cc_server *s = ctx;
 
+    if (check_size(s, len, "adapter") != 0) {
+        memset(out, 0, sizeof(*out));
+        out->error = "message larger than [server] max_message";
+        out->too_big = true;
+        return;
+    }
     uv_update_time(&s->loop);
     cc_engine_ingest(s->engine, msg, len, now_ms(s), &s->ad_report);
     log_report(s, &s->ad_report, "adapter");
@@ -445,75 +451,37 @@ adapter_now(void *ctx) {
     return now_ms(ctx);
 }
 
-/* The channel an adapter's events carry must be one contactd knows. */
-static int
-check_channel(struct cc_server *s, const char *section, const char *name,
-              char *err, size_t errlen) {
-    if (cc_channels_find(&s->cfg.channels, cc_str_of(name)) >= 0)
-        return 0;
-    return cc_errf(err, errlen, CC_EINVAL,
-                   "[%s] channel = %s: not a channel (built in: phone, chat, "
-                   "email, social; others go in [channels] extra)",
-                   section, name);
-}
-
 static int
 adapters_start(struct cc_server *s, char *err, size_t errlen) {
-    const struct cc_http_config *h = &s->cfg.http;
     int rc;
 
+    /* [ami], [http] and [maildir] were checked with the configuration. */
     s->host.submit = adapter_submit;
     s->host.now = adapter_now;
     s->host.ctx = s;
-    if (h->enabled) {
-        if ((h->chatwoot &&
-             (rc = check_channel(s, "http.chatwoot", h->chatwoot_channel, err,
-                                 errlen)) != 0) ||
-            (h->x && (rc = check_channel(s, "http.x", h->x_channel, err,
-                                         errlen)) != 0) ||
-            (h->messenger &&
-             (rc = check_channel(s, "http.messenger", h->messenger_channel, err,
-                                 errlen)) != 0))
-            return rc;
-        if (h->x && h->x_secret[0] == '\0')
-            return cc_errf(err, errlen, CC_EINVAL,
-                           "[http.x] is enabled without consumer_secret: X "
-                           "signs every request with it");
-        if (h->messenger &&
-            (h->messenger_secret[0] == '\0' || h->messenger_verify[0] == '\0'))
-            return cc_errf(err, errlen, CC_EINVAL,
-                           "[http.messenger] is enabled without app_secret "
-                           "and verify_token");
-        rc = cc_http_new(&s->http, &s->loop, h, &s->host, err, errlen);
+    if (s->cfg.http.enabled) {
+        rc = cc_http_new(&s->http, &s->loop, &s->cfg.http, &s->host, err,
+                         errlen);
         if (rc != 0)
             return rc;
-        cc_log_info("http: webhooks on %s (port %u)", h->listen,
+        cc_log_info("http: webhooks on %s (port %u)", s->cfg.http.listen,
                     cc_http_port(s->http));
     }
     if (s->cfg.ami.enabled) {
-        rc = check_channel(s, "ami", s->cfg.ami.channel, err, errlen);
-        if (rc == 0 &&
-            s->cfg.ami.reconnect_min_ms > s->cfg.ami.reconnect_max_ms)
-            rc = cc_errf(err, errlen, CC_EINVAL,
-                         "[ami] reconnect_min is longer than reconnect_max");
-        if (rc == 0 && (rc = cc_ami_client_new(&s->ami, &s->loop, &s->cfg.ami,
-                                               &s->host)) != 0)
-            rc = cc_errf(err, errlen, rc,
-                         rc == CC_ENOMEM
-                             ? "[ami]: out of memory"
-                             : "[ami]: host is empty, or username or secret "
-                               "holds a line break");
+        rc = cc_ami_client_new(&s->ami, &s->loop, &s->cfg.ami, &s->host);
         if (rc != 0)
-            return rc;
+            return cc_errf(err, errlen, rc,
+                           rc == CC_ENOMEM
+                               ? "[ami]: out of memory"
+                               : "[ami]: host is empty, or username or "
+                                 "secret holds a line break");
         cc_ami_client_start(s->ami);
         cc_log_info("ami: connecting to %s:%llu as %s", s->cfg.ami.host,
                     (unsigned long long)s->cfg.ami.port, s->cfg.ami.username);
     }
     if (s->cfg.maildir.enabled) {
-        rc = check_channel(s, "maildir", s->cfg.maildir.channel, err, errlen);
-        if (rc == 0)
-            rc = cc_maildir_new(&s->maildir, &s->loop, &s->cfg.maildir,
-                                &s->host, err, errlen);
+        rc = cc_maildir_new(&s->maildir, &s->loop, &s->cfg.maildir, &s->host,
+                            err, errlen);
         if (rc == 0)
             rc = cc_maildir_start(s->maildir, err, errlen);
         if (rc != 0)

@@ -11,7 +11,7 @@
 
 /* Chatwoot's X-Chatwoot-Timestamp may be at most this far from our clock,
  * so that a captured request cannot be replayed later. */
-#define SIGNATURE_SKEW_MS (5 * 60 * 1000)
+#define SIGNATURE_SKEW_S (5 * 60)
 
 /* ---- our events as JSON ---------------------------------------------- */
 
@@ -82,9 +82,9 @@ chatwoot_signed(struct cc_webhook *w, const struct cc_http_req *req,
         return cc_sig_ok(sig, secret, req->body, req->len, "", 0, false);
     }
     t = strtoll(ts, &end, 10);
-    now = (int64_t)w->host->now(w->host->ctx);
-    if (*end != '\0' || end == ts || t <= 0 ||
-        llabs(t * 1000 - now) > SIGNATURE_SKEW_MS) {
+    now = (int64_t)w->host->now(w->host->ctx) / 1000;
+    if (*end != '\0' || end == ts || t <= 0 || t < now - SIGNATURE_SKEW_S ||
+        t > now + SIGNATURE_SKEW_S) {
         *why = "X-Chatwoot-Timestamp missing, malformed or more than 5 "
                "minutes off";
         return false;
@@ -114,9 +114,8 @@ chatwoot_customer(const json_t *who, struct cc_nev *ev, char *idbuf,
         ev->ident[CC_IDENT_PHONE] = s;
     s = cc_json_str(who, "id", num, sizeof(num));
     if (s.n != 0) {
-        int n = snprintf(idbuf, idn, "chatwoot:%.*s", (int)s.n, s.p);
-        ev->ident[CC_IDENT_CHAT].p = idbuf;
-        ev->ident[CC_IDENT_CHAT].n = (uint32_t)n;
+        ev->ident[CC_IDENT_CHAT] =
+            cc_strf(idbuf, idn, "chatwoot:%.*s", (int)s.n, s.p);
     }
 }
 
@@ -139,9 +138,8 @@ chatwoot_conversation(struct cc_webhook *w, const json_t *root,
     cc_nev_init(&ev);
     ev.channel = w->cfg->chatwoot_channel;
     ev.ts = ts;
-    ev.contact.p = contact;
-    ev.contact.n = (uint32_t)snprintf(contact, sizeof(contact), "chatwoot:%.*s",
-                                      (int)cid.n, cid.p);
+    ev.contact =
+        cc_strf(contact, sizeof(contact), "chatwoot:%.*s", (int)cid.n, cid.p);
     if (strcmp(event, "conversation_created") == 0) {
         ev.type = "contact.open";
     } else if (strcmp(event, "conversation_resolved") == 0 ||
@@ -154,10 +152,8 @@ chatwoot_conversation(struct cc_webhook *w, const json_t *root,
     chatwoot_customer(json_object_get(meta, "sender"), &ev, chat, sizeof(chat));
     /* Chatwoot retries a delivery with the same body: the same id, so the
      * engine ignores the repeat. */
-    ev.id.p = id;
-    ev.id.n =
-        (uint32_t)snprintf(id, sizeof(id), "%.*s:%s:%lld", (int)ev.contact.n,
-                           ev.contact.p, event, (long long)ts);
+    ev.id = cc_strf(id, sizeof(id), "%.*s:%s:%lld", (int)ev.contact.n,
+                    ev.contact.p, event, (long long)ts);
     cc_evbuf_add(&w->eb, &ev);
     return true;
 }
@@ -198,12 +194,9 @@ chatwoot_message(struct cc_webhook *w, const json_t *root, int64_t now,
     ev.type = in ? "message.in" : "message.out";
     ev.channel = w->cfg->chatwoot_channel;
     ev.ts = cc_json_time(json_object_get(root, "created_at"), now);
-    ev.id.p = id;
-    ev.id.n = (uint32_t)snprintf(id, sizeof(id), "chatwoot:msg:%.*s",
-                                 (int)mid.n, mid.p);
-    ev.contact.p = contact;
-    ev.contact.n = (uint32_t)snprintf(contact, sizeof(contact), "chatwoot:%.*s",
-                                      (int)cid.n, cid.p);
+    ev.id = cc_strf(id, sizeof(id), "chatwoot:msg:%.*s", (int)mid.n, mid.p);
+    ev.contact =
+        cc_strf(contact, sizeof(contact), "chatwoot:%.*s", (int)cid.n, cid.p);
     if (in) {
         chatwoot_customer(sender, &ev, chat, sizeof(chat));
     } else {
@@ -211,10 +204,8 @@ chatwoot_message(struct cc_webhook *w, const json_t *root, int64_t now,
         if (a.n == 0) {
             struct cc_str aid = cc_json_str(sender, "id", anum, sizeof(anum));
             if (aid.n != 0) {
-                a.p = agent;
-                a.n = (uint32_t)snprintf(agent, sizeof(agent),
-                                         "chatwoot-agent-%.*s", (int)aid.n,
-                                         aid.p);
+                a = cc_strf(agent, sizeof(agent), "chatwoot-agent-%.*s",
+                            (int)aid.n, aid.p);
             }
         }
         ev.agent = a;

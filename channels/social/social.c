@@ -90,31 +90,24 @@ x_tweet(struct cc_webhook *w, const json_t *t, const char *account,
         x_time(json_string_value(json_object_get(t, "created_at")), now));
     /* The native ids, prefixed so that they cannot meet another
      * platform's: threading goes by id and reply_to. */
-    ev.id.p = id;
-    ev.id.n = (uint32_t)snprintf(id, sizeof(id), "x:%.*s", (int)tid.n, tid.p);
+    ev.id = cc_strf(id, sizeof(id), "x:%.*s", (int)tid.n, tid.p);
     if (parent.n != 0) {
-        ev.reply_to.p = reply;
-        ev.reply_to.n = (uint32_t)snprintf(reply, sizeof(reply), "x:%.*s",
-                                           (int)parent.n, parent.p);
+        ev.reply_to =
+            cc_strf(reply, sizeof(reply), "x:%.*s", (int)parent.n, parent.p);
     }
-    ev.contact.p = contact;
-    ev.contact.n = (uint32_t)snprintf(contact, sizeof(contact), "x:tweet:%.*s",
-                                      (int)(parent.n ? parent.n : tid.n),
-                                      parent.n ? parent.p : tid.p);
+    ev.contact = cc_strf(contact, sizeof(contact), "x:tweet:%.*s",
+                         (int)(parent.n ? parent.n : tid.n),
+                         parent.n ? parent.p : tid.p);
     if (own) {
         struct cc_str to = cc_json_str(t, "in_reply_to_screen_name", NULL, 0);
-        ev.agent.p = agent;
-        ev.agent.n = (uint32_t)snprintf(agent, sizeof(agent), "x:%.*s",
-                                        (int)name.n, name.p);
+        ev.agent = cc_strf(agent, sizeof(agent), "x:%.*s", (int)name.n, name.p);
         if (to.n != 0) {
-            ev.ident[CC_IDENT_SOCIAL].p = handle;
-            ev.ident[CC_IDENT_SOCIAL].n = (uint32_t)snprintf(
-                handle, sizeof(handle), "x:%.*s", (int)to.n, to.p);
+            ev.ident[CC_IDENT_SOCIAL] =
+                cc_strf(handle, sizeof(handle), "x:%.*s", (int)to.n, to.p);
         }
     } else {
-        ev.ident[CC_IDENT_SOCIAL].p = handle;
-        ev.ident[CC_IDENT_SOCIAL].n = (uint32_t)snprintf(
-            handle, sizeof(handle), "x:%.*s", (int)name.n, name.p);
+        ev.ident[CC_IDENT_SOCIAL] =
+            cc_strf(handle, sizeof(handle), "x:%.*s", (int)name.n, name.p);
     }
     cc_evbuf_add(&w->eb, &ev);
 }
@@ -132,8 +125,7 @@ x_handle(const json_t *users, struct cc_str uid, char *buf, size_t n) {
     }
     if (name.n == 0)
         name = uid;
-    name.n = (uint32_t)snprintf(buf, n, "x:%.*s", (int)name.n, name.p);
-    name.p = buf;
+    name = cc_strf(buf, n, "x:%.*s", (int)name.n, name.p);
     return name;
 }
 
@@ -165,13 +157,10 @@ x_dm(struct cc_webhook *w, const json_t *e, const json_t *users,
     ev.type = own ? "message.out" : "message.in";
     ev.channel = w->cfg->x_channel;
     ev.ts = ms_string(json_object_get(e, "created_timestamp"), now);
-    ev.id.p = id;
-    ev.id.n =
-        (uint32_t)snprintf(id, sizeof(id), "x:dm:%.*s", (int)eid.n, eid.p);
+    ev.id = cc_strf(id, sizeof(id), "x:dm:%.*s", (int)eid.n, eid.p);
     /* One direct-message thread per customer. */
-    ev.contact.p = contact;
-    ev.contact.n = (uint32_t)snprintf(contact, sizeof(contact), "x:dm:%.*s",
-                                      (int)cust.n, cust.p);
+    ev.contact =
+        cc_strf(contact, sizeof(contact), "x:dm:%.*s", (int)cust.n, cust.p);
     ev.ident[CC_IDENT_SOCIAL] = x_handle(users, cust, handle, sizeof(handle));
     if (own)
         ev.agent = x_handle(users, from, agent, sizeof(agent));
@@ -300,13 +289,10 @@ messenger_item(struct cc_webhook *w, const char *platform, struct cc_str page,
     cc_nev_init(&ev);
     ev.channel = w->cfg->messenger_channel;
     ev.ts = ts;
-    ev.contact.p = contact;
-    ev.contact.n =
-        (uint32_t)snprintf(contact, sizeof(contact), "%s:%.*s:%.*s", platform,
-                           (int)page.n, page.p, (int)user.n, user.p);
-    ev.ident[CC_IDENT_SOCIAL].p = handle;
-    ev.ident[CC_IDENT_SOCIAL].n = (uint32_t)snprintf(
-        handle, sizeof(handle), "%s:%.*s", platform, (int)user.n, user.p);
+    ev.contact = cc_strf(contact, sizeof(contact), "%s:%.*s:%.*s", platform,
+                         (int)page.n, page.p, (int)user.n, user.p);
+    ev.ident[CC_IDENT_SOCIAL] = cc_strf(handle, sizeof(handle), "%s:%.*s",
+                                        platform, (int)user.n, user.p);
     if (json_is_object(msg)) {
         ev.type = echo ? "message.out" : "message.in";
         mid = cc_json_str(msg, "mid", NULL, 0);
@@ -320,10 +306,8 @@ messenger_item(struct cc_webhook *w, const char *platform, struct cc_str page,
         ev.reply_to =
             cc_json_str(json_object_get(msg, "reply_to"), "mid", NULL, 0);
         if (ev.reply_to.n != 0 && ev.reply_to.n < 150) {
-            ev.reply_to.n =
-                (uint32_t)snprintf(reply, sizeof(reply), "%s:%.*s", platform,
-                                   (int)ev.reply_to.n, ev.reply_to.p);
-            ev.reply_to.p = reply;
+            ev.reply_to = cc_strf(reply, sizeof(reply), "%s:%.*s", platform,
+                                  (int)ev.reply_to.n, ev.reply_to.p);
         }
     } else if (json_is_object(postback)) {
         /* A button the user tapped: a message from them, its title the
@@ -349,14 +333,11 @@ messenger_item(struct cc_webhook *w, const char *platform, struct cc_str page,
         w->st.ignored++;
         return;
     }
-    ev.id.p = id;
     if (mid.n != 0 && mid.n < 140)
-        ev.id.n = (uint32_t)snprintf(id, sizeof(id), "%s:%.*s", platform,
-                                     (int)mid.n, mid.p);
+        ev.id = cc_strf(id, sizeof(id), "%s:%.*s", platform, (int)mid.n, mid.p);
     else
-        ev.id.n =
-            (uint32_t)snprintf(id, sizeof(id), "%s:%.*s:%s:%lld", platform,
-                               (int)user.n, user.p, what, (long long)ts);
+        ev.id = cc_strf(id, sizeof(id), "%s:%.*s:%s:%lld", platform,
+                        (int)user.n, user.p, what, (long long)ts);
     cc_evbuf_add(&w->eb, &ev);
 }
 

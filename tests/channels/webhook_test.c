@@ -549,3 +549,28 @@ Test(webhook, overloaded_engine_answers_503) {
     cr_assert_eq(cc_adapter_rejected(&w.st, "event: limit"), 1);
     cc_webhook_fini(&w);
 }
+
+/* Ids built from native values longer than the buffers are left out, so
+ * the event is refused with a reason: never read past a buffer, never cut
+ * into another id. */
+Test(webhook, over_long_native_ids_are_refused_not_cut) {
+    struct cc_webhook w;
+    struct cc_http_resp r;
+    struct fake f = {0};
+    char *body = malloc(300000), *p;
+
+    cc_webhook_init(&w, "chatwoot", "/chatwoot", cc_webhook_chatwoot, &cfg,
+                    &h.host);
+    p = body + sprintf(body, "{\"event\":\"message_created\",\"message_type\":"
+                             "\"incoming\",\"id\":1,\"conversation\":{\"id\":"
+                             "\"");
+    memset(p, 'A', 200000);
+    strcpy(p + 200000, "\"}}");
+    cr_assert_eq(
+        call(cc_webhook_chatwoot, &w, "POST", body, strlen(body), &f, &r), 422,
+        "%.*s", (int)r.len, r.body);
+    cr_assert(strstr(r.body, "contact") != NULL, "%s", r.body);
+    cr_assert_eq(w.st.mapped, 0);
+    cc_webhook_fini(&w);
+    free(body);
+}

@@ -506,3 +506,20 @@ Test(adapters, an_asterisk_queue_call_gives_alerts_triggers_and_withdrawal) {
     cr_assert_eq(stop_daemon(), 0);
     pbx_stop();
 }
+
+/* Off loopback, an endpoint without its secret would let anyone inject
+ * events: contactd refuses to start so. */
+Test(adapters, unsigned_endpoints_off_loopback_are_refused) {
+    char conf[] = "/tmp/contactd-http-XXXXXX", cmd[512];
+    int fd = mkstemp(conf), status;
+    FILE *f = fdopen(fd, "w");
+
+    fprintf(f, "[http]\nenabled = true\nlisten = 0.0.0.0:%d\n", free_port());
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "%s --config %s 2>/dev/null", CONTACTD_BIN,
+             conf);
+    status = system(cmd);
+    unlink(conf);
+    cr_assert(WIFEXITED(status));
+    cr_assert_eq(WEXITSTATUS(status), 1);
+}
