@@ -608,7 +608,8 @@ Test(conversation, email_replies_follow_reply_to_across_contacts, .init = setup,
     unsigned i;
 
     for (i = 0; i < 3; i++) {
-        snprintf(path, sizeof(path), "%s/realdata/email/mail-gem/rfc2822/%s", TEST_DATA_DIR, files[i]);
+        snprintf(path, sizeof(path), "%s/realdata/email/mail-gem/rfc2822/%s",
+                 TEST_DATA_DIR, files[i]);
         header(path, "Message-ID", id[i], sizeof(id[i]));
         header(path, "In-Reply-To", irt[i], sizeof(irt[i]));
         header(path, "From", from[i], sizeof(from[i]));
