@@ -16,24 +16,44 @@
 
 static int http_port;
 
+/* A connection to the daemon's HTTP listener. */
+static int
+dial_http(void) {
+    struct sockaddr_in sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)http_port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/* "sha256=<hex HMAC-SHA256 of body under key>" into sig. */
+static void
+sign_hex(const char *key, const char *body, size_t len, char *sig) {
+    unsigned char mac[32];
+    int i;
+
+    cc_hmac_sha256(key, strlen(key), body, len, "", 0, mac);
+    strcpy(sig, "sha256=");
+    for (i = 0; i < 32; i++)
+        sprintf(sig + 7 + 2 * i, "%02x", mac[i]);
+}
+
 /* One HTTP/1.1 request on a fresh connection; returns the status (or -1
  * when the server closed without answering) and the body in out. */
 static int
 http(const char *method, const char *path, const char *headers,
      const char *body, size_t len, char *out, size_t outn) {
-    struct sockaddr_in sa;
     char head[1024], buf[8192];
     size_t got = 0;
     ssize_t n;
     int fd, status = -1;
     const char *p;
 
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)http_port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    fd = dial_http();
     snprintf(head, sizeof(head),
              "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
              "Content-Type: application/json\r\nContent-Length: %zu\r\n",
@@ -62,17 +82,11 @@ http(const char *method, const char *path, const char *headers,
  * when the server closed without one. */
 static int
 raw(const char *bytes, size_t len) {
-    struct sockaddr_in sa;
     char buf[512];
     ssize_t n;
     int fd, status = -1;
 
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)http_port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    fd = dial_http();
     (void)!write(fd, bytes, len);
     shutdown(fd, SHUT_WR);
     n = read(fd, buf, sizeof(buf) - 1);
@@ -113,7 +127,6 @@ TestSuite(adapters, .fini = teardown, .timeout = 60);
 Test(adapters, signed_webhooks_reach_the_engine_and_bad_ones_are_refused) {
     char sig[128], hdr[256], out[1024], *body, *big;
     size_t len;
-    int i;
 
     start_with(NULL);
     cr_assert_eq(http("GET", "/health", NULL, NULL, 0, out, sizeof(out)), 200);
@@ -123,13 +136,7 @@ Test(adapters, signed_webhooks_reach_the_engine_and_bad_ones_are_refused) {
     /* Unsigned: 401, nothing applied. */
     cr_assert_eq(http("POST", "/chatwoot", NULL, body, len, out, sizeof(out)),
                  401, "%s", out);
-    {
-        unsigned char mac[32];
-        cc_hmac_sha256("cw-secret", 9, body, len, "", 0, mac);
-        strcpy(sig, "sha256=");
-        for (i = 0; i < 32; i++)
-            sprintf(sig + 7 + 2 * i, "%02x", mac[i]);
-    }
+    sign_hex("cw-secret", body, len, sig);
     snprintf(hdr, sizeof(hdr), "X-Chatwoot-Signature: %s\r\n", sig);
     cr_assert_eq(http("POST", "/chatwoot", hdr, body, len, out, sizeof(out)),
                  200, "%s", out);
@@ -144,12 +151,7 @@ Test(adapters, signed_webhooks_reach_the_engine_and_bad_ones_are_refused) {
     body = read_file(REAL "chat/chatwoot/extracted/"
                           "01_A_sample_webhook_payload.json",
                      &len);
-    {
-        unsigned char mac[32];
-        cc_hmac_sha256("cw-secret", 9, body, len, "", 0, mac);
-        for (i = 0; i < 32; i++)
-            sprintf(sig + 7 + 2 * i, "%02x", mac[i]);
-    }
+    sign_hex("cw-secret", body, len, sig);
     snprintf(hdr, sizeof(hdr), "X-Chatwoot-Signature: %s\r\n", sig);
     cr_assert_eq(http("POST", "/chatwoot", hdr, body, len, out, sizeof(out)),
                  400);
