@@ -151,10 +151,12 @@ ami_transcript(uint32_t n, size_t *len) {
     return buf;
 }
 
-/* mode 0: parse; 1: parse + map; 2: parse + map + engine. Returns the
- * seconds taken; *core counts the core events made. */
+/* Feeds text through a parser and a mapper (mode 1), and the engine of h
+ * (mode 2); mode 0 parses only. The mapper's event ids start with
+ * start_ms. Returns the seconds taken; *core counts the core events. */
 static double
-ami_run(const char *text, size_t len, int mode, uint64_t *core) {
+ami_pass(const char *text, size_t len, int mode, struct host *h,
+         uint64_t start_ms, uint64_t *core) {
     struct cc_adapter_stats st;
     struct cc_ami_parser *p;
     struct cc_ami_map *m;
@@ -162,7 +164,6 @@ ami_run(const char *text, size_t len, int mode, uint64_t *core) {
     const struct cc_ami_msg *msg;
     struct cc_evbuf eb;
     struct cc_submit r;
-    struct host h;
     size_t off = 0, chunk = 65536, n, used;
     const void *b;
     double t;
@@ -173,42 +174,58 @@ ami_run(const char *text, size_t len, int mode, uint64_t *core) {
     mc.max_calls = 4096;
     mc.max_members = 1024;
     mc.leave_grace_ms = 5000;
-    mc.start_ms = T0;
+    mc.start_ms = start_ms;
     cc_ami_parser_new(&p, 65536, 65536, &st);
     cc_ami_map_new(&m, &mc);
     cc_evbuf_init(&eb);
-    host_init(&h);
     *core = 0;
     t = now_s();
     while (off < len) {
-        n = len - off < chunk ? len - off : chunk;
         const char *d = text + off;
-        size_t left = n;
+        size_t left;
+        n = len - off < chunk ? len - off : chunk;
+        left = n;
         while (left > 0) {
             used = cc_ami_parser_feed(p, d, left, &msg);
             d += used;
             left -= used;
             if (msg != NULL && mode >= 1)
-                cc_ami_map_msg(m, msg, h.now, &eb, &st);
+                cc_ami_map_msg(m, msg, h->now, &eb, &st);
         }
         off += n;
         if (mode >= 1) {
             *core += eb.n;
             if (mode == 2 && eb.n != 0) {
                 b = cc_evbuf_msg(&eb, &used);
-                host_submit(&h, b, used, &r);
+                host_submit(h, b, used, &r);
             }
             cc_evbuf_reset(&eb);
         }
     }
     t = now_s() - t;
+    cc_evbuf_fini(&eb);
+    cc_ami_map_free(m);
+    cc_ami_parser_free(p);
+    return t;
+}
+
+/* One stage, timed. With the engine, the same calls go through it once
+ * first (other event ids), untimed: a running daemon's engine has touched
+ * its tables' pages long ago, and the kernel zeroing them on first touch
+ * would otherwise be most of what is measured. */
+static double
+ami_run(const char *text, size_t len, int mode, uint64_t *core) {
+    struct host h;
+    double t;
+
+    host_init(&h);
+    if (mode == 2)
+        ami_pass(text, len, mode, &h, T0 - 1, core);
+    t = ami_pass(text, len, mode, &h, T0, core);
     if (mode == 2 && h.rejected != 0)
         fprintf(stderr, "ami: %llu events rejected by the engine\n",
                 (unsigned long long)h.rejected);
     host_fini(&h);
-    cc_evbuf_fini(&eb);
-    cc_ami_map_free(m);
-    cc_ami_parser_free(p);
     return t;
 }
 
