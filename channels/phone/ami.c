@@ -824,6 +824,22 @@ call_key(const struct mctx *x, struct cc_str *key, struct cc_str *uid) {
     return 0;
 }
 
+/* The call the message names, as call_key() says, looked up in the table:
+ * *c is NULL when the table does not know it. key and uid may be NULL. */
+static int
+known_call(struct mctx *x, struct call **c, struct cc_str *key,
+           struct cc_str *uid) {
+    struct cc_str k, u;
+    int rc = call_key(x, &k, &u);
+
+    *c = rc == 0 ? call_find(x->m, k) : NULL;
+    if (key != NULL)
+        *key = k;
+    if (uid != NULL)
+        *uid = u;
+    return rc;
+}
+
 /* A field that must fit a name of the protocol (queue, agent). */
 static int
 name_field(const struct mctx *x, const char *key, struct cc_str *out) {
@@ -961,15 +977,11 @@ on_join(struct mctx *x) {
  */
 static int
 on_leave(struct mctx *x) {
-    struct cc_str key, uid;
     struct call *c;
-    int rc = call_key(x, &key, &uid);
+    int rc = known_call(x, &c, NULL, NULL);
 
-    if (rc)
+    if (rc || c == NULL || c->state != C_QUEUED || c->leaving)
         return rc;
-    c = call_find(x->m, key);
-    if (c == NULL || c->state != C_QUEUED || c->leaving)
-        return 0;
     set_leaving(x->m, c, true);
     c->leave_ts = x->ts;
     c->leave_due = x->now + x->m->grace_ms;
@@ -978,15 +990,11 @@ on_leave(struct mctx *x) {
 
 static int
 on_abandon(struct mctx *x) {
-    struct cc_str key, uid;
     struct call *c;
-    int rc = call_key(x, &key, &uid);
+    int rc = known_call(x, &c, NULL, NULL);
 
-    if (rc)
+    if (rc || c == NULL || c->state != C_QUEUED)
         return rc;
-    c = call_find(x->m, key);
-    if (c == NULL || c->state != C_QUEUED)
-        return 0;
     leave_now(x, c, x->ts);
     return 0;
 }
@@ -1035,15 +1043,12 @@ on_connect(struct mctx *x) {
  */
 static int
 on_complete(struct mctx *x) {
-    struct cc_str key, uid, reason;
+    struct cc_str reason;
     struct call *c;
-    int rc = call_key(x, &key, &uid);
+    int rc = known_call(x, &c, NULL, NULL);
 
-    if (rc)
+    if (rc || c == NULL || (c->state != C_CONNECTED && c->state != C_HELD))
         return rc;
-    c = call_find(x->m, key);
-    if (c == NULL || (c->state != C_CONNECTED && c->state != C_HELD))
-        return 0;
     if (cc_ami_get(x->msg, "Reason", &reason) && cc_ami_is(reason, "transfer"))
         return 0;
     emit_call(x->m, x->out, c, "contact.close", x->ts);
@@ -1056,15 +1061,12 @@ on_complete(struct mctx *x) {
  * play music to waiting callers too. */
 static int
 hold_start(struct mctx *x, uint8_t kind) {
-    struct cc_str key, uid;
+    struct cc_str uid;
     struct call *c;
-    int rc = call_key(x, &key, &uid);
+    int rc = known_call(x, &c, NULL, &uid);
 
-    if (rc)
+    if (rc || c == NULL || c->state != C_CONNECTED)
         return rc;
-    c = call_find(x->m, key);
-    if (c == NULL || c->state != C_CONNECTED)
-        return 0;
     emit_call(x->m, x->out, c, "hold.start", x->ts);
     c->state = C_HELD;
     c->hold_kind = kind;
@@ -1075,15 +1077,12 @@ hold_start(struct mctx *x, uint8_t kind) {
 /* Ends the hold that the same channel began, the same way. */
 static int
 hold_end(struct mctx *x, uint8_t kind) {
-    struct cc_str key, uid;
+    struct cc_str uid;
     struct call *c;
-    int rc = call_key(x, &key, &uid);
+    int rc = known_call(x, &c, NULL, &uid);
 
-    if (rc)
+    if (rc || c == NULL || c->state != C_HELD || c->hold_kind != kind)
         return rc;
-    c = call_find(x->m, key);
-    if (c == NULL || c->state != C_HELD || c->hold_kind != kind)
-        return 0;
     if (c->hold_n != 0 && !same(c->hold_uid, c->hold_n, uid))
         return 0;
     emit_call(x->m, x->out, c, "hold.end", x->ts);
@@ -1118,13 +1117,10 @@ static int
 on_hangup(struct mctx *x) {
     struct cc_str key, uid;
     struct call *c;
-    int rc = call_key(x, &key, &uid);
+    int rc = known_call(x, &c, &key, &uid);
 
-    if (rc)
+    if (rc || c == NULL || uid.n == 0)
         return rc;
-    c = call_find(x->m, key);
-    if (c == NULL || uid.n == 0)
-        return 0;
     if (!same(c->uid, c->uid_n, uid) && !cc_str_eqn(uid, key))
         return 0;
     if (c->leaving)
