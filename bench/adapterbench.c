@@ -340,6 +340,19 @@ request(int fd, const char *head, size_t hlen, const char *body, size_t blen) {
     return status;
 }
 
+/* POSTs a JSON body to path; returns the status. */
+static int
+post(int fd, const char *path, const char *body, size_t blen) {
+    char head[256];
+    size_t hlen = (size_t)snprintf(
+        head, sizeof(head),
+        "POST %s HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
+        "Content-Length: %zu\r\n\r\n",
+        path, blen);
+
+    return request(fd, head, hlen, body, blen);
+}
+
 /* The events of one request: n contacts opening and a message each. */
 static size_t
 events_body(char *buf, size_t cap, uint64_t *seq, uint32_t n) {
@@ -425,12 +438,7 @@ bench_http(uint32_t n) {
         t = now_s();
         for (i = 0; i < reqs; i++) {
             blen = events_body(body, 1 << 20, &seq, batch);
-            hlen = (size_t)snprintf(
-                head, sizeof(head),
-                "POST /events HTTP/1.1\r\nHost: b\r\nContent-Type: "
-                "application/json\r\nContent-Length: %zu\r\n\r\n",
-                blen);
-            bad += request(fd, head, hlen, body, blen) != 200;
+            bad += post(fd, "/events", body, blen) != 200;
         }
         t = now_s() - t;
         printf(
@@ -447,12 +455,7 @@ bench_http(uint32_t n) {
                                  (unsigned long long)(seq % 100000),
                                  (unsigned long long)(seq % 100000),
                                  (unsigned long long)(seq / 3));
-            hlen = (size_t)snprintf(
-                head, sizeof(head),
-                "POST /chatwoot HTTP/1.1\r\nHost: b\r\nContent-Type: "
-                "application/json\r\nContent-Length: %zu\r\n\r\n",
-                blen);
-            bad += request(fd, head, hlen, body, blen) != 200;
+            bad += post(fd, "/chatwoot", body, blen) != 200;
         }
         t = now_s() - t;
         printf("  %-28s %9.0f events/s   %8.1f us/request\n", "POST /chatwoot",

@@ -1,12 +1,14 @@
 /*
  * Helpers shared by the tests: building MessagePack events with msgpack-c's
- * packer, and reading fields back out of packed maps.
+ * packer, reading fields back out of packed maps, and files.
  */
 #ifndef CC_TESTUTIL_H
 #define CC_TESTUTIL_H
 
 #include "engine.h"
 
+#include <criterion/criterion.h>
+#include <ftw.h>
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -175,6 +177,42 @@ tstat_int(const struct cc_engine *e, const char *path) {
     msgpack_unpacked_destroy(&u);
     msgpack_sbuffer_destroy(&sb);
     return v;
+}
+
+/* Reads a whole file into a malloc'd buffer (NUL-terminated). */
+static inline char *
+read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    char *buf;
+    long n;
+
+    cr_assert_not_null(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    buf = malloc((size_t)n + 1);
+    cr_assert_not_null(buf);
+    cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    buf[n] = '\0';
+    fclose(f);
+    if (len != NULL)
+        *len = (size_t)n;
+    return buf;
+}
+
+static int
+remove_entry(const char *path, const struct stat *st, int flag,
+             struct FTW *ftw) {
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Removes a folder and all it holds (a test's temporary folder). */
+static inline void
+remove_tree(const char *path) {
+    nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 #endif

@@ -856,21 +856,13 @@ md_setup(void) {
     F.cfg.rescan_ms = 3600 * 1000;
 }
 
-static int
-rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void
 md_teardown(void) {
     uv_close((uv_handle_t *)&F.tick, NULL);
     uv_run(&F.loop, UV_RUN_DEFAULT);
     cr_assert_eq(uv_loop_close(&F.loop), 0);
     thost_fini(&F.h);
-    nftw(F.root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    remove_tree(F.root);
 }
 
 TestSuite(maildir, .init = md_setup, .fini = md_teardown, .timeout = 60);

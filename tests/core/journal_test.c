@@ -12,6 +12,7 @@
 #include "crc32c.h"
 #include "journal.h"
 #include "mem.h"
+#include "testutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -32,14 +33,6 @@
 static char root[64];
 static char jdir[128];
 
-static int
-rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void
 setup(void) {
     snprintf(root, sizeof(root), "/tmp/journal_test.XXXXXX");
@@ -54,7 +47,7 @@ teardown(void) {
     /* The tmpfs test's mount, if a failed assertion left it there. */
     snprintf(mnt, sizeof(mnt), "%s/mnt", root);
     umount2(mnt, MNT_DETACH);
-    nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    remove_tree(root);
 }
 
 TestSuite(journal, .init = setup, .fini = teardown);
@@ -184,22 +177,6 @@ segments(const char *dir, char names[][32], size_t max) {
     for (i = 0; i < n; i++)
         snprintf(names[i], 32, "%s", ptr[i]);
     return n;
-}
-
-static unsigned char *
-slurp(const char *path, size_t *len) {
-    struct stat st;
-    unsigned char *b;
-    int fd = open(path, O_RDONLY);
-
-    cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
-    cr_assert_eq(fstat(fd, &st), 0);
-    b = malloc((size_t)st.st_size + 1);
-    cr_assert_not_null(b);
-    cr_assert_eq(read(fd, b, (size_t)st.st_size), st.st_size);
-    close(fd);
-    *len = (size_t)st.st_size;
-    return b;
 }
 
 static void
@@ -460,7 +437,7 @@ Test(journal, torn_tail_at_every_offset_of_the_last_record) {
     cr_assert_geq(nseg, 2);
     segments(jdir, names, MAXSEG);
     snprintf(path, sizeof(path), "%s/%s", jdir, names[nseg - 1]);
-    orig = slurp(path, &len);
+    orig = (unsigned char *)read_file(path, &len);
     img = malloc(len);
     nrec = record_offsets(orig, len, offs, 256);
     cr_assert_geq(nrec, 2);
@@ -579,7 +556,7 @@ Test(journal, every_flipped_bit_is_detected) {
         cr_assert_lt(
             (size_t)snprintf(path, sizeof(path), "%s/%s", jdir, names[target]),
             sizeof(path));
-        orig = slurp(path, &len);
+        orig = (unsigned char *)read_file(path, &len);
         img = malloc(len);
         for (bit = 0; bit < len * 8; bit++) {
             memcpy(img, orig, len);
@@ -623,7 +600,7 @@ Test(journal, damage_before_the_end_of_the_last_segment_is_corruption) {
     cr_assert_eq(build(jdir, 0, 6), 1);
     segments(jdir, names, MAXSEG);
     snprintf(path, sizeof(path), "%s/%s", jdir, names[0]);
-    b = slurp(path, &len);
+    b = (unsigned char *)read_file(path, &len);
     nrec = record_offsets(b, len, offs, 64);
     cr_assert_eq(nrec, 6);
     b[offs[2] + 12] ^= 0x40;
@@ -661,7 +638,7 @@ Test(journal, a_record_at_the_wrong_place_fails_its_check) {
     cc_journal_close(j);
     segments(jdir, names, MAXSEG);
     snprintf(path, sizeof(path), "%s/%s", jdir, names[0]);
-    b = slurp(path, &len);
+    b = (unsigned char *)read_file(path, &len);
     cr_assert_eq(record_offsets(b, len, offs, 8), 4);
     /* Same payload, so only the sequence number differs: swap records 1
      * and 2 (the 24-byte frames). */
@@ -708,7 +685,7 @@ Test(journal, a_record_declaring_4gb_is_corruption_without_allocation) {
     cr_assert_eq(build(jdir, 0, 5), 1);
     segments(jdir, names, MAXSEG);
     snprintf(path, sizeof(path), "%s/%s", jdir, names[0]);
-    orig = slurp(path, &len);
+    orig = (unsigned char *)read_file(path, &len);
     b = malloc(len);
     cr_assert_eq(record_offsets(orig, len, offs, 16), 5);
     for (li = 0; li < 2; li++) {
@@ -750,7 +727,7 @@ write_header_version(const char *path, uint32_t version) {
     size_t len;
     uint32_t crc;
 
-    b = slurp(path, &len);
+    b = (unsigned char *)read_file(path, &len);
     setle32(b + 8, version);
     /* A well-formed header of that version: the checksum matches. */
     crc = cc_crc32c(cc_crc32c(0, b, 12), b + 16, 16);
@@ -828,7 +805,7 @@ Test(journal, repair_truncates_at_the_first_bad_record_and_reports) {
     segments(jdir, names, MAXSEG);
     /* A bad checksum in the middle of the second segment. */
     snprintf(path, sizeof(path), "%s/%s", jdir, names[1]);
-    b = slurp(path, &len);
+    b = (unsigned char *)read_file(path, &len);
     nrec = record_offsets(b, len, offs, 64);
     cr_assert_geq(nrec, 3);
     seg_first = strtoull(names[1], NULL, 10);
@@ -883,7 +860,7 @@ Test(journal, repair_removes_a_segment_with_a_bad_header) {
     cr_assert_geq(nseg, 3);
     segments(jdir, names, MAXSEG);
     snprintf(path, sizeof(path), "%s/%s", jdir, names[1]);
-    b = slurp(path, &len);
+    b = (unsigned char *)read_file(path, &len);
     b[0] = 'X';
     spit(path, b, len);
     free(b);
