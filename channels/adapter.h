@@ -81,6 +81,10 @@ struct cc_submit {
     char first_reason[192];
     /* Each rejected event's reason code, in order (at most 64 kept). */
     const char *codes[64];
+    /* The journal record that holds the batch: the sender is answered (an
+     * HTTP response, a mail moved to cur/) only once the host's durable
+     * mark has passed it. 0: answer now. */
+    uint64_t wait;
 };
 
 /* Fills out from the engine's report on one message (the shell's and the
@@ -91,13 +95,24 @@ struct cc_ingest_report;
 void cc_submit_from_report(const struct cc_ingest_report *r,
                            struct cc_submit *out);
 
-/* The host an adapter submits to. now() is the loop's wall clock (ms). */
+/* The host an adapter submits to. now() is the loop's wall clock (ms).
+ * durable() is the journal's durable mark: every record below it is on
+ * disk (NULL: a host without a journal, where nothing waits). When it
+ * moves, the host calls the adapter's own "durable" function so that held
+ * answers go. */
 struct cc_adapter_host {
     void (*submit)(void *ctx, const void *msg, size_t len,
                    struct cc_submit *out);
     uint64_t (*now)(void *ctx);
+    uint64_t (*durable)(void *ctx);
     void *ctx;
 };
+
+/* Whether an answer waiting for record wait may go now. */
+static inline bool
+cc_adapter_durable(const struct cc_adapter_host *h, uint64_t wait) {
+    return wait == 0 || h->durable == NULL || wait < h->durable(h->ctx);
+}
 
 /* Counters every adapter reports in stats. received counts native units
  * (AMI events, HTTP requests, mail files); mapped, the core events the

@@ -12,13 +12,18 @@
 
 #define NENDPOINTS 4
 
-/* One request while its body arrives. */
+/* One request while its body arrives, and while its answer waits for
+ * the journal (held: the connection is suspended, in the held list). */
 struct request {
     struct cc_webhook *w; /* NULL: answered before the body (404, 413) */
     char *body;
     size_t len, cap;
     bool too_big;
     bool health; /* GET /health */
+    bool held, ready;
+    struct MHD_Connection *conn;
+    struct request *next, *prev; /* the held list */
+    struct cc_http_resp resp;
 };
 
 struct cc_http {
@@ -33,6 +38,9 @@ struct cc_http {
     uint16_t port;
     struct cc_webhook ep[NENDPOINTS];
     uint32_t nep;
+    const struct cc_adapter_host *host;
+    struct request held; /* list head: answers waiting for the journal */
+    uint64_t nheld;
     uint64_t requests, r2xx, r4xx, r5xx, too_large, protocol_errors;
     uint64_t log_at; /* uv_now of the last library message logged */
 };
@@ -182,6 +190,11 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url,
         }
         return MHD_YES;
     }
+    if (q->ready) {
+        /* Resumed: the journal holds the request's events. */
+        q->ready = false;
+        return answer(h, conn, &q->resp);
+    }
     if (q->health)
         return strcmp(method, "GET") == 0
                    ? answer_json(h, conn, 200, NULL)
@@ -196,18 +209,62 @@ access_cb(void *cls, struct MHD_Connection *conn, const char *url,
     req.arg = req_arg;
     req.ctx = conn;
     q->w->handle(q->w, &req, &resp);
+    if (!cc_adapter_durable(h->host, resp.wait)) {
+        /* Acknowledged only once durable: park the connection until the
+         * host's journal has synced the record (cc_http_durable()). */
+        q->resp = resp;
+        q->conn = conn;
+        q->held = true;
+        q->next = &h->held;
+        q->prev = h->held.prev;
+        h->held.prev->next = q;
+        h->held.prev = q;
+        h->nheld++;
+        MHD_suspend_connection(conn);
+        return MHD_YES;
+    }
     return answer(h, conn, &resp);
+}
+
+static void
+unhold(struct cc_http *h, struct request *q) {
+    q->prev->next = q->next;
+    q->next->prev = q->prev;
+    q->held = false;
+    h->nheld--;
+}
+
+static void run(struct cc_http *h);
+
+void
+cc_http_durable(struct cc_http *h, uint64_t mark) {
+    struct request *q, *next;
+    bool any = false;
+
+    for (q = h->held.next; q != &h->held; q = next) {
+        next = q->next;
+        if (q->resp.wait >= mark)
+            continue;
+        unhold(h, q);
+        q->ready = true;
+        MHD_resume_connection(q->conn);
+        any = true;
+    }
+    if (any)
+        run(h);
 }
 
 static void
 completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
              enum MHD_RequestTerminationCode toe) {
     struct request *q = *con_cls;
+    struct cc_http *h = cls;
 
-    (void)cls;
     (void)conn;
     (void)toe;
     if (q != NULL) {
+        if (q->held)
+            unhold(h, q);
         free(q->body);
         free(q);
         *con_cls = NULL;
@@ -314,6 +371,8 @@ cc_http_new(struct cc_http **out, uv_loop_t *loop,
         return cc_errf(err, errlen, CC_ENOMEM, "out of memory");
     h->loop = loop;
     h->cfg = cfg;
+    h->host = host;
+    h->held.next = h->held.prev = &h->held;
     if (cfg->events)
         cc_webhook_init(&h->ep[h->nep++], "events", "/events",
                         cc_webhook_events, cfg, host);
@@ -326,7 +385,7 @@ cc_http_new(struct cc_http **out, uv_loop_t *loop,
         cc_webhook_init(&h->ep[h->nep++], "messenger", "/messenger",
                         cc_webhook_messenger, cfg, host);
     h->d = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+        MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME |
             (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
         0, NULL, NULL, access_cb, h,
         /* first, so that every message of the library comes here */
@@ -378,6 +437,15 @@ closed_cb(uv_handle_t *handle) {
 
 void
 cc_http_close(struct cc_http *h, void (*done)(void *arg), void *arg) {
+    struct request *q;
+
+    /* The library stops only with every connection resumed; an answer
+     * still waiting is not sent (the sender retries, and the journal's
+     * copy is a duplicate then). */
+    while ((q = h->held.next) != &h->held) {
+        unhold(h, q);
+        MHD_resume_connection(q->conn);
+    }
     h->done = done;
     h->done_arg = arg;
     h->timer.data = h;

@@ -34,6 +34,9 @@ void cc_http_free(struct cc_http *h);
 /* {requests, responses {2xx, 4xx, 5xx}, too_large, protocol_errors,
  * endpoints {name: adapter counters + bad_signature}} */
 void cc_http_pack_stats(const struct cc_http *h, msgpack_packer *pk);
+/* The host's journal made every record below mark durable: answers that
+ * waited for them go. */
+void cc_http_durable(struct cc_http *h, uint64_t mark);
 /* An endpoint by name ("events", "chatwoot", "x", "messenger"), or NULL
  * when it is not enabled. */
 const struct cc_webhook *cc_http_endpoint(const struct cc_http *h,

@@ -68,13 +68,13 @@ void
 cc_resp_submit(struct cc_http_resp *resp, const struct cc_submit *r) {
     char q[256], why[320];
 
-    if (r->error != NULL) {
+    if (r->error != NULL && !r->overloaded) {
         cc_resp_json(resp, r->too_big ? 413 : 400, r->error);
         return;
     }
     if (r->overloaded) {
         snprintf(why, sizeof(why), "overloaded, retry later: %s",
-                 r->first_reason);
+                 r->error != NULL ? r->error : r->first_reason);
         cc_resp_json(resp, 503, why);
         resp->retry_after = 1;
         return;
@@ -134,6 +134,7 @@ cc_webhook_submit(struct cc_webhook *w, struct cc_http_resp *resp) {
     cc_evbuf_reset(&w->eb);
     cc_adapter_count_submit(&w->st, &r);
     cc_resp_submit(resp, &r);
+    resp->wait = r.wait;
 }
 
 struct cc_str

@@ -33,6 +33,7 @@ struct cc_http_resp {
     char body[1024];
     size_t len;
     unsigned retry_after; /* seconds, for 503; 0 for none */
+    uint64_t wait;        /* sent once this journal record is durable */
 };
 
 /* Sets the answer to status with a JSON body {"error": why} (or, when why

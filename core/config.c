@@ -32,6 +32,7 @@ struct key {
 
 static const char *const io_choices[] = {"thread", "poll", NULL};
 static const char *const bool_choices[] = {"false", "true", NULL};
+static const char *const fsync_choices[] = {"always", "batch", "off", NULL};
 static const char *const level_choices[] = {"error", "warn", "info", "debug",
                                             NULL};
 
@@ -59,6 +60,20 @@ static const struct key keys[] = {
      10000000, NULL},
     {"server", "memory_reserve", K_SIZE, OFF(memory_reserve), "16MiB", 0,
      1024 * MIB, NULL},
+    {"durability", "dir", K_TEXT, OFF(data_dir), "/var/lib/contactd", 0, 0,
+     NULL},
+    {"durability", "fsync", K_ENUM, OFF(fsync), "batch", 0, 0, fsync_choices},
+    {"durability", "sync_interval", K_DURATION, OFF(sync_interval_ms), "2ms", 1,
+     1000, NULL},
+    {"durability", "sync_records", K_UINT, OFF(sync_records), "1000", 1,
+     10000000, NULL},
+    {"durability", "segment_size", K_SIZE, OFF(segment_size), "64MiB", 1 * MIB,
+     1024 * MIB, NULL},
+    {"durability", "max_unwritten", K_SIZE, OFF(max_unwritten), "64MiB",
+     1 * MIB, 4096 * MIB, NULL},
+    {"durability", "snapshot_interval", K_DURATION, OFF(snapshot_interval_ms),
+     "10m", 1000, 7 * DAY_MS, NULL},
+    {"alerts", "log", K_UINT, OFF(alert_log), "100000", 0, 10000000, NULL},
     {"ingest", "dedup_window", K_UINT, OFF(dedup_window), "1000000", 0,
      100000000, NULL},
     {"limits", "max_contacts", K_UINT, OFF(max_contacts), "2000000", 1,

@@ -77,6 +77,13 @@ struct cc_maildir_config {
 
 enum cc_log_level { CC_LOG_ERROR, CC_LOG_WARN, CC_LOG_INFO, CC_LOG_DEBUG };
 
+/* [durability] fsync: when what the journal wrote is made durable. */
+enum cc_fsync {
+    CC_FSYNC_ALWAYS, /* a sync as soon as records are written */
+    CC_FSYNC_BATCH,  /* a sync every sync_interval or sync_records */
+    CC_FSYNC_OFF     /* never: the page cache decides (not power-safe) */
+};
+
 struct cc_config {
     /* [server] */
     char ingest[CC_ADDR_MAX];
@@ -89,6 +96,16 @@ struct cc_config {
     int log_level;
     uint64_t callback_backlog;
     uint64_t memory_reserve;
+    /* [durability]: the journal and snapshots under dir ("": none) */
+    char data_dir[CC_TEXT_MAX];
+    int fsync;
+    uint64_t sync_interval_ms;
+    uint64_t sync_records;
+    uint64_t segment_size;
+    uint64_t max_unwritten;
+    uint64_t snapshot_interval_ms;
+    /* [alerts] */
+    uint64_t alert_log; /* alerts kept for {"q":"alerts","since":N} */
     /* [ingest] */
     uint64_t dedup_window;
     /* [limits] */

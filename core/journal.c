@@ -833,12 +833,19 @@ cc_journal_close(struct cc_journal *j) {
 
 uint64_t
 cc_journal_append(struct cc_journal *j, const void *p, size_t n) {
-    unsigned char *r;
-    size_t need = RHDR + n;
+    return cc_journal_append2(j, NULL, 0, p, n);
+}
+
+uint64_t
+cc_journal_append2(struct cc_journal *j, const void *head, size_t hn,
+                   const void *p, size_t n) {
+    unsigned char *r, s[8];
+    size_t len = hn + n, need;
     uint64_t seq;
 
-    if (CC_UNLIKELY(n == 0 || n > CC_JOURNAL_MAX_PAYLOAD))
+    if (CC_UNLIKELY(len < hn || len == 0 || len > CC_JOURNAL_MAX_PAYLOAD))
         return 0;
+    need = RHDR + len;
     if (CC_UNLIKELY(j->cap - j->len < need)) {
         size_t nc = j->cap ? j->cap : BUF_MIN;
         unsigned char *nb;
@@ -852,9 +859,13 @@ cc_journal_append(struct cc_journal *j, const void *p, size_t n) {
     }
     seq = j->next_seq++;
     r = j->buf + j->len;
-    put32(r, (uint32_t)n);
-    put32(r + 4, record_crc(seq, p, n));
-    memcpy(r + RHDR, p, n);
+    put32(r, (uint32_t)len);
+    put64(s, seq);
+    put32(r + 4, cc_crc32c(cc_crc32c(cc_crc32c(0, s, 8), head, hn), p, n));
+    if (hn != 0)
+        memcpy(r + RHDR, head, hn);
+    if (n != 0)
+        memcpy(r + RHDR + hn, p, n);
     j->len += need;
     return seq;
 }

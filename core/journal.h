@@ -116,6 +116,11 @@ void cc_journal_close(struct cc_journal *j);
  * runs on another thread, never at the same time as the other calls.
  */
 uint64_t cc_journal_append(struct cc_journal *j, const void *p, size_t n);
+/* The same for a payload in two pieces, head (hn bytes) then p (n bytes),
+ * stored as one: a caller's small header before a message it does not
+ * own, without copying them together first. */
+uint64_t cc_journal_append2(struct cc_journal *j, const void *head, size_t hn,
+                            const void *p, size_t n);
 
 /*
  * Writes the buffered records to the current segment (one pwrite for all

@@ -18,9 +18,11 @@
 #include "server.h"
 
 #include "adapter.h"
+#include "durable.h"
 #include "email/mail.h"
 #include "engine.h"
 #include "http.h"
+#include "journal.h"
 #include "log.h"
 #include "mem.h"
 #include "phone/ami.h"
@@ -40,8 +42,12 @@
  * engine work): between groups the engine's clock moves on and the alerts
  * that fell due go out, so a deep receive queue does not hold them. */
 #define RX_GROUP_BYTES 65536
-#define POLL_BATCH 1024   /* messages taken per uv_poll callback */
-#define REP_CTXS 8        /* concurrent requests per REP socket */
+#define POLL_BATCH 1024 /* messages taken per uv_poll callback */
+/* Concurrent requests per REP socket: acknowledged ingest waits for the
+ * journal's sync, and requests arriving meanwhile share the next one, so
+ * producers get more than one in flight. */
+#define REP_ACK_CTXS 64
+#define REP_QUERY_CTXS 8
 #define RX_TIMEOUT_MS 100 /* how often the receive thread checks stop */
 #define DRAIN_LIMIT_MS 2000
 #define RESERVE_RETRY_MS 10000 /* after a fill found no memory */
@@ -60,7 +66,31 @@ struct rep_ctx {
     int done;                /* stopped: will not receive again */
     int result;              /* of the completed operation */
     struct cc_at_risk *walk; /* an at_risk query answered over loop turns */
+    nng_msg *held;           /* a reply waiting for the journal */
+    uint64_t wait;           /* ...until this record is durable */
     struct rep_ctx *next_ready;
+};
+
+/* An output waiting for the record that caused it to be durable. */
+struct held {
+    uint64_t wait;
+    nng_msg *m;
+};
+
+/* A ring of outputs in the order they were made. */
+struct heldq {
+    struct held *v;
+    uint64_t head, n, cap;
+};
+
+/* The alert log: the last [alerts] log alerts as published, by seq. */
+struct alert_log {
+    struct {
+        char *data; /* topic, NUL, map with "seq" */
+        uint32_t len;
+    } * v;
+    uint64_t cap, n;
+    uint64_t next; /* seq of the next alert; v[(seq - 1) % cap] */
 };
 
 struct server_stats {
@@ -69,6 +99,7 @@ struct server_stats {
     uint64_t alerts_sent, callbacks_sent, callbacks_queued;
     uint64_t callbacks_dropped;
     uint64_t reply_failures;
+    uint64_t journal_refused, alerts_late;
 };
 
 struct cc_server {
@@ -90,17 +121,19 @@ struct cc_server {
     uv_poll_t pull_poll;
     int pull_polling;
 
-    /* REP contexts */
-    struct rep_ctx ctxs[2 * REP_CTXS];
+    /* REP contexts: acknowledged ingest, then queries */
+    struct rep_ctx ctxs[REP_ACK_CTXS + REP_QUERY_CTXS];
     uv_mutex_t rep_lock;
     struct rep_ctx *rep_ready;
     uv_async_t rep_async;
     uv_idle_t walk_idle; /* runs while at_risk queries walk */
     unsigned walks;
 
-    /* callback triggers waiting for a callback system */
-    nng_msg **cbq;
+    /* callback triggers waiting for a callback system (and, with a
+     * journal, for the record that made each to be durable) */
+    struct held *cbq;
     uint64_t cbq_head, cbq_count, cbq_cap;
+    uint64_t cb_removed; /* sent or dropped since the last SENT record */
     uv_poll_t push_poll;
     int push_polling;
 
@@ -132,6 +165,15 @@ struct cc_server {
     struct cc_http *http;
     struct cc_maildir *maildir;
     struct cc_ami_client *ami;
+
+    /* durability (dur is NULL without [durability] dir) */
+    struct cc_durable *dur;
+    struct heldq alerts_held; /* published once durable */
+    struct alert_log alog;
+    int replaying;  /* recovery: outputs are logged, not sent */
+    int rx_blocked; /* PULL input waits: the journal refuses input */
+    int late;       /* the first tick after recovery: alerts are late */
+    uint64_t recovered_records, recovery_ms;
 };
 
 /* ---- time ------------------------------------------------------------- */
@@ -144,6 +186,8 @@ now_ms(struct cc_server *s) {
 }
 
 static void timer_cb(uv_timer_t *t);
+static void pull_poll_cb(uv_poll_t *p, int status, int events);
+static void release_replies(struct cc_server *s);
 
 static void
 rearm_timer(struct cc_server *s) {
@@ -166,15 +210,64 @@ msg_from(const void *data, size_t len) {
     return m;
 }
 
+/* Outputs made after every record below this mark are free to go: the
+ * journal's durable mark; everything without a journal, or while writes
+ * fail (alerts must not stall behind a full disk: a crash in that window
+ * may send some twice, docs/durability.md). */
+static uint64_t
+release_mark(const struct cc_server *s) {
+    if (s->dur == NULL || cc_durable_faulty(s->dur))
+        return UINT64_MAX;
+    return cc_durable_mark(s->dur);
+}
+
+/* The record the outputs made now wait for (0: none). */
+static uint64_t
+output_wait(const struct cc_server *s) {
+    return s->dur != NULL ? cc_durable_last(s->dur) : 0;
+}
+
+static int
+heldq_push(struct heldq *q, uint64_t wait, nng_msg *m) {
+    if (q->n == q->cap) {
+        uint64_t cap = q->cap ? q->cap * 2 : 256, i;
+        struct held *v = cc_calloc(cap, sizeof(*v));
+        if (v == NULL)
+            return CC_ENOMEM;
+        for (i = 0; i < q->n; i++)
+            v[i] = q->v[(q->head + i) % q->cap];
+        cc_free(q->v, q->cap * sizeof(*q->v));
+        q->v = v;
+        q->cap = cap;
+        q->head = 0;
+    }
+    q->v[(q->head + q->n) % q->cap].wait = wait;
+    q->v[(q->head + q->n) % q->cap].m = m;
+    q->n++;
+    return 0;
+}
+
+static void
+heldq_free(struct heldq *q) {
+    for (; q->n != 0; q->n--, q->head = (q->head + 1) % q->cap)
+        nng_msg_free(q->v[q->head].m);
+    cc_free(q->v, q->cap * sizeof(*q->v));
+}
+
 static void push_poll_cb(uv_poll_t *p, int status, int events);
 
-/* Sends queued callback triggers until the socket would block. */
+/* Sends queued callback triggers whose records are durable, until the
+ * socket would block; then records how many left the queue, so that
+ * recovery knows which were taken. */
 static void
 flush_callbacks(struct cc_server *s) {
+    uint64_t mark = release_mark(s), sent = 0;
     int rc;
 
-    while (s->cbq_count != 0) {
-        nng_msg *m = s->cbq[s->cbq_head];
+    if (s->replaying)
+        return;
+    while (s->cbq_count != 0 && s->cbq[s->cbq_head].wait < mark) {
+        nng_msg *m = s->cbq[s->cbq_head].m;
         rc = nng_sendmsg(s->push, m, NNG_FLAG_NONBLOCK);
         if (rc == NNG_EAGAIN)
             break;
@@ -185,11 +278,20 @@ flush_callbacks(struct cc_server *s) {
         s->st.callbacks_sent++;
         s->cbq_head = (s->cbq_head + 1) % s->cbq_cap;
         s->cbq_count--;
+        sent++;
     }
-    if (s->cbq_count != 0 && !s->push_polling) {
-        uv_poll_start(&s->push_poll, UV_READABLE, push_poll_cb);
-        s->push_polling = 1;
-    } else if (s->cbq_count == 0 && s->push_polling) {
+    if (sent != 0 && s->dur != NULL &&
+        cc_durable_log(s->dur, CC_REC_SENT, sent, NULL, 0) == 0)
+        cc_log_error("journal: out of memory recording %llu callback "
+                     "triggers sent; a restart may send them again",
+                     (unsigned long long)sent);
+    /* Wait for the socket only when the head may go. */
+    if (s->cbq_count != 0 && s->cbq[s->cbq_head].wait < mark) {
+        if (!s->push_polling) {
+            uv_poll_start(&s->push_poll, UV_READABLE, push_poll_cb);
+            s->push_polling = 1;
+        }
+    } else if (s->push_polling) {
         uv_poll_stop(&s->push_poll);
         s->push_polling = 0;
     }
@@ -201,23 +303,146 @@ push_poll_cb(uv_poll_t *p, int status, int events) {
     (void)status;
     (void)events;
     flush_callbacks(s);
+    if (s->dur != NULL)
+        cc_durable_kick(s->dur);
 }
 
+/* Queues a trigger. Triggers are state: the queue is rebuilt by recovery
+ * from the journal (what the engine made, less what SENT records say
+ * left), so one a callback system has not taken is sent after a restart
+ * too. */
 static void
 queue_callback(struct cc_server *s, nng_msg *m) {
     if (s->cbq_count == s->cbq_cap) {
         /* Bounded: [server] callback_backlog. Say so loudly. */
         s->st.callbacks_dropped++;
-        if (cc_ratelimit_ok(&s->rl_bad, now_ms(s)))
+        if (!s->replaying && cc_ratelimit_ok(&s->rl_bad, now_ms(s)))
             cc_log_error("callbacks: backlog of %llu triggers is full and "
                          "no callback system takes them: trigger dropped",
                          (unsigned long long)s->cbq_cap);
         nng_msg_free(m);
         return;
     }
-    s->cbq[(s->cbq_head + s->cbq_count) % s->cbq_cap] = m;
+    s->cbq[(s->cbq_head + s->cbq_count) % s->cbq_cap].m = m;
+    s->cbq[(s->cbq_head + s->cbq_count) % s->cbq_cap].wait =
+        s->replaying ? 0 : output_wait(s);
     s->cbq_count++;
     s->st.callbacks_queued++;
+}
+
+/* Recovery met a SENT record: that many triggers had left the queue. */
+static void
+callbacks_taken(struct cc_server *s, uint64_t n) {
+    for (; n != 0 && s->cbq_count != 0; n--) {
+        nng_msg_free(s->cbq[s->cbq_head].m);
+        s->cbq_head = (s->cbq_head + 1) % s->cbq_cap;
+        s->cbq_count--;
+    }
+}
+
+/* ---- the alert log ----------------------------------------------------- */
+
+/* An alert as published: the engine's record (topic, NUL, map) with the
+ * map given "seq" (its place in the log) and, for one that fell due while
+ * contactd was down, "late": true. NULL when out of memory. */
+static char *
+alert_bytes(const char *data, size_t len, uint64_t seq, bool late,
+            uint32_t *outlen) {
+    size_t tn = strnlen(data, len), mn, room;
+    const unsigned char *m;
+    uint32_t n;
+    size_t hdr;
+    char *buf, *d;
+
+    if (tn == len)
+        return NULL;
+    m = (const unsigned char *)data + tn + 1;
+    mn = len - tn - 1;
+    if (mn >= 1 && (m[0] & 0xf0) == 0x80) {
+        n = m[0] & 0x0f;
+        hdr = 1;
+    } else if (mn >= 3 && m[0] == 0xde) {
+        n = (uint32_t)m[1] << 8 | m[2];
+        hdr = 3;
+    } else if (mn >= 5 && m[0] == 0xdf) {
+        n = (uint32_t)m[1] << 24 | (uint32_t)m[2] << 16 | (uint32_t)m[3] << 8 |
+            m[4];
+        hdr = 5;
+    } else {
+        return NULL; /* the engine packs maps only */
+    }
+    room = tn + 1 + 5 + (mn - hdr) + 4 + CC_W_NUM_MAX + 6;
+    buf = cc_malloc(room);
+    if (buf == NULL)
+        return NULL;
+    memcpy(buf, data, tn + 1);
+    d = cc_w_map(buf + tn + 1, n + 1 + late);
+    memcpy(d, m + hdr, mn - hdr);
+    d += mn - hdr;
+    d = cc_w_u64(cc_w_lit(d, "seq"), seq);
+    if (late)
+        d = cc_w_bool(cc_w_lit(d, "late"), true);
+    *outlen = (uint32_t)(d - buf);
+    CC_ASSERT(*outlen <= room);
+    return buf;
+}
+
+/* Takes the next seq for an alert and keeps it in the log; returns its
+ * bytes (owned by the log, or by the caller when the log keeps none:
+ * *owned). */
+static const char *
+alert_log_add(struct cc_server *s, const char *data, size_t len,
+              uint32_t *outlen, bool *owned) {
+    struct alert_log *l = &s->alog;
+    uint64_t seq = l->next++, slot;
+    char *b;
+
+    b = alert_bytes(data, len, seq, s->late != 0, outlen);
+    if (s->late)
+        s->st.alerts_late++;
+    *owned = l->cap == 0;
+    if (b == NULL || l->cap == 0)
+        return b;
+    slot = (seq - 1) % l->cap;
+    if (l->n == l->cap)
+        cc_free(l->v[slot].data, l->v[slot].len);
+    else
+        l->n++;
+    l->v[slot].data = b;
+    l->v[slot].len = *outlen;
+    return b;
+}
+
+static void
+alert_log_free(struct alert_log *l) {
+    uint64_t i, seq;
+
+    for (i = 0; i < l->n; i++) {
+        seq = l->next - 1 - i;
+        cc_free(l->v[(seq - 1) % l->cap].data, l->v[(seq - 1) % l->cap].len);
+    }
+    cc_free(l->v, l->cap * sizeof(*l->v));
+}
+
+/* Publishes held alerts and sends held triggers whose records are
+ * durable (all of them when there is no journal). */
+static void
+release_outputs(struct cc_server *s) {
+    struct heldq *q = &s->alerts_held;
+    uint64_t mark = release_mark(s);
+
+    while (q->n != 0 && q->v[q->head].wait < mark) {
+        nng_msg *m = q->v[q->head].m;
+        q->head = (q->head + 1) % q->cap;
+        q->n--;
+        /* PUB never blocks: slow subscribers miss messages, and catch up
+         * from the alert log. */
+        if (nng_sendmsg(s->pub, m, NNG_FLAG_NONBLOCK) != 0)
+            nng_msg_free(m);
+        else
+            s->st.alerts_sent++;
+    }
+    flush_callbacks(s);
 }
 
 static void adapters_withdraw(struct cc_server *s, struct cc_str channel,
@@ -254,38 +479,51 @@ notice(struct cc_server *s, const char *data, size_t len) {
         adapters_withdraw(s, channel, contact, queue);
 }
 
-/* Sends what the engine put in its outbox, then clears it. */
+/* Takes what the engine put in its outbox, then clears it: alerts get
+ * their seq and go into the alert log, and, like callback triggers, wait
+ * for the journal to make their cause durable before they leave (during
+ * recovery they only rebuild the log and the trigger queue). */
 static void
 flush_outbox(struct cc_server *s) {
     struct cc_outbox *ob = cc_engine_outbox(s->engine);
-    uint32_t i;
-    int rc;
+    uint64_t wait = output_wait(s);
+    uint32_t i, len;
+    bool owned;
 
     for (i = 0; i < ob->n; i++) {
         const struct cc_out *o = &ob->v[i];
+        const char *data = cc_outbox_data(ob, o);
         nng_msg *m;
         if (o->kind == CC_OUT_NOTICE) {
-            notice(s, cc_outbox_data(ob, o), o->len);
-            continue;
-        }
-        m = msg_from(cc_outbox_data(ob, o), o->len);
-        if (m == NULL) {
-            cc_log_error("out of memory sending a message");
+            if (!s->replaying)
+                notice(s, data, o->len);
             continue;
         }
         if (o->kind == CC_OUT_ALERT) {
-            /* PUB never blocks: slow subscribers miss messages. */
-            rc = nng_sendmsg(s->pub, m, NNG_FLAG_NONBLOCK);
-            if (rc != 0)
-                nng_msg_free(m);
-            else
-                s->st.alerts_sent++;
-        } else {
-            queue_callback(s, m);
+            const char *b = alert_log_add(s, data, o->len, &len, &owned);
+            m = NULL;
+            if (b != NULL && !s->replaying)
+                m = msg_from(b, len);
+            if (owned && b != NULL)
+                cc_free((char *)b, len);
+            if (s->replaying)
+                continue;
+            if (m == NULL || heldq_push(&s->alerts_held, wait, m) != 0) {
+                cc_log_error("out of memory sending an alert");
+                if (m != NULL)
+                    nng_msg_free(m);
+            }
+            continue;
         }
+        m = msg_from(data, o->len);
+        if (m == NULL) {
+            cc_log_error("out of memory queueing a callback trigger");
+            continue;
+        }
+        queue_callback(s, m);
     }
     cc_outbox_clear(ob);
-    flush_callbacks(s);
+    release_outputs(s);
 }
 
 /* ---- ingest ----------------------------------------------------------- */
@@ -321,11 +559,40 @@ check_size(struct cc_server *s, size_t len, const char *via) {
     return CC_ETOOBIG;
 }
 
+/* Whether input may be taken now; *why says why not. */
+static bool
+accepting(struct cc_server *s, const char **why) {
+    return s->dur == NULL || cc_durable_accepting(s->dur, why);
+}
+
+/* Journals a message about to be applied at now: its record's seq, 1
+ * without a journal, 0 when it cannot be buffered. */
+static uint64_t
+journal_ingest(struct cc_server *s, const void *msg, size_t len, uint64_t now) {
+    if (s->dur == NULL)
+        return 1;
+    return cc_durable_log(s->dur, CC_REC_INGEST, now, msg, len);
+}
+
+/* Moves the engine's clock to now (firing what fell due), journalled
+ * first when something is due: a tick is an engine call that changes
+ * state, and recovery replays it at the same time, so that timers fire in
+ * the same steps and order as they did. */
+static void
+engine_tick(struct cc_server *s, uint64_t now) {
+    if (s->dur != NULL && cc_engine_next_deadline(s->engine) <= now &&
+        cc_durable_log(s->dur, CC_REC_TICK, now, NULL, 0) == 0)
+        cc_log_error("journal: out of memory recording a tick; recovery "
+                     "may fire its timers in other steps");
+    cc_engine_tick(s->engine, now);
+}
+
 /* Applies up to RX_GROUP messages from the PULL socket in one engine call,
  * so that the engine can overlap their events' memory accesses. */
 static void
 ingest_pull_group(struct cc_server *s, nng_msg **msgs, uint32_t n) {
     struct cc_msgbuf bufs[RX_GROUP];
+    uint64_t now = now_ms(s);
     uint32_t i, k = 0;
     size_t len;
 
@@ -336,11 +603,18 @@ ingest_pull_group(struct cc_server *s, nng_msg **msgs, uint32_t n) {
         s->st.pull_bytes += len;
         if (check_size(s, len, "ingest") != 0)
             continue;
+        if (journal_ingest(s, nng_msg_body(msgs[i]), len, now) == 0) {
+            s->st.journal_refused++;
+            if (cc_ratelimit_ok(&s->rl_bad, now))
+                cc_log_error("ingest: out of memory journalling a message: "
+                             "dropped");
+            continue;
+        }
         bufs[k].data = nng_msg_body(msgs[i]);
         bufs[k].len = len;
         k++;
     }
-    cc_engine_ingest_many(s->engine, bufs, k, now_ms(s), s->rx_reports);
+    cc_engine_ingest_many(s->engine, bufs, k, now, s->rx_reports);
     for (i = 0; i < k; i++)
         log_report(s, &s->rx_reports[i], "ingest");
     for (i = 0; i < n; i++)
@@ -417,11 +691,40 @@ ingest_pull_some(struct cc_server *s, nng_msg **msgs, uint32_t n) {
     return k;
 }
 
+/* After a turn's engine work: its outputs are taken, the journal writes
+ * what the turn appended and syncs by policy (outputs and answers leave
+ * when that completes), and the timer moves to the next deadline. */
 static void
 after_work(struct cc_server *s) {
     flush_outbox(s);
+    if (s->dur != NULL)
+        cc_durable_kick(s->dur);
     rearm_timer(s);
     refill_reserve(s);
+}
+
+/* The journal made every record below mark durable: what waited for them
+ * goes (held alerts and triggers, REP answers, adapters' answers), and
+ * input held back while it refused is taken again. */
+static void
+on_durable(void *arg, uint64_t mark) {
+    struct cc_server *s = arg;
+
+    release_outputs(s);
+    release_replies(s);
+    if (s->http != NULL)
+        cc_http_durable(s->http, mark);
+    if (s->maildir != NULL)
+        cc_maildir_durable(s->maildir, mark);
+    if (s->rx_blocked && !s->stopping) {
+        s->rx_blocked = 0;
+        if (s->cfg.ingest_io == CC_IO_POLL) {
+            uv_poll_start(&s->pull_poll, UV_READABLE, pull_poll_cb);
+            s->pull_polling = 1;
+        } else {
+            uv_async_send(&s->rx_async);
+        }
+    }
 }
 
 /* ---- channel adapters ----------------------------------------------------
@@ -432,6 +735,8 @@ after_work(struct cc_server *s) {
 static void
 adapter_submit(void *ctx, const void *msg, size_t len, struct cc_submit *out) {
     struct cc_server *s = ctx;
+    const char *why = NULL;
+    uint64_t now, seq;
 
     if (check_size(s, len, "adapter") != 0) {
         memset(out, 0, sizeof(*out));
@@ -440,10 +745,29 @@ adapter_submit(void *ctx, const void *msg, size_t len, struct cc_submit *out) {
         return;
     }
     uv_update_time(&s->loop);
-    cc_engine_ingest(s->engine, msg, len, now_ms(s), &s->ad_report);
+    now = now_ms(s);
+    if (!accepting(s, &why) || (seq = journal_ingest(s, msg, len, now)) == 0) {
+        /* Nothing is taken that cannot be written: the sender retries
+         * (HTTP 503; the mail stays in new/). */
+        s->st.journal_refused++;
+        memset(out, 0, sizeof(*out));
+        out->error = why != NULL ? why : "journal: out of memory";
+        out->overloaded = true;
+        return;
+    }
+    cc_engine_ingest(s->engine, msg, len, now, &s->ad_report);
     log_report(s, &s->ad_report, "adapter");
     cc_submit_from_report(&s->ad_report, out);
+    out->wait = s->dur != NULL ? seq : 0;
     after_work(s);
+}
+
+/* The journal's durable mark for adapters: an answer whose submission
+ * waits for record w may go once w < mark. */
+static uint64_t
+adapter_durable(void *ctx) {
+    struct cc_server *s = ctx;
+    return s->dur != NULL ? cc_durable_mark(s->dur) : UINT64_MAX;
 }
 
 static uint64_t
@@ -458,6 +782,7 @@ adapters_start(struct cc_server *s, char *err, size_t errlen) {
     /* [ami], [http] and [maildir] were checked with the configuration. */
     s->host.submit = adapter_submit;
     s->host.now = adapter_now;
+    s->host.durable = adapter_durable;
     s->host.ctx = s;
     if (s->cfg.http.enabled) {
         rc = cc_http_new(&s->http, &s->loop, &s->cfg.http, &s->host, err,
@@ -549,8 +874,16 @@ static void
 rx_async_cb(uv_async_t *a) {
     struct cc_server *s = CC_CONTAINER_OF(a, struct cc_server, rx_async);
     nng_msg *batch[RX_QUEUE_CAP];
+    const char *why;
     uint32_t n, i, k;
 
+    if (!accepting(s, &why)) {
+        /* Leave the messages queued: the receive thread stops when the
+         * queue is full and TCP pushes back on producers. on_durable()
+         * wakes this again. */
+        s->rx_blocked = 1;
+        return;
+    }
     uv_mutex_lock(&s->rx_lock);
     n = s->rx_count;
     for (i = 0; i < n; i++)
@@ -604,10 +937,17 @@ pull_poll_cb(uv_poll_t *p, int status, int events) {
     struct cc_server *s = CC_CONTAINER_OF(p, struct cc_server, pull_poll);
     nng_msg *m[RX_GROUP];
     uint32_t n, i, total = 0;
+    const char *why;
     size_t bytes;
 
     (void)status;
     (void)events;
+    if (!accepting(s, &why)) {
+        uv_poll_stop(&s->pull_poll);
+        s->pull_polling = 0;
+        s->rx_blocked = 1;
+        return;
+    }
     do {
         bytes = 0;
         n = 0;
@@ -653,24 +993,36 @@ pack_error(msgpack_packer *pk, const char *err) {
     cc_pack_str(pk, err);
 }
 
-static void
+/* Applies an acknowledged message and packs the answer; returns the
+ * record the answer waits for (0: none, answer now). */
+static uint64_t
 reply_ingest(struct cc_server *s, nng_msg *req) {
     msgpack_packer *pk = &s->reply_pk;
     const struct cc_ingest_report *r = &s->report;
     size_t len = nng_msg_len(req);
+    const char *why = NULL;
     char reason[256];
+    uint64_t now = now_ms(s), seq;
     uint32_t i;
 
     s->st.ack_messages++;
     if (check_size(s, len, "ingest_ack") != 0) {
         pack_error(pk, "message larger than [server] max_message");
-        return;
+        return 0;
     }
-    cc_engine_ingest(s->engine, nng_msg_body(req), len, now_ms(s), &s->report);
+    if (!accepting(s, &why) ||
+        (seq = journal_ingest(s, nng_msg_body(req), len, now)) == 0) {
+        s->st.journal_refused++;
+        pack_error(pk, why != NULL ? why : "journal: out of memory; retry");
+        return 0;
+    }
+    if (s->dur == NULL)
+        seq = 0;
+    cc_engine_ingest(s->engine, nng_msg_body(req), len, now, &s->report);
     log_report(s, r, "ingest_ack");
     if (r->error != NULL) {
         pack_error(pk, r->error);
-        return;
+        return seq;
     }
     msgpack_pack_map(pk, 4);
     cc_pack_str(pk, "accepted");
@@ -695,6 +1047,7 @@ reply_ingest(struct cc_server *s, nng_msg *req) {
     cc_pack_str(pk, "conversations");
     msgpack_pack_array(pk, r->ncontext);
     msgpack_sbuffer_write(pk->data, r->ctx.data, r->ctx.size);
+    return seq;
 }
 
 static void
@@ -705,12 +1058,17 @@ pack_server_stats(struct cc_server *s, msgpack_packer *pk) {
 
     cc_mem_stats(&ms);
     cc_mem_reserve_stats(&rs);
-    msgpack_pack_map(pk, 5);
+    msgpack_pack_map(pk, 6);
     cc_pack_str(pk, "version");
     cc_pack_str(pk, CC_VERSION);
     cc_pack_kv_u64(pk, "uptime_ms", now_ms(s) - s->started);
+    cc_pack_str(pk, "journal");
+    if (s->dur != NULL)
+        cc_durable_pack_stats(s->dur, pk);
+    else
+        msgpack_pack_nil(pk);
     cc_pack_str(pk, "server");
-    msgpack_pack_map(pk, 16);
+    msgpack_pack_map(pk, 22);
     cc_pack_str(pk, "ingest_io");
     cc_pack_str(pk, s->cfg.ingest_io == CC_IO_POLL ? "poll" : "thread");
     cc_pack_kv_u64(pk, "pull_messages", t->pull_messages);
@@ -723,6 +1081,12 @@ pack_server_stats(struct cc_server *s, msgpack_packer *pk) {
     cc_pack_kv_u64(pk, "callbacks_backlog", s->cbq_count);
     cc_pack_kv_u64(pk, "callbacks_dropped", t->callbacks_dropped);
     cc_pack_kv_u64(pk, "reply_failures", t->reply_failures);
+    cc_pack_kv_u64(pk, "journal_refused", t->journal_refused);
+    cc_pack_kv_u64(pk, "alert_seq", s->alog.next - 1);
+    cc_pack_kv_u64(pk, "alerts_logged", s->alog.n);
+    cc_pack_kv_u64(pk, "alerts_late", t->alerts_late);
+    cc_pack_kv_u64(pk, "recovered_records", s->recovered_records);
+    cc_pack_kv_u64(pk, "recovery_ms", s->recovery_ms);
     cc_pack_kv_u64(pk, "memory_bytes", ms.bytes_live);
     cc_pack_kv_u64(pk, "allocations", ms.allocs);
     cc_pack_kv_u64(pk, "memory_reserve_bytes", rs.held * CC_HUGE_PAGE);
@@ -787,6 +1151,47 @@ query_conversation(struct cc_server *s, msgpack_packer *pk, struct cc_str id,
                    "social or crm");
 }
 
+#define ALERTS_REPLY_MAX ((size_t)1 << 20) /* bytes of alerts per answer */
+
+/* {"q":"alerts","since":N,"limit":L}: the logged alerts after seq N,
+ * oldest first, at most L of them and about ALERTS_REPLY_MAX bytes:
+ * {"first", "last" (the log's range), "missed" (after N but no longer
+ * kept), "more", "alerts": [{"topic", "alert"}]}. */
+static void
+query_alerts(struct cc_server *s, msgpack_packer *pk, uint64_t since,
+             uint64_t limit) {
+    const struct alert_log *l = &s->alog;
+    uint64_t last = l->next - 1, first = l->next - l->n, from, n = 0, seq;
+    size_t bytes = 0;
+
+    from = since + 1 < first ? first : since + 1;
+    for (seq = from; seq <= last && n < limit; seq++, n++) {
+        bytes += l->v[(seq - 1) % l->cap].len;
+        if (n != 0 && bytes > ALERTS_REPLY_MAX)
+            break;
+    }
+    msgpack_pack_map(pk, 5);
+    cc_pack_kv_u64(pk, "first", first);
+    cc_pack_kv_u64(pk, "last", last);
+    cc_pack_kv_u64(pk, "missed", since + 1 < first ? first - since - 1 : 0);
+    cc_pack_str(pk, "more");
+    if (from + n <= last)
+        msgpack_pack_true(pk);
+    else
+        msgpack_pack_false(pk);
+    cc_pack_str(pk, "alerts");
+    msgpack_pack_array(pk, (uint32_t)n);
+    for (seq = from; seq < from + n; seq++) {
+        const char *b = l->v[(seq - 1) % l->cap].data;
+        size_t len = l->v[(seq - 1) % l->cap].len, tn = strlen(b);
+        msgpack_pack_map(pk, 2);
+        cc_pack_str(pk, "topic");
+        cc_pack_strn(pk, b, tn);
+        cc_pack_str(pk, "alert");
+        msgpack_sbuffer_write(pk->data, b + tn + 1, len - tn - 1);
+    }
+}
+
 static void walk_idle_cb(uv_idle_t *h);
 
 /* Answers a query into reply_sb; returns 1 when the answer comes later
@@ -799,7 +1204,8 @@ reply_query(struct cc_server *s, struct rep_ctx *c, nng_msg *req) {
     struct cc_str queue = {NULL, 0}, channel = {NULL, 0};
     const uint8_t *cust = NULL;
     size_t cust_len = 0;
-    int64_t limit = 10;
+    int64_t limit = 10, since = 0;
+    bool limit_set = false;
     uint32_t n, i;
     const char *why = NULL;
 
@@ -851,6 +1257,13 @@ reply_query(struct cc_server *s, struct rep_ctx *c, nng_msg *req) {
                                "to 1000");
                 return 0;
             }
+            limit_set = true;
+        } else if (cc_str_eq(k, "since")) {
+            if (cc_mp_read_int(&m, &since) != 0 || since < 0) {
+                pack_error(pk, "key 'since' must be an alert seq: a whole "
+                               "number, 0 for the oldest kept");
+                return 0;
+            }
         } else if (cc_str_eq(k, "customer")) {
             cust = m.p;
             if (cc_mp_skip(&m) != 0) {
@@ -875,11 +1288,16 @@ reply_query(struct cc_server *s, struct rep_ctx *c, nng_msg *req) {
         query_conversation(s, pk, id, cust, cust_len);
         return 0;
     }
+    if (cc_str_eq(q, "alerts")) {
+        query_alerts(s, pk, (uint64_t)since,
+                     limit_set ? (uint64_t)limit : 1000);
+        return 0;
+    }
     /* The engine's clock moves with events and deadlines; bring it to now
      * so that waits, times left and windows are current (whatever falls
      * due meanwhile fires, and rep_async_cb sends it). */
     if (cc_str_eq(q, "sla") || cc_str_eq(q, "at_risk") || cc_str_eq(q, "queue"))
-        cc_engine_tick(s->engine, now_ms(s));
+        engine_tick(s, now_ms(s));
     if (cc_str_eq(q, "sla")) {
         if (conv.n == 0)
             pack_error(pk, "an sla query needs 'conversation', e.g. "
@@ -912,16 +1330,14 @@ reply_query(struct cc_server *s, struct rep_ctx *c, nng_msg *req) {
         return 0;
     }
     pack_error(pk, "unknown query: this version answers \"stats\", "
-                   "\"conversation\", \"sla\", \"at_risk\" and "
-                   "\"queue\"");
+                   "\"conversation\", \"sla\", \"at_risk\", \"queue\" "
+                   "and \"alerts\"");
     return 0;
 }
 
-/* Sends what reply_sb holds as the context's reply. */
+/* Sends rep (NULL: making it failed) as the context's reply. */
 static void
-rep_send(struct cc_server *s, struct rep_ctx *c) {
-    nng_msg *rep = msg_from(s->reply_sb.data, s->reply_sb.size);
-
+rep_send_msg(struct cc_server *s, struct rep_ctx *c, nng_msg *rep) {
     if (rep == NULL) {
         s->st.reply_failures++;
         if (s->stopping)
@@ -935,13 +1351,36 @@ rep_send(struct cc_server *s, struct rep_ctx *c) {
     nng_ctx_send(c->ctx, c->aio);
 }
 
+/* Sends what reply_sb holds as the context's reply. */
+static void
+rep_send(struct cc_server *s, struct rep_ctx *c) {
+    rep_send_msg(s, c, msg_from(s->reply_sb.data, s->reply_sb.size));
+}
+
+/* Answers held for the journal: those whose record is durable now. Never
+ * early, not even while writes fail: an answer says it is on disk. */
+static void
+release_replies(struct cc_server *s) {
+    uint64_t mark = s->dur != NULL ? cc_durable_mark(s->dur) : UINT64_MAX;
+    unsigned i;
+
+    for (i = 0; i < REP_ACK_CTXS; i++) {
+        struct rep_ctx *c = &s->ctxs[i];
+        nng_msg *m = c->held;
+        if (m == NULL || c->wait >= mark)
+            continue;
+        c->held = NULL;
+        rep_send_msg(s, c, m);
+    }
+}
+
 /* Walks each at_risk query a step further; answers those done. */
 static void
 walk_idle_cb(uv_idle_t *h) {
     struct cc_server *s = CC_CONTAINER_OF(h, struct cc_server, walk_idle);
     unsigned i;
 
-    for (i = REP_CTXS; i < CC_ARRAY_SIZE(s->ctxs); i++) {
+    for (i = REP_ACK_CTXS; i < CC_ARRAY_SIZE(s->ctxs); i++) {
         struct rep_ctx *c = &s->ctxs[i];
         if (c->walk == NULL ||
             !cc_engine_at_risk_step(s->engine, c->walk, CC_AT_RISK_STEP))
@@ -994,8 +1433,20 @@ rep_async_cb(uv_async_t *a) {
         msgpack_sbuffer_clear(&s->reply_sb);
         worked = 1;
         if (c->kind == REP_INGEST) {
-            reply_ingest(s, req);
-        } else if (reply_query(s, c, req)) {
+            uint64_t wait = reply_ingest(s, req);
+            nng_msg_free(req);
+            if (wait != 0) {
+                /* Answered once its record is durable (on_durable). */
+                c->held = msg_from(s->reply_sb.data, s->reply_sb.size);
+                c->wait = wait;
+                if (c->held == NULL)
+                    rep_send_msg(s, c, NULL);
+                continue;
+            }
+            rep_send(s, c);
+            continue;
+        }
+        if (reply_query(s, c, req)) {
             nng_msg_free(req);
             continue; /* answered when its walk ends */
         }
@@ -1011,7 +1462,7 @@ rep_async_cb(uv_async_t *a) {
 static void
 timer_cb(uv_timer_t *t) {
     struct cc_server *s = CC_CONTAINER_OF(t, struct cc_server, timer);
-    cc_engine_tick(s->engine, now_ms(s));
+    engine_tick(s, now_ms(s));
     after_work(s);
 }
 
@@ -1125,7 +1576,10 @@ drained(struct cc_server *s) {
         if (!s->ctxs[i].done)
             return 0;
     }
-    return 1;
+    /* What is appended is on disk and what waited for it has gone. */
+    return s->dur == NULL ||
+           (cc_durable_idle(s->dur) && s->alerts_held.n == 0) ||
+           cc_durable_faulty(s->dur);
 }
 
 static void
@@ -1151,6 +1605,7 @@ finish(struct cc_server *s) {
     uv_close((uv_handle_t *)&s->rx_async, close_cb);
     uv_close((uv_handle_t *)&s->rep_async, close_cb);
     uv_close((uv_handle_t *)&s->walk_idle, close_cb);
+    cc_durable_close(s->dur);
     if (s->polls_ready) {
         uv_close((uv_handle_t *)&s->pull_poll, close_cb);
         uv_close((uv_handle_t *)&s->push_poll, close_cb);
@@ -1223,6 +1678,139 @@ signal_cb(uv_signal_t *h, int signum) {
 
 /* ---- setup ------------------------------------------------------------ */
 
+/* ---- recovery ------------------------------------------------------------ */
+
+/* Applies one journal record during recovery, as it was applied live. */
+static int
+replay_record(struct cc_server *s, const struct cc_engine_config *ec,
+              uint64_t seq, const void *p, size_t n, uint64_t *last_now,
+              char *err, size_t errlen) {
+    enum cc_durable_kind kind;
+    const void *msg;
+    uint64_t num;
+    size_t len;
+
+    if (cc_durable_parse(p, n, &kind, &num, &msg, &len) != 0)
+        return cc_errf(err, errlen, CC_EPROTO,
+                       "journal: record %llu is not a contactd record",
+                       (unsigned long long)seq);
+    if (s->engine == NULL) {
+        if (kind != CC_REC_GENESIS)
+            return cc_errf(err, errlen, CC_EPROTO,
+                           "journal: starts at record %llu, which is not "
+                           "where an engine began, and no snapshot covers "
+                           "the records before it",
+                           (unsigned long long)seq);
+        if (cc_engine_new(&s->engine, ec, num) != 0)
+            return cc_errf(err, errlen, CC_ENOMEM,
+                           "out of memory creating the engine");
+        *last_now = num;
+        return 0;
+    }
+    switch (kind) {
+    case CC_REC_INGEST:
+        cc_engine_ingest(s->engine, msg, len, num, &s->report);
+        break;
+    case CC_REC_TICK:
+        cc_engine_tick(s->engine, num);
+        break;
+    case CC_REC_SENT:
+        callbacks_taken(s, num);
+        return 0;
+    case CC_REC_GENESIS:
+        return cc_errf(err, errlen, CC_EPROTO,
+                       "journal: record %llu starts a second engine",
+                       (unsigned long long)seq);
+    }
+    if (num > *last_now)
+        *last_now = num;
+    flush_outbox(s);
+    return 0;
+}
+
+/*
+ * Rebuilds the state from the journal in [durability] dir: every record
+ * through the same engine at the times they were applied, alerts into
+ * the log and triggers into the queue without sending them (they were
+ * sent before), then opens the journal for appending. A torn tail ends
+ * the replay (the open truncates it, with a log line); corruption stops
+ * startup with the file, offset and reason. The first tick after start
+ * fires what fell due while contactd was down, marked late.
+ */
+static int
+recover(struct cc_server *s, struct cc_engine_config *ec, char *err,
+        size_t errlen) {
+    struct cc_journal_reader *r = NULL;
+    char dir[CC_TEXT_MAX + 16];
+    uint64_t seq, last_now = 0, t0 = uv_hrtime(), ms;
+    const struct cc_journal_fault *f;
+    const void *p;
+    size_t n;
+    int rc;
+
+    if (cc_durable_journal_dir(&s->cfg, dir, sizeof(dir)) != 0)
+        return cc_errf(err, errlen, CC_EINVAL, "[durability] dir too long");
+    rc = cc_journal_reader_open(&r, dir, 0, err, errlen);
+    if (rc != 0 && rc != CC_ENOENT)
+        return rc;
+    s->replaying = 1;
+    s->report.want_context = false;
+    while (r != NULL && (rc = cc_journal_read(r, &seq, &p, &n)) == 1) {
+        rc = replay_record(s, ec, seq, p, n, &last_now, err, errlen);
+        if (rc != 0) {
+            cc_journal_reader_close(r);
+            return rc;
+        }
+        s->recovered_records++;
+    }
+    s->replaying = 0;
+    if (r != NULL && rc < 0) {
+        f = cc_journal_reader_fault(r);
+        if (f->kind != CC_JOURNAL_FAULT_TORN) {
+            rc = cc_errf(err, errlen, rc,
+                         "%s; `contactd --repair` cuts the journal there, "
+                         "after saying what it drops",
+                         cc_journal_reader_error(r));
+            cc_journal_reader_close(r);
+            return rc;
+        }
+    }
+    cc_journal_reader_close(r);
+    rc =
+        cc_durable_open(&s->dur, &s->loop, &s->cfg, on_durable, s, err, errlen);
+    if (rc != 0)
+        return rc;
+    uv_update_time(&s->loop);
+    if (s->engine == NULL) {
+        if (cc_engine_new(&s->engine, ec, now_ms(s)) != 0)
+            return cc_errf(err, errlen, CC_ENOMEM,
+                           "out of memory creating the engine");
+        if (cc_durable_log(s->dur, CC_REC_GENESIS, now_ms(s), NULL, 0) == 0)
+            return cc_errf(err, errlen, CC_ENOMEM, "out of memory");
+        if (cc_durable_flush(s->dur) != 0)
+            return cc_errf(err, errlen, CC_EIO,
+                           "journal: cannot write its first record in %s", dir);
+        return 0;
+    }
+    /* The engine's clock never goes back, even if the wall clock did. */
+    if (last_now > now_ms(s)) {
+        cc_log_warn("recovery: the journal's last record is %llu ms in the "
+                    "future; the clock continues from it",
+                    (unsigned long long)(last_now - now_ms(s)));
+        s->wall_base = last_now;
+        s->mono_base = uv_now(&s->loop);
+    }
+    ms = (uv_hrtime() - t0) / 1000000;
+    s->recovery_ms = ms;
+    s->late = 1;
+    cc_log_info("recovery: %llu journal records replayed in %llu ms; %llu "
+                "alerts in the log, %llu callback triggers waiting",
+                (unsigned long long)s->recovered_records,
+                (unsigned long long)ms, (unsigned long long)(s->alog.next - 1),
+                (unsigned long long)s->cbq_count);
+    return 0;
+}
+
 static int
 open_listen(nng_socket *sock, int (*open)(nng_socket *), const char *what,
             const char *url, size_t maxsz, char *err, size_t errlen) {
@@ -1241,10 +1829,10 @@ open_listen(nng_socket *sock, int (*open)(nng_socket *), const char *what,
 
 static int
 start_rep(struct cc_server *s, nng_socket sock, enum rep_kind kind,
-          struct rep_ctx *ctxs, char *err, size_t errlen) {
+          struct rep_ctx *ctxs, int n, char *err, size_t errlen) {
     int i, rc;
 
-    for (i = 0; i < REP_CTXS; i++) {
+    for (i = 0; i < n; i++) {
         struct rep_ctx *c = &ctxs[i];
         c->srv = s;
         c->kind = kind;
@@ -1257,7 +1845,7 @@ start_rep(struct cc_server *s, nng_socket sock, enum rep_kind kind,
             return CC_EIO;
         }
     }
-    for (i = 0; i < REP_CTXS; i++)
+    for (i = 0; i < n; i++)
         rep_recv(&ctxs[i]);
     return 0;
 }
@@ -1308,13 +1896,24 @@ cc_server_new(struct cc_server **out, const struct cc_config *cfg,
         uv_random(NULL, NULL, &seed, sizeof(seed), 0, NULL);
         ec.seed = seed;
     }
-    s->report.want_context = true;
-    if (s->cbq == NULL || cc_engine_new(&s->engine, &ec, now_ms(s)) != 0) {
-        snprintf(err, errlen, "out of memory creating the engine");
-        *out = s;
+    s->alog.next = 1;
+    s->alog.cap = cfg->alert_log;
+    if (s->alog.cap != 0)
+        s->alog.v = cc_calloc(s->alog.cap, sizeof(*s->alog.v));
+    *out = s;
+    if (s->cbq == NULL || (s->alog.cap != 0 && s->alog.v == NULL)) {
+        snprintf(err, errlen, "out of memory");
         return CC_ENOMEM;
     }
-    *out = s;
+    if (cfg->data_dir[0] != '\0') {
+        rc = recover(s, &ec, err, errlen);
+        if (rc != 0)
+            return rc;
+    } else if (cc_engine_new(&s->engine, &ec, now_ms(s)) != 0) {
+        snprintf(err, errlen, "out of memory creating the engine");
+        return CC_ENOMEM;
+    }
+    s->report.want_context = true;
 
     /* NNG enforces a hard cap and drops the connection beyond it; between
      * max_message and the cap we still read the message, so that the sender
@@ -1361,9 +1960,11 @@ cc_server_new(struct cc_server **out, const struct cc_config *cfg,
         return CC_EIO;
     }
     s->polls_ready = 1;
-    rc = start_rep(s, s->ack, REP_INGEST, &s->ctxs[0], err, errlen);
+    rc = start_rep(s, s->ack, REP_INGEST, &s->ctxs[0], REP_ACK_CTXS, err,
+                   errlen);
     if (rc == 0)
-        rc = start_rep(s, s->query, REP_QUERY, &s->ctxs[REP_CTXS], err, errlen);
+        rc = start_rep(s, s->query, REP_QUERY, &s->ctxs[REP_ACK_CTXS],
+                       REP_QUERY_CTXS, err, errlen);
     if (rc != 0)
         return rc;
     if (cfg->ingest_io == CC_IO_POLL) {
@@ -1395,7 +1996,18 @@ cc_server_run(struct cc_server *s) {
                 CC_VERSION, s->cfg.ingest, s->cfg.ingest_ack, s->cfg.alerts,
                 s->cfg.callbacks, s->cfg.query,
                 s->cfg.ingest_io == CC_IO_POLL ? "poll" : "thread");
-    rearm_timer(s);
+    if (s->late) {
+        /* What fell due while contactd was down goes now, marked late. */
+        uv_update_time(&s->loop);
+        engine_tick(s, now_ms(s));
+        flush_outbox(s);
+        s->late = 0;
+        if (s->st.alerts_late != 0)
+            cc_log_info("recovery: %llu alerts fell due while contactd was "
+                        "down: sent now, marked late",
+                        (unsigned long long)s->st.alerts_late);
+    }
+    after_work(s);
     cc_mem_reserve_target(reserve_pages(&s->cfg));
     refill_reserve(s);
     rc = uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -1442,11 +2054,23 @@ cc_server_free(struct cc_server *s) {
     for (i = 0; i < s->rx_count; i++)
         nng_msg_free(s->rx_q[(s->rx_head + i) % RX_QUEUE_CAP]);
     while (s->cbq != NULL && s->cbq_count != 0) {
-        nng_msg_free(s->cbq[s->cbq_head]);
+        nng_msg_free(s->cbq[s->cbq_head].m);
         s->cbq_head = (s->cbq_head + 1) % s->cbq_cap;
         s->cbq_count--;
     }
     cc_free(s->cbq, s->cbq_cap * sizeof(*s->cbq));
+    for (i = 0; i < REP_ACK_CTXS; i++) {
+        if (s->ctxs[i].held != NULL)
+            nng_msg_free(s->ctxs[i].held);
+    }
+    heldq_free(&s->alerts_held);
+    alert_log_free(&s->alog);
+    if (s->dur != NULL) {
+        /* Whatever was appended since the last sync (triggers recorded
+         * as sent, the last ticks) goes to disk before the exit. */
+        cc_durable_flush(s->dur);
+        cc_durable_free(s->dur);
+    }
     adapters_free(s);
     cc_engine_free(s->engine);
     cc_mem_reserve_release();

@@ -201,5 +201,8 @@ void cc_maildir_counters(const struct cc_maildir *m,
 /* Packs the counters of cc_adapter_pack_stats() plus auto_replies,
  * bounces, quarantined, deferred and pending as one map. */
 void cc_maildir_pack_stats(const struct cc_maildir *m, msgpack_packer *pk);
+/* The host's journal made every record below mark durable: the file
+ * whose event waited for it moves on. */
+void cc_maildir_durable(struct cc_maildir *m, uint64_t mark);
 
 #endif

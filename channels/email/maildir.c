@@ -244,6 +244,11 @@ struct cc_maildir {
 
     bool busy; /* file in flight */
     struct md_file file;
+    /* The file's event is applied; its move waits for the journal to make
+     * record wait durable (cc_maildir_durable()): to the quarantine when
+     * wait_quar. */
+    bool waiting, wait_quar;
+    uint64_t wait;
     bool scanning, scan_again;
     struct md_scan scan;
 
@@ -747,15 +752,16 @@ submit(struct cc_maildir *m) {
     msg = cc_evbuf_msg(&m->eb, &len);
     memset(&res, 0, sizeof(res));
     m->host.submit(m->host.ctx, msg, len, &res);
-    if (res.error == NULL && res.overloaded) {
-        /* A limit of the engine's, which passes: try again later, and
-         * read nothing more until then. */
+    if (res.overloaded) {
+        /* A limit of the engine's that passes, or a journal that cannot
+         * write: try again later, and read nothing more until then. */
         m->ct.deferred++;
         m->paused = true;
         if (log_ok(m))
             cc_log_warn("maildir: the engine is overloaded (%s); %s stays "
                         "in new/ until the next rescan",
-                        res.first_reason, f->name->s);
+                        res.error != NULL ? res.error : res.first_reason,
+                        f->name->s);
         file_end(m);
         return;
     }
@@ -774,10 +780,29 @@ submit(struct cc_maildir *m) {
             cc_log_warn("maildir: %s/%s goes to the quarantine (%s): the "
                         "engine rejected its event: %s",
                         m->dir_new, f->name->s, m->dir_quar, res.first_reason);
-        start_move(m, true);
+    }
+    if (!cc_adapter_durable(&m->host, res.wait)) {
+        /* The file leaves new/ only once its event is on disk: a crash
+         * before that reads it again, and the journal's copy, if any,
+         * makes it a duplicate. */
+        m->waiting = true;
+        m->wait_quar = res.rejected != 0;
+        m->wait = res.wait;
         return;
     }
-    start_move(m, false);
+    start_move(m, res.rejected != 0);
+}
+
+void
+cc_maildir_durable(struct cc_maildir *m, uint64_t mark) {
+    if (!m->waiting || m->wait >= mark)
+        return;
+    m->waiting = false;
+    if (m->closing) {
+        file_end(m);
+        return;
+    }
+    start_move(m, m->wait_quar);
 }
 
 static void
@@ -1000,6 +1025,12 @@ cc_maildir_close(struct cc_maildir *m, void (*done)(void *arg), void *arg) {
     m->closing = true;
     m->done = done;
     m->done_arg = arg;
+    if (m->waiting) {
+        /* Its event is not known to be on disk: the file stays in new/
+         * for the next start. */
+        m->waiting = false;
+        file_end(m);
+    }
     /* Work not yet begun is dropped; a read already running ends without
      * its file being submitted; a move runs to its end. */
     if (m->busy && !m->file.moving)

@@ -29,6 +29,7 @@
 struct daemon {
     pid_t pid;
     char conf[64];
+    char data[64];    /* [durability] dir, unless the test sets its own */
     char addr[5][64]; /* ingest, ingest_ack, alerts, callbacks, query */
 };
 
@@ -142,7 +143,8 @@ query_stats(msgpack_unpacked *u) {
 }
 
 /* Writes the daemon's config file: its five addresses under [server],
- * then extra. */
+ * after its own [durability] dir (unless extra has that section), then
+ * extra. */
 static inline void
 write_conf(const char *extra) {
     static const char *const keys[] = {"ingest", "ingest_ack", "alerts",
@@ -151,11 +153,48 @@ write_conf(const char *extra) {
     int i;
 
     cr_assert_not_null(f);
+    if (extra == NULL || strstr(extra, "[durability]") == NULL)
+        fprintf(f, "[durability]\ndir = %s\n", d.data);
+    /* [server] last: extra may go on in it. */
     fprintf(f, "[server]\n");
     for (i = 0; i < 5; i++)
         fprintf(f, "%s = %s\n", keys[i], d.addr[i]);
     fprintf(f, "%s", extra ? extra : "");
     fclose(f);
+}
+
+/* Starts contactd with the config file written and waits until its query
+ * socket answers: 0, or -1 when it exited or never answered. */
+static inline int
+launch_daemon(void) {
+    msgpack_unpacked u;
+    int tries, status;
+
+    d.pid = fork();
+    cr_assert_geq(d.pid, 0);
+    if (d.pid == 0) {
+        execl(CONTACTD_BIN, "contactd", "--config", d.conf, (char *)NULL);
+        _exit(127);
+    }
+    for (tries = 0; tries < 100; tries++) {
+        struct tb q;
+        int rc;
+        nng_msleep(50);
+        if (waitpid(d.pid, &status, WNOHANG) == d.pid)
+            return -1;
+        tb_init(&q);
+        msgpack_pack_map(&q.pk, 1);
+        tb_kv_str(&q, "q", "stats");
+        rc = req_once(d.addr[4], q.sb.data, q.sb.size, &u, 500);
+        tb_fini(&q);
+        if (rc == 0) {
+            msgpack_unpacked_destroy(&u);
+            return 0;
+        }
+    }
+    kill(d.pid, SIGKILL);
+    waitpid(d.pid, &status, 0);
+    return -1;
 }
 
 /* Starts contactd on five loopback ports picked here. A port picked free
@@ -164,11 +203,13 @@ write_conf(const char *extra) {
  * on new ports, up to three times. */
 static inline void
 start_daemon(const char *extra) {
-    int i, j, tries, attempt, status;
-    msgpack_unpacked u;
+    int i, j, attempt;
 
     snprintf(d.conf, sizeof(d.conf), "/tmp/contactd-test-%d.conf",
              (int)getpid());
+    snprintf(d.data, sizeof(d.data), "/tmp/contactd-test-%d.data",
+             (int)getpid());
+    remove_tree(d.data);
     for (attempt = 0; attempt < 3; attempt++) {
         int ports[5];
         for (i = 0; i < 5; i++) {
@@ -181,42 +222,42 @@ start_daemon(const char *extra) {
                      ports[i]);
         }
         write_conf(extra);
-        d.pid = fork();
-        cr_assert_geq(d.pid, 0);
-        if (d.pid == 0) {
-            execl(CONTACTD_BIN, "contactd", "--config", d.conf, (char *)NULL);
-            _exit(127);
-        }
-        /* Ready when the query socket answers. */
-        for (tries = 0; tries < 100; tries++) {
-            struct tb q;
-            int rc;
-            nng_msleep(50);
-            if (waitpid(d.pid, &status, WNOHANG) == d.pid)
-                break; /* it could not start: new ports */
-            tb_init(&q);
-            msgpack_pack_map(&q.pk, 1);
-            tb_kv_str(&q, "q", "stats");
-            rc = req_once(d.addr[4], q.sb.data, q.sb.size, &u, 500);
-            tb_fini(&q);
-            if (rc == 0) {
-                msgpack_unpacked_destroy(&u);
-                tb_init(&t);
-                return;
-            }
-        }
-        if (tries == 100) {
-            kill(d.pid, SIGKILL);
-            waitpid(d.pid, &status, 0);
-            break;
+        /* One that exits at once could not bind: new ports. */
+        if (launch_daemon() == 0) {
+            tb_init(&t);
+            return;
         }
     }
     cr_assert_fail("contactd did not come up");
 }
 
-/* SIGTERM, then wait; returns the exit status. */
+/* Starts contactd again on the same ports, config and data (after a
+ * stop or a kill). */
+static inline void
+restart_daemon(void) {
+    int attempt;
+
+    /* A port just released may be taken for a moment. */
+    for (attempt = 0; attempt < 3; attempt++) {
+        if (launch_daemon() == 0)
+            return;
+        nng_msleep(200);
+    }
+    cr_assert_fail("contactd did not come up again");
+}
+
+/* SIGKILL, and wait for it. */
+static inline void
+kill_daemon(void) {
+    kill(d.pid, SIGKILL);
+    waitpid(d.pid, NULL, 0);
+    d.pid = 0;
+}
+
+/* SIGTERM, then wait; returns the exit status, keeping the config and
+ * the data for a restart. */
 static inline int
-stop_daemon(void) {
+term_daemon(void) {
     int status = -1, i;
     kill(d.pid, SIGTERM);
     for (i = 0; i < 100; i++) {
@@ -229,10 +270,19 @@ stop_daemon(void) {
         waitpid(d.pid, &status, 0);
         cr_assert_fail("contactd did not stop within 5 s of SIGTERM");
     }
-    unlink(d.conf);
-    tb_fini(&t);
+    d.pid = 0;
     cr_assert(WIFEXITED(status), "contactd died by a signal");
     return WEXITSTATUS(status);
+}
+
+/* SIGTERM, then wait; returns the exit status. */
+static inline int
+stop_daemon(void) {
+    int status = term_daemon();
+    unlink(d.conf);
+    remove_tree(d.data);
+    tb_fini(&t);
+    return status;
 }
 
 static inline void
@@ -241,6 +291,8 @@ teardown(void) {
         kill(d.pid, SIGKILL);
         waitpid(d.pid, NULL, 0);
     }
+    if (d.data[0] != '\0')
+        remove_tree(d.data);
 }
 
 #endif

@@ -1,0 +1,117 @@
+/*
+ * The daemon's write-ahead journal driver: what the shell records, when it
+ * is written and synced, and how it is read back. It sits between the
+ * server shell and the journal (journal.h), on the loop thread.
+ *
+ * Every engine call that changes state is a record, appended before the
+ * call: an ingest message with the time it was applied at, and a tick (the
+ * engine's clock moving on with timed work due). Because the engine is
+ * deterministic, replaying the records in order through a fresh engine (or
+ * one restored from a snapshot) rebuilds the same state and the same
+ * outputs, in the same order. A journal starts with a genesis record, the
+ * time the engine was created at; a record of callback triggers handed to
+ * the callback socket lets recovery know which were taken.
+ *
+ * Payload of a record: one byte of kind, eight bytes of a little-endian
+ * number (a time in ms, or a count), then for an ingest record the
+ * message as received.
+ *
+ * Group commit: records appended during one loop turn are written together
+ * by cc_durable_kick() (one pwrite), and synced on libuv's thread pool by
+ * policy: `always` starts a sync as soon as something is written and none
+ * is running; `batch` waits up to sync_interval or sync_records; `off`
+ * never syncs. While a sync runs, new records wait in memory and go out
+ * with the next write, so concurrent producers share syncs. The loop never
+ * waits for the disk. on_durable is called with the new durable mark
+ * (every record below it is durable under the policy; with `off`, once
+ * written) whenever it moves.
+ *
+ * A write that fails (a full disk, an I/O error) keeps the records in
+ * memory, in order, and is retried every CC_DURABLE_RETRY_MS: they reach
+ * the file, once, when space returns. Meanwhile cc_durable_accepting()
+ * says no, so that the shell refuses new input rather than acknowledge
+ * what is not written. A failed sync is final (see cc_journal_sync()):
+ * input is refused until a restart recovers from what is on disk.
+ */
+#ifndef CC_DURABLE_H
+#define CC_DURABLE_H
+
+#include "cc.h"
+#include "config.h"
+
+#include <msgpack.h>
+#include <uv.h>
+
+#define CC_DURABLE_RETRY_MS 500
+
+/* Record kinds: the first byte of a payload. */
+enum cc_durable_kind {
+    CC_REC_GENESIS = 'G', /* the engine was created at the time given */
+    CC_REC_INGEST = 'I',  /* a message applied at the time given */
+    CC_REC_TICK = 'T',    /* the engine's clock moved to the time given */
+    CC_REC_SENT = 'S'     /* this many callback triggers were sent */
+};
+#define CC_DURABLE_HEAD 9 /* kind and number */
+
+struct cc_durable;
+
+/* Called on the loop thread when the durable mark moves: every record
+ * below mark is durable. */
+typedef void (*cc_durable_cb)(void *arg, uint64_t mark);
+
+/*
+ * Opens the journal in <cfg->data_dir>/journal (creating both levels) for
+ * appending, with cfg's fsync policy, sync_interval, sync_records,
+ * segment_size and max_unwritten. Blocks on the disk: call at startup,
+ * after recovery has read the journal. CC_EPROTO, CC_ESTATE (another
+ * process holds it) or CC_EIO with the reason in err.
+ */
+int cc_durable_open(struct cc_durable **out, uv_loop_t *loop,
+                    const struct cc_config *cfg, cc_durable_cb on_durable,
+                    void *arg, char *err, size_t errlen);
+
+/* Appends a record; returns its sequence number, or 0 when the record
+ * could not be buffered (out of memory). */
+uint64_t cc_durable_log(struct cc_durable *d, enum cc_durable_kind kind,
+                        uint64_t num, const void *msg, size_t len);
+
+/* Writes what was appended and starts a sync by policy. Call once a loop
+ * turn's work is done. */
+void cc_durable_kick(struct cc_durable *d);
+
+/* Whether new input may be taken; when not, *why says why (for a reply). */
+bool cc_durable_accepting(const struct cc_durable *d, const char **why);
+/* Whether writes are failing now (records wait in memory). */
+bool cc_durable_faulty(const struct cc_durable *d);
+
+/* The durable mark: every record below it is durable. */
+uint64_t cc_durable_mark(const struct cc_durable *d);
+/* The sequence number of the last record appended (0: none yet). */
+uint64_t cc_durable_last(const struct cc_durable *d);
+/* Whether every appended record is durable and no sync is running. */
+bool cc_durable_idle(const struct cc_durable *d);
+
+/* Writes and syncs everything appended, blocking (shutdown, with no sync
+ * running: after the loop has stopped). 0 or CC_EIO (logged). */
+int cc_durable_flush(struct cc_durable *d);
+
+/* Closes its handles (the loop must run to finish closing), then
+ * cc_durable_free() after the loop has run. */
+void cc_durable_close(struct cc_durable *d);
+void cc_durable_free(struct cc_durable *d);
+
+/* Packs {"dir", "fsync", "state", ...} as one map for stats. */
+void cc_durable_pack_stats(const struct cc_durable *d, msgpack_packer *pk);
+
+/* Splits a payload read back: 0, or CC_EPROTO for one too short or of an
+ * unknown kind. *msg and *len are the message of an ingest record. */
+int cc_durable_parse(const void *p, size_t n, enum cc_durable_kind *kind,
+                     uint64_t *num, const void **msg, size_t *len);
+
+/* "always", "batch", "off". */
+const char *cc_fsync_name(int policy);
+
+/* <data_dir>/journal, into buf (CC_EINVAL when it does not fit). */
+int cc_durable_journal_dir(const struct cc_config *cfg, char *buf, size_t n);
+
+#endif
