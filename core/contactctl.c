@@ -24,6 +24,7 @@
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/util/platform.h>
 #include <string.h>
 
 #define REPLY_MAX_BYTES ((size_t)64 << 20) /* largest reply accepted */
@@ -44,6 +45,7 @@ struct options {
     const char *queue;   /* at-risk and queue: --queue */
     const char *channel; /* queue: --channel */
     unsigned long limit; /* at-risk and queue: --limit; 0 = not given */
+    long long since;     /* tail alerts: --since SEQ; -1 = not given */
     int help, version;
     int npos; /* positional arguments, in argv[0..npos) */
 };
@@ -73,6 +75,10 @@ usage(FILE *out) {
           "input)\n"
           "  tail alerts [PREFIX]  print alerts whose topic starts with "
           "PREFIX\n"
+          "  tail alerts --since SEQ [PREFIX]\n"
+          "                        first the logged alerts after SEQ (each "
+          "alert's \"seq\"),\n"
+          "                        then the new ones, each once\n"
           "  tail callbacks        print callback triggers (takes them from "
           "the\n"
           "                        callback workers' share)\n"
@@ -212,6 +218,7 @@ parse_args(int argc, char **argv, struct options *o) {
 
     memset(o, 0, sizeof(*o));
     o->timeout_ms = -1;
+    o->since = -1;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
 
@@ -284,6 +291,18 @@ parse_args(int argc, char **argv, struct options *o) {
                 return CC_EINVAL;
             }
             o->limit = (unsigned long)v;
+        } else if ((m = match_value(argc, argv, &i, "--since", NULL, &val)) !=
+                   0) {
+            if (m < 0)
+                return CC_EINVAL;
+            if (parse_number(val, INT64_MAX, &v) != 0) {
+                fprintf(stderr,
+                        "contactctl: --since needs an alert seq (0 for the "
+                        "oldest kept), not '%s'\n",
+                        val);
+                return CC_EINVAL;
+            }
+            o->since = (long long)v;
         } else {
             fprintf(stderr, "contactctl: unknown option '%s'\n", a);
             return CC_EINVAL;
@@ -528,12 +547,32 @@ mp_to_json(const msgpack_object *o) {
 /* Decodes one MessagePack value. With a topic (alerts), the value must be a
  * map and the result starts with "topic": topic, which wins over a "topic"
  * key of the map. */
+/* An alert as printed: its topic first, then its map. */
+static int
+alert_json(const char *topic, size_t topic_len, const msgpack_object_map *m,
+           json_t **out) {
+    json_t *j = json_object(), *t = string_from_bytes(topic, topic_len);
+    int rc = 0;
+
+    /* Set first for its place, again after the map for its value. */
+    if (j == NULL || t == NULL || json_object_set(j, "topic", t) != 0 ||
+        add_map(j, m) != 0 || json_object_set(j, "topic", t) != 0)
+        rc = CC_ENOMEM;
+    json_decref(t);
+    if (rc != 0) {
+        json_decref(j);
+        return rc;
+    }
+    *out = j;
+    return 0;
+}
+
 static int
 decode(const char *data, size_t len, const char *topic, size_t topic_len,
        json_t **out) {
     msgpack_unpacked res;
     size_t off = 0;
-    json_t *j = NULL, *t;
+    json_t *j = NULL;
     int rc = 0;
 
     msgpack_unpacked_init(&res);
@@ -545,16 +584,8 @@ decode(const char *data, size_t len, const char *topic, size_t topic_len,
             rc = CC_ENOMEM;
     } else if (res.data.type != MSGPACK_OBJECT_MAP) {
         rc = CC_EPROTO;
-    } else if ((j = json_object()) == NULL ||
-               (t = string_from_bytes(topic, topic_len)) == NULL) {
-        rc = CC_ENOMEM;
     } else {
-        /* Set first for its place, again after the map for its value. */
-        if (json_object_set(j, "topic", t) != 0 ||
-            add_map(j, &res.data.via.map) != 0 ||
-            json_object_set(j, "topic", t) != 0)
-            rc = CC_ENOMEM;
-        json_decref(t);
+        rc = alert_json(topic, topic_len, &res.data.via.map, &j);
     }
     msgpack_unpacked_destroy(&res);
     if (rc != 0) {
@@ -944,7 +975,7 @@ cmd_queue(const struct cc_config *cfg, const struct options *o) {
  * when printed, 0 when the message was malformed (reported and skipped), or
  * an error. */
 static int
-print_message(nng_msg *msg, int alerts, const char *addr) {
+print_message(nng_msg *msg, int alerts, const char *addr, long long after) {
     const char *body = nng_msg_body(msg), *nul = NULL;
     size_t len = nng_msg_len(msg);
     json_t *j;
@@ -973,9 +1004,128 @@ print_message(nng_msg *msg, int alerts, const char *addr) {
         out_of_memory();
         return rc;
     }
+    if (after >= 0 &&
+        json_integer_value(json_object_get(j, "seq")) <= (json_int_t)after) {
+        json_decref(j); /* printed already, from the log */
+        return 0;
+    }
     rc = print_json(j, JSON_COMPACT);
     json_decref(j);
     return rc != 0 ? rc : 1;
+}
+
+/* tail alerts --since: prints the logged alerts after *since whose topic
+ * starts with prefix, page by page ({"q":"alerts","since":N}), and moves
+ * *since to the last seq read. */
+static int
+catch_up(const struct cc_config *cfg, const char *prefix, nng_duration timeout,
+         long long *since, unsigned long *seen, unsigned long count) {
+    size_t pn = strlen(prefix);
+    bool more = true;
+    nng_socket sock;
+    int rc = 0;
+
+    if (open_dial(&sock, SOCK_REQ, cfg->query, "", timeout) != 0)
+        return CC_EIO;
+    while (rc == 0 && more && (count == 0 || *seen < count)) {
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_unpacked u;
+        msgpack_object r = {0}, list = {0};
+        nng_msg *msg;
+        uint32_t i, k;
+        int rv;
+
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 2);
+        cc_pack_str(&pk, "q");
+        cc_pack_str(&pk, "alerts");
+        cc_pack_str(&pk, "since");
+        msgpack_pack_uint64(&pk, (uint64_t)*since);
+        rv = nng_msg_alloc(&msg, 0);
+        if (rv == 0)
+            rv = nng_msg_append(msg, sb.data, sb.size);
+        msgpack_sbuffer_destroy(&sb);
+        if (rv == 0 && (rv = nng_sendmsg(sock, msg, 0)) != 0)
+            nng_msg_free(msg);
+        if (rv == 0)
+            rv = nng_recvmsg(sock, &msg, 0);
+        if (rv != 0) {
+            unreachable(cfg->query, rv);
+            rc = CC_EIO;
+            break;
+        }
+        msgpack_unpacked_init(&u);
+        rc = CC_EPROTO;
+        if (msgpack_unpack_next(&u, nng_msg_body(msg), nng_msg_len(msg),
+                                NULL) == MSGPACK_UNPACK_SUCCESS &&
+            u.data.type == MSGPACK_OBJECT_MAP)
+            rc = 0;
+        r = u.data;
+        more = false;
+        for (k = 0; rc == 0 && k < r.via.map.size; k++) {
+            const msgpack_object_kv *kv = &r.via.map.ptr[k];
+            if (kv->key.type != MSGPACK_OBJECT_STR)
+                continue;
+            if (kv->key.via.str.size == 6 &&
+                memcmp(kv->key.via.str.ptr, "alerts", 6) == 0)
+                list = kv->val;
+            else if (kv->key.via.str.size == 4 &&
+                     memcmp(kv->key.via.str.ptr, "more", 4) == 0)
+                more = kv->val.type == MSGPACK_OBJECT_BOOLEAN &&
+                       kv->val.via.boolean;
+            else if (kv->key.via.str.size == 5 &&
+                     memcmp(kv->key.via.str.ptr, "error", 5) == 0)
+                rc = CC_EPROTO;
+        }
+        if (rc == 0 && list.type != MSGPACK_OBJECT_ARRAY)
+            rc = CC_EPROTO;
+        for (i = 0; rc == 0 && i < list.via.array.size &&
+                    (count == 0 || *seen < count);
+             i++) {
+            const msgpack_object *e = &list.via.array.ptr[i];
+            const msgpack_object *topic = NULL, *alert = NULL;
+            json_t *j;
+            if (e->type != MSGPACK_OBJECT_MAP)
+                continue;
+            for (k = 0; k < e->via.map.size; k++) {
+                const msgpack_object_kv *kv = &e->via.map.ptr[k];
+                if (kv->key.type != MSGPACK_OBJECT_STR)
+                    continue;
+                if (kv->key.via.str.size == 5 &&
+                    memcmp(kv->key.via.str.ptr, "topic", 5) == 0 &&
+                    kv->val.type == MSGPACK_OBJECT_STR)
+                    topic = &kv->val;
+                else if (kv->key.via.str.size == 5 &&
+                         memcmp(kv->key.via.str.ptr, "alert", 5) == 0 &&
+                         kv->val.type == MSGPACK_OBJECT_MAP)
+                    alert = &kv->val;
+            }
+            if (topic == NULL || alert == NULL)
+                continue;
+            rc = alert_json(topic->via.str.ptr, topic->via.str.size,
+                            &alert->via.map, &j);
+            if (rc != 0)
+                break;
+            *since = (long long)json_integer_value(json_object_get(j, "seq"));
+            if (topic->via.str.size >= pn &&
+                memcmp(topic->via.str.ptr, prefix, pn) == 0) {
+                rc = print_json(j, JSON_COMPACT);
+                (*seen)++;
+            }
+            json_decref(j);
+        }
+        if (rc == CC_EPROTO)
+            fprintf(stderr,
+                    "contactctl: %s did not answer the alerts query (is "
+                    "contactd older than this contactctl?)\n",
+                    cfg->query);
+        msgpack_unpacked_destroy(&u);
+        nng_msg_free(msg);
+    }
+    nng_close(sock);
+    return rc;
 }
 
 static int
@@ -989,9 +1139,21 @@ cmd_tail(const struct cc_config *cfg, const struct options *o, int alerts,
     nng_msg *msg;
     int rv, rc = 0;
 
+    long long after = alerts ? o->since : -1;
+
     if (open_dial(&sock, alerts ? SOCK_SUB : SOCK_PULL, addr, prefix,
                   timeout) != 0)
         return EXIT_FAIL;
+    if (after >= 0) {
+        /* Subscribed first, so that nothing published meanwhile falls
+         * between the log and the live alerts; those seen in both are
+         * printed once. */
+        nng_msleep(100);
+        rc = catch_up(cfg, prefix,
+                      timeout == NNG_DURATION_INFINITE ? DEFAULT_TIMEOUT_MS
+                                                       : timeout,
+                      &after, &seen, o->count);
+    }
     while (rc == 0 && (o->count == 0 || seen < o->count)) {
         rv = nng_recvmsg(sock, &msg, 0);
         if (rv != 0) {
@@ -999,7 +1161,7 @@ cmd_tail(const struct cc_config *cfg, const struct options *o, int alerts,
             rc = CC_EIO;
             break;
         }
-        rc = print_message(msg, alerts, addr);
+        rc = print_message(msg, alerts, addr, after);
         nng_msg_free(msg);
         if (rc > 0) {
             seen++;
@@ -1084,6 +1246,9 @@ main(int argc, char **argv) {
                            NULL);
     if (o.count != 0 && strcmp(cmd, "tail") != 0)
         return usage_error("--count is an option of tail", NULL);
+    if (o.since >= 0 && (strcmp(cmd, "tail") != 0 || o.npos < 2 ||
+                         strcmp(argv[1], "alerts") != 0))
+        return usage_error("--since is an option of tail alerts", NULL);
     if (strcmp(cmd, "stats") == 0 && o.npos != 1)
         return usage_error("stats takes no arguments", NULL);
     if (strcmp(cmd, "tail") == 0) {

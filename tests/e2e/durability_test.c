@@ -122,6 +122,28 @@ Test(durability, kill_restart_keeps_state_and_fires_late_alerts) {
     cr_assert_eq(breach, 1, "one breach, got %d", breach);
     cr_assert_eq(stat_int("server/alerts_late"), 2);
 
+    /* A supervisor's client catches up: the breach after seq 1, once. */
+    {
+        char cmd[512], line[4096];
+        int lines = 0;
+        FILE *p;
+        snprintf(cmd, sizeof(cmd),
+                 "%s --config %s --timeout 1000 --count 1 tail alerts "
+                 "--since 1 sla.",
+                 CONTACTCTL_BIN, d.conf);
+        p = popen(cmd, "r");
+        cr_assert_not_null(p);
+        while (fgets(line, sizeof(line), p) != NULL) {
+            lines++;
+            cr_assert(strstr(line, "\"topic\":\"sla.breach\"") != NULL &&
+                          strstr(line, "\"seq\":2") != NULL &&
+                          strstr(line, "\"late\":true") != NULL,
+                      "%s", line);
+        }
+        cr_assert_eq(WEXITSTATUS(pclose(p)), 0);
+        cr_assert_eq(lines, 1);
+    }
+
     /* A clean stop and another start: nothing fires again. */
     cr_assert_eq(term_daemon(), 0);
     restart_daemon();
