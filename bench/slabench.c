@@ -301,7 +301,8 @@ bench_sla(const char *bin, uint64_t clocks, uint64_t rate) {
             "[callback]\noffer_after_waiting = 0\n"
             "offer_when_wait_over = 0\noffer_when_position_over = 0\n"
             "[sla.phone.bulk]\nqueue = bulk\nanswer = 1h\n"
-            "[sla.phone]\nanswer = 2s\nwarn = 50%%\n",
+            "[sla.phone]\nanswer = 2s\nwarn = 50%%\n"
+            "[durability]\ndir =\n", /* no journal: the clocks alone */
             ingest, query, alerts, free_port(), free_port());
     fclose(f);
     pid = start_contactd(bin, conf, query);

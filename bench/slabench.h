@@ -11,19 +11,11 @@
 #ifndef CC_SLABENCH_H
 #define CC_SLABENCH_H
 
+#include "benchd.h"
+
 #include <stdint.h>
 
 /* clocks: running answer clocks; rate: events/s in both phases. */
 void bench_sla(const char *bin, uint64_t clocks, uint64_t rate);
-
-/* From bench.c. */
-#include <sys/types.h>
-int free_port(void);
-/* Runs contactd with config conf, waiting until query answers. */
-pid_t start_contactd(const char *bin, const char *conf, const char *query);
-/* Events the daemon has applied (accepted, duplicates, rejected), or -1. */
-int64_t stats_done(const char *query_addr);
-/* One stats query: the sum of the figures at paths, or -1. */
-int64_t stats_sum(const char *query_addr, const char *const *paths, unsigned n);
 
 #endif

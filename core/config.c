@@ -71,8 +71,6 @@ static const struct key keys[] = {
      1024 * MIB, NULL},
     {"durability", "max_unwritten", K_SIZE, OFF(max_unwritten), "64MiB",
      1 * MIB, 4096 * MIB, NULL},
-    {"durability", "snapshot_interval", K_DURATION, OFF(snapshot_interval_ms),
-     "10m", 1000, 7 * DAY_MS, NULL},
     {"alerts", "log", K_UINT, OFF(alert_log), "100000", 0, 10000000, NULL},
     {"ingest", "dedup_window", K_UINT, OFF(dedup_window), "1000000", 0,
      100000000, NULL},

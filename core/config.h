@@ -103,7 +103,6 @@ struct cc_config {
     uint64_t sync_records;
     uint64_t segment_size;
     uint64_t max_unwritten;
-    uint64_t snapshot_interval_ms;
     /* [alerts] */
     uint64_t alert_log; /* alerts kept for {"q":"alerts","since":N} */
     /* [ingest] */
