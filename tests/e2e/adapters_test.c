@@ -111,17 +111,6 @@ start_with(const char *extra) {
     start_daemon(conf);
 }
 
-static int64_t
-stat_path(const char *path) {
-    msgpack_unpacked u;
-    int64_t v;
-
-    query_stats(&u);
-    v = tmap_int(&u.data, path);
-    msgpack_unpacked_destroy(&u);
-    return v;
-}
-
 TestSuite(adapters, .fini = teardown, .timeout = 60);
 
 Test(adapters, signed_webhooks_reach_the_engine_and_bad_ones_are_refused) {

@@ -142,6 +142,19 @@ query_stats(msgpack_unpacked *u) {
     tb_fini(&q);
 }
 
+/* One figure of the stats reply, by path ("engine/contacts/open"), or -1
+ * when absent. */
+static inline int64_t
+stat_path(const char *path) {
+    msgpack_unpacked u;
+    int64_t v;
+
+    query_stats(&u);
+    v = tmap_int(&u.data, path);
+    msgpack_unpacked_destroy(&u);
+    return v;
+}
+
 /* Writes the daemon's config file: its five addresses under [server],
  * after its own [durability] dir (unless extra has that section), then
  * extra. */
