@@ -1080,3 +1080,10 @@ cc_cb_pack_queue(const struct cc_queue *q, msgpack_packer *pk) {
     pack_rate(pk, "not_offered_abandon_rate",
               q->abandoned - s->offered_abandoned, others);
 }
+
+/* ---- snapshot support (snapshot.c) ------------------------------------ */
+
+cc_timer_cb
+cc__cb_timer_cb(void) {
+    return cb_timer_cb;
+}

@@ -1684,3 +1684,20 @@ cc_engine_pack_conversation_by_id(struct cc_engine *e, struct cc_str id,
         cc_conv_pack(e, pk, v, true);
     return rc;
 }
+
+/* ---- snapshot support (snapshot.c) ------------------------------------ */
+
+cc_timer_cb
+cc__conv_timer_cb(void) {
+    return conv_timer_cb;
+}
+
+uint64_t
+cc__conv_bucket(const struct cc_convs *cs, uint64_t id) {
+    return conv_bucket(cs, id);
+}
+
+struct cc_conv *
+cc__conv_find_direct(const struct cc_engine *e, uint64_t id) {
+    return find_direct(&e->convs, id);
+}

@@ -218,6 +218,7 @@ cc_engine_free(struct cc_engine *e) {
     cc_free(e->queues, e->cfg.max_queues * sizeof(*e->queues));
     cc_free(e->nbuckets, (e->nmask + 1) * sizeof(*e->nbuckets));
     cc_free(e->names, e->names_cap * sizeof(*e->names));
+    cc_free(e->snap_policies, e->snap_npolicies * sizeof(*e->snap_policies));
     cc_free_table(e->buckets, (e->bucket_mask + 1) * sizeof(*e->buckets));
     cc_dedup_fini(&e->dedup);
     cc_blobs_fini(&e->blobs);
@@ -3086,4 +3087,15 @@ cc_engine_pack_stats(const struct cc_engine *e, msgpack_packer *pk) {
     cc_pack_kv_u64(pk, "window", e->dedup.cap);
     cc_pack_kv_u64(pk, "held", e->dedup.count);
     cc_pack_kv_u64(pk, "bytes", cc_dedup_bytes(&e->dedup));
+}
+
+/* ---- snapshot support (snapshot.c) ------------------------------------ */
+
+void
+cc__timer_cbs(struct cc__timer_cbs *out) {
+    out->sl = sl_sweep_cb;
+    out->state = state_timer_cb;
+    out->idle = idle_timer_cb;
+    out->conv = cc__conv_timer_cb();
+    out->cb = cc__cb_timer_cb();
 }

@@ -1,8 +1,9 @@
 /*
  * The engine's internals, shared by the files that make it up (engine.c:
  * contacts, queues and the ingest path; conversation.c: conversations and
- * their context). Nothing outside core/engine*.c and core/conversation.c
- * includes this header: the engine's interface is engine.h.
+ * their context; callback.c: callbacks; snapshot.c: the state saved and
+ * restored). Nothing else in core/ includes this header (the tests do):
+ * the engine's interface is engine.h.
  */
 #ifndef CC_ENGINE_INT_H
 #define CC_ENGINE_INT_H
@@ -485,6 +486,10 @@ struct cc_engine {
     struct cc_identity ident;
     struct cc_convs convs;
     uint64_t ident_rejected, ident_limit, resolve_unknown;
+    /* Restored from a snapshot: the policies of schedules whose policy is
+     * no longer configured (their names, for the alerts), or NULL. */
+    struct cc_sla_policy *snap_policies;
+    uint32_t snap_npolicies;
 };
 
 /* ---- shared between engine.c and conversation.c ------------------------ */
@@ -676,5 +681,20 @@ void cc_conv_alert_conflict(struct cc_engine *e, const struct cc_contact *c,
                             const struct cc_event *ev,
                             const struct cc_idresult *res, const uint8_t *kinds,
                             const struct cc_str *norm, uint32_t n);
+
+/* ---- snapshot support (snapshot.c) ------------------------------------ */
+
+/* The callbacks of the engine's timers: a timer in the wheel is told apart
+ * by its callback, which names the kind of record that holds it. */
+struct cc__timer_cbs {
+    cc_timer_cb sl, state, idle, conv, cb;
+};
+void cc__timer_cbs(struct cc__timer_cbs *out);
+cc_timer_cb cc__conv_timer_cb(void); /* conversation.c */
+cc_timer_cb cc__cb_timer_cb(void);   /* callback.c */
+/* The conversation table's bucket for id, and the conversation of that id
+ * itself (no forwarding of merged ids). */
+uint64_t cc__conv_bucket(const struct cc_convs *cs, uint64_t id);
+struct cc_conv *cc__conv_find_direct(const struct cc_engine *e, uint64_t id);
 
 #endif

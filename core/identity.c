@@ -819,3 +819,65 @@ cc_identity_bytes(const struct cc_identity *id) {
            id->customers * sizeof(struct cc_customer) +
            id->links * sizeof(struct cc_idlink) + id->bytes;
 }
+
+/* ---- snapshot support ------------------------------------------------- */
+
+int
+cc_identity_restore_customer(struct cc_identity *id, uint64_t cid,
+                             struct cc_customer **out) {
+    struct cc_customer *c = cc_pool_get(&id->cust_pool);
+
+    if (c == NULL)
+        return CC_ENOMEM;
+    c->id = cid;
+    id->customers++;
+    *out = c;
+    return 0;
+}
+
+int
+cc_identity_restore_hist(struct cc_identity *id, struct cc_customer *c) {
+    c->hist = cc_calloc(CC_IDHIST_MAX, sizeof(*c->hist));
+    if (c->hist == NULL)
+        return CC_ENOMEM;
+    id->bytes += CC_IDHIST_MAX * sizeof(*c->hist);
+    return 0;
+}
+
+int
+cc_identity_restore_node(struct cc_identity *id, struct cc_customer *c,
+                         enum cc_ident_kind kind, struct cc_str norm,
+                         struct cc_idnode **out) {
+    uint64_t h = ident_hash(id, kind, norm.p, norm.n);
+    struct cc_idnode *nd;
+
+    if (find_hashed(id, kind, norm, h) != NULL)
+        return CC_EEXIST;
+    nd = cc_blob_get(&id->blobs, node_size(norm.n));
+    if (nd == NULL)
+        return CC_ENOMEM;
+    memset(nd, 0, sizeof(*nd));
+    nd->kind = (uint8_t)kind;
+    nd->len = (uint16_t)norm.n;
+    memcpy(nd->s, norm.p, norm.n);
+    nd->s[norm.n] = '\0';
+    nd->hnext = id->buckets[h & id->mask];
+    id->buckets[h & id->mask] = nd;
+    id->nodes++;
+    id->bytes += cc_blob_size(node_size(nd->len));
+    customer_add(c, nd);
+    *out = nd;
+    return 0;
+}
+
+int
+cc_identity_restore_link(struct cc_identity *id, struct cc_idnode *a,
+                         struct cc_idnode *b, struct cc_str event, int64_t ts,
+                         struct cc_idlink **out) {
+    int rc = link_new(id, a, b, event, ts);
+
+    if (rc != 0)
+        return rc;
+    *out = a->links;
+    return 0;
+}

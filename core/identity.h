@@ -202,4 +202,24 @@ uint32_t cc_identity_unlink(struct cc_identity *id, const uint8_t *kinds,
 /* Memory held by the identity store, in bytes. */
 uint64_t cc_identity_bytes(const struct cc_identity *id);
 
+/*
+ * Snapshot support: a store rebuilt piece by piece, every piece counted as
+ * the calls above count it. Each returns CC_ENOMEM with nothing changed.
+ *
+ * A customer numbered cid (next_customer is the caller's to set).
+ */
+int cc_identity_restore_customer(struct cc_identity *id, uint64_t cid,
+                                 struct cc_customer **out);
+/* The customer's ring of merges and splits, zeroed. */
+int cc_identity_restore_hist(struct cc_identity *id, struct cc_customer *c);
+/* An identifier (normalised already) made a member of c, at the head of
+ * its members. CC_EEXIST when the store holds it already. */
+int cc_identity_restore_node(struct cc_identity *id, struct cc_customer *c,
+                             enum cc_ident_kind kind, struct cc_str norm,
+                             struct cc_idnode **out);
+/* A link from a to b made by event at ts, at the head of both lists. */
+int cc_identity_restore_link(struct cc_identity *id, struct cc_idnode *a,
+                             struct cc_idnode *b, struct cc_str event,
+                             int64_t ts, struct cc_idlink **out);
+
 #endif

@@ -172,3 +172,52 @@ cc_wheel_next(const struct cc_wheel *w) {
     }
     return CC_WHEEL_NEVER;
 }
+
+/* ---- snapshot support ------------------------------------------------- */
+
+bool
+cc_wheel_slot_fits(const struct cc_wheel *w, unsigned level, unsigned slot,
+                   uint64_t expires) {
+    unsigned shift;
+    uint64_t at, cur;
+
+    if (level == CC_WHEEL_LEVELS)
+        return slot == 0 && expires <= w->now;
+    if (level > CC_WHEEL_LEVELS || slot >= CC_WHEEL_SLOTS)
+        return false;
+    shift = level * CC_WHEEL_BITS;
+    at = expires >> shift;
+    cur = w->now >> shift;
+    return cur < at && at - cur < CC_WHEEL_SLOTS &&
+           (at & (CC_WHEEL_SLOTS - 1)) == slot;
+}
+
+int
+cc_wheel_restore_slot(struct cc_wheel *w, unsigned level, unsigned slot,
+                      struct cc_timer *const *ts, const uint64_t *expires,
+                      size_t n) {
+    struct cc_timer **head, *tail = NULL;
+    size_t i;
+
+    if (n == 0 || !cc_wheel_slot_fits(w, level, slot, expires[0]))
+        return CC_EINVAL;
+    head = level == CC_WHEEL_LEVELS ? &w->expired : &w->slots[level][slot];
+    if (*head != NULL)
+        return CC_EINVAL;
+    /* Appended one by one, so that a timer named twice is seen armed. */
+    for (i = 0; i < n; i++) {
+        struct cc_timer *t = ts[i];
+        if (cc_timer_armed(t) ||
+            !cc_wheel_slot_fits(w, level, slot, expires[i]))
+            return CC_EINVAL;
+        t->expires = expires[i];
+        t->next = NULL;
+        t->pprev = tail != NULL ? &tail->next : head;
+        *t->pprev = t;
+        tail = t;
+        w->count++;
+        if (level < CC_WHEEL_LEVELS)
+            w->pending[level] |= 1ULL << slot;
+    }
+    return 0;
+}

@@ -78,4 +78,23 @@ uint64_t cc_wheel_advance(struct cc_wheel *w, uint64_t now);
  * cascades). CC_WHEEL_NEVER when empty. */
 uint64_t cc_wheel_next(const struct cc_wheel *w);
 
+/*
+ * Snapshot support. A snapshot keeps every slot's list in order, because
+ * timers that fall due in one advance fire in list order. Level
+ * CC_WHEEL_LEVELS (slot 0) names the list of timers armed at or before the
+ * wheel's time.
+ *
+ * Whether a timer due at expires may sit in that slot at the wheel's time
+ * (the invariant of wheel.c).
+ */
+bool cc_wheel_slot_fits(const struct cc_wheel *w, unsigned level, unsigned slot,
+                        uint64_t expires);
+/* Arms ts[0..n) with their expires into that slot, which must be empty, in
+ * that order (the first fires first). CC_EINVAL, with nothing armed from
+ * the failing timer on, when the slot is not empty, a timer is armed
+ * already (named twice) or does not fit the slot. */
+int cc_wheel_restore_slot(struct cc_wheel *w, unsigned level, unsigned slot,
+                          struct cc_timer *const *ts, const uint64_t *expires,
+                          size_t n);
+
 #endif
