@@ -122,13 +122,13 @@ cb_of(const struct cc_engine *e, const struct cc_contact *c) {
     return cb_find(e, c->channel, contact_id(c), c->id_len, c->hash);
 }
 
-static void
+static int
 table_grow(struct cc_engine *e) {
     uint64_t nb = (e->cbs.mask + 1) * 2, i;
     struct cc_callback **b = cc_calloc(nb, sizeof(*b)), *cb, *next;
 
     if (b == NULL)
-        return; /* longer chains, nothing lost */
+        return CC_ENOMEM;
     for (i = 0; i <= e->cbs.mask; i++)
         for (cb = e->cbs.buckets[i]; cb != NULL; cb = next) {
             next = cb->hnext;
@@ -138,6 +138,7 @@ table_grow(struct cc_engine *e) {
     cc_free(e->cbs.buckets, (e->cbs.mask + 1) * sizeof(*e->cbs.buckets));
     e->cbs.buckets = b;
     e->cbs.mask = nb - 1;
+    return 0;
 }
 
 /* A record for an offer to c, in the table. */
@@ -147,7 +148,7 @@ cb_new(struct cc_engine *e, const struct cc_contact *c) {
     size_t size = sizeof(*cb) + c->id_len + c->cust_len;
 
     if (e->cbs.n >= e->cbs.mask + 1)
-        table_grow(e);
+        (void)table_grow(e); /* failing: longer chains, nothing lost */
     cb = cc_calloc(1, size);
     if (cb == NULL)
         return NULL;
@@ -1086,4 +1087,15 @@ cc_cb_pack_queue(const struct cc_queue *q, msgpack_packer *pk) {
 cc_timer_cb
 cc__cb_timer_cb(void) {
     return cb_timer_cb;
+}
+
+struct cc_callback *
+cc__cb_find(const struct cc_engine *e, unsigned channel, const char *id,
+            size_t n, uint64_t h) {
+    return cb_find(e, channel, id, n, h);
+}
+
+int
+cc__cb_table_grow(struct cc_engine *e) {
+    return table_grow(e);
 }

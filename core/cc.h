@@ -133,6 +133,35 @@ cc_mix64(uint64_t x) {
     return x;
 }
 
+/* Little-endian fields of the on-disk formats (journal, snapshots). */
+static inline void
+cc_put_le32(void *dst, uint32_t v) {
+    unsigned char *p = dst;
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+static inline void
+cc_put_le64(void *dst, uint64_t v) {
+    cc_put_le32(dst, (uint32_t)v);
+    cc_put_le32((unsigned char *)dst + 4, (uint32_t)(v >> 32));
+}
+
+static inline uint32_t
+cc_get_le32(const void *src) {
+    const unsigned char *p = src;
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t
+cc_get_le64(const void *src) {
+    return (uint64_t)cc_get_le32(src) |
+           (uint64_t)cc_get_le32((const unsigned char *)src + 4) << 32;
+}
+
 /* Formats a reason into err (errlen bytes) and returns rc: the error
  * paths of the configuration readers in one line each. */
 int cc_errf(char *err, size_t errlen, int rc, const char *fmt, ...)

@@ -58,22 +58,6 @@ cc_durable_journal_dir(const struct cc_config *cfg, char *buf, size_t n) {
     return k > 0 && (size_t)k < n ? 0 : CC_EINVAL;
 }
 
-static void
-put64(unsigned char *p, uint64_t v) {
-    int i;
-    for (i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t
-get64(const unsigned char *p) {
-    uint64_t v = 0;
-    int i;
-    for (i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 int
 cc_durable_parse(const void *p, size_t n, enum cc_durable_kind *kind,
                  uint64_t *num, const void **msg, size_t *len) {
@@ -96,7 +80,7 @@ cc_durable_parse(const void *p, size_t n, enum cc_durable_kind *kind,
         return CC_EPROTO;
     }
     *kind = (enum cc_durable_kind)b[0];
-    *num = get64(b + 1);
+    *num = cc_get_le64(b + 1);
     *msg = b + CC_DURABLE_HEAD;
     *len = n - CC_DURABLE_HEAD;
     return 0;
@@ -157,7 +141,7 @@ cc_durable_log(struct cc_durable *d, enum cc_durable_kind kind, uint64_t num,
     uint64_t seq;
 
     head[0] = (unsigned char)kind;
-    put64(head + 1, num);
+    cc_put_le64(head + 1, num);
     seq = cc_journal_append2(d->j, head, sizeof(head), msg, len);
     if (seq != 0) {
         d->last = seq;

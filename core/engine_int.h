@@ -696,5 +696,11 @@ cc_timer_cb cc__cb_timer_cb(void);   /* callback.c */
  * itself (no forwarding of merged ids). */
 uint64_t cc__conv_bucket(const struct cc_convs *cs, uint64_t id);
 struct cc_conv *cc__conv_find_direct(const struct cc_engine *e, uint64_t id);
+/* callback.c: the callback record of a contact key, or NULL; and the
+ * table's doubling (CC_ENOMEM: it stays as it is), due once it holds as
+ * many records as buckets. */
+struct cc_callback *cc__cb_find(const struct cc_engine *e, unsigned channel,
+                                const char *id, size_t n, uint64_t h);
+int cc__cb_table_grow(struct cc_engine *e);
 
 #endif

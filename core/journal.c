@@ -37,38 +37,11 @@
 #define BUF_MIN ((size_t)64 << 10)
 #define BUF_KEEP ((size_t)16 << 20)
 
-/* ---- Little-endian fields -------------------------------------------- */
-
-static void
-put32(unsigned char *p, uint32_t v) {
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-}
-
-static void
-put64(unsigned char *p, uint64_t v) {
-    put32(p, (uint32_t)v);
-    put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t
-get32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
-static uint64_t
-get64(const unsigned char *p) {
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 static uint32_t
 record_crc(uint64_t seq, const void *p, size_t n) {
     unsigned char s[8];
 
-    put64(s, seq);
+    cc_put_le64(s, seq);
     return cc_crc32c(cc_crc32c(0, s, 8), p, n);
 }
 
@@ -81,10 +54,10 @@ header_crc(const unsigned char *h) {
 static void
 header_build(unsigned char *h, uint64_t first) {
     memcpy(h, CC_JOURNAL_MAGIC, 8);
-    put32(h + 8, CC_JOURNAL_VERSION);
-    put64(h + 16, first);
-    put64(h + 24, 0);
-    put32(h + 12, header_crc(h));
+    cc_put_le32(h + 8, CC_JOURNAL_VERSION);
+    cc_put_le64(h + 16, first);
+    cc_put_le64(h + 24, 0);
+    cc_put_le32(h + 12, header_crc(h));
 }
 
 static void
@@ -430,24 +403,24 @@ scan_header(struct scan *s, struct cc_journal_fault *f) {
                           "not a journal segment (bad magic)");
     /* The version is checked before the checksum: a later version may
      * define the rest of its header differently. */
-    version = get32(h + 8);
+    version = cc_get_le32(h + 8);
     if (version != CC_JOURNAL_VERSION)
         return scan_fault(
             s, f, CC_JOURNAL_FAULT_VERSION, 8, s->first,
             "newer or unknown format version %" PRIu32 "%s", version,
-            get32(h + 12) == header_crc(h)
+            cc_get_le32(h + 12) == header_crc(h)
                 ? ""
                 : " (or a damaged header: its checksum does not match "
                   "version 1's either)");
-    if (get32(h + 12) != header_crc(h))
+    if (cc_get_le32(h + 12) != header_crc(h))
         return scan_fault(s, f, CC_JOURNAL_FAULT_CORRUPT, 0, s->first,
                           "segment header checksum mismatch");
-    if (get64(h + 16) != s->first)
+    if (cc_get_le64(h + 16) != s->first)
         return scan_fault(s, f, CC_JOURNAL_FAULT_CORRUPT, 0, s->first,
                           "the header says the first record is %" PRIu64
                           ", the file name %" PRIu64,
-                          get64(h + 16), s->first);
-    if (get64(h + 24) != 0)
+                          cc_get_le64(h + 16), s->first);
+    if (cc_get_le64(h + 24) != 0)
         return scan_fault(s, f, CC_JOURNAL_FAULT_CORRUPT, 0, s->first,
                           "reserved header field is not zero");
     s->pos = HDR;
@@ -478,7 +451,7 @@ scan_next(struct scan *s, const void **p, size_t *n,
     rc = scan_bytes(s, s->pos, RHDR, &b, f);
     if (rc)
         return rc;
-    len = get32(b);
+    len = cc_get_le32(b);
     if (len > CC_JOURNAL_MAX_PAYLOAD)
         return scan_fault(s, f, CC_JOURNAL_FAULT_CORRUPT, s->pos, s->seq,
                           "record declares %" PRIu32
@@ -497,7 +470,7 @@ scan_next(struct scan *s, const void **p, size_t *n,
     rc = scan_bytes(s, s->pos, RHDR + (size_t)len, &b, f);
     if (rc)
         return rc;
-    if (get32(b + 4) != record_crc(s->seq, b + RHDR, len))
+    if (cc_get_le32(b + 4) != record_crc(s->seq, b + RHDR, len))
         return scan_bad(s, f, s->pos, s->pos + RHDR + len,
                         "record checksum mismatch");
     *p = b + RHDR;
@@ -859,9 +832,10 @@ cc_journal_append2(struct cc_journal *j, const void *head, size_t hn,
     }
     seq = j->next_seq++;
     r = j->buf + j->len;
-    put32(r, (uint32_t)len);
-    put64(s, seq);
-    put32(r + 4, cc_crc32c(cc_crc32c(cc_crc32c(0, s, 8), head, hn), p, n));
+    cc_put_le32(r, (uint32_t)len);
+    cc_put_le64(s, seq);
+    cc_put_le32(r + 4,
+                cc_crc32c(cc_crc32c(cc_crc32c(0, s, 8), head, hn), p, n));
     if (hn != 0)
         memcpy(r + RHDR, head, hn);
     if (n != 0)
@@ -887,7 +861,7 @@ plan_chunk(struct cc_journal *j) {
         return;
     }
     while (pos < j->len) {
-        pos += RHDR + get32(j->buf + pos);
+        pos += RHDR + cc_get_le32(j->buf + pos);
         seq++;
         if (j->seg_off + (pos - j->written) >= j->segment_size)
             break;

@@ -268,19 +268,6 @@ node_next(const struct cc_idnode *chain, const struct cc_idnode *last) {
     return best;
 }
 
-/* The callback record of a contact key, or NULL. */
-static struct cc_callback *
-cb_lookup(const struct cc_engine *e, unsigned channel, const char *id, size_t n,
-          uint64_t h) {
-    struct cc_callback *cb;
-
-    for (cb = e->cbs.buckets[h & e->cbs.mask]; cb != NULL; cb = cb->hnext)
-        if (cb->hash == h && cb->channel == channel && cb->id_len == n &&
-            memcmp(cb->data, id, n) == 0)
-            return cb;
-    return NULL;
-}
-
 static bool
 cb_accepted(const struct cc_callback *cb) {
     return cb->state >= CB_WAITING;
@@ -672,7 +659,7 @@ save_contact(struct sw *w, const struct cc_engine *e,
     put_u8(w, c->prio1);
     /* The offer standing (or lapsed) for this caller, if any: a callback
      * not accepted always has its contact. */
-    cb = cb_lookup(e, c->channel, contact_id(c), c->id_len, c->hash);
+    cb = cc__cb_find(e, c->channel, contact_id(c), c->id_len, c->hash);
     if (cb != NULL && !cb_accepted(cb)) {
         put_u8(w, 1);
         save_cb(w, cb);
@@ -2101,21 +2088,8 @@ static int
 cbs_insert(struct cc_engine *e, struct cc_callback *cb) {
     struct cc_callbacks *t = &e->cbs;
 
-    if (t->n >= t->mask + 1) {
-        uint64_t nb = (t->mask + 1) * 2, i;
-        struct cc_callback **b = cc_calloc(nb, sizeof(*b)), *x, *next;
-        if (b == NULL)
-            return CC_ENOMEM;
-        for (i = 0; i <= t->mask; i++)
-            for (x = t->buckets[i]; x != NULL; x = next) {
-                next = x->hnext;
-                x->hnext = b[x->hash & (nb - 1)];
-                b[x->hash & (nb - 1)] = x;
-            }
-        cc_free(t->buckets, (t->mask + 1) * sizeof(*t->buckets));
-        t->buckets = b;
-        t->mask = nb - 1;
-    }
+    if (t->n >= t->mask + 1 && cc__cb_table_grow(e) != 0)
+        return CC_ENOMEM;
     cb->hnext = t->buckets[cb->hash & t->mask];
     t->buckets[cb->hash & t->mask] = cb;
     t->n++;
@@ -2164,7 +2138,7 @@ load_cb(struct rs *s, bool accepted, struct cc_callback **out) {
     cb.number_len = (uint8_t)num_len;
     memcpy(cb.number, num, num_len);
     cb.hash = cc_contact_hash(e, cb.channel, (struct cc_str){id, id_len});
-    if (cb_lookup(e, cb.channel, id, id_len, cb.hash) != NULL)
+    if (cc__cb_find(e, cb.channel, id, id_len, cb.hash) != NULL)
         return refuse(s, CC_EPROTO,
                       "snapshot: two callbacks for contact %s:%.*s",
                       e->cfg.channels.names[cb.channel], (int)id_len, id);
@@ -2604,8 +2578,8 @@ get_cbref(struct rs *s) {
 
     if (id == NULL)
         return NULL;
-    cb = cb_lookup(s->e, ch, id, len,
-                   cc_contact_hash(s->e, ch, (struct cc_str){id, len}));
+    cb = cc__cb_find(s->e, ch, id, len,
+                     cc_contact_hash(s->e, ch, (struct cc_str){id, len}));
     if (cb == NULL)
         sr_fail(&s->r, "a reference to no callback");
     return cb;
@@ -2922,31 +2896,6 @@ cc_engine_restore(struct cc_engine **out, const struct cc_engine_config *cfg,
 #define SUFFIX ".snap"
 #define TMP_SUFFIX ".snap.tmp"
 
-static void
-le32(uint8_t *p, uint32_t v) {
-    unsigned i;
-    for (i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void
-le64(uint8_t *p, uint64_t v) {
-    unsigned i;
-    for (i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t
-rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
-static uint64_t
-rd64(const uint8_t *p) {
-    return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32;
-}
-
 /* The header's checksum: every byte of it but the checksum's own. */
 static uint32_t
 header_crc(const uint8_t *h) {
@@ -3097,7 +3046,7 @@ cc_snapshot_write(const char *dir, uint64_t seq, const struct cc_engine *e,
     rc = fw_write(&f, h, sizeof(h));
     f.crc = 0;
     f.len = 0;
-    le64(b, shell_len);
+    cc_put_le64(b, shell_len);
     if (rc == 0)
         rc = fw_write(&f, b, sizeof(b));
     if (rc == 0 && shell_len != 0)
@@ -3106,13 +3055,13 @@ cc_snapshot_write(const char *dir, uint64_t seq, const struct cc_engine *e,
         rc = cc_engine_save(e, fw_write, &f);
     if (rc == 0) {
         uint64_t body = f.len;
-        le32(b, f.crc);
+        cc_put_le32(b, f.crc);
         rc = fw_write(&f, b, 4);
         memcpy(h, CC_SNAP_MAGIC, 8);
-        le32(h + 8, CC_SNAP_VERSION);
-        le64(h + 16, seq);
-        le64(h + 24, body);
-        le32(h + 12, header_crc(h));
+        cc_put_le32(h + 8, CC_SNAP_VERSION);
+        cc_put_le64(h + 16, seq);
+        cc_put_le64(h + 24, body);
+        cc_put_le32(h + 12, header_crc(h));
         if (rc == 0 && pwrite(f.fd, h, sizeof(h), 0) != (ssize_t)sizeof(h)) {
             f.errnum = errno ? errno : EIO;
             rc = CC_EIO;
@@ -3229,34 +3178,34 @@ load_file(const char *path, uint64_t want_seq,
         snprintf(why, whylen, "cannot map it: %s", strerror(errno));
         return LF_SKIP;
     }
-    version = rd32(m + 8);
-    body = rd64(m + 24);
+    version = cc_get_le32(m + 8);
+    body = cc_get_le64(m + 24);
     if (memcmp(m, CC_SNAP_MAGIC, 8) != 0) {
         snprintf(why, whylen, "not a snapshot (bad magic)");
     } else if (version != CC_SNAP_VERSION) {
         /* Stop rather than fall back to an older state: a newer format
          * is not damage. */
         snprintf(why, whylen, "newer or unknown format version %u%s", version,
-                 rd32(m + 12) != header_crc(m)
+                 cc_get_le32(m + 12) != header_crc(m)
                      ? " (its header checksum does not match either: "
                        "damaged?)"
                      : "");
         *rc = CC_EPROTO;
         res = LF_STOP;
-    } else if (rd32(m + 12) != header_crc(m)) {
+    } else if (cc_get_le32(m + 12) != header_crc(m)) {
         snprintf(why, whylen, "header checksum mismatch");
-    } else if (rd64(m + 16) != want_seq) {
+    } else if (cc_get_le64(m + 16) != want_seq) {
         snprintf(why, whylen, "its header says seq %llu",
-                 (unsigned long long)rd64(m + 16));
+                 (unsigned long long)cc_get_le64(m + 16));
     } else if (body != size - CC_SNAP_HEADER - 4) {
         snprintf(why, whylen, "%s (%zu bytes, the header says %llu)",
                  body > size - CC_SNAP_HEADER - 4 ? "truncated"
                                                   : "trailing bytes",
                  size, (unsigned long long)body + CC_SNAP_HEADER + 4);
     } else if (cc_crc32c(0, m + CC_SNAP_HEADER, body) !=
-               rd32(m + CC_SNAP_HEADER + body)) {
+               cc_get_le32(m + CC_SNAP_HEADER + body)) {
         snprintf(why, whylen, "body checksum mismatch");
-    } else if (body < 8 || (sl = rd64(m + CC_SNAP_HEADER)) > body - 8) {
+    } else if (body < 8 || (sl = cc_get_le64(m + CC_SNAP_HEADER)) > body - 8) {
         snprintf(why, whylen, "bad shell length");
         *rc = CC_EPROTO;
         res = LF_STOP;
