@@ -720,6 +720,43 @@ lock_dir(const char *dir, int *fdp, char *err, size_t errlen) {
     return 0;
 }
 
+/* Starts the first segment of an empty journal at first. */
+static int
+start_at(struct cc_journal *j, uint64_t first) {
+    int rc = create_segment(j, first, &j->fd);
+    if (rc == 0 &&
+        (fsync_retry(j->fd, true) != 0 || fsync_retry(j->dirfd, false) != 0))
+        rc = cc_errf(j->err, sizeof(j->err), CC_EIO, "journal %s: sync: %s",
+                     j->dir, strerror(errno));
+    j->seg_first = first;
+    j->seg_off = HDR;
+    j->next_seq = first;
+    return rc;
+}
+
+/* Every record of the journal comes before first, which a snapshot
+ * covers: its segments go, so that it continues at first. */
+static int
+drop_covered(struct cc_journal *j, const struct seglist *l, uint64_t first) {
+    char name[NAME_LEN + 1];
+    size_t i;
+
+    cc_log_warn("journal %s: ends before record %" PRIu64 ", where the "
+                "snapshot it continues from ends (the crash came before "
+                "the last records were synced): its %zu segment(s) are "
+                "covered and removed",
+                j->dir, first, l->n);
+    close(j->fd);
+    j->fd = -1;
+    for (i = 0; i < l->n; i++) {
+        seg_name(name, l->first[i]);
+        if (unlinkat(j->dirfd, name, 0) != 0)
+            return cc_errf(j->err, sizeof(j->err), CC_EIO, "remove %s/%s: %s",
+                           j->dir, name, strerror(errno));
+    }
+    return 0;
+}
+
 int
 cc_journal_open(struct cc_journal **out, const char *dir,
                 const struct cc_journal_opts *o, char *err, size_t errlen) {
@@ -758,19 +795,13 @@ cc_journal_open(struct cc_journal **out, const char *dir,
     rc = seglist_read(&l, dir, err, errlen);
     if (rc)
         goto fail_list;
-    if (l.n == 0) {
-        uint64_t first = o->first_seq ? o->first_seq : 1;
-        rc = create_segment(j, first, &j->fd);
-        if (rc == 0 && (fsync_retry(j->fd, true) != 0 ||
-                        fsync_retry(j->dirfd, false) != 0))
-            rc = cc_errf(j->err, sizeof(j->err), CC_EIO, "journal %s: sync: %s",
-                         dir, strerror(errno));
-        j->seg_first = first;
-        j->seg_off = HDR;
-        j->next_seq = first;
-    } else {
+    if (l.n != 0) {
         rc = open_last(j, l.first[l.n - 1]);
+        if (rc == 0 && o->first_seq > j->next_seq)
+            rc = drop_covered(j, &l, o->first_seq);
     }
+    if (rc == 0 && j->fd < 0)
+        rc = start_at(j, o->first_seq ? o->first_seq : 1);
     seglist_free(&l);
     if (rc) {
         cc_errf(err, errlen, rc, "%s", j->err);

@@ -64,9 +64,11 @@ struct cc_journal_opts {
      * one record). 0: CC_JOURNAL_DEFAULT_SEGMENT_SIZE. Must be larger
      * than the header. */
     uint64_t segment_size;
-    /* The sequence number of the first record of a journal that has no
-     * segment yet (a new directory, or one a snapshot emptied). 0: 1.
-     * Ignored when segments exist: they decide. */
+    /* Where the journal must continue at the least (0: 1). A journal
+     * with no segment yet starts there. One whose records all come before
+     * it (a snapshot covers them: it was written, and the crash came,
+     * before their sync) has its segments removed, with a log line, and
+     * starts there too. Otherwise the segments decide. */
     uint64_t first_seq;
     /* The caller never syncs (fsync = off). Without it, cc_journal_write()
      * does not start a new segment until the full one has been synced

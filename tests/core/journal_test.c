@@ -924,6 +924,46 @@ Test(journal, remove_before_deletes_only_covered_segments) {
     cc_journal_close(j);
 }
 
+/* A snapshot covers records the journal lost (written before their sync,
+ * then a crash): opened to continue at the snapshot's seq, a journal that
+ * ends before it is emptied and starts there; one that reaches it keeps
+ * its segments and continues where it ends. */
+Test(journal, a_journal_behind_its_snapshot_starts_over_at_it) {
+    struct cc_journal_opts o = {.segment_size = 300};
+    char names[MAXSEG][32], err[512] = "";
+    struct cc_journal *j;
+    uint64_t first, count;
+    int k;
+
+    j = jopen(jdir, 300);
+    for (k = 0; k < 30; k++)
+        append_one(j);
+    flush(j);
+    cc_journal_close(j);
+    cr_assert_geq(segments(jdir, names, MAXSEG), 2);
+
+    /* Reaching the snapshot: nothing changes. */
+    o.first_seq = 31;
+    cr_assert_eq(cc_journal_open(&j, jdir, &o, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(cc_journal_next_seq(j), 31);
+    cc_journal_close(j);
+    cr_assert_eq(read_all(jdir, 0, &first, &count, NULL), 0);
+    cr_assert_eq(count, 30);
+
+    /* Behind it: every segment goes, and the journal starts at 40. */
+    o.first_seq = 40;
+    cr_assert_eq(cc_journal_open(&j, jdir, &o, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(cc_journal_next_seq(j), 40);
+    cr_assert_eq(segments(jdir, names, MAXSEG), 1);
+    cr_assert_str_eq(names[0], "00000000000000000040.seg");
+    append_one(j);
+    flush(j);
+    cc_journal_close(j);
+    cr_assert_eq(read_all(jdir, 40, &first, &count, NULL), 0);
+    cr_assert_eq(first, 40);
+    cr_assert_eq(count, 1);
+}
+
 /* ---- Write failures --------------------------------------------------- */
 
 /* After the writes failed and then succeeded, the journal holds 1..total,
