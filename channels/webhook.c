@@ -68,6 +68,9 @@ void
 cc_resp_submit(struct cc_http_resp *resp, const struct cc_submit *r) {
     char q[256], why[320];
 
+    /* Whatever the answer, it leaves once the journal holds the record. */
+    resp->wait = r->wait;
+
     if (r->error != NULL && !r->overloaded) {
         cc_resp_json(resp, r->too_big ? 413 : 400, r->error);
         return;
@@ -134,7 +137,6 @@ cc_webhook_submit(struct cc_webhook *w, struct cc_http_resp *resp) {
     cc_evbuf_reset(&w->eb);
     cc_adapter_count_submit(&w->st, &r);
     cc_resp_submit(resp, &r);
-    resp->wait = r.wait;
 }
 
 struct cc_str

@@ -44,7 +44,8 @@ void cc_resp_text(struct cc_http_resp *resp, int status, const char *text,
                   size_t len);
 /* Answers for a submitted batch: 200 with the counts, 503 (retry after 1 s)
  * when the engine was overloaded, 422 with the first reason when events
- * were rejected, 400 when the message was refused. */
+ * were rejected, 400 when the message was refused; sent once the journal
+ * holds the batch's record (resp->wait). */
 void cc_resp_submit(struct cc_http_resp *resp, const struct cc_submit *r);
 
 struct cc_webhook;

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #define REAL TEST_DATA_DIR "/realdata/"
@@ -498,6 +499,68 @@ Test(adapters, an_asterisk_queue_call_gives_alerts_triggers_and_withdrawal) {
 
 /* Off loopback, an endpoint without its secret would let anyone inject
  * events: contactd refuses to start so. */
+/* ---- a full disk --------------------------------------------------------- */
+
+struct poster {
+    char body[256];
+    char out[1024];
+    volatile int status; /* 0 until answered */
+};
+
+static void *
+poster_main(void *arg) {
+    struct poster *p = arg;
+    int st = http("POST", "/events", NULL, p->body, strlen(p->body), p->out,
+                  sizeof(p->out));
+    p->status = st != 0 ? st : -1;
+    return NULL;
+}
+
+/*
+ * While the journal cannot write (a file-size limit on the running daemon
+ * standing in for a full disk), a webhook whose events wait for the disk
+ * gets no answer, the next gets 503 with Retry-After, and when space
+ * returns the first is answered 200 and new ones are taken.
+ */
+Test(adapters, a_full_disk_answers_503_until_space_returns) {
+    static struct poster first;
+    char path[200], out[1024];
+    struct rlimit rl = {0, RLIM_INFINITY};
+    struct stat st;
+    pthread_t th;
+    const char *ev = "{\"id\":\"h2\",\"ts\":1700000000000,\"channel\":"
+                     "\"chat\",\"type\":\"contact.open\",\"contact\":\"c2\"}";
+
+    start_with(NULL);
+    snprintf(path, sizeof(path), "%s/journal/00000000000000000001.seg", d.data);
+    cr_assert_eq(stat(path, &st), 0);
+    rl.rlim_cur = (rlim_t)st.st_size + 64;
+    cr_assert_eq(prlimit(d.pid, RLIMIT_FSIZE, &rl, NULL), 0);
+
+    snprintf(first.body, sizeof(first.body),
+             "{\"id\":\"h1\",\"ts\":1700000000000,\"channel\":\"chat\","
+             "\"type\":\"contact.open\",\"contact\":\"c1\"}");
+    pthread_create(&th, NULL, poster_main, &first);
+    nng_msleep(800);
+    cr_assert_eq(first.status, 0, "answered while its events were not on disk");
+    cr_assert_eq(
+        http("POST", "/events", NULL, ev, strlen(ev), out, sizeof(out)), 503,
+        "%s", out);
+    cr_assert(strstr(out, "journal") != NULL, "%s", out);
+    cr_assert_eq(first.status, 0);
+
+    rl.rlim_cur = RLIM_INFINITY;
+    cr_assert_eq(prlimit(d.pid, RLIMIT_FSIZE, &rl, NULL), 0);
+    pthread_join(th, NULL);
+    cr_assert_eq(first.status, 200, "%s", first.out);
+    cr_assert(strstr(first.out, "\"accepted\":1") != NULL, "%s", first.out);
+    cr_assert_eq(
+        http("POST", "/events", NULL, ev, strlen(ev), out, sizeof(out)), 200,
+        "%s", out);
+    cr_assert_eq(stat_path("engine/contacts/open"), 2);
+    cr_assert_eq(stop_daemon(), 0);
+}
+
 Test(adapters, unsigned_endpoints_off_loopback_are_refused) {
     char conf[] = "/tmp/contactd-http-XXXXXX", cmd[512];
     int fd = mkstemp(conf), status;
