@@ -188,6 +188,43 @@ populate(void *p, size_t n) {
     return 0;
 }
 
+/* A huge page mapped and faulted in, or NULL. */
+static void *
+fresh_page(void) {
+    void *p = map_huge(HUGE_PAGE);
+
+    if (p != NULL && populate(p, HUGE_PAGE) != 0) {
+        munmap(p, HUGE_PAGE);
+        p = NULL;
+    }
+    return p;
+}
+
+/* Puts a fresh page on the stack; called with the lock held. */
+static void
+reserve_push(void *p) {
+    atomic_fetch_add_explicit(&mem_allocs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mem_live, HUGE_PAGE, memory_order_relaxed);
+    *(void **)p = reserve.top;
+    reserve.top = p;
+    reserve.held++;
+}
+
+int
+cc_mem_reserve_prefill(unsigned pages, const atomic_int *stop) {
+    unsigned i;
+    void *p;
+
+    for (i = 0; i < pages && !atomic_load(stop); i++) {
+        if ((p = fresh_page()) == NULL)
+            return CC_ENOMEM;
+        pthread_mutex_lock(&reserve.lock);
+        reserve_push(p);
+        pthread_mutex_unlock(&reserve.lock);
+    }
+    return 0;
+}
+
 int
 cc_mem_reserve_fill(void) {
     int rc = 0;
@@ -197,11 +234,7 @@ cc_mem_reserve_fill(void) {
     while (reserve.held < reserve.target) {
         /* The slow part runs unlocked: the engine may take meanwhile. */
         pthread_mutex_unlock(&reserve.lock);
-        p = map_huge(HUGE_PAGE);
-        if (p != NULL && populate(p, HUGE_PAGE) != 0) {
-            munmap(p, HUGE_PAGE);
-            p = NULL;
-        }
+        p = fresh_page();
         pthread_mutex_lock(&reserve.lock);
         if (p == NULL) {
             rc = CC_ENOMEM;
@@ -212,11 +245,7 @@ cc_mem_reserve_fill(void) {
             munmap(p, HUGE_PAGE);
             break;
         }
-        atomic_fetch_add_explicit(&mem_allocs, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&mem_live, HUGE_PAGE, memory_order_relaxed);
-        *(void **)p = reserve.top;
-        reserve.top = p;
-        reserve.held++;
+        reserve_push(p);
     }
     reserve.filling = false;
     pthread_mutex_unlock(&reserve.lock);

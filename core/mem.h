@@ -13,6 +13,8 @@
 
 #include "cc.h"
 
+#include <stdatomic.h>
+
 struct cc_mem_stats {
     /* calls that obtained memory from the system (reserve pages included,
      * counted when faulted in, not when taken) */
@@ -72,6 +74,12 @@ bool cc_mem_reserve_wanted(void);
 /* Maps and faults in pages until the reserve reaches its target; ends the
  * fill cc_mem_reserve_wanted() claimed. Returns 0 or CC_ENOMEM. */
 int cc_mem_reserve_fill(void);
+/* Maps and faults in up to pages more pages, whatever the target, for a
+ * burst of growth known ahead (recovery restoring a snapshot), on a thread
+ * of its own while the engine grows. Stops early once *stop is non-zero.
+ * What is still held afterwards goes at the next cc_mem_reserve_target()
+ * below it. 0 or CC_ENOMEM. */
+int cc_mem_reserve_prefill(unsigned pages, const atomic_int *stop);
 void cc_mem_reserve_stats(struct cc_mem_reserve_stats *out);
 /* Unmaps what the reserve holds and sets its target to 0. */
 void cc_mem_reserve_release(void);
