@@ -9,10 +9,12 @@
  *    Prints acknowledged events/s, the latency of an acknowledgement
  *    (p50, p99) and events per sync.
  * 2. Replay and restart: N events (one per message, or 100 per message)
- *    pushed on PULL into a journal (fsync = off), contactd killed with
- *    SIGKILL, then started again: the time until it answers, and the
- *    replay rate its stats report (records and events per second), with
- *    N open conversations to rebuild.
+ *    pushed on PULL into a journal (fsync = off, no snapshots), contactd
+ *    killed with SIGKILL, then started again: the time until it answers,
+ *    and the replay rate its stats report (records and events per
+ *    second), with N open conversations to rebuild. Then a snapshot of
+ *    that state ({"q":"snapshot"}: how long the child took, bytes per
+ *    conversation), another SIGKILL, and the restart from the snapshot.
  *
  *   cc_durabench [--seconds S] [--clients C] [--events N] [--only acked|replay]
  */
@@ -30,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,7 +94,8 @@ daemon_start_once(struct daemon *d, const char *fsync, bool fresh) {
                 "[limits]\nmax_contacts = 4000000\n"
                 "[conversation]\nmax_conversations = 4000000\n"
                 "[identity]\nmax_identities = 8000000\n"
-                "[durability]\ndir = %s\nfsync = %s\n",
+                "[durability]\ndir = %s\nfsync = %s\n"
+                "snapshot_interval = 0\nsnapshot_records = 0\n",
                 d->ingest, d->ack, d->query, free_port(), free_port(),
                 fsync != NULL ? d->data : "", fsync != NULL ? fsync : "off");
         fclose(f);
@@ -267,6 +271,8 @@ bench_acked(const char *fsync, unsigned batch, unsigned clients,
 
 /* ---- replay and restart ------------------------------------------------- */
 
+static void bench_snapshot_restart(struct daemon *d, int64_t convs);
+
 static void
 bench_replay(uint64_t events, unsigned batch) {
     static const char *const rec_path[] = {"server/recovered_records"};
@@ -309,11 +315,75 @@ bench_replay(uint64_t events, unsigned batch) {
            ms ? (double)(msgs * batch) * 1000.0 / (double)ms : 0.0,
            (long long)convs);
     fflush(stdout);
-    daemon_stop(&d, SIGTERM);
+    if (batch == 100)
+        bench_snapshot_restart(&d, convs);
+    daemon_stop(&d, SIGKILL);
     if (getenv("CC_DURABENCH_KEEP") != NULL)
         printf("kept %s and %s\n", d.conf, d.data);
     else
         daemon_clean(&d);
+}
+
+/* Sends {"q":"snapshot"} and waits until it is written: its seq, or -1. */
+static int64_t
+snapshot_now(const char *query) {
+    static const char req[] = "\x81\xa1q\xa8snapshot";
+    static const char *const last_path[] = {"snapshot/last_seq"};
+    int64_t before = stats_sum(query, last_path, 1), now;
+    nng_socket sock;
+    char *buf = NULL;
+    size_t len;
+
+    if (nng_req0_open(&sock) != 0 || nng_dial(sock, query, NULL, 0) != 0 ||
+        nng_send(sock, (void *)req, sizeof(req) - 1, 0) != 0 ||
+        nng_recv(sock, &buf, &len, NNG_FLAG_ALLOC) != 0) {
+        nng_close(sock);
+        return -1;
+    }
+    nng_free(buf, len);
+    nng_close(sock);
+    while ((now = stats_sum(query, last_path, 1)) == before)
+        nng_msleep(20);
+    return now;
+}
+
+/* A snapshot of the state d holds, then SIGKILL and a restart from it. */
+static void
+bench_snapshot_restart(struct daemon *d, int64_t convs) {
+    static const char *const ms_path[] = {"snapshot/last_ms"};
+    static const char *const rec_ms_path[] = {"server/recovery_ms"};
+    static const char *const rec_path[] = {"server/recovered_records"};
+    char path[200];
+    struct stat st;
+    int64_t seq, wrote_ms;
+    double t;
+
+    t = now_s();
+    seq = snapshot_now(d->query);
+    t = now_s() - t;
+    wrote_ms = stats_sum(d->query, ms_path, 1);
+    snprintf(path, sizeof(path), "%s/snapshots/%020lld.snap", d->data,
+             (long long)seq);
+    if (seq < 0 || stat(path, &st) != 0) {
+        printf("snapshot: failed\n");
+        return;
+    }
+    daemon_stop(d, SIGKILL);
+    printf("snapshot of %lld open conversations: written by the child in "
+           "%lld ms (%.2f s until stats showed it), %.2f MB, %.0f bytes per "
+           "conversation\n",
+           (long long)convs, (long long)wrote_ms, t, (double)st.st_size / 1e6,
+           convs > 0 ? (double)st.st_size / (double)convs : 0.0);
+    t = now_s();
+    daemon_start(d, NULL, false);
+    while (stats_done(d->query) < 0 && now_s() - t < 300)
+        nng_msleep(10);
+    t = now_s() - t;
+    printf("restart from the snapshot: %.2f s until the query socket "
+           "answers (recovery %lld ms, %lld journal records replayed)\n",
+           t, (long long)stats_sum(d->query, rec_ms_path, 1),
+           (long long)stats_sum(d->query, rec_path, 1));
+    fflush(stdout);
 }
 
 int

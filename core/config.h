@@ -103,6 +103,8 @@ struct cc_config {
     uint64_t sync_records;
     uint64_t segment_size;
     uint64_t max_unwritten;
+    uint64_t snapshot_interval_ms; /* 0: none but at shutdown */
+    uint64_t snapshot_records;     /* 0: no count trigger */
     /* [alerts] */
     uint64_t alert_log; /* alerts kept for {"q":"alerts","since":N} */
     /* [ingest] */

@@ -59,79 +59,82 @@ struct reader {
 
 static void
 usage(FILE *out) {
-    fputs("usage: contactctl [OPTIONS] COMMAND [ARGS]\n"
-          "\n"
-          "Command-line companion of contactd.\n"
-          "\n"
-          "Commands:\n"
-          "  send [JSON ...]       send events: each JSON argument, an event "
-          "object or an\n"
-          "                        array of them, is one message; without "
-          "arguments the\n"
-          "                        values are read from standard input (one "
-          "document,\n"
-          "                        or one value per line)\n"
-          "  send -f FILE          the same from FILE (\"-\" for standard "
-          "input)\n"
-          "  tail alerts [PREFIX]  print alerts whose topic starts with "
-          "PREFIX\n"
-          "  tail alerts --since SEQ [PREFIX]\n"
-          "                        first the logged alerts after SEQ (each "
-          "alert's \"seq\"),\n"
-          "                        then the new ones, each once\n"
-          "  tail callbacks        print callback triggers (takes them from "
-          "the\n"
-          "                        callback workers' share)\n"
-          "  stats                 print the daemon's counters\n"
-          "  conversation --email ADDRESS | --phone NUMBER | --chat ID |\n"
-          "               --social PLATFORM:HANDLE | --crm ID | --id cv-N\n"
-          "                        print the customer's conversation with "
-          "its context\n"
-          "  sla --id cv-N         print the conversation's running SLA "
-          "clocks, every\n"
-          "                        stage with its due time\n"
-          "  at-risk [--queue Q] [--limit N]\n"
-          "                        print the SLA clocks nearest to their "
-          "breach\n"
-          "                        (waiting callers, conversations "
-          "awaiting an\n"
-          "                        agent), soonest first (default 10)\n"
-          "  queue --queue Q [--limit N] | --channel C\n"
-          "                        print service levels over 15, 30 and 60 "
-          "minutes;\n"
-          "                        for a queue also its agents and the "
-          "first N\n"
-          "                        callers in answer order (default 10)\n"
-          "\n"
-          "Options:\n"
-          "  -c, --config FILE   read FILE over the embedded defaults, as "
-          "contactd does\n"
-          "      --timeout MS    send, stats, conversation, sla, at-risk: give "
-          "up\n"
-          "                      after MS milliseconds (default 5000); tail: "
-          "exit 1\n"
-          "                      when no message arrives within MS (default: "
-          "wait\n"
-          "                      forever)\n"
-          "      --count N       tail: exit after N messages\n"
-          "      --queue Q       at-risk: only callers waiting in Q and "
-          "conversations\n"
-          "                      last queued to Q; queue: the queue\n"
-          "      --channel C     queue: a channel's figures instead\n"
-          "      --limit N       at-risk: at most N clocks; queue: N callers "
-          "(1 to 1000)\n"
-          "  -f, --file FILE     send: read events from FILE\n"
-          "  -V, --version       print the version and exit\n"
-          "  -h, --help          print this help and exit\n"
-          "\n"
-          "Replies and messages are printed as one JSON line each; stats "
-          "prints\n"
-          "indented JSON. Exit status: 0 on success, 1 when contactd cannot "
-          "be\n"
-          "reached, answers an error or rejects an event, or the input is "
-          "not JSON,\n"
-          "2 for a usage error.\n",
-          out);
+    fputs(
+        "usage: contactctl [OPTIONS] COMMAND [ARGS]\n"
+        "\n"
+        "Command-line companion of contactd.\n"
+        "\n"
+        "Commands:\n"
+        "  send [JSON ...]       send events: each JSON argument, an event "
+        "object or an\n"
+        "                        array of them, is one message; without "
+        "arguments the\n"
+        "                        values are read from standard input (one "
+        "document,\n"
+        "                        or one value per line)\n"
+        "  send -f FILE          the same from FILE (\"-\" for standard "
+        "input)\n"
+        "  tail alerts [PREFIX]  print alerts whose topic starts with "
+        "PREFIX\n"
+        "  tail alerts --since SEQ [PREFIX]\n"
+        "                        first the logged alerts after SEQ (each "
+        "alert's \"seq\"),\n"
+        "                        then the new ones, each once\n"
+        "  tail callbacks        print callback triggers (takes them from "
+        "the\n"
+        "                        callback workers' share)\n"
+        "  stats                 print the daemon's counters\n"
+        "  snapshot              have contactd write a snapshot now and wait\n"
+        "                        until it is on disk (or the one running)\n"
+        "  conversation --email ADDRESS | --phone NUMBER | --chat ID |\n"
+        "               --social PLATFORM:HANDLE | --crm ID | --id cv-N\n"
+        "                        print the customer's conversation with "
+        "its context\n"
+        "  sla --id cv-N         print the conversation's running SLA "
+        "clocks, every\n"
+        "                        stage with its due time\n"
+        "  at-risk [--queue Q] [--limit N]\n"
+        "                        print the SLA clocks nearest to their "
+        "breach\n"
+        "                        (waiting callers, conversations "
+        "awaiting an\n"
+        "                        agent), soonest first (default 10)\n"
+        "  queue --queue Q [--limit N] | --channel C\n"
+        "                        print service levels over 15, 30 and 60 "
+        "minutes;\n"
+        "                        for a queue also its agents and the "
+        "first N\n"
+        "                        callers in answer order (default 10)\n"
+        "\n"
+        "Options:\n"
+        "  -c, --config FILE   read FILE over the embedded defaults, as "
+        "contactd does\n"
+        "      --timeout MS    send, stats, conversation, sla, at-risk: give "
+        "up\n"
+        "                      after MS milliseconds (default 5000); tail: "
+        "exit 1\n"
+        "                      when no message arrives within MS (default: "
+        "wait\n"
+        "                      forever)\n"
+        "      --count N       tail: exit after N messages\n"
+        "      --queue Q       at-risk: only callers waiting in Q and "
+        "conversations\n"
+        "                      last queued to Q; queue: the queue\n"
+        "      --channel C     queue: a channel's figures instead\n"
+        "      --limit N       at-risk: at most N clocks; queue: N callers "
+        "(1 to 1000)\n"
+        "  -f, --file FILE     send: read events from FILE\n"
+        "  -V, --version       print the version and exit\n"
+        "  -h, --help          print this help and exit\n"
+        "\n"
+        "Replies and messages are printed as one JSON line each; stats "
+        "prints\n"
+        "indented JSON. Exit status: 0 on success, 1 when contactd cannot "
+        "be\n"
+        "reached, answers an error or rejects an event, or the input is "
+        "not JSON,\n"
+        "2 for a usage error.\n",
+        out);
 }
 
 /* ---- command line ----------------------------------------------------- */
@@ -881,6 +884,69 @@ cmd_stats(const struct cc_config *cfg, const struct options *o) {
     return query_print(cfg, o, query, sizeof(query) - 1);
 }
 
+/* The integer at obj.key, or -1. */
+static json_int_t
+json_int_at(json_t *obj, const char *key) {
+    json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+    return json_is_integer(v) ? json_integer_value(v) : -1;
+}
+
+/* {"q":"snapshot"}, then stats until the snapshot is written or failed:
+ * prints {"snapshot": SEQ, "ms": MS} or the reason. */
+static int
+cmd_snapshot(const struct cc_config *cfg, const struct options *o) {
+    static const char start[] = "\x81\xa1q\xa8snapshot";
+    static const char stats[] = "\x81\xa1q\xa5stats";
+    nng_duration timeout =
+        (nng_duration)(o->timeout_ms > 0 ? o->timeout_ms : DEFAULT_TIMEOUT_MS);
+    json_t *reply = NULL, *snap;
+    json_int_t seq, failures, last;
+    nng_socket sock;
+    int rc;
+
+    if (open_dial(&sock, SOCK_REQ, cfg->query, "", timeout) != 0)
+        return EXIT_FAIL;
+    rc = request(sock, cfg->query, stats, sizeof(stats) - 1, &reply);
+    failures = rc == 0
+                   ? json_int_at(json_object_get(reply, "snapshot"), "failures")
+                   : -1;
+    json_decref(reply);
+    reply = NULL;
+    if (rc == 0)
+        rc = request(sock, cfg->query, start, sizeof(start) - 1, &reply);
+    seq = rc == 0 ? json_int_at(reply, "seq") : -1;
+    if (rc == 0 && seq < 0) {
+        print_json(reply, 0);
+        rc = CC_EPROTO;
+    }
+    json_decref(reply);
+    while (rc == 0) {
+        nng_msleep(50);
+        reply = NULL;
+        rc = request(sock, cfg->query, stats, sizeof(stats) - 1, &reply);
+        if (rc != 0)
+            break;
+        snap = json_object_get(reply, "snapshot");
+        last = json_int_at(snap, "last_seq");
+        if (last >= seq) {
+            printf("{\"snapshot\": %lld, \"ms\": %lld}\n", (long long)seq,
+                   (long long)json_int_at(snap, "last_ms"));
+            json_decref(reply);
+            break;
+        }
+        if (json_int_at(snap, "failures") > failures &&
+            !json_is_true(json_object_get(snap, "running"))) {
+            json_t *e = json_object_get(snap, "last_error");
+            fprintf(stderr, "contactctl: snapshot failed: %s\n",
+                    json_is_string(e) ? json_string_value(e) : "?");
+            rc = CC_EIO;
+        }
+        json_decref(reply);
+    }
+    nng_close(sock);
+    return rc != 0 ? EXIT_FAIL : EXIT_OK;
+}
+
 /* Starts a query map of n keys, "q" first, in sb. */
 static void
 query_begin(msgpack_sbuffer *sb, msgpack_packer *pk, uint32_t n,
@@ -1207,7 +1273,7 @@ main(int argc, char **argv) {
     if (strcmp(cmd, "send") != 0 && strcmp(cmd, "tail") != 0 &&
         strcmp(cmd, "stats") != 0 && strcmp(cmd, "conversation") != 0 &&
         strcmp(cmd, "sla") != 0 && strcmp(cmd, "at-risk") != 0 &&
-        strcmp(cmd, "queue") != 0)
+        strcmp(cmd, "queue") != 0 && strcmp(cmd, "snapshot") != 0)
         return usage_error("unknown command", cmd);
     if (o.limit != 0 && strcmp(cmd, "at-risk") != 0 &&
         strcmp(cmd, "queue") != 0)
@@ -1249,8 +1315,9 @@ main(int argc, char **argv) {
     if (o.since >= 0 && (strcmp(cmd, "tail") != 0 || o.npos < 2 ||
                          strcmp(argv[1], "alerts") != 0))
         return usage_error("--since is an option of tail alerts", NULL);
-    if (strcmp(cmd, "stats") == 0 && o.npos != 1)
-        return usage_error("stats takes no arguments", NULL);
+    if ((strcmp(cmd, "stats") == 0 || strcmp(cmd, "snapshot") == 0) &&
+        o.npos != 1)
+        return usage_error("stats and snapshot take no arguments", NULL);
     if (strcmp(cmd, "tail") == 0) {
         if (o.npos < 2)
             return usage_error("tail needs 'alerts' or 'callbacks'", NULL);
@@ -1276,6 +1343,8 @@ main(int argc, char **argv) {
         return cmd_send(&cfg, &o, argv + 1, o.npos - 1);
     if (strcmp(cmd, "stats") == 0)
         return cmd_stats(&cfg, &o);
+    if (strcmp(cmd, "snapshot") == 0)
+        return cmd_snapshot(&cfg, &o);
     if (strcmp(cmd, "conversation") == 0)
         return cmd_conversation(&cfg, &o);
     if (strcmp(cmd, "sla") == 0)

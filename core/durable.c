@@ -34,6 +34,8 @@ struct cc_durable {
     uint64_t target;  /* the running sync makes records below it durable */
     uint64_t pending; /* records written, not yet synced */
     uint64_t pending_since; /* uv_now when the oldest of them was written */
+    uint64_t trim_to;       /* segments wholly below it may go */
+    uint64_t trimmed;       /* trim_to when segments were last removed */
     int sync_rc;
     bool syncing;
     bool timer_armed;
@@ -42,6 +44,7 @@ struct cc_durable {
 
     /* stats */
     uint64_t records, syncs, sync_ns, sync_max_ns, write_errors;
+    uint64_t segments_removed;
     uint64_t sync_started_ns;
 };
 
@@ -96,8 +99,8 @@ make_dir(const char *dir, char *err, size_t errlen) {
 
 int
 cc_durable_open(struct cc_durable **out, uv_loop_t *loop,
-                const struct cc_config *cfg, cc_durable_cb on_durable,
-                void *arg, char *err, size_t errlen) {
+                const struct cc_config *cfg, uint64_t first_seq,
+                cc_durable_cb on_durable, void *arg, char *err, size_t errlen) {
     struct cc_journal_opts o = {0};
     struct cc_durable *d;
     int rc;
@@ -114,6 +117,7 @@ cc_durable_open(struct cc_durable **out, uv_loop_t *loop,
     if (rc == 0) {
         o.segment_size = cfg->segment_size;
         o.sync_off = cfg->fsync == CC_FSYNC_OFF;
+        o.first_seq = first_seq;
         rc = cc_journal_open(&d->j, d->dir, &o, err, errlen);
     }
     if (rc != 0) {
@@ -134,14 +138,65 @@ cc_durable_open(struct cc_durable **out, uv_loop_t *loop,
     return 0;
 }
 
+void
+cc_durable_head(unsigned char head[CC_DURABLE_HEAD], enum cc_durable_kind kind,
+                uint64_t num) {
+    head[0] = (unsigned char)kind;
+    cc_put_le64(head + 1, num);
+}
+
+int
+cc_durable_apply(struct cc_engine **e, const struct cc_engine_config *ec,
+                 uint64_t seq, const void *p, size_t n,
+                 struct cc_ingest_report *rep, uint64_t *sent, uint64_t *now,
+                 char *err, size_t errlen) {
+    enum cc_durable_kind kind;
+    const void *msg;
+    uint64_t num;
+    size_t len;
+
+    if (cc_durable_parse(p, n, &kind, &num, &msg, &len) != 0)
+        return cc_errf(err, errlen, CC_EPROTO,
+                       "journal: record %llu is not a contactd record",
+                       (unsigned long long)seq);
+    if (*e == NULL && kind != CC_REC_GENESIS)
+        return cc_errf(err, errlen, CC_EPROTO,
+                       "journal: starts at record %llu, which is not where "
+                       "an engine began, and no snapshot covers the records "
+                       "before it",
+                       (unsigned long long)seq);
+    switch (kind) {
+    case CC_REC_GENESIS:
+        if (*e != NULL)
+            return cc_errf(err, errlen, CC_EPROTO,
+                           "journal: record %llu starts a second engine",
+                           (unsigned long long)seq);
+        if (cc_engine_new(e, ec, num) != 0)
+            return cc_errf(err, errlen, CC_ENOMEM,
+                           "out of memory creating the engine");
+        break;
+    case CC_REC_INGEST:
+        cc_engine_ingest(*e, msg, len, num, rep);
+        break;
+    case CC_REC_TICK:
+        cc_engine_tick(*e, num);
+        break;
+    case CC_REC_SENT:
+        *sent += num;
+        return 0;
+    }
+    if (num > *now)
+        *now = num;
+    return 0;
+}
+
 uint64_t
 cc_durable_log(struct cc_durable *d, enum cc_durable_kind kind, uint64_t num,
                const void *msg, size_t len) {
     unsigned char head[CC_DURABLE_HEAD];
     uint64_t seq;
 
-    head[0] = (unsigned char)kind;
-    cc_put_le64(head + 1, num);
+    cc_durable_head(head, kind, num);
     seq = cc_journal_append2(d->j, head, sizeof(head), msg, len);
     if (seq != 0) {
         d->last = seq;
@@ -201,6 +256,30 @@ sync_work_cb(uv_work_t *w) {
 
 static void timer_cb(uv_timer_t *t);
 
+/* Removes the segments a snapshot covers, when no sync runs. */
+static void
+trim_now(struct cc_durable *d) {
+    int rc;
+
+    if (d->syncing || d->trim_to <= d->trimmed)
+        return;
+    d->trimmed = d->trim_to;
+    rc = cc_journal_remove_before(d->j, d->trim_to);
+    if (rc < 0)
+        cc_log_warn("journal: removing segments a snapshot covers: %s; "
+                    "they stay",
+                    cc_journal_error(d->j));
+    else
+        d->segments_removed += (uint64_t)rc;
+}
+
+void
+cc_durable_trim(struct cc_durable *d, uint64_t seq) {
+    if (seq > d->trim_to)
+        d->trim_to = seq;
+    trim_now(d);
+}
+
 static void
 sync_done_cb(uv_work_t *w, int status) {
     struct cc_durable *d = CC_CONTAINER_OF(w, struct cc_durable, work);
@@ -222,6 +301,7 @@ sync_done_cb(uv_work_t *w, int status) {
         return;
     }
     advance(d, d->target);
+    trim_now(d);
     cc_durable_kick(d);
 }
 
@@ -356,7 +436,7 @@ cc_durable_free(struct cc_durable *d) {
 
 void
 cc_durable_pack_stats(const struct cc_durable *d, msgpack_packer *pk) {
-    msgpack_pack_map(pk, 12);
+    msgpack_pack_map(pk, 13);
     cc_pack_str(pk, "dir");
     cc_pack_str(pk, d->dir);
     cc_pack_str(pk, "fsync");
@@ -375,4 +455,5 @@ cc_durable_pack_stats(const struct cc_durable *d, msgpack_packer *pk) {
                    d->syncs ? d->sync_ns / d->syncs / 1000 : 0);
     cc_pack_kv_u64(pk, "sync_max_us", d->sync_max_ns / 1000);
     cc_pack_kv_u64(pk, "write_errors", d->write_errors);
+    cc_pack_kv_u64(pk, "segments_removed", d->segments_removed);
 }

@@ -38,6 +38,7 @@
 
 #include "cc.h"
 #include "config.h"
+#include "engine.h"
 
 #include <msgpack.h>
 #include <uv.h>
@@ -62,13 +63,16 @@ typedef void (*cc_durable_cb)(void *arg, uint64_t mark);
 /*
  * Opens the journal in <cfg->data_dir>/journal (creating both levels) for
  * appending, with cfg's fsync policy, sync_interval, sync_records,
- * segment_size and max_unwritten. Blocks on the disk: call at startup,
- * after recovery has read the journal. CC_EPROTO, CC_ESTATE (another
- * process holds it) or CC_EIO with the reason in err.
+ * segment_size and max_unwritten; first_seq is where it must continue at
+ * the least (the seq of the snapshot recovery started from, or 0: see
+ * struct cc_journal_opts). Blocks on the disk: call at startup, after
+ * recovery has read the journal. CC_EPROTO, CC_ESTATE (another process
+ * holds it) or CC_EIO with the reason in err.
  */
 int cc_durable_open(struct cc_durable **out, uv_loop_t *loop,
-                    const struct cc_config *cfg, cc_durable_cb on_durable,
-                    void *arg, char *err, size_t errlen);
+                    const struct cc_config *cfg, uint64_t first_seq,
+                    cc_durable_cb on_durable, void *arg, char *err,
+                    size_t errlen);
 
 /* Appends a record; returns its sequence number, or 0 when the record
  * could not be buffered (out of memory). */
@@ -91,6 +95,12 @@ uint64_t cc_durable_last(const struct cc_durable *d);
 /* Whether every appended record is durable and no sync is running. */
 bool cc_durable_idle(const struct cc_durable *d);
 
+/* A snapshot covers every record below seq: the segments that hold only
+ * such records are removed, now or, while a sync runs, when it ends. The
+ * unlinks and the directory's sync run on the loop thread (once per
+ * snapshot); a failure is logged and the segments stay. */
+void cc_durable_trim(struct cc_durable *d, uint64_t seq);
+
 /* Writes and syncs everything appended, blocking (shutdown, with no sync
  * running: after the loop has stopped). 0 or CC_EIO (logged). */
 int cc_durable_flush(struct cc_durable *d);
@@ -102,6 +112,27 @@ void cc_durable_free(struct cc_durable *d);
 
 /* Packs {"dir", "fsync", "state", ...} as one map for stats. */
 void cc_durable_pack_stats(const struct cc_durable *d, msgpack_packer *pk);
+
+/* The head of a record's payload: kind and number. */
+void cc_durable_head(unsigned char head[CC_DURABLE_HEAD],
+                     enum cc_durable_kind kind, uint64_t num);
+
+/*
+ * Applies the record seq (payload p, n bytes) read back from the journal
+ * to *e, as the shell applied it live: a genesis record creates *e (under
+ * ec, at its time), an ingest record is ingested at its time (reported in
+ * rep), a tick moves the engine's clock. A sent record changes no engine
+ * state: its count is added to *sent, for the caller's trigger backlog.
+ * *now becomes the record's time when that is later. The engine's outbox
+ * is the caller's to take. Returns 0, CC_ENOMEM, or CC_EPROTO with the
+ * reason in err: not a contactd record, a genesis record where an engine
+ * exists, any other where none does (the journal starts after where an
+ * engine began, and no snapshot covers what came before).
+ */
+int cc_durable_apply(struct cc_engine **e, const struct cc_engine_config *ec,
+                     uint64_t seq, const void *p, size_t n,
+                     struct cc_ingest_report *rep, uint64_t *sent,
+                     uint64_t *now, char *err, size_t errlen);
 
 /* Splits a payload read back: 0, or CC_EPROTO for one too short or of an
  * unknown kind. *msg and *len are the message of an ingest record. */

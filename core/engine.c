@@ -330,6 +330,11 @@ cc_engine_next_deadline(const struct cc_engine *e) {
     return cc_wheel_next(&e->wheel);
 }
 
+uint64_t
+cc_engine_now(const struct cc_engine *e) {
+    return e->wheel.now;
+}
+
 void
 cc_engine_count_reject(struct cc_engine *e, enum cc_reason r) {
     e->rejected++;

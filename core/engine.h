@@ -105,6 +105,8 @@ void cc_engine_count_bad_message(struct cc_engine *e);
 void cc_engine_tick(struct cc_engine *e, uint64_t now);
 /* When the engine next has timed work (ms), or UINT64_MAX. */
 uint64_t cc_engine_next_deadline(const struct cc_engine *e);
+/* The engine's clock: the latest time it was created or called with. */
+uint64_t cc_engine_now(const struct cc_engine *e);
 
 /* What the engine wants sent; the caller sends and then clears it. */
 struct cc_outbox *cc_engine_outbox(struct cc_engine *e);

@@ -3024,7 +3024,7 @@ sweep_fn(void *arg, const char *name) {
 
 int
 cc_snapshot_write(const char *dir, uint64_t seq, const struct cc_engine *e,
-                  const void *shell, size_t shell_len, char *err,
+                  const struct cc_snapshot_shell *shell, char *err,
                   size_t errlen) {
     char tmp[PATH_MAX], path[PATH_MAX];
     uint8_t h[CC_SNAP_HEADER], b[8];
@@ -3046,11 +3046,16 @@ cc_snapshot_write(const char *dir, uint64_t seq, const struct cc_engine *e,
     rc = fw_write(&f, h, sizeof(h));
     f.crc = 0;
     f.len = 0;
-    cc_put_le64(b, shell_len);
+    cc_put_le64(b, shell != NULL ? shell->len : 0);
     if (rc == 0)
         rc = fw_write(&f, b, sizeof(b));
-    if (rc == 0 && shell_len != 0)
-        rc = fw_write(&f, shell, shell_len);
+    if (rc == 0 && shell != NULL && shell->save != NULL) {
+        rc = shell->save(shell->arg, fw_write, &f);
+        if (rc == 0 && f.len != sizeof(b) + shell->len)
+            rc = CC_ESTATE;
+    } else if (rc == 0 && shell != NULL && shell->len != 0) {
+        rc = fw_write(&f, shell->data, shell->len);
+    }
     if (rc == 0)
         rc = cc_engine_save(e, fw_write, &f);
     if (rc == 0) {
@@ -3086,8 +3091,8 @@ cc_snapshot_write(const char *dir, uint64_t seq, const struct cc_engine *e,
         (void)unlink(tmp);
         if (rc == CC_ESTATE)
             return cc_errf(err, errlen, rc,
-                           "snapshot %s: the engine's state is inconsistent "
-                           "(a bug): nothing written",
+                           "snapshot %s: the engine's or the shell's state "
+                           "is inconsistent (a bug): nothing written",
                            tmp);
         return cc_errf(err, errlen, CC_EIO, "snapshot %s: %s: %s", tmp, what,
                        strerror(f.errnum));

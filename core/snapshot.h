@@ -87,7 +87,8 @@ int cc_engine_restore(struct cc_engine **out,
  * version, a u32 CRC-32C of the header's other 28 bytes, a u64 seq and a
  * u64 body length; little-endian), the body, and a u32 CRC-32C of the
  * body. The body is a u64 length and the shell's blob (the daemon's, e.g.
- * its alert log), then the engine's state to the end of the body.
+ * its alert log; shell may be NULL for none), then the engine's state to
+ * the end of the body.
  *
  * cc_snapshot_write() writes "<name>.tmp" in dir, syncs it, renames it to
  * "<name>", syncs the directory, then removes every older snapshot but the
@@ -96,8 +97,20 @@ int cc_engine_restore(struct cc_engine **out,
  * the reason (a full disk: ENOSPC's text) and return CC_EIO (CC_ESTATE
  * from cc_engine_save()); the temporary file is removed then.
  */
+struct cc_snapshot_shell {
+    size_t len; /* bytes of the blob */
+    /* The blob as bytes (save NULL), or written by save through write in
+     * pieces of any size, exactly len bytes in all (else CC_ESTATE);
+     * save returns 0 or what write returned. It must not allocate when
+     * cc_snapshot_write() runs in a fork()ed child. */
+    const void *data;
+    int (*save)(void *arg, int (*write)(void *ctx, const void *p, size_t n),
+                void *ctx);
+    void *arg;
+};
+
 int cc_snapshot_write(const char *dir, uint64_t seq, const struct cc_engine *e,
-                      const void *shell, size_t shell_len, char *err,
+                      const struct cc_snapshot_shell *shell, char *err,
                       size_t errlen);
 
 /*

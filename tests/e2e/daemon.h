@@ -156,8 +156,7 @@ stat_path(const char *path) {
 }
 
 /* Writes the daemon's config file: its five addresses under [server],
- * after its own [durability] dir (unless extra has that section), then
- * extra. */
+ * after its own [durability] dir (unless extra sets one), then extra. */
 static inline void
 write_conf(const char *extra) {
     static const char *const keys[] = {"ingest", "ingest_ack", "alerts",
@@ -166,7 +165,7 @@ write_conf(const char *extra) {
     int i;
 
     cr_assert_not_null(f);
-    if (extra == NULL || strstr(extra, "[durability]") == NULL)
+    if (extra == NULL || strstr(extra, "[durability]\ndir") == NULL)
         fprintf(f, "[durability]\ndir = %s\n", d.data);
     /* [server] last: extra may go on in it. */
     fprintf(f, "[server]\n");

@@ -8,6 +8,7 @@
  */
 #include <criterion/criterion.h>
 
+#include <dirent.h>
 #include <msgpack.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -133,11 +134,14 @@ Test(durability, kill_restart_keeps_state_and_fires_late_alerts) {
         cr_assert_eq(lines, 1);
     }
 
-    /* A clean stop and another start: nothing fires again. */
+    /* A clean stop and another start: nothing fires again, and the
+     * snapshot written at the stop leaves nothing to replay. */
     cr_assert_eq(term_daemon(), 0);
     restart_daemon();
+    cr_assert_eq(stat_path("server/recovered_records"), 0);
     cr_assert_eq(stat_path("server/alerts_late"), 0);
     cr_assert_eq(stat_path("server/alert_seq"), 2);
+    cr_assert_eq(stat_path("server/alerts_logged"), 2);
     cr_assert_eq(stat_path("engine/contacts/open"), 2);
     cr_assert_eq(stop_daemon(), 0);
 }
@@ -227,8 +231,11 @@ Test(durability, crash_loop_keeps_every_acknowledged_event) {
     char err[256];
     unsigned seed = (unsigned)t0;
 
-    /* [durability] fsync = batch, the default. */
-    start_daemon("[sla.phone]\nanswer = 300ms\nwarn = 50%\n");
+    /* [durability] fsync = batch, the default; a snapshot every 20
+     * records, so that kills land before, during and after them, and
+     * restarts load one and replay what follows. */
+    start_daemon("[durability]\nsnapshot_records = 20\n"
+                 "[sla.phone]\nanswer = 300ms\nwarn = 50%\n");
     cr_log_info("crash loop seed %u", seed);
     srand(seed);
     cr_assert_eq(nng_sub0_open(&seen.sub), 0);
@@ -267,7 +274,9 @@ Test(durability, crash_loop_keeps_every_acknowledged_event) {
         b++;
         restart_daemon();
     }
-    cr_log_info("%d rounds, %d batches acknowledged", round, nacked);
+    cr_log_info("%d rounds, %d batches acknowledged, %lld snapshots since "
+                "the last start",
+                round, nacked, (long long)stat_path("snapshot/written"));
     cr_assert_gt(nacked, CRASH_ROUNDS, "the client got few acknowledgements");
 
     /* Every caller of an acknowledged batch is known: the open contacts
@@ -346,6 +355,156 @@ Test(durability, crash_loop_keeps_every_acknowledged_event) {
                              (unsigned long long)seen.seq[i]);
         }
     }
+    cr_assert_eq(stop_daemon(), 0);
+}
+
+/* ---- snapshots ------------------------------------------------------------
+ */
+
+/* Acknowledged batches of 100 callers joining sales, each with a number. */
+static void
+send_joins(int first, int batches) {
+    int b, i;
+
+    for (b = first; b < first + batches; b++) {
+        tb_reset(&t);
+        msgpack_pack_array(&t.pk, 100);
+        for (i = 0; i < 100; i++) {
+            char id[32], contact[32], phone[32];
+            snprintf(id, sizeof(id), "s%d-%d", b, i);
+            snprintf(contact, sizeof(contact), "sc%d-%d", b, i);
+            snprintf(phone, sizeof(phone), "+1666%07d", b * 100 + i);
+            pack_join(&t, id, (int64_t)wall_ms(), contact, phone);
+        }
+        send_acked(100);
+    }
+}
+
+/* Files in <data>/sub whose names end with suffix; *lowest gets the
+ * smallest number such a name starts with. */
+static int
+count_files(const char *sub, const char *suffix, uint64_t *lowest) {
+    char path[600];
+    struct dirent *e;
+    DIR *dir;
+    int n = 0;
+    size_t sl = strlen(suffix);
+
+    snprintf(path, sizeof(path), "%s/%s", d.data, sub);
+    dir = opendir(path);
+    cr_assert_not_null(dir, "%s", path);
+    if (lowest != NULL)
+        *lowest = UINT64_MAX;
+    while ((e = readdir(dir)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len <= sl || strcmp(e->d_name + len - sl, suffix) != 0)
+            continue;
+        n++;
+        if (lowest != NULL && strtoull(e->d_name, NULL, 10) < *lowest)
+            *lowest = strtoull(e->d_name, NULL, 10);
+    }
+    closedir(dir);
+    return n;
+}
+
+/* `contactctl snapshot`: one written now; its seq. */
+static int64_t
+snapshot_now(void) {
+    char cmd[600];
+
+    snprintf(cmd, sizeof(cmd), "%s --config %s snapshot >/dev/null",
+             CONTACTCTL_BIN, d.conf);
+    cr_assert_eq(system(cmd), 0, "contactctl snapshot failed");
+    return stat_path("snapshot/last_seq");
+}
+
+/*
+ * Snapshots bound the journal and the replay: a snapshot and the journal
+ * after it rebuild the state after a kill (the callers, the callback
+ * triggers waiting for a callback system); the older of the two kept
+ * snapshots still works when the newest is damaged, since the journal is
+ * kept from it on; a clean stop writes one, so that the next start
+ * replays nothing; a trigger waiting through all that reaches a callback
+ * system that connects.
+ */
+Test(durability, snapshots_bound_the_journal_and_the_restart) {
+    int64_t seq1, seq2, backlog, got, open = 245 * 100;
+    uint64_t lowest;
+    char path[600];
+    nng_socket pull;
+    char *buf;
+    size_t len;
+    FILE *f;
+
+    start_daemon("[durability]\nsegment_size = 1MiB\nsnapshot_interval = 0\n"
+                 "snapshot_records = 0\n"
+                 "[sla.phone]\nanswer = 1h\n"
+                 "[callback]\noffer_when_position_over = 24490\n"
+                 "offer_after_waiting = 0\n");
+    send_joins(0, 120);
+    cr_assert_geq(count_files("journal", ".seg", NULL), 2,
+                  "120 batches fill more than one 1 MiB segment");
+    seq1 = snapshot_now();
+    cr_assert_gt(seq1, 120);
+    send_joins(120, 120);
+    seq2 = snapshot_now();
+    cr_assert_gt(seq2, seq1 + 119);
+    cr_assert_eq(count_files("snapshots", ".snap", NULL), 2);
+    cr_assert_geq(stat_path("journal/segments_removed"), 1,
+                  "segments below the older snapshot are removed");
+    count_files("journal", ".seg", &lowest);
+    cr_assert_leq(lowest, (uint64_t)seq1,
+                  "the journal is kept from the older snapshot on");
+    cr_assert_gt(lowest, 1);
+    send_joins(240, 5);
+    backlog = stat_path("server/callbacks_backlog");
+    cr_assert_gt(backlog, 0);
+
+    /* Killed: the newest snapshot and the 5 batches after it. */
+    kill_daemon();
+    restart_daemon();
+    cr_assert_eq(stat_path("engine/contacts/open"), open);
+    cr_assert_geq(stat_path("server/recovered_records"), 5);
+    cr_assert_leq(stat_path("server/recovered_records"), 20,
+                  "replay starts at the newest snapshot");
+    cr_assert_eq(stat_path("server/callbacks_backlog"), backlog);
+
+    /* The newest damaged: the older one and the journal after it. */
+    kill_daemon();
+    snprintf(path, sizeof(path), "%s/snapshots/%020lld.snap", d.data,
+             (long long)seq2);
+    f = fopen(path, "r+b");
+    cr_assert_not_null(f);
+    fseek(f, 1000, SEEK_SET);
+    fputc(fgetc(f) ^ 0x40, f);
+    fclose(f);
+    restart_daemon();
+    cr_assert_eq(stat_path("snapshot/last_seq"), seq1);
+    cr_assert_eq(stat_path("engine/contacts/open"), open);
+    cr_assert_geq(stat_path("server/recovered_records"), 125);
+    cr_assert_eq(stat_path("server/callbacks_backlog"), backlog);
+
+    /* A clean stop writes one: nothing to replay after it. */
+    cr_assert_eq(term_daemon(), 0);
+    restart_daemon();
+    cr_assert_eq(stat_path("server/recovered_records"), 0);
+    cr_assert_eq(stat_path("engine/contacts/open"), open);
+    cr_assert_eq(stat_path("server/callbacks_backlog"), backlog);
+
+    /* The triggers waiting through all that reach a callback system, each
+     * once. (All are taken before the socket closes: NNG 1.5 may hang in
+     * nng_close() on a PULL socket that messages are still arriving on.) */
+    cr_assert_eq(nng_pull0_open(&pull), 0);
+    nng_socket_set_ms(pull, NNG_OPT_RECVTIMEO, 5000);
+    cr_assert_eq(nng_dial(pull, d.addr[3], NULL, 0), 0);
+    for (got = 0; nng_recv(pull, &buf, &len, NNG_FLAG_ALLOC) == 0; got++) {
+        cr_assert(memmem(buf, len, "callback.offer", 14) != NULL);
+        nng_free(buf, len);
+        nng_socket_set_ms(pull, NNG_OPT_RECVTIMEO, 500);
+    }
+    cr_assert_eq(got, backlog);
+    cr_assert_eq(stat_path("server/callbacks_backlog"), 0);
+    nng_close(pull);
     cr_assert_eq(stop_daemon(), 0);
 }
 
