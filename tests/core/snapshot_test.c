@@ -579,11 +579,24 @@ free_stream(struct step *st, unsigned n) {
     free(st);
 }
 
+/* Moves what the outbox holds to out (kind, length, bytes each). */
+static void
+take_outbox(struct cc_engine *e, struct buf *out) {
+    struct cc_outbox *ob = cc_engine_outbox(e);
+    uint32_t i;
+
+    for (i = 0; i < ob->n; i++) {
+        buf_add(out, &ob->v[i].kind, sizeof(ob->v[i].kind));
+        buf_add(out, &ob->v[i].len, sizeof(ob->v[i].len));
+        buf_add(out, cc_outbox_data(ob, &ob->v[i]), ob->v[i].len);
+    }
+    cc_outbox_clear(ob);
+}
+
 /* Runs one call and appends what it said to out: the ingest report and
  * every record of the outbox (which it then clears). */
 static void
 run_step(struct cc_engine *e, const struct step *s, struct buf *out) {
-    struct cc_outbox *ob = cc_engine_outbox(e);
     uint32_t i;
 
     if (s->tick) {
@@ -605,12 +618,7 @@ run_step(struct cc_engine *e, const struct step *s, struct buf *out) {
         }
         cc_ingest_report_fini(&rep);
     }
-    for (i = 0; i < ob->n; i++) {
-        buf_add(out, &ob->v[i].kind, sizeof(ob->v[i].kind));
-        buf_add(out, &ob->v[i].len, sizeof(ob->v[i].len));
-        buf_add(out, cc_outbox_data(ob, &ob->v[i]), ob->v[i].len);
-    }
-    cc_outbox_clear(ob);
+    take_outbox(e, out);
 }
 
 /* What the engine answers to every query, into out. */
@@ -1542,20 +1550,6 @@ Test(snapshot, big_engine_round_trips) {
 
 /* ---- the journal: replay gives what live processing gave ------------------
  */
-
-/* Moves what the outbox holds to out (kind, length, bytes each). */
-static void
-take_outbox(struct cc_engine *e, struct buf *out) {
-    struct cc_outbox *ob = cc_engine_outbox(e);
-    uint32_t i;
-
-    for (i = 0; i < ob->n; i++) {
-        buf_add(out, &ob->v[i].kind, sizeof(ob->v[i].kind));
-        buf_add(out, &ob->v[i].len, sizeof(ob->v[i].len));
-        buf_add(out, cc_outbox_data(ob, &ob->v[i]), ob->v[i].len);
-    }
-    cc_outbox_clear(ob);
-}
 
 /* One step as the daemon takes it: journalled first (a tick only when the
  * engine has timed work due then, as the daemon journals them), then
