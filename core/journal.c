@@ -720,6 +720,18 @@ lock_dir(const char *dir, int *fdp, char *err, size_t errlen) {
     return 0;
 }
 
+/* Unlinks the segment that starts at first. */
+static int
+remove_segment(struct cc_journal *j, uint64_t first) {
+    char name[NAME_LEN + 1];
+
+    seg_name(name, first);
+    if (unlinkat(j->dirfd, name, 0) == 0)
+        return 0;
+    return cc_errf(j->err, sizeof(j->err), CC_EIO, "remove %s/%s: %s", j->dir,
+                   name, strerror(errno));
+}
+
 /* Starts the first segment of an empty journal at first. */
 static int
 start_at(struct cc_journal *j, uint64_t first) {
@@ -738,8 +750,8 @@ start_at(struct cc_journal *j, uint64_t first) {
  * covers: its segments go, so that it continues at first. */
 static int
 drop_covered(struct cc_journal *j, const struct seglist *l, uint64_t first) {
-    char name[NAME_LEN + 1];
     size_t i;
+    int rc;
 
     cc_log_warn("journal %s: ends before record %" PRIu64 ", where the "
                 "snapshot it continues from ends (the crash came before "
@@ -749,10 +761,8 @@ drop_covered(struct cc_journal *j, const struct seglist *l, uint64_t first) {
     close(j->fd);
     j->fd = -1;
     for (i = 0; i < l->n; i++) {
-        seg_name(name, l->first[i]);
-        if (unlinkat(j->dirfd, name, 0) != 0)
-            return cc_errf(j->err, sizeof(j->err), CC_EIO, "remove %s/%s: %s",
-                           j->dir, name, strerror(errno));
+        if ((rc = remove_segment(j, l->first[i])) != 0)
+            return rc;
     }
     return 0;
 }
@@ -999,7 +1009,6 @@ cc_journal_sync_error(const struct cc_journal *j) {
 
 int
 cc_journal_remove_before(struct cc_journal *j, uint64_t seq) {
-    char name[NAME_LEN + 1];
     struct seglist l;
     int rc, removed = 0;
     size_t i;
@@ -1012,12 +1021,8 @@ cc_journal_remove_before(struct cc_journal *j, uint64_t seq) {
     for (i = 0; i + 1 < l.n; i++) {
         if (l.first[i] >= j->seg_first || l.first[i + 1] > seq)
             break;
-        seg_name(name, l.first[i]);
-        if (unlinkat(j->dirfd, name, 0) != 0) {
-            rc = cc_errf(j->err, sizeof(j->err), CC_EIO, "remove %s/%s: %s",
-                         j->dir, name, strerror(errno));
+        if ((rc = remove_segment(j, l.first[i])) != 0)
             break;
-        }
         removed++;
     }
     seglist_free(&l);

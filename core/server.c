@@ -104,6 +104,9 @@ struct alert_log {
     uint64_t next; /* seq of the next alert; v[(seq - 1) % cap] */
 };
 
+/* The alert of the log with seq. */
+#define ALOG_AT(l, seq) ((l)->v[((seq)-1) % (l)->cap])
+
 struct server_stats {
     uint64_t pull_messages, pull_bytes, ack_messages, queries;
     uint64_t oversized;
@@ -422,7 +425,7 @@ static const char *
 alert_log_add(struct cc_server *s, const char *data, size_t len,
               uint32_t *outlen, bool *owned) {
     struct alert_log *l = &s->alog;
-    uint64_t seq = l->next++, slot;
+    uint64_t seq = l->next++;
     char *b;
 
     b = alert_bytes(data, len, seq, s->late != 0, outlen);
@@ -431,13 +434,12 @@ alert_log_add(struct cc_server *s, const char *data, size_t len,
     *owned = l->cap == 0;
     if (b == NULL || l->cap == 0)
         return b;
-    slot = (seq - 1) % l->cap;
     if (l->n == l->cap)
-        cc_free(l->v[slot].data, l->v[slot].len);
+        cc_free(ALOG_AT(l, seq).data, ALOG_AT(l, seq).len);
     else
         l->n++;
-    l->v[slot].data = b;
-    l->v[slot].len = *outlen;
+    ALOG_AT(l, seq).data = b;
+    ALOG_AT(l, seq).len = *outlen;
     return b;
 }
 
@@ -447,7 +449,7 @@ alert_log_free(struct alert_log *l) {
 
     for (i = 0; i < l->n; i++) {
         seq = l->next - 1 - i;
-        cc_free(l->v[(seq - 1) % l->cap].data, l->v[(seq - 1) % l->cap].len);
+        cc_free(ALOG_AT(l, seq).data, ALOG_AT(l, seq).len);
     }
     cc_free(l->v, l->cap * sizeof(*l->v));
 }
@@ -1197,7 +1199,7 @@ query_alerts(struct cc_server *s, msgpack_packer *pk, uint64_t since,
 
     from = since + 1 < first ? first : since + 1;
     for (seq = from; seq <= last && n < limit; seq++, n++) {
-        bytes += l->v[(seq - 1) % l->cap].len;
+        bytes += ALOG_AT(l, seq).len;
         if (n != 0 && bytes > ALERTS_REPLY_MAX)
             break;
     }
@@ -1213,8 +1215,8 @@ query_alerts(struct cc_server *s, msgpack_packer *pk, uint64_t since,
     cc_pack_str(pk, "alerts");
     msgpack_pack_array(pk, (uint32_t)n);
     for (seq = from; seq < from + n; seq++) {
-        const char *b = l->v[(seq - 1) % l->cap].data;
-        size_t len = l->v[(seq - 1) % l->cap].len, tn = strlen(b);
+        const char *b = ALOG_AT(l, seq).data;
+        size_t len = ALOG_AT(l, seq).len, tn = strlen(b);
         msgpack_pack_map(pk, 2);
         cc_pack_str(pk, "topic");
         cc_pack_strn(pk, b, tn);
@@ -1725,9 +1727,6 @@ signal_cb(uv_signal_t *h, int signum) {
  * waiting, in order, each a u32 length and the bytes. Little-endian.
  */
 
-/* The alert of the log with seq. */
-#define ALOG_AT(l, seq) ((l)->v[((seq)-1) % (l)->cap])
-
 static size_t
 shell_len(const struct cc_server *s) {
     const struct alert_log *l = &s->alog;
@@ -1984,12 +1983,24 @@ snapshot_start(struct cc_server *s) {
     s->snap_started_ns = uv_hrtime();
 }
 
+/* A snapshot of the records below seq is on disk (written in ms): the
+ * journal goes from the one before it on, so that two ways back stay. */
+static void
+snapshot_written(struct cc_server *s, uint64_t seq, uint64_t ms) {
+    uint64_t prev = s->snap_last;
+
+    s->snap_last = seq;
+    cc_log_info("snapshot: records below %llu written to %s in %llu ms",
+                (unsigned long long)seq, s->snap_dir, (unsigned long long)ms);
+    if (prev != 0)
+        cc_durable_trim(s->dur, prev);
+}
+
 /* The child ended with status (a waitpid() status, or -1: lost). */
 static void
 snapshot_done(struct cc_server *s, int status) {
     char text[sizeof(s->snap_error)];
     ssize_t k;
-    uint64_t prev = s->snap_last;
 
     do
         k = read(s->snap_pipe, text, sizeof(text) - 1);
@@ -1998,16 +2009,9 @@ snapshot_done(struct cc_server *s, int status) {
     s->snap_pid = 0;
     s->snap_ms = (uv_hrtime() - s->snap_started_ns) / 1000000;
     if (status == 0) {
-        s->snap_last = s->snap_seq;
         s->snap_count++;
         s->snap_error[0] = '\0';
-        cc_log_info("snapshot: records below %llu written to %s in %llu ms",
-                    (unsigned long long)s->snap_seq, s->snap_dir,
-                    (unsigned long long)s->snap_ms);
-        /* Two snapshots are kept, and the journal from the older one on,
-         * so that a damaged newest one still has a way back. */
-        if (prev != 0)
-            cc_durable_trim(s->dur, prev);
+        snapshot_written(s, s->snap_seq, s->snap_ms);
         return;
     }
     if (k > 0) {
@@ -2077,7 +2081,7 @@ snap_timer_cb(uv_timer_t *t) {
 static void
 snapshot_at_exit(struct cc_server *s) {
     char err[512];
-    uint64_t seq, t0 = uv_hrtime(), prev = s->snap_last;
+    uint64_t seq, t0 = uv_hrtime();
     struct cc_snapshot_shell sh = {0, NULL, shell_save, s};
 
     snapshot_abandon(s);
@@ -2092,12 +2096,7 @@ snapshot_at_exit(struct cc_server *s) {
                      err);
         return;
     }
-    s->snap_last = seq;
-    cc_log_info("snapshot: records below %llu written to %s in %llu ms",
-                (unsigned long long)seq, s->snap_dir,
-                (unsigned long long)((uv_hrtime() - t0) / 1000000));
-    if (prev != 0)
-        cc_durable_trim(s->dur, prev);
+    snapshot_written(s, seq, (uv_hrtime() - t0) / 1000000);
 }
 
 /* {"q":"snapshot"}: one now (or the one running). */
