@@ -1332,6 +1332,24 @@ assert_conv_sla(size_t i, const char *alert, const char *clock, int64_t due) {
     msgpack_unpacked_destroy(&u);
 }
 
+/* Record i of the outbox has the documented id of a conversation clock's
+ * alert: <alert>:cv-<conv>:<clock>:<start>:<level>. */
+static void
+assert_out_id(size_t i, const char *alert, unsigned conv, const char *clock,
+              int64_t start, unsigned level) {
+    msgpack_unpacked u;
+    char want[128];
+    int kind;
+
+    snprintf(want, sizeof(want), "%s:cv-%u:%s:%lld:%u", alert, conv, clock,
+             (long long)start, level);
+    msgpack_unpacked_init(&u);
+    (void)out_record(i, &u, &kind);
+    cr_assert(tmap_str_is(&u.data, "id", want), "record %zu: id is not %s", i,
+              want);
+    msgpack_unpacked_destroy(&u);
+}
+
 /* A chat opens: the first response is due in a minute (warned at 48 s);
  * an agent reply stops it; the customer's next message starts the next
  * response (2 minutes). */
@@ -1345,6 +1363,9 @@ Test(engine, response_clocks_first_then_next, .init = setup, .fini = teardown) {
     cc_engine_tick(e, (uint64_t)T0 + 60000);
     cr_assert_eq(cc_engine_outbox(e)->n, 2);
     assert_conv_sla(1, "sla.breach", "first_response", T0 + 60000);
+    /* Ids as documented: <alert>:<conversation>:<clock>:<start>:<level>. */
+    assert_out_id(0, "sla.warning", 1, "first_response", T0, 1);
+    assert_out_id(1, "sla.breach", 1, "first_response", T0, 0);
     cc_outbox_clear(cc_engine_outbox(e));
     /* The reply comes late; the clock stops, nothing more fires. */
     SEND("2", T0 + 70000, "chat", "message.out", "s1");
