@@ -146,47 +146,101 @@ cc_durable_head(unsigned char head[CC_DURABLE_HEAD], enum cc_durable_kind kind,
 }
 
 int
-cc_durable_apply(struct cc_engine **e, const struct cc_engine_config *ec,
-                 uint64_t seq, const void *p, size_t n,
-                 struct cc_ingest_report *rep, uint64_t *sent, uint64_t *now,
-                 char *err, size_t errlen) {
+cc_replay_init(struct cc_replay *r, struct cc_engine **e,
+               const struct cc_engine_config *ec) {
+    memset(r, 0, sizeof(*r));
+    r->e = e;
+    r->ec = ec;
+    if (*e != NULL)
+        r->now = cc_engine_now(*e);
+    r->buf = cc_malloc(CC_REPLAY_BYTES);
+    return r->buf != NULL ? 0 : CC_ENOMEM;
+}
+
+void
+cc_replay_flush(struct cc_replay *r) {
+    if (r->held == 0)
+        return;
+    cc_engine_ingest_many(*r->e, r->msgs, r->held, r->held_now, r->reps);
+    r->held = 0;
+    r->used = 0;
+}
+
+void
+cc_replay_fini(struct cc_replay *r) {
+    unsigned i;
+
+    if (r->buf == NULL)
+        return;
+    cc_replay_flush(r);
+    for (i = 0; i < CC_REPLAY_GROUP; i++)
+        cc_ingest_report_fini(&r->reps[i]);
+    cc_free(r->buf, CC_REPLAY_BYTES);
+    r->buf = NULL;
+}
+
+/* Holds an ingest message to apply with the next ones of its time; one
+ * that does not fit is applied at once, after the held ones. */
+static void
+replay_ingest(struct cc_replay *r, const void *msg, size_t len, uint64_t now) {
+    if (r->held != 0 && (now != r->held_now || r->held == CC_REPLAY_GROUP ||
+                         len > CC_REPLAY_BYTES - r->used))
+        cc_replay_flush(r);
+    if (len > CC_REPLAY_BYTES) {
+        cc_engine_ingest(*r->e, msg, len, now, &r->reps[0]);
+        return;
+    }
+    memcpy(r->buf + r->used, msg, len);
+    r->msgs[r->held].data = r->buf + r->used;
+    r->msgs[r->held].len = len;
+    r->used += len;
+    r->held_now = now;
+    r->held++;
+}
+
+int
+cc_replay_record(struct cc_replay *r, uint64_t seq, const void *p, size_t n,
+                 uint64_t *sent, char *err, size_t errlen) {
     enum cc_durable_kind kind;
     const void *msg;
     uint64_t num;
     size_t len;
 
+    *sent = 0;
     if (cc_durable_parse(p, n, &kind, &num, &msg, &len) != 0)
         return cc_errf(err, errlen, CC_EPROTO,
                        "journal: record %llu is not a contactd record",
                        (unsigned long long)seq);
-    if (*e == NULL && kind != CC_REC_GENESIS)
+    if (*r->e == NULL && kind != CC_REC_GENESIS)
         return cc_errf(err, errlen, CC_EPROTO,
                        "journal: starts at record %llu, which is not where "
                        "an engine began, and no snapshot covers the records "
                        "before it",
                        (unsigned long long)seq);
+    if (kind != CC_REC_INGEST)
+        cc_replay_flush(r);
     switch (kind) {
     case CC_REC_GENESIS:
-        if (*e != NULL)
+        if (*r->e != NULL)
             return cc_errf(err, errlen, CC_EPROTO,
                            "journal: record %llu starts a second engine",
                            (unsigned long long)seq);
-        if (cc_engine_new(e, ec, num) != 0)
+        if (cc_engine_new(r->e, r->ec, num) != 0)
             return cc_errf(err, errlen, CC_ENOMEM,
                            "out of memory creating the engine");
         break;
     case CC_REC_INGEST:
-        cc_engine_ingest(*e, msg, len, num, rep);
+        replay_ingest(r, msg, len, num);
         break;
     case CC_REC_TICK:
-        cc_engine_tick(*e, num);
+        cc_engine_tick(*r->e, num);
         break;
     case CC_REC_SENT:
-        *sent += num;
+        *sent = num;
         return 0;
     }
-    if (num > *now)
-        *now = num;
+    if (num > r->now)
+        r->now = num;
     return 0;
 }
 

@@ -118,21 +118,54 @@ void cc_durable_head(unsigned char head[CC_DURABLE_HEAD],
                      enum cc_durable_kind kind, uint64_t num);
 
 /*
- * Applies the record seq (payload p, n bytes) read back from the journal
- * to *e, as the shell applied it live: a genesis record creates *e (under
- * ec, at its time), an ingest record is ingested at its time (reported in
- * rep), a tick moves the engine's clock. A sent record changes no engine
- * state: its count is added to *sent, for the caller's trigger backlog.
- * *now becomes the record's time when that is later. The engine's outbox
- * is the caller's to take. Returns 0, CC_ENOMEM, or CC_EPROTO with the
- * reason in err: not a contactd record, a genesis record where an engine
- * exists, any other where none does (the journal starts after where an
- * engine began, and no snapshot covers what came before).
+ * Replay: the records read back from the journal, applied to an engine as
+ * the shell applied them live. A genesis record creates the engine (under
+ * ec, at its time), an ingest record is ingested at its time, a tick moves
+ * the engine's clock. A sent record changes no engine state: its count is
+ * for the caller's trigger backlog.
+ *
+ * Consecutive ingest records of one time are held and applied together by
+ * one cc_engine_ingest_many() call (up to CC_REPLAY_GROUP of them, or
+ * CC_REPLAY_BYTES of small ones): the same result as one call each, which
+ * is how live ingest applied them, and the engine overlaps their memory
+ * accesses. Any other record applies what is held first, and so does
+ * cc_replay_flush(). The engine's outbox is the caller's to take, after
+ * each record or at the end; before acting on a sent count (the triggers
+ * taken must be in the backlog first).
  */
-int cc_durable_apply(struct cc_engine **e, const struct cc_engine_config *ec,
-                     uint64_t seq, const void *p, size_t n,
-                     struct cc_ingest_report *rep, uint64_t *sent,
-                     uint64_t *now, char *err, size_t errlen);
+#define CC_REPLAY_GROUP 64
+#define CC_REPLAY_BYTES ((size_t)256 << 10)
+
+struct cc_replay {
+    struct cc_engine **e;
+    const struct cc_engine_config *ec;
+    uint64_t now; /* the latest time applied */
+    /* The held ingest records: copied into buf back to back. */
+    uint32_t held;
+    uint64_t held_now;
+    size_t used;
+    unsigned char *buf; /* CC_REPLAY_BYTES */
+    struct cc_msgbuf msgs[CC_REPLAY_GROUP];
+    struct cc_ingest_report reps[CC_REPLAY_GROUP];
+};
+
+/* Starts a replay into *e: NULL until a genesis record creates it, or the
+ * engine a snapshot restored. 0 or CC_ENOMEM. */
+int cc_replay_init(struct cc_replay *r, struct cc_engine **e,
+                   const struct cc_engine_config *ec);
+/*
+ * Takes the record seq (payload p, n bytes). *sent is the count of a sent
+ * record, else 0. Returns 0, CC_ENOMEM, or CC_EPROTO with the reason in
+ * err: not a contactd record, a genesis record where an engine exists, any
+ * other where none does (the journal starts after where an engine began,
+ * and no snapshot covers what came before).
+ */
+int cc_replay_record(struct cc_replay *r, uint64_t seq, const void *p, size_t n,
+                     uint64_t *sent, char *err, size_t errlen);
+/* Applies the held records, if any. */
+void cc_replay_flush(struct cc_replay *r);
+/* Applies the held records and frees what the replay holds. */
+void cc_replay_fini(struct cc_replay *r);
 
 /* Splits a payload read back: 0, or CC_EPROTO for one too short or of an
  * unknown kind. *msg and *len are the message of an ingest record. */

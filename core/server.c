@@ -2230,23 +2230,14 @@ prefault_stop(struct prefault *p) {
     p->started = false;
 }
 
-/* Applies one journal record during recovery, as it was applied live,
- * and takes its outputs: alerts into the log, triggers into the backlog
- * (less those a SENT record says left). */
-static int
-replay_record(struct cc_server *s, const struct cc_engine_config *ec,
-              uint64_t seq, const void *p, size_t n, uint64_t *last_now,
-              char *err, size_t errlen) {
-    uint64_t sent = 0;
-    int rc = cc_durable_apply(&s->engine, ec, seq, p, n, &s->report, &sent,
-                              last_now, err, errlen);
-    if (rc != 0)
-        return rc;
+/* Takes the outputs of replayed records: alerts into the log, triggers
+ * into the backlog, less those a sent record says left. */
+static void
+replay_outputs(struct cc_server *s, uint64_t sent) {
+    if (s->engine != NULL && cc_engine_outbox(s->engine)->n != 0)
+        flush_outbox(s);
     if (sent != 0)
         callbacks_taken(s, sent);
-    else
-        flush_outbox(s);
-    return 0;
 }
 
 /* Puts back the snapshot's shell part (when a snapshot was loaded), then
@@ -2257,8 +2248,9 @@ replay_from(struct cc_server *s, const struct cc_engine_config *ec,
             uint64_t *last_now, char *err, size_t errlen) {
     struct cc_journal_reader *r = NULL;
     const struct cc_journal_fault *f;
+    struct cc_replay rp;
     const void *p;
-    uint64_t seq;
+    uint64_t seq, sent;
     struct stat st;
     size_t n;
     int rc;
@@ -2276,17 +2268,27 @@ replay_from(struct cc_server *s, const struct cc_engine_config *ec,
      * the snapshot has lost records. */
     if (rc != 0 && (rc != CC_ENOENT || stat(dir, &st) == 0))
         return rc;
+    if (cc_replay_init(&rp, &s->engine, ec) != 0) {
+        cc_journal_reader_close(r);
+        return cc_errf(err, errlen, CC_ENOMEM, "out of memory for replay");
+    }
     s->replaying = 1;
-    s->report.want_context = false;
     while (r != NULL && (rc = cc_journal_read(r, &seq, &p, &n)) == 1) {
-        rc = replay_record(s, ec, seq, p, n, last_now, err, errlen);
-        if (rc != 0) {
+        int e = cc_replay_record(&rp, seq, p, n, &sent, err, errlen);
+        if (e != 0) {
+            cc_replay_fini(&rp);
             cc_journal_reader_close(r);
-            return rc;
+            s->replaying = 0;
+            return e;
         }
+        replay_outputs(s, sent);
         s->recovered_records++;
     }
+    cc_replay_fini(&rp);
+    replay_outputs(s, 0);
     s->replaying = 0;
+    if (s->engine != NULL)
+        *last_now = rp.now;
     if (r != NULL && rc < 0) {
         f = cc_journal_reader_fault(r);
         if (f->kind != CC_JOURNAL_FAULT_TORN) {
