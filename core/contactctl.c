@@ -156,6 +156,19 @@ parse_number(const char *s, unsigned long long max, unsigned long long *out) {
     return 0;
 }
 
+/* The number val given to option opt, from min to max; anything else is
+ * refused with what the option needs. */
+static int
+option_number(const char *opt, const char *val, unsigned long long min,
+              unsigned long long max, const char *needs,
+              unsigned long long *out) {
+    if (parse_number(val, max, out) != 0 || *out < min) {
+        fprintf(stderr, "contactctl: %s needs %s, not '%s'\n", opt, needs, val);
+        return CC_EINVAL;
+    }
+    return 0;
+}
+
 /*
  * Matches argv[*i] against an option that takes a value: "--name VALUE",
  * "--name=VALUE" or "-x VALUE". Returns 1 and sets *val on a match, 0 when
@@ -250,27 +263,16 @@ parse_args(int argc, char **argv, struct options *o) {
                 return CC_EINVAL;
         } else if ((m = match_value(argc, argv, &i, "--timeout", NULL, &val)) !=
                    0) {
-            if (m < 0)
+            if (m < 0 ||
+                option_number("--timeout", val, 1, INT32_MAX,
+                              "a positive number of milliseconds", &v) != 0)
                 return CC_EINVAL;
-            if (parse_number(val, INT32_MAX, &v) != 0 || v == 0) {
-                fprintf(stderr,
-                        "contactctl: --timeout needs a positive number of "
-                        "milliseconds, not '%s'\n",
-                        val);
-                return CC_EINVAL;
-            }
             o->timeout_ms = (long long)v;
         } else if ((m = match_value(argc, argv, &i, "--count", NULL, &val)) !=
                    0) {
-            if (m < 0)
+            if (m < 0 || option_number("--count", val, 1, ULONG_MAX,
+                                       "a positive number", &v) != 0)
                 return CC_EINVAL;
-            if (parse_number(val, ULONG_MAX, &v) != 0 || v == 0) {
-                fprintf(stderr,
-                        "contactctl: --count needs a positive number, not "
-                        "'%s'\n",
-                        val);
-                return CC_EINVAL;
-            }
             o->count = (unsigned long)v;
         } else if ((m = match_value(argc, argv, &i, "--queue", NULL, &val)) !=
                    0) {
@@ -284,27 +286,16 @@ parse_args(int argc, char **argv, struct options *o) {
             o->channel = val;
         } else if ((m = match_value(argc, argv, &i, "--limit", NULL, &val)) !=
                    0) {
-            if (m < 0)
+            if (m < 0 || option_number("--limit", val, 1, 1000,
+                                       "a number from 1 to 1000", &v) != 0)
                 return CC_EINVAL;
-            if (parse_number(val, 1000, &v) != 0 || v == 0) {
-                fprintf(stderr,
-                        "contactctl: --limit needs a number from 1 to 1000, "
-                        "not '%s'\n",
-                        val);
-                return CC_EINVAL;
-            }
             o->limit = (unsigned long)v;
         } else if ((m = match_value(argc, argv, &i, "--since", NULL, &val)) !=
                    0) {
-            if (m < 0)
+            if (m < 0 ||
+                option_number("--since", val, 0, INT64_MAX,
+                              "an alert seq (0 for the oldest kept)", &v) != 0)
                 return CC_EINVAL;
-            if (parse_number(val, INT64_MAX, &v) != 0) {
-                fprintf(stderr,
-                        "contactctl: --since needs an alert seq (0 for the "
-                        "oldest kept), not '%s'\n",
-                        val);
-                return CC_EINVAL;
-            }
             o->since = (long long)v;
         } else {
             fprintf(stderr, "contactctl: unknown option '%s'\n", a);

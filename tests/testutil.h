@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 
 struct tb {
     msgpack_sbuffer sb;
@@ -198,6 +199,15 @@ read_file(const char *path, size_t *len) {
     if (len != NULL)
         *len = (size_t)n;
     return buf;
+}
+
+/* The size of a file, in bytes. */
+static inline uint64_t
+file_size(const char *path) {
+    struct stat st;
+
+    cr_assert_eq(stat(path, &st), 0, "%s", path);
+    return (uint64_t)st.st_size;
 }
 
 static int

@@ -188,14 +188,6 @@ spit(const char *path, const void *b, size_t len) {
     close(fd);
 }
 
-static uint64_t
-file_size(const char *path) {
-    struct stat st;
-
-    cr_assert_eq(stat(path, &st), 0, "%s", path);
-    return (uint64_t)st.st_size;
-}
-
 static uint32_t
 le32(const unsigned char *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
