@@ -997,6 +997,7 @@ add_tags(struct cc_engine *e, struct cc_conv *v, const struct cc_event *ev) {
         if (cc_mp_read_str(&m, &t) != 0)
             return;
         name_set_add(v->tags, CONV_TAGS, cc_name_intern(e, t));
+        cc_conv_tags_changed(v);
     }
 }
 
@@ -1289,6 +1290,7 @@ conv_merge(struct cc_engine *e, struct cc_conv *v, struct cc_conv *w) {
     for (i = CONV_TAGS; i-- > 0;)
         name_set_put(w->tags, CONV_TAGS, v->tags[i]);
     memcpy(v->tags, w->tags, sizeof(v->tags));
+    cc_conv_tags_changed(v);
     if (v->topic == 0)
         v->topic = w->topic;
     v->flags |= w->flags & CVF_CALLBACK;

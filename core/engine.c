@@ -1893,7 +1893,7 @@ subject_sched(struct cc_engine *e, unsigned ch, const struct cc_name *q,
     key.channel = (uint8_t)ch;
     key.queue = q ? q->idx : 0;
     key.priority = (int8_t)prio;
-    if (v != NULL) {
+    if (v != NULL && (v->flags & CVF_TAGS)) {
         for (i = 0; i < CONV_TAGS && v->tags[i] != 0; i++) {
             const struct cc_name *t = cc_name_at(e, v->tags[i]);
             tags[n].p = t->s;

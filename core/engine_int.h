@@ -264,7 +264,11 @@ enum cc_conv_state { CV_OPEN, CV_RESOLVED };
 /* Flags of a conversation. */
 enum {
     CVF_SENTIMENT = 1 << 0,
-    CVF_CALLBACK = 1 << 1 /* it may have a pending callback */
+    CVF_CALLBACK = 1 << 1, /* it may have a pending callback */
+    /* It has tags (tags[0] != 0): on the first line, so that the events
+     * that pick an SLA schedule need not load the tags' line to learn
+     * there are none. Kept by cc_conv_tags_changed(). */
+    CVF_TAGS = 1 << 2
 };
 
 /* Outcome bits of a contact in a conversation's history. */
@@ -400,6 +404,15 @@ _Static_assert(offsetof(struct cc_conv, wait_ms) == 64 &&
 
 /* Records on whole cache lines. */
 #define CONV_STRIDE ((sizeof(struct cc_conv) + 63) & ~(size_t)63)
+
+/* Sets CVF_TAGS from the tags, after they changed. */
+static inline void
+cc_conv_tags_changed(struct cc_conv *v) {
+    if (v->tags[0] != 0)
+        v->flags |= CVF_TAGS;
+    else
+        v->flags &= (uint8_t)~CVF_TAGS;
+}
 
 /* Starts loading a whole conversation record, for the events that touch
  * most of it (joins, closes, resolves). */

@@ -2379,6 +2379,8 @@ load_conv(struct rs *s) {
     }
     for (k = 0; k < CONV_TAGS; k++)
         t.tags[k] = get_name(s, true);
+    /* Derived, not trusted: snapshots of earlier versions lack the flag. */
+    cc_conv_tags_changed(&t);
     t.tl_n = (uint8_t)get_max(r, CONV_TIMELINE, "timeline too long");
     for (k = 0; k < t.tl_n && sr_ok(r); k++) {
         struct cc_convtl *tl = &t.tl[k];

@@ -1502,6 +1502,36 @@ Test(engine, merge_keeps_the_waiting_clock, .init = setup, .fini = teardown) {
     msgpack_unpacked_destroy(&u);
 }
 
+/* Tags that the newer conversation brings into a merge choose the policy
+ * of the survivor's next clock: a VIP found to be a plain caller with an
+ * older conversation is served as a VIP. */
+Test(engine, merged_tags_choose_the_policy, .init = setup_vip,
+     .fini = teardown) {
+    open_tagged(T0, "1", "p1", "+15550031", NULL);
+    tb_reset(&t);
+    msgpack_pack_map(&t.pk, 7);
+    tb_kv_str(&t, "id", "2");
+    tb_kv_int(&t, "ts", T0 + 1000);
+    tb_kv_str(&t, "channel", "chat");
+    tb_kv_str(&t, "type", "contact.open");
+    tb_kv_str(&t, "contact", "v1");
+    tb_str(&t, "customer");
+    msgpack_pack_map(&t.pk, 1);
+    tb_kv_str(&t, "email", "vip@example.com");
+    tb_str(&t, "tags");
+    msgpack_pack_array(&t.pk, 1);
+    tb_str(&t, "vip");
+    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)T0 + 1000, &rep);
+    cr_assert_eq(rep.accepted, 1);
+    open_two(T0 + 2000, "3", "s1", "+15550031", "vip@example.com");
+    cr_assert_eq(stat_int("conversations/merges"), 1);
+    join_at(T0 + 3000, "4", "phone", "p1", "sales", -1);
+    cc_outbox_clear(cc_engine_outbox(e));
+    /* sla.phone.vip: 5 s, not sla.phone's 20 s. */
+    cc_engine_tick(e, (uint64_t)T0 + 8000);
+    assert_sla(first_alert("sla.breach"), "sla.breach", 0, T0 + 8000);
+}
+
 /* The sla query shows a conversation's response clock. */
 Test(engine, sla_query_shows_the_response_clock, .init = setup,
      .fini = teardown) {
