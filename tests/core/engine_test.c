@@ -732,20 +732,22 @@ setup_vip(void) {
               "answer = 5s\n");
 }
 
-/* A contact.open naming a customer and tags. */
+/* A contact.open on channel naming one identifier (kind: "phone",
+ * "email", ...) and a tag (NULL: none). */
 static void
-open_tagged(int64_t ts, const char *id, const char *contact, const char *phone,
-            const char *tag) {
+open_tagged_on(int64_t ts, const char *id, const char *channel,
+               const char *contact, const char *kind, const char *value,
+               const char *tag) {
     tb_reset(&t);
     msgpack_pack_map(&t.pk, 6 + (tag != NULL));
     tb_kv_str(&t, "id", id);
     tb_kv_int(&t, "ts", ts);
-    tb_kv_str(&t, "channel", "phone");
+    tb_kv_str(&t, "channel", channel);
     tb_kv_str(&t, "type", "contact.open");
     tb_kv_str(&t, "contact", contact);
     tb_str(&t, "customer");
     msgpack_pack_map(&t.pk, 1);
-    tb_kv_str(&t, "phone", phone);
+    tb_kv_str(&t, kind, value);
     if (tag != NULL) {
         tb_str(&t, "tags");
         msgpack_pack_array(&t.pk, 1);
@@ -753,6 +755,13 @@ open_tagged(int64_t ts, const char *id, const char *contact, const char *phone,
     }
     cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)ts, &rep);
     cr_assert_eq(rep.accepted, 1);
+}
+
+/* A phone call's contact.open naming a phone number and a tag. */
+static void
+open_tagged(int64_t ts, const char *id, const char *contact, const char *phone,
+            const char *tag) {
+    open_tagged_on(ts, id, "phone", contact, "phone", phone, tag);
 }
 
 /* The conversation's tags choose the policy, through the cache: a VIP and
@@ -1508,21 +1517,8 @@ Test(engine, merge_keeps_the_waiting_clock, .init = setup, .fini = teardown) {
 Test(engine, merged_tags_choose_the_policy, .init = setup_vip,
      .fini = teardown) {
     open_tagged(T0, "1", "p1", "+15550031", NULL);
-    tb_reset(&t);
-    msgpack_pack_map(&t.pk, 7);
-    tb_kv_str(&t, "id", "2");
-    tb_kv_int(&t, "ts", T0 + 1000);
-    tb_kv_str(&t, "channel", "chat");
-    tb_kv_str(&t, "type", "contact.open");
-    tb_kv_str(&t, "contact", "v1");
-    tb_str(&t, "customer");
-    msgpack_pack_map(&t.pk, 1);
-    tb_kv_str(&t, "email", "vip@example.com");
-    tb_str(&t, "tags");
-    msgpack_pack_array(&t.pk, 1);
-    tb_str(&t, "vip");
-    cc_engine_ingest(e, t.sb.data, t.sb.size, (uint64_t)T0 + 1000, &rep);
-    cr_assert_eq(rep.accepted, 1);
+    open_tagged_on(T0 + 1000, "2", "chat", "v1", "email", "vip@example.com",
+                   "vip");
     open_two(T0 + 2000, "3", "s1", "+15550031", "vip@example.com");
     cr_assert_eq(stat_int("conversations/merges"), 1);
     join_at(T0 + 3000, "4", "phone", "p1", "sales", -1);
