@@ -161,13 +161,6 @@ heap_pop(struct sim *s) {
     return top;
 }
 
-static void
-pack_str(msgpack_packer *pk, const char *v) {
-    size_t n = strlen(v);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, v, n);
-}
-
 /* Sends one event to the engine at time t. */
 static void
 sim_send(struct sim *s, uint64_t t, const char *type, uint32_t who,
@@ -184,45 +177,45 @@ sim_send(struct sim *s, uint64_t t, const char *type, uint32_t who,
     msgpack_sbuffer_clear(&s->sb);
     msgpack_pack_map(&s->pk, n);
     snprintf(id, sizeof(id), "%llu", (unsigned long long)++s->idn);
-    pack_str(&s->pk, "id");
-    pack_str(&s->pk, id);
-    pack_str(&s->pk, "ts");
+    cc_pack_str(&s->pk, "id");
+    cc_pack_str(&s->pk, id);
+    cc_pack_str(&s->pk, "ts");
     msgpack_pack_uint64(&s->pk, t);
-    pack_str(&s->pk, "channel");
-    pack_str(&s->pk, "phone");
-    pack_str(&s->pk, "type");
-    pack_str(&s->pk, type);
+    cc_pack_str(&s->pk, "channel");
+    cc_pack_str(&s->pk, "phone");
+    cc_pack_str(&s->pk, "type");
+    cc_pack_str(&s->pk, type);
     if (has_contact) {
         snprintf(contact, sizeof(contact), "%s%u", contact_prefix, who);
-        pack_str(&s->pk, "contact");
-        pack_str(&s->pk, contact);
+        cc_pack_str(&s->pk, "contact");
+        cc_pack_str(&s->pk, contact);
     }
     if (agent != NULL) {
-        pack_str(&s->pk, "agent");
-        pack_str(&s->pk, agent);
+        cc_pack_str(&s->pk, "agent");
+        cc_pack_str(&s->pk, agent);
     }
     if (state != NULL) {
-        pack_str(&s->pk, "state");
-        pack_str(&s->pk, state);
+        cc_pack_str(&s->pk, "state");
+        cc_pack_str(&s->pk, state);
     }
     if (prio >= 0) {
-        pack_str(&s->pk, "priority");
+        cc_pack_str(&s->pk, "priority");
         msgpack_pack_int(&s->pk, prio);
     }
     if (join) {
         char phone[32];
-        pack_str(&s->pk, "queue");
-        pack_str(&s->pk, "sales");
+        cc_pack_str(&s->pk, "queue");
+        cc_pack_str(&s->pk, "sales");
         snprintf(phone, sizeof(phone), "+1555%07u", who);
-        pack_str(&s->pk, "customer");
+        cc_pack_str(&s->pk, "customer");
         msgpack_pack_map(&s->pk, 1);
-        pack_str(&s->pk, "phone");
-        pack_str(&s->pk, phone);
+        cc_pack_str(&s->pk, "phone");
+        cc_pack_str(&s->pk, phone);
     }
     if (status) {
-        pack_str(&s->pk, "queues");
+        cc_pack_str(&s->pk, "queues");
         msgpack_pack_array(&s->pk, 1);
-        pack_str(&s->pk, "sales");
+        cc_pack_str(&s->pk, "sales");
     }
     cc_engine_ingest(s->e, s->sb.data, s->sb.size, t, &s->rep);
     if (s->rep.rejected != 0) {

@@ -857,13 +857,7 @@ conv_join(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
         ce->id_len = c->id_len;
         ce->channel = c->channel;
         memcpy(ce->id, contact_id(c), c->id_len);
-        if (v->newest != NULL)
-            v->newest->next = ce;
-        else
-            v->contacts = ce;
-        v->newest = ce;
-        v->nentries++;
-        cs->entry_bytes += cc_blob_size(sizeof(*ce) + c->id_len);
+        cc_conv_entry_append(e, v, ce);
         entries_trim(e, v);
     }
     c->centry = ce;
@@ -882,6 +876,18 @@ conv_join(struct cc_engine *e, struct cc_conv *v, struct cc_contact *c,
         cs->chan[c->channel].repeats++;
         alert_repeat(e, v, c, prev, ev->ts, now);
     }
+}
+
+void
+cc_conv_entry_append(struct cc_engine *e, struct cc_conv *v,
+                     struct cc_convct *ce) {
+    if (v->newest != NULL)
+        v->newest->next = ce;
+    else
+        v->contacts = ce;
+    v->newest = ce;
+    v->nentries++;
+    e->convs.entry_bytes += cc_blob_size(sizeof(*ce) + ce->id_len);
 }
 
 /* A contact's outcome bits so far. While it is open they live in the

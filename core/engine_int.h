@@ -580,6 +580,10 @@ void cc_conv_contact_end(struct cc_engine *e, struct cc_contact *c, int64_t ts,
                          bool expired);
 /* A contact's record is about to be freed. */
 void cc_conv_contact_detach(struct cc_engine *e, struct cc_contact *c);
+/* Appends history entry ce (its id_len set) to v's contact history, as its
+ * newest, and counts its bytes; trimming the oldest is the caller's. */
+void cc_conv_entry_append(struct cc_engine *e, struct cc_conv *v,
+                          struct cc_convct *ce);
 /* Packs a conversation's context: the summary or everything. */
 void cc_conv_pack(struct cc_engine *e, msgpack_packer *pk,
                   const struct cc_conv *v, bool full);

@@ -2495,13 +2495,7 @@ load_conv(struct rs *s) {
             live->centry = p;
             live->conv_n = p->n;
         }
-        if (v->newest != NULL)
-            v->newest->next = p;
-        else
-            v->contacts = p;
-        v->newest = p;
-        v->nentries++;
-        cs->entry_bytes += cc_blob_size(sizeof(ce) + ce.id_len);
+        cc_conv_entry_append(e, v, p);
     }
     return status(s);
 }

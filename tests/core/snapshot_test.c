@@ -185,21 +185,14 @@ struct ev {
 };
 
 static void
-pk_str(msgpack_packer *pk, const char *s) {
-    size_t n = strlen(s);
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
-}
-
-static void
 pk_kv(msgpack_packer *pk, const char *k, const char *v) {
-    pk_str(pk, k);
-    pk_str(pk, v);
+    cc_pack_str(pk, k);
+    cc_pack_str(pk, v);
 }
 
 static void
 pk_kvi(msgpack_packer *pk, const char *k, int64_t v) {
-    pk_str(pk, k);
+    cc_pack_str(pk, k);
     msgpack_pack_int64(pk, v);
 }
 
@@ -254,25 +247,25 @@ pack_ev(msgpack_packer *pk, const struct ev *e) {
     if (e->score >= 0)
         pk_kvi(pk, "score", e->score);
     if (e->ncust > 0) {
-        pk_str(pk, "customer");
+        cc_pack_str(pk, "customer");
         msgpack_pack_map(pk, (uint32_t)e->ncust);
         for (i = 0; i < e->ncust; i++)
             pk_kv(pk, e->ckey[i], e->cval[i]);
     }
     if (e->ntags > 0) {
-        pk_str(pk, "tags");
+        cc_pack_str(pk, "tags");
         msgpack_pack_array(pk, (uint32_t)e->ntags);
         for (i = 0; i < e->ntags; i++)
-            pk_str(pk, e->tags[i]);
+            cc_pack_str(pk, e->tags[i]);
     }
     if (e->nq >= 0) {
-        pk_str(pk, "queues");
+        cc_pack_str(pk, "queues");
         msgpack_pack_array(pk, (uint32_t)e->nq);
         for (i = 0; i < e->nq; i++)
-            pk_str(pk, e->queues[i]);
+            cc_pack_str(pk, e->queues[i]);
     }
     if (e->has_sentiment) {
-        pk_str(pk, "sentiment");
+        cc_pack_str(pk, "sentiment");
         msgpack_pack_double(pk, e->sentiment);
     }
 }
