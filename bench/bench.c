@@ -8,12 +8,13 @@
  *      ceiling any NNG-based daemon on this machine can reach;
  *   3. contactd end to end (the real binary), ingest_io = thread and poll;
  * each at batch 1 and batch 100;
- *   4. with --only sla: the SLA clocks' alert lateness (slabench.h).
+ *   4. with --only sla: the SLA clocks' alert lateness (slabench.h);
+ *   5. with --only memory: this machine's memory alone (memlat.h).
  *
  * usage: cc_bench [--contacts N] [--customers N] [--events N] [--msgs1 N]
  *                 [--only engine|nng] [--batch 1|100] [--dedup N]
  *                 [--anonymous] [--reserve PAGES] [--no-sla] [--clocks N]
- *                 [--clock-rate N]
+ *                 [--clock-rate N] [--only memory]
  * --customers: the population contacts are drawn from (default: as many as
  * --contacts; 0: every contact that is not a channel switch is a new
  * customer, the load before returning customers were modelled).
@@ -582,7 +583,7 @@ main(int argc, char **argv) {
                             "[--events N] [--msgs1 N] [--only engine|nng] "
                             "[--batch 1|100] [--dedup N] [--anonymous] "
                             "[--reserve PAGES] [--no-sla] [--only sla] "
-                            "[--clocks N] [--clock-rate N]\n");
+                            "[--clocks N] [--clock-rate N] [--only memory]\n");
             return 2;
         }
     }
@@ -595,6 +596,10 @@ main(int argc, char **argv) {
             return 2;
         }
         bench_sla(CONTACTD_BIN, clocks, clock_rate);
+        return 0;
+    }
+    if (only != NULL && !strcmp(only, "memory")) {
+        memlat_report();
         return 0;
     }
     if (only == NULL || !strcmp(only, "engine"))
