@@ -94,41 +94,71 @@ memlat_measure(size_t bytes, struct memlat *out) {
 #define AHEAD 8
 #define MAX_LINES 16
 #define PAGE_LINES (4096 / LINE)
+#define STEPS 400000
 
-double
-memlat_prefetch(size_t bytes, int lines, int per_page, enum memlat_place place,
-                int work) {
-    size_t n = bytes / LINE, steps = 400000, i, total;
-    uint64_t rng = 0x2545f4914f6cdd1dULL, acc = 1, sum = 0, t;
-    uint32_t *at;
+/* Where a step's software prefetches go. */
+enum place {
+    NOT_ASKED, /* none: the step's lines are loaded when needed */
+    TOGETHER,  /* all of a step's prefetches one after the other */
+    SPREAD     /* one prefetch between each share of the arithmetic */
+};
+
+/* A mapping of n lines, every page faulted in (as the engine's memory
+ * is), with room for the line numbers of a run. */
+struct region {
+    size_t n;
     char *m;
+    uint32_t *at;
+};
+
+static int
+region_map(struct region *r, size_t bytes) {
+    size_t i;
+
+    r->n = bytes / LINE;
+    if (map_lines(r->n, (STEPS + AHEAD) * (size_t)MAX_LINES, &r->m, &r->at) !=
+        0)
+        return -1;
+    for (i = 0; i < r->n; i += PAGE_LINES)
+        r->m[i * LINE] = 1;
+    return 0;
+}
+
+static void
+region_unmap(struct region *r) {
+    free(r->at);
+    cc_free_table(r->m, r->n * LINE);
+}
+
+/* The engine's pattern in small: steps of `work` rounds of dependent
+ * arithmetic, each step reading `lines` random lines of r asked for AHEAD
+ * steps ahead as `place` says, `per_page` of them in each 4 KiB page (1:
+ * every line in a page of its own). Returns ns per step. */
+static double
+prefetch_run(const struct region *r, int lines, int per_page, enum place place,
+             int work) {
+    size_t total = (STEPS + AHEAD) * (size_t)lines, i;
+    uint64_t rng = 0x2545f4914f6cdd1dULL, acc = 1, sum = 0, t;
+    uint32_t *at = r->at;
+    const char *m = r->m;
     int k, w;
 
-    if (n < PAGE_LINES || n > UINT32_MAX || lines < 1 || lines > MAX_LINES ||
-        per_page < 1 || lines % per_page != 0)
-        return -1;
-    total = (steps + AHEAD) * (size_t)lines;
-    if (map_lines(n, total, &m, &at) != 0)
-        return -1;
-    /* Fault every page in first, as the engine's memory is. */
-    for (i = 0; i < n; i += PAGE_LINES)
-        m[i * LINE] = 1;
     /* Each group of per_page lines: a random line, then others of its
      * page (7 lines apart, modulo the page: all distinct). */
     for (i = 0; i < total; i++)
         at[i] = i % (size_t)per_page == 0
-                    ? (uint32_t)(xorshift(&rng) % n)
+                    ? (uint32_t)(xorshift(&rng) % r->n)
                     : (at[i - 1] & ~(uint32_t)(PAGE_LINES - 1)) |
                           ((at[i - 1] + 7) & (PAGE_LINES - 1));
     t = uv_hrtime();
-    for (i = 0; i < steps; i++) {
+    for (i = 0; i < STEPS; i++) {
         const uint32_t *ahead = at + (i + AHEAD) * (size_t)lines;
         const uint32_t *now = at + i * (size_t)lines;
-        if (place == MEMLAT_TOGETHER)
+        if (place == TOGETHER)
             for (k = 0; k < lines; k++)
                 __builtin_prefetch(m + (size_t)ahead[k] * LINE);
         for (k = 0; k < lines; k++) {
-            if (place == MEMLAT_SPREAD)
+            if (place == SPREAD)
                 __builtin_prefetch(m + (size_t)ahead[k] * LINE);
             for (w = 0; w < work / lines; w++)
                 acc = acc * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -138,21 +168,18 @@ memlat_prefetch(size_t bytes, int lines, int per_page, enum memlat_place place,
     }
     t = uv_hrtime() - t;
     memlat_sink += sum ^ acc;
-    free(at);
-    cc_free_table(m, n * LINE);
-    return (double)t / (double)steps;
+    return (double)t / (double)STEPS;
 }
 
 void
 memlat_report(void) {
     static const size_t mib[] = {4, 16, 64, 256, 1024, 4096};
-    static const struct {
-        size_t mib;
-        int lines;
-    } runs[] = {{128, 6}, {128, 12}, {4096, 6}, {4096, 12}};
+    static const size_t runs_mib[] = {128, 4096};
+    static const int runs_lines[] = {6, 12};
     const int work = 600;
+    struct region small, r;
     struct memlat ml;
-    size_t i;
+    size_t i, j;
 
     printf("== memory: a random line by mapping size (huge pages where the "
            "kernel grants them)\n");
@@ -169,21 +196,33 @@ memlat_report(void) {
            "arithmetic, each reading N random lines asked for %d steps "
            "ahead\n",
            work, AHEAD);
+    if (region_map(&small, (size_t)256 << 10) != 0) {
+        printf("cannot map\n");
+        return;
+    }
     printf("arithmetic alone (256 KiB, in cache): %.0f ns per step\n",
-           memlat_prefetch((size_t)256 << 10, 1, 1, MEMLAT_NONE, work));
+           prefetch_run(&small, 1, 1, NOT_ASKED, work));
+    region_unmap(&small);
     printf("mapping    N   not asked   asked together   asked spread "
            "(ns per step, each line in its own page)\n");
-    for (i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
-        size_t b = runs[i].mib << 20;
-        int n = runs[i].lines;
-        printf("%5zu MiB %3d  %9.0f   %14.0f   %12.0f\n", runs[i].mib, n,
-               memlat_prefetch(b, n, 1, MEMLAT_NONE, work),
-               memlat_prefetch(b, n, 1, MEMLAT_TOGETHER, work),
-               memlat_prefetch(b, n, 1, MEMLAT_SPREAD, work));
+    for (i = 0; i < sizeof(runs_mib) / sizeof(runs_mib[0]); i++) {
+        if (region_map(&r, runs_mib[i] << 20) != 0) {
+            printf("%5zu MiB  cannot map\n", runs_mib[i]);
+            continue;
+        }
+        for (j = 0; j < sizeof(runs_lines) / sizeof(runs_lines[0]); j++) {
+            int n = runs_lines[j];
+            printf("%5zu MiB %3d  %9.0f   %14.0f   %12.0f\n", runs_mib[i], n,
+                   prefetch_run(&r, n, 1, NOT_ASKED, work),
+                   prefetch_run(&r, n, 1, TOGETHER, work),
+                   prefetch_run(&r, n, 1, SPREAD, work));
+        }
+        if (runs_mib[i] == 4096)
+            printf("4096 MiB, 12 lines asked together, in 12, 3 and 1 "
+                   "pages: %.0f, %.0f, %.0f ns per step\n",
+                   prefetch_run(&r, 12, 1, TOGETHER, work),
+                   prefetch_run(&r, 12, 4, TOGETHER, work),
+                   prefetch_run(&r, 12, 12, TOGETHER, work));
+        region_unmap(&r);
     }
-    printf("4096 MiB, 12 lines asked together, in 12, 3 and 1 pages: %.0f, "
-           "%.0f, %.0f ns per step\n",
-           memlat_prefetch((size_t)4096 << 20, 12, 1, MEMLAT_TOGETHER, work),
-           memlat_prefetch((size_t)4096 << 20, 12, 4, MEMLAT_TOGETHER, work),
-           memlat_prefetch((size_t)4096 << 20, 12, 12, MEMLAT_TOGETHER, work));
 }

@@ -23,23 +23,10 @@ struct memlat {
  * -1 if the memory cannot be had. */
 int memlat_measure(size_t bytes, struct memlat *out);
 
-/* Where a step's software prefetches go, in memlat_prefetch(). */
-enum memlat_place {
-    MEMLAT_NONE,     /* none: the step's lines are loaded when needed */
-    MEMLAT_TOGETHER, /* all of a step's prefetches one after the other */
-    MEMLAT_SPREAD    /* one prefetch between each share of the arithmetic */
-};
-
-/* The engine's pattern in small: steps of `work` rounds of dependent
- * arithmetic, each step reading `lines` random lines of a `bytes` mapping
- * asked for 8 steps ahead as `place` says, `per_page` of them in each
- * 4 KiB page (1: every line in a page of its own). Returns ns per step, or
- * -1 if the memory cannot be had. */
-double memlat_prefetch(size_t bytes, int lines, int per_page,
-                       enum memlat_place place, int work);
-
-/* cc_bench --only memory: the latency by mapping size and the prefetch
- * placements above, printed as tables. */
+/* cc_bench --only memory: the latency by mapping size, and the engine's
+ * pattern in small (steps of dependent arithmetic, each reading random
+ * lines prefetched 8 steps ahead: together, spread through the arithmetic
+ * or not at all; and 12 lines in 12, 3 or 1 pages), printed as tables. */
 void memlat_report(void);
 
 #endif
