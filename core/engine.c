@@ -2736,6 +2736,14 @@ ingest_prefetch_contact(struct cc_engine *e, const struct ingest_slot *s) {
     }
 }
 
+/* Starts loading, for writing, the line of field f of contact p (if any). */
+#define prefetch_field(p, f)                                                   \
+    do {                                                                       \
+        const struct cc_contact *p_ = (p);                                     \
+        if (p_ != NULL)                                                        \
+            __builtin_prefetch(&p_->f, 1);                                     \
+    } while (0)
+
 static inline void
 prefetch_timer_links(const struct cc_timer *t) {
     if (!cc_timer_armed(t))
@@ -2788,9 +2796,12 @@ ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
     case CC_EV_CONTACT_CLOSE:
         /* The one event that writes into the contact's history entry (its
          * end and outcome); the others leave it alone: its number and its
-         * outcome so far are in the contact. */
+         * outcome so far are in the contact. Its record is freed: the
+         * conversation's other live contacts are relinked. */
         if (c->centry != NULL)
             __builtin_prefetch(c->centry, 1);
+        prefetch_field(c->cvprev, cvnext);
+        prefetch_field(c->cvnext, cvprev);
         break;
     case CC_EV_AGENT_ANSWER:
     case CC_EV_QUEUE_LEAVE:
@@ -2800,6 +2811,14 @@ ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
         break;
     default:
         return;
+    }
+    if (c->state == CS_QUEUED && s->ev.type != CC_EV_HOLD_END) {
+        /* It leaves its queue: the callers before and after it in the
+         * waiting list are relinked (and the one before may become the
+         * last of its level). */
+        prefetch_field(c->qprev, qnext);
+        prefetch_field(c->qprev, sla_sched); /* prio1's line */
+        prefetch_field(c->qnext, qprev);
     }
     prefetch_timer_links(&c->state_timer);
     if (s->ev.type == CC_EV_CONTACT_CLOSE)
