@@ -2754,11 +2754,13 @@ prefetch_timer_links(const struct cc_timer *t) {
 }
 
 /* Stage 3: the contact of s was requested an event ago. Start loading
- * its conversation and, if s will disarm one of its timers, the timers
- * linked before and after it (other contacts', long since cold). If s will
- * resolve identifiers, normalise them now and request their buckets.
- * Events applied in between may change the contact: everything here is a
- * hint, and the identifiers' normal form depends on the event alone. */
+ * its conversation and, if s will disarm one of its timers, take it out of
+ * its queue or close it, the records linked before and after it (other
+ * contacts' timers, waiting list or conversation links, long since
+ * cold). If s will resolve identifiers, normalise them now and request
+ * their buckets. Events applied in between may change the contact: everything
+ * here is a hint, and the identifiers' normal form depends on the event alone.
+ */
 static void
 ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
     const struct cc_contact *c = NULL;
@@ -2881,8 +2883,8 @@ ingest_prefetch_timeline(const struct cc_engine *e,
  *   i+7  decode; duplicate window slot, contact bucket
  *   i+6  contact record
  *   i+5  contact record again, the conversation lines the event needs,
- *        history entry, timer neighbours, thread index slot;
- *        identifiers normalised, their buckets
+ *        history entry, timer, queue and conversation neighbours,
+ *        thread index slot; identifiers normalised, their buckets
  *   i+3  identifiers
  *   i+2  customers, identifiers' first links
  *   i+1  the customer's conversation; the conversation's timeline slot

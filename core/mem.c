@@ -406,8 +406,8 @@ cc_pool_get(struct cc_pool *p) {
     p->in_use++;
     memset(o, 0, p->obj_size);
     /* The next object handed out is the next on the list, freed long ago
-     * and cold: start loading it now (its link, and the lines the memset
-     * above will write). */
+     * and cold: start loading it now (its link, and every line its memset
+     * will write; the largest pool object is 512 bytes). */
     if (p->free_list != NULL) {
         size_t off;
         for (off = 0; off < p->obj_size; off += 64)
