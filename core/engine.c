@@ -2814,7 +2814,7 @@ ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
     default:
         return;
     }
-    if (c->state == CS_QUEUED && s->ev.type != CC_EV_HOLD_END) {
+    if (c->state == CS_QUEUED) {
         /* It leaves its queue: the callers before and after it in the
          * waiting list are relinked (and the one before may become the
          * last of its level). */
