@@ -226,21 +226,33 @@ cc_msg_open(struct cc_msg_iter *it, const void *buf, size_t len,
         return CC_EINVAL;                                                      \
     } while (0)
 
-/* Reads a string value for key; enforces 1..max bytes. */
-static int
+/* Why get_str() refused a string of n bytes (read: whether it was one). */
+static __attribute__((noinline, cold)) int
+str_reject(bool read, uint32_t n, const char *key, uint32_t max,
+           struct cc_reject *rej) {
+    if (!read)
+        REJECT(CC_R_WRONG_TYPE, key, "a string");
+    if (n == 0)
+        REJECT(CC_R_EMPTY, key, NULL);
+    if (max == CC_ID_MAX)
+        REJECT(CC_R_TOO_LONG, key, "at most 256 bytes");
+    if (max == CC_CONTACT_MAX)
+        REJECT(CC_R_TOO_LONG, key, "at most 512 bytes");
+    REJECT(CC_R_TOO_LONG, key, "at most 128 bytes");
+}
+
+/* Reads a string value for key; enforces 1..max bytes. In line, as most
+ * values are strings: the reasons for a refusal are out of line. */
+static inline int
 get_str(struct cc_mp *m, const char *key, uint32_t max, struct cc_str *out,
         struct cc_reject *rej) {
-    if (cc_mp_read_str(m, out) != 0)
-        REJECT(CC_R_WRONG_TYPE, key, "a string");
-    if (out->n == 0)
-        REJECT(CC_R_EMPTY, key, NULL);
-    if (out->n > max) {
-        if (max == CC_ID_MAX)
-            REJECT(CC_R_TOO_LONG, key, "at most 256 bytes");
-        if (max == CC_CONTACT_MAX)
-            REJECT(CC_R_TOO_LONG, key, "at most 512 bytes");
-        REJECT(CC_R_TOO_LONG, key, "at most 128 bytes");
-    }
+    struct cc_str v;
+
+    if (cc_mp_read_str(m, &v) != 0)
+        return str_reject(false, 0, key, max, rej);
+    if (v.n - 1 >= max)
+        return str_reject(true, v.n, key, max, rej);
+    *out = v;
     return 0;
 }
 
@@ -557,9 +569,16 @@ event_clear(struct cc_event *ev) {
     ev->wrapup_ms = 0;
 }
 
+/*
+ * Decodes one event with m at its start. On success m is left after it; on
+ * failure where it is left is unspecified (cc_msg_next() does not need
+ * it). The reader is worked on as a local copy that never has its address
+ * taken (see mp.h), so its cursor stays in a register.
+ */
 static int
-decode_event(struct cc_mp *m, const struct cc_channels *ch, struct cc_event *ev,
-             struct cc_reject *rej) {
+decode_event(struct cc_mp *mp, const struct cc_channels *ch,
+             struct cc_event *ev, struct cc_reject *rej) {
+    struct cc_mp local = *mp, *m = &local;
     struct cc_str k, s;
     uint32_t n, i;
     unsigned seen = 0;
@@ -711,6 +730,7 @@ decode_event(struct cc_mp *m, const struct cc_channels *ch, struct cc_event *ev,
         REJECT(CC_R_MISSING, "channel", NULL);
     if (!(seen & SEEN_TYPE))
         REJECT(CC_R_MISSING, "type", NULL);
+    mp->p = local.p;
     return check_semantics(ev, rej);
 }
 

@@ -186,7 +186,7 @@ cc__mp_read_int(struct cc_mp *m, int64_t *out) {
 }
 
 int
-cc_mp_read_double(struct cc_mp *m, double *out) {
+cc__mp_read_double(struct cc_mp *m, double *out) {
     const uint8_t *p = m->p;
     int64_t i;
     int rc;
@@ -280,7 +280,7 @@ read_container(struct cc_mp *m, uint32_t *count, uint8_t fix_lo, uint8_t fix_hi,
 }
 
 int
-cc_mp_read_array(struct cc_mp *m, uint32_t *count) {
+cc__mp_read_array(struct cc_mp *m, uint32_t *count) {
     return read_container(m, count, 0x90, 0x9f, 0xdc, 0xdd, 1);
 }
 
@@ -438,7 +438,7 @@ skip_value(struct cc_mp *m) {
 }
 
 int
-cc_mp_skip(struct cc_mp *m) {
+cc__mp_skip(struct cc_mp *m) {
     /* skip_value() moves m->p only when it succeeds. */
     return skip_value(m);
 }

@@ -69,19 +69,61 @@ int cc_mp_read_nil(struct cc_mp *m);
 int cc_mp_read_bool(struct cc_mp *m, bool *out);
 static inline int cc_mp_read_int(struct cc_mp *m, int64_t *out);
 /* Accepts integers and floats. */
-int cc_mp_read_double(struct cc_mp *m, double *out);
+static inline int cc_mp_read_double(struct cc_mp *m, double *out);
 static inline int cc_mp_read_str(struct cc_mp *m, struct cc_str *out);
 /* Reads an array or map header. Each element takes at least one byte (two
  * per map entry), so counts larger than what remains fail. */
-int cc_mp_read_array(struct cc_mp *m, uint32_t *count);
+static inline int cc_mp_read_array(struct cc_mp *m, uint32_t *count);
 static inline int cc_mp_read_map(struct cc_mp *m, uint32_t *count);
 /* Skips one complete value of any type, nested at most CC_MP_MAX_DEPTH. */
-int cc_mp_skip(struct cc_mp *m);
+static inline int cc_mp_skip(struct cc_mp *m);
 
-/* The general cases of the two inline readers below. */
+/* The out-of-line readers behind the inline ones below. */
 int cc__mp_read_str(struct cc_mp *m, struct cc_str *out);
 int cc__mp_read_map(struct cc_mp *m, uint32_t *count);
+int cc__mp_read_array(struct cc_mp *m, uint32_t *count);
 int cc__mp_read_int(struct cc_mp *m, int64_t *out);
+int cc__mp_read_double(struct cc_mp *m, double *out);
+int cc__mp_skip(struct cc_mp *m);
+
+/*
+ * The inline readers hand what they call out of line a copy of the reader
+ * and of the result, never their own addresses: a decoder that keeps its
+ * reader and results in local variables then keeps them in registers
+ * instead of storing and reloading the cursor around every value. Each
+ * out-of-line reader moves the cursor and writes the result only when it
+ * succeeds.
+ */
+#define CC__MP_VIA_COPY(m, fn, type, out)                                      \
+    do {                                                                       \
+        struct cc_mp t_ = *(m);                                                \
+        type v_;                                                               \
+        int rc_ = fn(&t_, &v_);                                                \
+        if (rc_ == 0) {                                                        \
+            *(out) = v_;                                                       \
+            (m)->p = t_.p;                                                     \
+        }                                                                      \
+        return rc_;                                                            \
+    } while (0)
+
+static inline int
+cc_mp_read_double(struct cc_mp *m, double *out) {
+    CC__MP_VIA_COPY(m, cc__mp_read_double, double, out);
+}
+
+static inline int
+cc_mp_read_array(struct cc_mp *m, uint32_t *count) {
+    CC__MP_VIA_COPY(m, cc__mp_read_array, uint32_t, count);
+}
+
+static inline int
+cc_mp_skip(struct cc_mp *m) {
+    struct cc_mp t = *m;
+    int rc = cc__mp_skip(&t);
+    if (rc == 0)
+        m->p = t.p;
+    return rc;
+}
 
 /* Event times are uint 64 (0xcf) and small numbers positive fixints: read
  * those in line, the rest through cc__mp_read_int(). */
@@ -102,7 +144,7 @@ cc_mp_read_int(struct cc_mp *m, int64_t *out) {
         m->p += 9;
         return 0;
     }
-    return cc__mp_read_int(m, out);
+    CC__MP_VIA_COPY(m, cc__mp_read_int, int64_t, out);
 }
 
 /* Keys and most values are short strings and events are small maps: those
@@ -118,7 +160,7 @@ cc_mp_read_str(struct cc_mp *m, struct cc_str *out) {
         m->p += 1 + n;
         return 0;
     }
-    return cc__mp_read_str(m, out);
+    CC__MP_VIA_COPY(m, cc__mp_read_str, struct cc_str, out);
 }
 
 static inline int
@@ -132,7 +174,7 @@ cc_mp_read_map(struct cc_mp *m, uint32_t *count) {
         m->p++;
         return 0;
     }
-    return cc__mp_read_map(m, count);
+    CC__MP_VIA_COPY(m, cc__mp_read_map, uint32_t, count);
 }
 
 #endif
