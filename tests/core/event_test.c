@@ -1,7 +1,8 @@
 /*
  * The protocol v1 decoder: every required key missing, every wrong type,
- * ranges, unknown channels and types, and whole-message failures
- * (not MessagePack, truncated, trailing bytes, hostile headers).
+ * ranges, unknown channels and types, whole-message failures (not
+ * MessagePack, truncated, trailing bytes, hostile headers), and values in
+ * MessagePack's wider forms.
  */
 #include <criterion/criterion.h>
 
@@ -501,5 +502,108 @@ Test(event, keys_are_read_exactly_at_any_position, .init = setup) {
         cr_assert_eq(ev.queue.n, 0, "%s", near[i]);
         cr_assert_eq(ev.flags, 0, "%s", near[i]);
     }
+    tb_fini(&t);
+}
+
+/* Appends raw bytes: MessagePack's wider forms, which msgpack-c's packer
+ * does not choose for short values. */
+static void
+raw(struct tb *t, const void *p, size_t n) {
+    msgpack_sbuffer_write(&t->sb, p, n);
+}
+
+/* One event with every value in a form the decoder reads out of line (map
+ * 16, str 8/16/32, int 64, uint 8, float 32, array 16, a nested unknown
+ * value to skip), twice in a batch: each value must leave the reader right
+ * after it, or the keys that follow and the second event are misread. */
+static void
+pack_wide_event(struct tb *t, char idch) {
+    static const uint8_t map16[] = {0xde, 0x00, 0x0b};
+    static const uint8_t ts_i64[] = {
+        0xd3, 0x00, 0x00, 0x01, 0x8b,
+        0xcf, 0xe5, 0x68, 0x00}; /* 1700000000000 */
+    static const uint8_t ch_str16[] = {0xda, 0x00, 0x05, 'p',
+                                       'h',  'o',  'n',  'e'};
+    static const uint8_t type_str8[] = {0xd9, 0x0a, 'q', 'u', 'e', 'u',
+                                        'e',  '.',  'j', 'o', 'i', 'n'};
+    static const uint8_t contact_str32[] = {0xdb, 0x00, 0x00, 0x00, 0x06, 'c',
+                                            'a',  'l',  'l',  '-',  '1'};
+    static const uint8_t queue_str8[] = {0xd9, 0x07, 'b', 'i', 'l',
+                                         'l',  'i',  'n', 'g'};
+    static const uint8_t prio_u8[] = {0xcc, 0x03};
+    static const uint8_t sent_f32[] = {0xca, 0xbf, 0x00, 0x00, 0x00}; /* -0.5 */
+    static const uint8_t tags_arr16[] = {0xdc, 0x00, 0x01, 0xd9,
+                                         0x03, 'v',  'i',  'p'};
+    static const uint8_t cust_map16[] = {
+        0xde, 0x00, 0x01, 0xa5, 'p', 'h', 'o', 'n', 'e', 0xd9, 0x0c, '+',
+        '1',  '5',  '5',  '5',  '1', '2', '3', '4', '5', '6',  '7'};
+    static const uint8_t nested[] = {0x81, 0xa1, 'a',  0x92, 0xcd,
+                                     0x01, 0x00, 0xd9, 0x01, 'b'};
+    uint8_t id[2 + 40];
+
+    id[0] = 0xd9;
+    id[1] = 40;
+    memset(id + 2, idch, 40);
+    raw(t, map16, sizeof(map16));
+    tb_str(t, "id");
+    raw(t, id, sizeof(id));
+    tb_str(t, "ts");
+    raw(t, ts_i64, sizeof(ts_i64));
+    tb_str(t, "channel");
+    raw(t, ch_str16, sizeof(ch_str16));
+    tb_str(t, "type");
+    raw(t, type_str8, sizeof(type_str8));
+    tb_str(t, "contact");
+    raw(t, contact_str32, sizeof(contact_str32));
+    tb_str(t, "queue");
+    raw(t, queue_str8, sizeof(queue_str8));
+    tb_str(t, "priority");
+    raw(t, prio_u8, sizeof(prio_u8));
+    tb_str(t, "sentiment");
+    raw(t, sent_f32, sizeof(sent_f32));
+    tb_str(t, "tags");
+    raw(t, tags_arr16, sizeof(tags_arr16));
+    tb_str(t, "customer");
+    raw(t, cust_map16, sizeof(cust_map16));
+    tb_str(t, "later_version_field");
+    raw(t, nested, sizeof(nested));
+}
+
+Test(event, wide_forms_decode_and_leave_the_reader_after_each_value,
+     .init = setup) {
+    struct tb t;
+    struct cc_msg_iter it;
+    struct cc_event ev;
+    struct cc_reject rej;
+    const char *err = NULL;
+    int i;
+
+    tb_init(&t);
+    msgpack_pack_array(&t.pk, 2);
+    pack_wide_event(&t, 'a');
+    pack_wide_event(&t, 'b');
+    cr_assert_eq(cc_msg_open(&it, t.sb.data, t.sb.size, &err), 0, "%s",
+                 err ? err : "");
+    for (i = 0; i < 2; i++) {
+        cr_assert_eq(cc_msg_next(&it, &fx.ch, &ev, &rej), 1, "event %d: %d", i,
+                     rej.code);
+        cr_assert_eq(ev.id.n, 40);
+        cr_assert_eq(ev.id.p[0], i == 0 ? 'a' : 'b');
+        cr_assert_eq(ev.ts, 1700000000000LL);
+        cr_assert_eq(ev.channel, 0);
+        cr_assert_eq(ev.type, CC_EV_QUEUE_JOIN);
+        cr_assert(cc_str_eq(ev.contact, "call-1"));
+        cr_assert(cc_str_eq(ev.queue, "billing"));
+        cr_assert_eq(ev.priority, 3);
+        cr_assert_float_eq(ev.sentiment, -0.5, 1e-9);
+        cr_assert_eq(ev.ntags, 1);
+        cr_assert(cc_str_eq(ev.ident[CC_IDENT_PHONE], "+15551234567"));
+    }
+    cr_assert_eq(cc_msg_next(&it, &fx.ch, &ev, &rej), -1);
+    /* The same event alone: decoded in one pass, nothing left over. */
+    tb_reset(&t);
+    pack_wide_event(&t, 'c');
+    cr_assert_eq(decode(&t, &ev, &rej), 1, "%d", rej.code);
+    cr_assert_eq(ev.id.p[39], 'c');
     tb_fini(&t);
 }
