@@ -226,7 +226,8 @@ cc_msg_open(struct cc_msg_iter *it, const void *buf, size_t len,
         return CC_EINVAL;                                                      \
     } while (0)
 
-/* Why get_str() refused a string of n bytes (read: whether it was one). */
+/* Why get_str() refused a value: not a string (read false), or a string of
+ * n bytes, empty or longer than max. */
 static __attribute__((noinline, cold)) int
 str_reject(bool read, uint32_t n, const char *key, uint32_t max,
            struct cc_reject *rej) {
@@ -570,10 +571,11 @@ event_clear(struct cc_event *ev) {
 }
 
 /*
- * Decodes one event with m at its start. On success m is left after it; on
- * failure where it is left is unspecified (cc_msg_next() does not need
- * it). The reader is worked on as a local copy that never has its address
- * taken (see mp.h), so its cursor stays in a register.
+ * Decodes one event with mp at its start. On success mp is left after it;
+ * on failure where it is left is unspecified (cc_msg_next() does not need
+ * it). The event is read through a local copy of the reader, whose cursor
+ * the compiler can then keep in a register between values: the inline
+ * readers of mp.h never pass its address on.
  */
 static int
 decode_event(struct cc_mp *mp, const struct cc_channels *ch,
