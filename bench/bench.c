@@ -32,6 +32,7 @@
 #include "mem.h"
 #include "memlat.h"
 #include "slabench.h"
+#include "stageprof.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -216,6 +217,9 @@ engine_bytes(void) {
 static __attribute__((noinline)) void
 feed_timed(struct cc_engine *e, const struct lg_msgs *msgs, size_t group,
            uint64_t *now, struct cc_ingest_report *reps) {
+#ifdef CC_STAGE_PROFILE
+    cc_stageprof_reset();
+#endif
     feed(e, msgs, group, now, reps);
 }
 
@@ -363,6 +367,17 @@ bench_engine(uint32_t contacts, uint64_t customers, int anonymous,
                    (unsigned long long)events,
                    (unsigned long long)(ec2.rejected - ec.rejected), t,
                    tc * 1e9 / (double)events);
+#ifdef CC_STAGE_PROFILE
+            {
+                int k;
+                printf("           cycles per event by stage (time-stamp "
+                       "counter):");
+                for (k = 0; k < CC_SP__COUNT; k++)
+                    printf(" %s %.0f", cc_stageprof_name(k),
+                           (double)cc_sp_ticks[k] / (double)events);
+                printf("\n");
+            }
+#endif
             if (ec2.identity_lost != 0 || ec2.conversations_refused != 0)
                 printf("           WARNING: limits reached, the load is not "
                        "the one intended: %llu events lost their identity, "

@@ -15,6 +15,7 @@
 #include "waitest.h"
 
 #include "mp.h"
+#include "stageprof.h"
 
 #include <string.h>
 
@@ -2395,10 +2396,13 @@ apply_contactless(struct cc_engine *e, const struct cc_event *ev,
         cc_engine_count_reject(e, rej->code);
         return CC_REJECTED;
     }
+    CC_SP_MARK(CC_SP_APPLY);
     if (resolve)
         cust = resolve_idents(e, NULL, ev, ids);
+    CC_SP_MARK(CC_SP_IDENTITY);
     if (ev->type == CC_EV_CONVERSATION_RESOLVE || ev->type == CC_EV_FEEDBACK)
         cc_conv_apply(e, NULL, cust, ev, &d, now);
+    CC_SP_MARK(CC_SP_CONV);
     count_accepted(e, ev, fp);
     return CC_ACCEPTED;
 }
@@ -2489,9 +2493,12 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
             sl_handled(e, c, ev, now);
         if (c->state == CS_HELD)
             end_hold(e, c, ev);
+        CC_SP_MARK(CC_SP_APPLY);
         if (resolve)
             cust = resolve_idents(e, c, ev, ids);
+        CC_SP_MARK(CC_SP_IDENTITY);
         cc_conv_apply(e, c, cust, ev, &d, now);
+        CC_SP_MARK(CC_SP_CONV);
         cc_conv_contact_end(e, c, ev->ts, false);
         e->chan[c->channel].closed++;
         contact_free(e, c);
@@ -2509,9 +2516,12 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
      * only an update of identifiers, never the event. */
     if (!d.created && (ev->flags & CC_EVF_CUSTOMER))
         (void)contact_set_customer(e, c, ev);
+    CC_SP_MARK(CC_SP_APPLY);
     if (resolve)
         cust = resolve_idents(e, c, ev, ids);
+    CC_SP_MARK(CC_SP_IDENTITY);
     cc_conv_apply(e, c, cust, ev, &d, now);
+    CC_SP_MARK(CC_SP_CONV);
     /* Joined a queue (its conversation known now, for the offer's
      * gates): an offer at join. */
     if ((ev->type == CC_EV_QUEUE_JOIN || ev->type == CC_EV_TRANSFER) &&
@@ -2603,6 +2613,24 @@ report_context(struct cc_engine *e, struct cc_ingest_report *r,
     cc_conv_pack(e, &pk, c->conv, false);
     r->ncontext++;
 }
+
+#ifdef CC_STAGE_PROFILE
+uint64_t cc_sp_last, cc_sp_ticks[CC_SP__COUNT];
+
+void
+cc_stageprof_reset(void) {
+    memset(cc_sp_ticks, 0, sizeof(cc_sp_ticks));
+    cc_sp_last = __rdtsc();
+}
+
+const char *
+cc_stageprof_name(enum cc_sp_slot s) {
+    static const char *const names[CC_SP__COUNT] = {
+        "decode", "contact", "links",    "idnodes",     "customers",
+        "owner",  "apply",   "identity", "conversation"};
+    return names[s];
+}
+#endif
 
 /* Walks the events of several messages in order. */
 struct ingest_src {
@@ -2903,6 +2931,7 @@ cc_engine_ingest_many(struct cc_engine *e, const struct cc_msgbuf *msgs,
     struct ingest_slot ring[INGEST_DEPTH], *s;
     struct cc_ingest_report *r;
     struct cc_reject rej;
+    enum cc_verdict v;
     int i;
 
     for (i = 0; i < INGEST_DEPTH; i++) {
@@ -2914,18 +2943,24 @@ cc_engine_ingest_many(struct cc_engine *e, const struct cc_msgbuf *msgs,
      * the first steps only fill the pipeline. */
     for (i = -(INGEST_DEPTH - 1);; i++) {
         ingest_decode(e, &src, &ring[(i + 7) % INGEST_DEPTH]);
+        CC_SP_MARK(CC_SP_DECODE);
         if (i + 6 >= 0)
             ingest_prefetch_contact(e, &ring[(i + 6) % INGEST_DEPTH]);
+        CC_SP_MARK(CC_SP_CONTACT);
         if (i + 5 >= 0)
             ingest_prefetch_links(e, &ring[(i + 5) % INGEST_DEPTH]);
+        CC_SP_MARK(CC_SP_LINKS);
         if (i + 3 >= 0)
             ingest_prefetch_idnodes(e, &ring[(i + 3) % INGEST_DEPTH]);
+        CC_SP_MARK(CC_SP_IDNODES);
         if (i + 2 >= 0)
             ingest_prefetch_customers(e, &ring[(i + 2) % INGEST_DEPTH], false);
+        CC_SP_MARK(CC_SP_CUSTOMERS);
         if (i + 1 >= 0) {
             ingest_prefetch_customers(e, &ring[(i + 1) % INGEST_DEPTH], true);
             ingest_prefetch_timeline(e, &ring[(i + 1) % INGEST_DEPTH]);
         }
+        CC_SP_MARK(CC_SP_OWNER);
         if (i < 0)
             continue;
         s = &ring[i % INGEST_DEPTH];
@@ -2938,7 +2973,9 @@ cc_engine_ingest_many(struct cc_engine *e, const struct cc_msgbuf *msgs,
             report_reject(r, s->index, &s->rej);
             continue;
         }
-        switch (apply_keyed(e, &s->ev, &s->k, &s->ids, now, &rej)) {
+        v = apply_keyed(e, &s->ev, &s->k, &s->ids, now, &rej);
+        CC_SP_MARK(CC_SP_APPLY);
+        switch (v) {
         case CC_ACCEPTED:
             r->accepted++;
             if (r->want_context && (s->ev.type == CC_EV_CONTACT_OPEN ||
