@@ -313,7 +313,14 @@ cc_identity_init(struct cc_identity *id, const struct cc_identity_config *cfg) {
 
     memset(id, 0, sizeof(*id));
     id->cfg = *cfg;
-    while (nb < cfg->max_total)
+    /* Sized once for twice the identifiers allowed, as the contact table
+     * is: at most half full, so that few lookups pass over another
+     * identifier on their chain. The pipeline asks ahead only for the
+     * first; each one passed over is a cache miss waited on (bench/README:
+     * at a million customers and half full, 18% of lookups passed over 1.2
+     * identifiers on average, and twice the buckets made the engine about
+     * 5% faster). */
+    while (nb < 2 * cfg->max_total)
         nb <<= 1;
     id->buckets = cc_alloc_table(nb * sizeof(*id->buckets));
     if (id->buckets == NULL)
