@@ -2383,26 +2383,41 @@ agent_status(struct cc_engine *e, const struct cc_event *ev, uint64_t now,
 
 /* ---- applying one event -------------------------------------------------- */
 
+/* Resolves the event's identifiers to a customer (if resolve) and, if
+ * update, applies the event to the conversation of c (if any) or of that
+ * customer. */
+static inline void
+apply_customer(struct cc_engine *e, struct cc_contact *c,
+               const struct cc_event *ev, const struct ev_idents *ids,
+               bool resolve, bool update, struct cc_conv_delta *d,
+               uint64_t now) {
+    struct cc_customer *cust = NULL;
+
+    CC_SP_MARK(CC_SP_APPLY);
+    if (resolve)
+        cust = resolve_idents(e, c, ev, ids);
+    CC_SP_MARK(CC_SP_IDENTITY);
+    if (update)
+        cc_conv_apply(e, c, cust, ev, d, now);
+    CC_SP_MARK(CC_SP_CONV);
+}
+
 /* Events with no contact: agent status, identity links, and resolve and
  * feedback named by customer. */
 static enum cc_verdict
 apply_contactless(struct cc_engine *e, const struct cc_event *ev,
                   const struct ev_idents *ids, bool resolve, uint64_t fp,
                   uint64_t now, struct cc_reject *rej) {
-    struct cc_customer *cust = NULL;
     struct cc_conv_delta d = {0, 0, 0, false};
 
     if (ev->type == CC_EV_AGENT_STATUS && agent_status(e, ev, now, rej) != 0) {
         cc_engine_count_reject(e, rej->code);
         return CC_REJECTED;
     }
-    CC_SP_MARK(CC_SP_APPLY);
-    if (resolve)
-        cust = resolve_idents(e, NULL, ev, ids);
-    CC_SP_MARK(CC_SP_IDENTITY);
-    if (ev->type == CC_EV_CONVERSATION_RESOLVE || ev->type == CC_EV_FEEDBACK)
-        cc_conv_apply(e, NULL, cust, ev, &d, now);
-    CC_SP_MARK(CC_SP_CONV);
+    apply_customer(e, NULL, ev, ids, resolve,
+                   ev->type == CC_EV_CONVERSATION_RESOLVE ||
+                       ev->type == CC_EV_FEEDBACK,
+                   &d, now);
     count_accepted(e, ev, fp);
     return CC_ACCEPTED;
 }
@@ -2412,7 +2427,6 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
             const struct ev_keys *k, struct ev_idents *ids, uint64_t now,
             struct cc_reject *rej) {
     struct cc_contact *c = NULL;
-    struct cc_customer *cust = NULL;
     struct cc_conv_delta d;
     uint64_t h = k->h, fp = k->fp;
     bool resolve;
@@ -2493,12 +2507,7 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
             sl_handled(e, c, ev, now);
         if (c->state == CS_HELD)
             end_hold(e, c, ev);
-        CC_SP_MARK(CC_SP_APPLY);
-        if (resolve)
-            cust = resolve_idents(e, c, ev, ids);
-        CC_SP_MARK(CC_SP_IDENTITY);
-        cc_conv_apply(e, c, cust, ev, &d, now);
-        CC_SP_MARK(CC_SP_CONV);
+        apply_customer(e, c, ev, ids, resolve, true, &d, now);
         cc_conv_contact_end(e, c, ev->ts, false);
         e->chan[c->channel].closed++;
         contact_free(e, c);
@@ -2516,12 +2525,7 @@ apply_keyed(struct cc_engine *e, const struct cc_event *ev,
      * only an update of identifiers, never the event. */
     if (!d.created && (ev->flags & CC_EVF_CUSTOMER))
         (void)contact_set_customer(e, c, ev);
-    CC_SP_MARK(CC_SP_APPLY);
-    if (resolve)
-        cust = resolve_idents(e, c, ev, ids);
-    CC_SP_MARK(CC_SP_IDENTITY);
-    cc_conv_apply(e, c, cust, ev, &d, now);
-    CC_SP_MARK(CC_SP_CONV);
+    apply_customer(e, c, ev, ids, resolve, true, &d, now);
     /* Joined a queue (its conversation known now, for the offer's
      * gates): an offer at join. */
     if ((ev->type == CC_EV_QUEUE_JOIN || ev->type == CC_EV_TRANSFER) &&
