@@ -314,16 +314,12 @@ cc_identity_init(struct cc_identity *id, const struct cc_identity_config *cfg) {
     memset(id, 0, sizeof(*id));
     id->cfg = *cfg;
     /* Sized once for twice the identifiers allowed, as the contact table
-     * is: at most half full, so that few lookups pass over another
-     * identifier on their chain. The pipeline asks ahead only for the
-     * first; each one passed over is a cache miss waited on (bench/README:
-     * at a million customers and half full, 18% of lookups passed over 1.2
-     * identifiers on average, and twice the buckets made the engine about
-     * 5% faster). */
+     * is: at most half full, so that a lookup's run of occupied slots
+     * rarely leaves its first line (bench/README). */
     while (nb < 2 * cfg->max_total)
         nb <<= 1;
-    id->buckets = cc_alloc_table(nb * sizeof(*id->buckets));
-    if (id->buckets == NULL)
+    id->slots = cc_alloc_table(nb * sizeof(*id->slots));
+    if (id->slots == NULL)
         return CC_ENOMEM;
     id->mask = nb - 1;
     /* About 2 MiB per chunk, like every large pool. */
@@ -338,6 +334,25 @@ cc_identity_init(struct cc_identity *id, const struct cc_identity_config *cfg) {
 static size_t
 node_size(size_t len) {
     return sizeof(struct cc_idnode) + len + 1;
+}
+
+static inline struct cc_idnode *
+slot_node(uint64_t s) {
+    return (struct cc_idnode *)(uintptr_t)(s & CC_IDSLOT_PTR);
+}
+
+/* Files nd under hash h. The caller has checked that it is not there yet
+ * and that the table has room (nodes < max_total, half the slots). */
+static void
+slot_put(struct cc_identity *id, struct cc_idnode *nd, uint64_t h) {
+    uint64_t i = h & id->mask;
+
+    /* User space addresses fit in 48 bits on the 64-bit systems we build
+     * for (x86-64 and AArch64 without a larger address space asked for). */
+    CC_ASSERT(((uintptr_t)nd & ~CC_IDSLOT_PTR) == 0);
+    while (id->slots[i] != 0)
+        i = (i + 1) & id->mask;
+    id->slots[i] = CC_IDSLOT_TAG(h) | (uintptr_t)nd;
 }
 
 static void
@@ -363,21 +378,22 @@ customer_free(struct cc_identity *id, struct cc_customer *c) {
 void
 cc_identity_fini(struct cc_identity *id) {
     uint64_t i, k = 0, nlinks = id->links;
-    struct cc_idnode *n, *next;
+    struct cc_idnode *n;
     struct cc_idlink *l, **all;
 
-    if (id->buckets == NULL)
+    if (id->slots == NULL)
         return;
     /* A link sits on two lists: gather each once (from its first end),
      * then free them all. */
     all = nlinks ? cc_malloc(nlinks * sizeof(*all)) : NULL;
     CC_ASSERT(nlinks == 0 || all != NULL);
     for (i = 0; i <= id->mask; i++) {
-        for (n = id->buckets[i]; n != NULL; n = n->hnext) {
-            for (l = n->links; l != NULL; l = l->next[l->end[0] == n ? 0 : 1])
-                if (l->end[0] == n)
-                    all[k++] = l;
-        }
+        if (id->slots[i] == 0)
+            continue;
+        n = slot_node(id->slots[i]);
+        for (l = n->links; l != NULL; l = l->next[l->end[0] == n ? 0 : 1])
+            if (l->end[0] == n)
+                all[k++] = l;
     }
     CC_ASSERT(k == nlinks);
     for (i = 0; i < k; i++)
@@ -385,26 +401,27 @@ cc_identity_fini(struct cc_identity *id) {
     cc_free(all, nlinks * sizeof(*all));
     /* Customers, once each: detach all members before freeing. */
     for (i = 0; i <= id->mask; i++) {
-        for (n = id->buckets[i]; n != NULL; n = n->hnext) {
-            struct cc_customer *c = n->cust;
-            struct cc_idnode *m;
-            if (c == NULL)
-                continue;
-            for (m = c->members; m != NULL; m = m->cnext)
-                m->cust = NULL;
-            customer_free(id, c);
-        }
+        struct cc_customer *c;
+        struct cc_idnode *m;
+        if (id->slots[i] == 0)
+            continue;
+        c = slot_node(id->slots[i])->cust;
+        if (c == NULL)
+            continue;
+        for (m = c->members; m != NULL; m = m->cnext)
+            m->cust = NULL;
+        customer_free(id, c);
     }
     for (i = 0; i <= id->mask; i++) {
-        for (n = id->buckets[i]; n != NULL; n = next) {
-            next = n->hnext;
-            cc_blob_put(&id->blobs, n, node_size(n->len));
-        }
+        if (id->slots[i] == 0)
+            continue;
+        n = slot_node(id->slots[i]);
+        cc_blob_put(&id->blobs, n, node_size(n->len));
     }
     cc_blobs_fini(&id->blobs);
     cc_pool_fini(&id->link_pool);
     cc_pool_fini(&id->cust_pool);
-    cc_free_table(id->buckets, (id->mask + 1) * sizeof(*id->buckets));
+    cc_free_table(id->slots, (id->mask + 1) * sizeof(*id->slots));
     memset(id, 0, sizeof(*id));
 }
 
@@ -417,10 +434,16 @@ ident_hash(const struct cc_identity *id, unsigned kind, const char *s,
 static struct cc_idnode *
 find_hashed(const struct cc_identity *id, unsigned kind, struct cc_str s,
             uint64_t h) {
+    uint64_t i = h & id->mask, slot;
     struct cc_idnode *n;
-    for (n = id->buckets[h & id->mask]; n != NULL; n = n->hnext) {
-        if (n->kind == kind && n->len == s.n && cc_bytes_eq(n->s, s.p, s.n))
-            return n;
+
+    while ((slot = id->slots[i]) != 0) {
+        if (CC_IDSLOT_TAG(slot) == CC_IDSLOT_TAG(h)) {
+            n = slot_node(slot);
+            if (n->kind == kind && n->len == s.n && cc_bytes_eq(n->s, s.p, s.n))
+                return n;
+        }
+        i = (i + 1) & id->mask;
     }
     return NULL;
 }
@@ -652,8 +675,7 @@ cc_identity_resolve_hashed(struct cc_identity *id, const uint8_t *kinds,
         nd->len = (uint16_t)norm[i].n;
         memcpy(nd->s, norm[i].p, norm[i].n);
         nd->s[norm[i].n] = '\0';
-        nd->hnext = id->buckets[h[i] & id->mask];
-        id->buckets[h[i] & id->mask] = nd;
+        slot_put(id, nd, h[i]);
         id->nodes++;
         id->bytes += cc_blob_size(node_size(nd->len));
         customer_add(into, nd);
@@ -709,12 +731,11 @@ walk_mark(struct cc_idnode *start, uint32_t mark, struct cc_idnode **stack,
 static uint32_t
 next_mark(struct cc_identity *id) {
     uint64_t i;
-    struct cc_idnode *n;
 
     if (++id->walk == 0) {
         for (i = 0; i <= id->mask; i++)
-            for (n = id->buckets[i]; n != NULL; n = n->hnext)
-                n->mark = 0;
+            if (id->slots[i] != 0)
+                slot_node(id->slots[i])->mark = 0;
         id->walk = 1;
     }
     return id->walk;
@@ -822,7 +843,7 @@ cc_identity_unlink(struct cc_identity *id, const uint8_t *kinds,
 
 uint64_t
 cc_identity_bytes(const struct cc_identity *id) {
-    return (id->mask + 1) * sizeof(*id->buckets) +
+    return (id->mask + 1) * sizeof(*id->slots) +
            id->customers * sizeof(struct cc_customer) +
            id->links * sizeof(struct cc_idlink) + id->bytes;
 }
@@ -860,6 +881,8 @@ cc_identity_restore_node(struct cc_identity *id, struct cc_customer *c,
 
     if (find_hashed(id, kind, norm, h) != NULL)
         return CC_EEXIST;
+    if (id->nodes >= id->cfg.max_total)
+        return CC_ELIMIT; /* the index has room for no more */
     nd = cc_blob_get(&id->blobs, node_size(norm.n));
     if (nd == NULL)
         return CC_ENOMEM;
@@ -868,8 +891,7 @@ cc_identity_restore_node(struct cc_identity *id, struct cc_customer *c,
     nd->len = (uint16_t)norm.n;
     memcpy(nd->s, norm.p, norm.n);
     nd->s[norm.n] = '\0';
-    nd->hnext = id->buckets[h & id->mask];
-    id->buckets[h & id->mask] = nd;
+    slot_put(id, nd, h);
     id->nodes++;
     id->bytes += cc_blob_size(node_size(nd->len));
     customer_add(c, nd);

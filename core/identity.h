@@ -10,7 +10,8 @@
  * merges are reversible. Every merge and split is recorded on the
  * customers concerned with the event that caused it.
  *
- * Lookups by identifier are one hash probe. A merge relabels the smaller
+ * Lookups by identifier read one line of an index and then the identifier
+ * itself (see struct cc_identity). A merge relabels the smaller
  * customer's identifiers; a split walks the links of one customer, which
  * [identity] max_identifiers bounds. Nothing here reads a clock or does
  * I/O; times come with the calls. Not thread-safe.
@@ -77,7 +78,6 @@ struct cc_customer {
 };
 
 struct cc_idnode {
-    struct cc_idnode *hnext; /* hash chain */
     struct cc_customer *cust;
     struct cc_idnode *cnext; /* next member of cust */
     struct cc_idlink *links; /* links touching this node */
@@ -104,9 +104,21 @@ struct cc_identity_config {
     uint64_t seed;
 };
 
+/*
+ * The index: an open-addressed table of 8-byte slots, each an identifier's
+ * address in its low 48 bits and 16 bits of its hash above them (0: empty).
+ * A lookup starts at the slot its hash picks and steps to the next until
+ * the identifier or an empty slot: with the table at most half full that is
+ * usually the first line of slots, and a slot whose hash bits differ is
+ * passed over without reading its identifier. Identifiers are never
+ * removed one by one, so the table needs no tombstones.
+ */
+#define CC_IDSLOT_PTR ((UINT64_C(1) << 48) - 1)
+#define CC_IDSLOT_TAG(h) ((h) & ~CC_IDSLOT_PTR)
+
 struct cc_identity {
     struct cc_identity_config cfg;
-    struct cc_idnode **buckets;
+    uint64_t *slots;
     uint64_t mask;
     uint64_t nodes, links, customers;
     uint64_t next_customer;
@@ -141,11 +153,12 @@ struct cc_idnode *cc_identity_find_hashed(const struct cc_identity *id,
                                           enum cc_ident_kind kind,
                                           struct cc_str norm, uint64_t h);
 
-/* Start loading what a lookup of hash h reads: its bucket, then (once the
- * bucket is in cache) the first identifier on the bucket's chain. */
+/* Start loading what a lookup of hash h reads: its first line of slots,
+ * then (once that is in cache) the identifiers whose slots carry the hash's
+ * bits; almost always one or none. */
 static inline void
 cc_identity_prefetch_bucket(const struct cc_identity *id, uint64_t h) {
-    __builtin_prefetch(&id->buckets[h & id->mask]);
+    __builtin_prefetch(&id->slots[h & id->mask]);
 }
 /* Once an identifier is in cache: start loading its first link, the one
  * cc_identity_resolve() checks first. */
@@ -156,9 +169,13 @@ cc_identity_prefetch_links(const struct cc_idnode *n) {
 }
 static inline void
 cc_identity_prefetch_node(const struct cc_identity *id, uint64_t h) {
-    const struct cc_idnode *n = id->buckets[h & id->mask];
-    if (n != NULL)
-        __builtin_prefetch(n);
+    uint64_t i = h & id->mask, s;
+
+    while ((s = id->slots[i]) != 0) {
+        if (CC_IDSLOT_TAG(s) == CC_IDSLOT_TAG(h))
+            __builtin_prefetch((const void *)(uintptr_t)(s & CC_IDSLOT_PTR));
+        i = (i + 1) & id->mask;
+    }
 }
 
 /* What cc_identity_resolve() did. */
@@ -213,7 +230,8 @@ int cc_identity_restore_customer(struct cc_identity *id, uint64_t cid,
 /* The customer's ring of merges and splits, zeroed. */
 int cc_identity_restore_hist(struct cc_identity *id, struct cc_customer *c);
 /* An identifier (normalised already) made a member of c, at the head of
- * its members. CC_EEXIST when the store holds it already. */
+ * its members. CC_EEXIST when the store holds it already, CC_ELIMIT when it
+ * holds max_total identifiers. */
 int cc_identity_restore_node(struct cc_identity *id, struct cc_customer *c,
                              enum cc_ident_kind kind, struct cc_str norm,
                              struct cc_idnode **out);

@@ -255,17 +255,20 @@ node_cmp(const struct cc_idnode *a, const struct cc_idnode *b) {
     return memcmp(a->s, b->s, a->len);
 }
 
-static const struct cc_idnode *
-node_next(const struct cc_idnode *chain, const struct cc_idnode *last) {
-    const struct cc_idnode *best = NULL, *x;
+/* An identifier and the slot its hash picks, for ordering a run of the
+ * index. */
+struct idrun {
+    uint64_t home;
+    const struct cc_idnode *nd;
+};
 
-    for (x = chain; x != NULL; x = x->hnext) {
-        if (last != NULL && node_cmp(x, last) <= 0)
-            continue;
-        if (best == NULL || node_cmp(x, best) < 0)
-            best = x;
-    }
-    return best;
+static int
+idrun_cmp(const void *a, const void *b) {
+    const struct idrun *x = a, *y = b;
+
+    if (x->home != y->home)
+        return x->home < y->home ? -1 : 1;
+    return node_cmp(x->nd, y->nd);
 }
 
 static bool
@@ -563,12 +566,39 @@ save_customer(struct sw *w, const struct cc_customer *c) {
     return 0;
 }
 
+static int scratch(void **p, uint32_t *cap, uint64_t n, size_t size);
+
+/* Writes the customers of one run of occupied slots, ordered by home slot
+ * and then value, each where its first member comes. */
+static int
+save_idrun(struct sw *w, struct idrun *run, uint32_t n) {
+    const struct cc_idnode *nd;
+    uint32_t i;
+    int rc;
+
+    if (n > 1)
+        qsort(run, n, sizeof(*run), idrun_cmp);
+    for (i = 0; i < n; i++) {
+        nd = run[i].nd;
+        if (nd->cust == NULL || nd->cust->members != nd ||
+            nd->cust->owner != NULL)
+            continue;
+        put_u8(w, 1);
+        rc = save_customer(w, nd->cust);
+        if (rc != 0)
+            return rc;
+    }
+    return w->err;
+}
+
 static int
 save_identity(struct sw *w, const struct cc_engine *e) {
     const struct cc_identity *id = &e->ident;
     const struct cc_idnode *nd;
-    uint64_t b;
-    int rc;
+    struct idrun *run = NULL;
+    uint32_t n = 0, cap = 0;
+    uint64_t start, k, i, slot;
+    int rc = 0;
 
     put_u8(w, 'I');
     put_u(w, id->next_customer);
@@ -576,32 +606,50 @@ save_identity(struct sw *w, const struct cc_engine *e) {
     put_u(w, id->splits);
     put_u(w, id->conflicts);
     put_u(w, id->walk);
-    /* The customers no conversation holds (the others are written with
-     * their conversation), each where its first member comes in the
-     * table's order, each after a 1; a 0 ends them. What a bucket leads
-     * to is read a few buckets ahead: its records, then their customers. */
-    for (b = 0; b <= id->mask; b++) {
-        const struct cc_idnode *chain = id->buckets[b];
-        if (b + 8 <= id->mask && id->buckets[b + 8] != NULL)
-            __builtin_prefetch(id->buckets[b + 8]);
-        if (b + 4 <= id->mask)
-            for (nd = id->buckets[b + 4]; nd != NULL; nd = nd->hnext)
-                __builtin_prefetch(nd->cust);
-        if (chain == NULL)
-            continue;
-        for (nd = node_next(chain, NULL); nd != NULL;
-             nd = node_next(chain, nd)) {
-            if (nd->cust == NULL || nd->cust->members != nd ||
-                nd->cust->owner != NULL)
-                continue;
-            put_u8(w, 1);
-            rc = save_customer(w, nd->cust);
+    /*
+     * The customers no conversation holds (the others are written with
+     * their conversation), each after a 1; a 0 ends them. The order must
+     * not depend on the order identifiers were filed in, or a restored
+     * engine would write other bytes. Linear probing fills the same slots
+     * for the same identifiers whatever their order; only who sits where
+     * within a run of occupied slots differs. So the index is read run by
+     * run, from just after an empty slot (the table is at most half full),
+     * and each run sorted by home slot and then value. What a slot leads
+     * to is asked for a few slots ahead: the identifier, then its customer.
+     */
+    for (start = 0; id->slots[start] != 0; start++)
+        CC_ASSERT(start < id->mask);
+    for (k = 1; k <= id->mask + 1; k++) {
+        i = (start + k) & id->mask;
+        slot = id->slots[(i + 8) & id->mask];
+        if (slot != 0)
+            __builtin_prefetch((const void *)(uintptr_t)(slot & CC_IDSLOT_PTR));
+        slot = id->slots[(i + 4) & id->mask];
+        if (slot != 0)
+            __builtin_prefetch(
+                ((const struct cc_idnode *)(uintptr_t)(slot & CC_IDSLOT_PTR))
+                    ->cust);
+        slot = id->slots[i];
+        if (slot == 0) {
+            rc = save_idrun(w, run, n);
             if (rc != 0)
-                return rc;
+                break;
+            n = 0;
+            continue;
         }
-        if (w->err != 0)
-            return w->err;
+        rc = scratch((void **)&run, &cap, (uint64_t)n + 1, sizeof(*run));
+        if (rc != 0)
+            break;
+        nd = (const struct cc_idnode *)(uintptr_t)(slot & CC_IDSLOT_PTR);
+        run[n].home = cc_identity_hash(id, (enum cc_ident_kind)nd->kind,
+                                       (struct cc_str){nd->s, nd->len}) &
+                      id->mask;
+        run[n].nd = nd;
+        n++;
     }
+    cc_free(run, (size_t)cap * sizeof(*run));
+    if (rc != 0)
+        return rc;
     put_u8(w, 0);
     return 0;
 }
@@ -1951,6 +1999,11 @@ load_customer(struct rs *s, struct cc_customer **out) {
                               "snapshot: identifier %s:%.*s twice",
                               cc_ident_kind_name((enum cc_ident_kind)me->kind),
                               (int)v.n, v.p);
+            if (rc == CC_ELIMIT)
+                return refuse(s, CC_ELIMIT,
+                              "snapshot: more than [identity] max_identities "
+                              "(%llu) identifiers",
+                              (unsigned long long)s->e->cfg.max_identities);
             return nomem(s);
         }
         nd->nlinks = me->nlinks;

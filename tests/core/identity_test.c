@@ -297,6 +297,51 @@ Test(identity, a_merge_past_the_limit_is_refused, .init = setup,
     cr_assert_eq(id.conflicts, 1);
 }
 
+/* The index filled to its limit (half its slots), under many seeds so that
+ * runs of occupied slots form, wrap past the table's end and interleave:
+ * every identifier is found, none that is absent is, and one more is
+ * refused with nothing changed. */
+Test(identity, a_full_index_finds_every_identifier, .init = setup,
+     .fini = teardown) {
+    struct cc_identity_config cfg = base_cfg;
+    struct cc_idresult r;
+    char buf[32];
+    uint64_t seed;
+    int i;
+
+    cc_identity_fini(&id);
+    cfg.max_total = 64;
+    for (seed = 1; seed <= 200; seed++) {
+        cfg.seed = seed;
+        cr_assert_eq(cc_identity_init(&id, &cfg), 0);
+        cr_assert_eq(id.mask + 1, 128);
+        for (i = 0; i < 64; i++) {
+            snprintf(buf, sizeof(buf), "v%d", i);
+            cr_assert_eq(resolve2(CC_IDENT_CHAT, buf, 0, NULL, "e", &r), 0);
+            cr_assert_eq(r.created, 1);
+        }
+        cr_assert_eq(id.nodes, 64);
+        for (i = 0; i < 64; i++) {
+            struct cc_idnode *n;
+            snprintf(buf, sizeof(buf), "v%d", i);
+            n = cc_identity_find(&id, CC_IDENT_CHAT, S(buf));
+            cr_assert_not_null(n, "seed %llu: v%d lost",
+                               (unsigned long long)seed, i);
+            cr_assert_str_eq(n->s, buf);
+            /* The same text as another kind is another identifier. */
+            cr_assert_null(cc_identity_find(&id, CC_IDENT_CRM, S(buf)));
+            snprintf(buf, sizeof(buf), "w%d", i);
+            cr_assert_null(cc_identity_find(&id, CC_IDENT_CHAT, S(buf)));
+        }
+        cr_assert_eq(resolve2(CC_IDENT_CHAT, "one-more", 0, NULL, "e", &r),
+                     CC_ELIMIT);
+        cr_assert_eq(id.nodes, 64);
+        cr_assert_null(cc_identity_find(&id, CC_IDENT_CHAT, S("one-more")));
+        cc_identity_fini(&id);
+    }
+    cr_assert_eq(cc_identity_init(&id, &base_cfg), 0);
+}
+
 /*
  * Random links and unlinks over a small universe, checked after every step
  * against a reference that keeps the set of links and computes the
