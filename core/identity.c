@@ -434,16 +434,17 @@ ident_hash(const struct cc_identity *id, unsigned kind, const char *s,
 static struct cc_idnode *
 find_hashed(const struct cc_identity *id, unsigned kind, struct cc_str s,
             uint64_t h) {
-    uint64_t i = h & id->mask, slot;
+    const uint64_t *slots = id->slots, mask = id->mask;
+    uint64_t i = h & mask, slot;
     struct cc_idnode *n;
 
-    while ((slot = id->slots[i]) != 0) {
-        if (CC_IDSLOT_TAG(slot) == CC_IDSLOT_TAG(h)) {
+    while ((slot = slots[i]) != 0) {
+        if (CC_IDSLOT_MATCH(slot, h)) {
             n = slot_node(slot);
             if (n->kind == kind && n->len == s.n && cc_bytes_eq(n->s, s.p, s.n))
                 return n;
         }
-        i = (i + 1) & id->mask;
+        i = (i + 1) & mask;
     }
     return NULL;
 }

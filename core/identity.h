@@ -115,6 +115,8 @@ struct cc_identity_config {
  */
 #define CC_IDSLOT_PTR ((UINT64_C(1) << 48) - 1)
 #define CC_IDSLOT_TAG(h) ((h) & ~CC_IDSLOT_PTR)
+/* Whether slot s carries the 16 bits of hash h. */
+#define CC_IDSLOT_MATCH(s, h) ((((s) ^ (h)) >> 48) == 0)
 
 struct cc_identity {
     struct cc_identity_config cfg;
@@ -172,7 +174,7 @@ cc_identity_prefetch_node(const struct cc_identity *id, uint64_t h) {
     uint64_t i = h & id->mask, s;
 
     while ((s = id->slots[i]) != 0) {
-        if (CC_IDSLOT_TAG(s) == CC_IDSLOT_TAG(h))
+        if (CC_IDSLOT_MATCH(s, h))
             __builtin_prefetch((const void *)(uintptr_t)(s & CC_IDSLOT_PTR));
         i = (i + 1) & id->mask;
     }
