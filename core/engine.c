@@ -2790,8 +2790,9 @@ prefetch_timer_links(const struct cc_timer *t) {
  * its queue or close it, the records linked before and after it (other
  * contacts' timers, waiting list or conversation links, long since
  * cold). If s will resolve identifiers, normalise them now and request
- * their buckets. Events applied in between may change the contact: everything
- * here is a hint, and the identifiers' normal form depends on the event alone.
+ * their lines of index slots. Events applied in between may change the contact:
+ * everything here is a hint, and the identifiers' normal form depends on the
+ * event alone.
  */
 static void
 ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
@@ -2809,7 +2810,7 @@ ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
     if (wants_identity(&s->ev, c)) {
         normalize_idents(e, &s->ev, &s->ids);
         for (i = 0; s->ids.state > 0 && i < s->ids.n; i++)
-            cc_identity_prefetch_bucket(&e->ident, s->ids.hash[i]);
+            cc_identity_prefetch_slots(&e->ident, s->ids.hash[i]);
     }
     if (c == NULL)
         return;
@@ -2859,8 +2860,8 @@ ingest_prefetch_links(struct cc_engine *e, struct ingest_slot *s) {
         prefetch_timer_links(&c->idle_timer);
 }
 
-/* Stage 4: the identifiers' buckets are in; request the first identifier
- * of each chain. */
+/* Stage 4: the identifiers' index lines are in; request the identifiers
+ * whose slots carry their hashes' bits. */
 static void
 ingest_prefetch_idnodes(struct cc_engine *e, const struct ingest_slot *s) {
     uint32_t i;
@@ -2908,7 +2909,7 @@ ingest_prefetch_timeline(const struct cc_engine *e,
  * Events go through a pipeline that runs across message boundaries. With a
  * million contacts and customers each step of an event's lookups is a cache
  * miss, and each depends on the one before (bucket, contact, conversation;
- * identifier bucket, identifier, customer, conversation), so each step is
+ * identifier index slot, identifier, customer, conversation), so each step is
  * started one or two events ahead of the event's turn, in the stage that
  * can compute its address:
  *
@@ -2916,7 +2917,7 @@ ingest_prefetch_timeline(const struct cc_engine *e,
  *   i+6  contact record
  *   i+5  contact record again, the conversation lines the event needs,
  *        history entry, timer, queue and conversation neighbours,
- *        thread index slot; identifiers normalised, their buckets
+ *        thread index slot; identifiers normalised, their index lines
  *   i+3  identifiers
  *   i+2  customers, identifiers' first links
  *   i+1  the customer's conversation; the conversation's timeline slot

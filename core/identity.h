@@ -159,7 +159,7 @@ struct cc_idnode *cc_identity_find_hashed(const struct cc_identity *id,
  * then (once that is in cache) the identifiers whose slots carry the hash's
  * bits; almost always one or none. */
 static inline void
-cc_identity_prefetch_bucket(const struct cc_identity *id, uint64_t h) {
+cc_identity_prefetch_slots(const struct cc_identity *id, uint64_t h) {
     __builtin_prefetch(&id->slots[h & id->mask]);
 }
 /* Once an identifier is in cache: start loading its first link, the one

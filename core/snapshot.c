@@ -40,14 +40,16 @@
  * are written inside it: no reference needed.
  *
  * Canonical order: hash tables are written bucket by bucket, each bucket's
- * records in key order (contacts by channel and id, conversations by id,
- * customers by their first identifier), so that the bytes do not depend on
- * the order of insertion. Lists whose order means something (a queue's
- * waiting list, a conversation's open contacts and history, a customer's
- * members and each identifier's links, the accepted callbacks, every wheel
- * slot, the duplicate windows) are written in that order. Derived figures
- * (counts of objects, bytes held, per-state tallies, the queues' level
- * tails, the agents per queue and state) are rebuilt, not stored.
+ * records in key order (contacts by channel and id, conversations by id),
+ * and the identifier index run by run of occupied slots, each run's
+ * identifiers by home slot and value (customers where their first member
+ * comes), so that the bytes do not depend on the order of insertion. Lists
+ * whose order means something (a queue's waiting list, a conversation's open
+ * contacts and history, a customer's members and each identifier's links, the
+ * accepted callbacks, every wheel slot, the duplicate windows) are written in
+ * that order. Derived figures (counts of objects, bytes held, per-state
+ * tallies, the queues' level tails, the agents per queue and state) are
+ * rebuilt, not stored.
  *
  * Speed: both directions are one pass over the state with table sizes
  * known up front; the chains, lists and records they lead to are asked
@@ -1912,8 +1914,8 @@ load_customer(struct rs *s, struct cc_customer **out) {
             (uint8_t)get_u8max(r, CC_IDENT__COUNT - 1, "bad identifier kind");
         me->v = get_s(r, 1, CC_IDENT_NORM_MAX - 1, &me->len, "bad identifier");
         me->nlinks = (uint8_t)get_max(r, UINT8_MAX, "bad link count");
-        if (me->v != NULL) /* its bucket, needed below */
-            cc_identity_prefetch_bucket(
+        if (me->v != NULL) /* its index line, needed below */
+            cc_identity_prefetch_slots(
                 id, cc_identity_hash(id, (enum cc_ident_kind)me->kind,
                                      (struct cc_str){me->v, me->len}));
     }

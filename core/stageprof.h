@@ -21,7 +21,7 @@ enum cc_sp_slot {
     CC_SP_DECODE,    /* decoding; the window slot and contact bucket asked */
     CC_SP_CONTACT,   /* the contact record asked for */
     CC_SP_LINKS,     /* contact found; its conversation, neighbours asked */
-    CC_SP_IDNODES,   /* identifiers' buckets read, their nodes asked */
+    CC_SP_IDNODES,   /* identifiers' index lines read, their nodes asked */
     CC_SP_CUSTOMERS, /* identifiers found, their customers asked */
     CC_SP_OWNER,     /* customers read, their conversations asked; timeline */
     CC_SP_APPLY,     /* applying, but for the two below */
