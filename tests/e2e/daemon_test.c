@@ -130,7 +130,7 @@ Test(daemon, hold_breach_arrives_on_time) {
     uint64_t held_at, got_at;
     int64_t due;
 
-    start_daemon("[hold]\nlong = 1s\n");
+    start_daemon(ALERT_TIMING_CONF "[hold]\nlong = 1s\n");
     sub = subscribe_alerts("sla.breach");
 
     held_at = wall_ms();
@@ -219,7 +219,7 @@ Test(daemon, sla_answer_alerts_arrive_on_time) {
     uint64_t t0;
     int i;
 
-    start_daemon("[sla.phone]\nanswer = 1s\nwarn = 50%\n");
+    start_daemon(ALERT_TIMING_CONF "[sla.phone]\nanswer = 1s\nwarn = 50%\n");
     sub = subscribe_alerts("sla.");
 
     t0 = wall_ms();
@@ -258,7 +258,8 @@ Test(daemon, sla_first_response_alerts_and_a_reply_cancels) {
     nng_socket sub;
     uint64_t t0;
 
-    start_daemon("[sla.chat]\nfirst_response = 1s\nwarn = 50%\n");
+    start_daemon(ALERT_TIMING_CONF
+                 "[sla.chat]\nfirst_response = 1s\nwarn = 50%\n");
     sub = subscribe_alerts("sla.");
 
     t0 = wall_ms();
@@ -299,7 +300,8 @@ Test(daemon, sla_resolution_alerts_count_agent_time_only) {
     uint64_t t0, got;
     unsigned i, k;
 
-    start_daemon("[sla.chat]\nfirst_response = off\nnext_response = off\n"
+    start_daemon(ALERT_TIMING_CONF
+                 "[sla.chat]\nfirst_response = off\nnext_response = off\n"
                  "resolution = 2s\nwarn = 50%\n");
     sub = subscribe_alerts("sla.");
 
