@@ -17,6 +17,7 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/util/platform.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -193,6 +194,9 @@ launch_daemon(void) {
     d.pid = fork();
     cr_assert_geq(d.pid, 0);
     if (d.pid == 0) {
+        /* A test that crashes must not leave its daemon running (ctest
+         * would wait for it until its own timeout). */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         execl(CONTACTD_BIN, "contactd", "--config", d.conf, (char *)NULL);
         _exit(127);
     }
