@@ -336,11 +336,6 @@ node_size(size_t len) {
     return sizeof(struct cc_idnode) + len + 1;
 }
 
-static inline struct cc_idnode *
-slot_node(uint64_t s) {
-    return (struct cc_idnode *)(uintptr_t)(s & CC_IDSLOT_PTR);
-}
-
 /* Files nd under hash h. The caller has checked that it is not there yet
  * and that the table has room (nodes < max_total, half the slots). */
 static void
@@ -390,7 +385,7 @@ cc_identity_fini(struct cc_identity *id) {
     for (i = 0; i <= id->mask; i++) {
         if (id->slots[i] == 0)
             continue;
-        n = slot_node(id->slots[i]);
+        n = cc_idslot_node(id->slots[i]);
         for (l = n->links; l != NULL; l = l->next[l->end[0] == n ? 0 : 1])
             if (l->end[0] == n)
                 all[k++] = l;
@@ -405,7 +400,7 @@ cc_identity_fini(struct cc_identity *id) {
         struct cc_idnode *m;
         if (id->slots[i] == 0)
             continue;
-        c = slot_node(id->slots[i])->cust;
+        c = cc_idslot_node(id->slots[i])->cust;
         if (c == NULL)
             continue;
         for (m = c->members; m != NULL; m = m->cnext)
@@ -415,7 +410,7 @@ cc_identity_fini(struct cc_identity *id) {
     for (i = 0; i <= id->mask; i++) {
         if (id->slots[i] == 0)
             continue;
-        n = slot_node(id->slots[i]);
+        n = cc_idslot_node(id->slots[i]);
         cc_blob_put(&id->blobs, n, node_size(n->len));
     }
     cc_blobs_fini(&id->blobs);
@@ -440,7 +435,7 @@ find_hashed(const struct cc_identity *id, unsigned kind, struct cc_str s,
 
     while ((slot = slots[i]) != 0) {
         if (CC_IDSLOT_MATCH(slot, h)) {
-            n = slot_node(slot);
+            n = cc_idslot_node(slot);
             if (n->kind == kind && n->len == s.n && cc_bytes_eq(n->s, s.p, s.n))
                 return n;
         }
@@ -736,7 +731,7 @@ next_mark(struct cc_identity *id) {
     if (++id->walk == 0) {
         for (i = 0; i <= id->mask; i++)
             if (id->slots[i] != 0)
-                slot_node(id->slots[i])->mark = 0;
+                cc_idslot_node(id->slots[i])->mark = 0;
         id->walk = 1;
     }
     return id->walk;

@@ -118,6 +118,12 @@ struct cc_identity_config {
 /* Whether slot s carries the 16 bits of hash h. */
 #define CC_IDSLOT_MATCH(s, h) ((((s) ^ (h)) >> 48) == 0)
 
+/* The identifier a non-empty slot holds. */
+static inline struct cc_idnode *
+cc_idslot_node(uint64_t s) {
+    return (struct cc_idnode *)(uintptr_t)(s & CC_IDSLOT_PTR);
+}
+
 struct cc_identity {
     struct cc_identity_config cfg;
     uint64_t *slots;
@@ -175,7 +181,7 @@ cc_identity_prefetch_node(const struct cc_identity *id, uint64_t h) {
 
     while ((s = id->slots[i]) != 0) {
         if (CC_IDSLOT_MATCH(s, h))
-            __builtin_prefetch((const void *)(uintptr_t)(s & CC_IDSLOT_PTR));
+            __builtin_prefetch(cc_idslot_node(s));
         i = (i + 1) & id->mask;
     }
 }

@@ -625,12 +625,10 @@ save_identity(struct sw *w, const struct cc_engine *e) {
         i = (start + k) & id->mask;
         slot = id->slots[(i + 8) & id->mask];
         if (slot != 0)
-            __builtin_prefetch((const void *)(uintptr_t)(slot & CC_IDSLOT_PTR));
+            __builtin_prefetch(cc_idslot_node(slot));
         slot = id->slots[(i + 4) & id->mask];
         if (slot != 0)
-            __builtin_prefetch(
-                ((const struct cc_idnode *)(uintptr_t)(slot & CC_IDSLOT_PTR))
-                    ->cust);
+            __builtin_prefetch(cc_idslot_node(slot)->cust);
         slot = id->slots[i];
         if (slot == 0) {
             rc = save_idrun(w, run, n);
@@ -642,7 +640,7 @@ save_identity(struct sw *w, const struct cc_engine *e) {
         rc = scratch((void **)&run, &cap, (uint64_t)n + 1, sizeof(*run));
         if (rc != 0)
             break;
-        nd = (const struct cc_idnode *)(uintptr_t)(slot & CC_IDSLOT_PTR);
+        nd = cc_idslot_node(slot);
         run[n].home = cc_identity_hash(id, (enum cc_ident_kind)nd->kind,
                                        (struct cc_str){nd->s, nd->len}) &
                       id->mask;
